@@ -1,0 +1,293 @@
+"""The HTTP API (Flask, served by gevent pywsgi): Vobiz-style REST, recordings, ops JSON, health, metrics.
+
+Routes (DESIGN §7), all under `/api/v1/Account/<auth_id>/` and authenticated with
+`X-Auth-ID`/`X-Auth-Token` or HTTP Basic (constant-time compare; 401 otherwise):
+  Call/                          POST originate, GET list (live calls; `?status=all` adds ended ones)
+  Call/<uuid>/                   GET, POST transfer (aleg_url), DELETE hangup
+  Call/<uuid>/Stream/            POST start, GET list, DELETE all
+  Call/<uuid>/Stream/<id>/       GET, DELETE
+  Call/<uuid>/Timeline/          GET the call's timeline and webhook deliveries (callfork extension)
+  Events/                        GET a Server-Sent-Events feed of timeline events (`callfork tail`)
+`/recordings/<id>.<wav|mp3>` (authenticated), `/healthz`, `/metrics` (Prometheus text).
+
+Handlers never run call logic inline: they ask the service (`service.*` methods below), which
+hands the work to the call's own greenlet or spawns one. The service object provides:
+  config, store, recordings_dir, calls (uuid -> live CallContext), auth_token, started_at,
+  control (.connected, .reconnects), originate(**kw) -> (request_uuid, call_uuid),
+  hangup_call(uuid) -> bool, transfer_call(uuid, url, method) -> bool,
+  start_stream(uuid, body) -> stream_id, stop_stream(uuid, stream_id) -> bool,
+  stop_all_streams(uuid) -> int, list_streams(uuid) -> list[dict], get_stream(uuid, id) -> dict|None,
+  metrics() -> dict, subscribe_events() -> queue (for /Events/).
+"""
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import re
+import uuid as uuidlib
+from pathlib import Path
+
+from gevent.queue import Empty
+from flask import Flask, Response, jsonify, request, send_file
+
+from .urls import UrlError, clean_url
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _api_id() -> str:
+    return str(uuidlib.uuid4())
+
+
+def _error(status: int, message: str):
+    resp = jsonify({"api_id": _api_id(), "error": message})
+    resp.status_code = status
+    return resp
+
+
+def _body() -> dict:
+    """JSON or form body as a flat dict of strings/values."""
+    if request.is_json:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise ApiError(400, "the body must be a JSON object")
+        return data
+    return request.form.to_dict()
+
+
+def _truthy(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+def create_app(service) -> Flask:
+    app = Flask("callfork")
+    auth_id = service.config.server.auth_id
+
+    def check_auth() -> None:
+        given_id = request.headers.get("X-Auth-ID")
+        given_token = request.headers.get("X-Auth-Token")
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                given_id, _, given_token = base64.b64decode(header[6:]).decode().partition(":")
+            except Exception:
+                raise ApiError(401, "malformed Basic authorization header") from None
+        if not given_id or given_token is None:
+            raise ApiError(401, "authentication required: X-Auth-ID and X-Auth-Token headers, or HTTP Basic")
+        ok_id = hmac.compare_digest(given_id.encode(), auth_id.encode())
+        ok_token = hmac.compare_digest((given_token or "").encode(), service.auth_token.encode())
+        if not (ok_id and ok_token):
+            raise ApiError(401, "invalid credentials")
+
+    def check_account(account: str) -> None:
+        check_auth()
+        if not hmac.compare_digest(account.encode(), auth_id.encode()):
+            raise ApiError(404, f"account {account} not found")
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return _error(exc.status, exc.message)
+
+    @app.errorhandler(404)
+    def _not_found(exc):
+        return _error(404, "not found")
+
+    @app.errorhandler(405)
+    def _not_allowed(exc):
+        return _error(405, f"method {request.method} not allowed here")
+
+    @app.errorhandler(500)
+    def _internal(exc):
+        return _error(500, "internal error (see the service log)")
+
+    # -- health and metrics ----------------------------------------------------------------------
+    @app.get("/healthz")
+    def healthz():
+        fs = bool(service.control and service.control.connected)
+        body = {"status": "ok" if fs else "degraded", "freeswitch_connected": fs,
+                "live_calls": len(service.calls), "version": service.version}
+        return jsonify(body), (200 if fs else 503)
+
+    @app.get("/metrics")
+    def metrics():
+        lines = []
+        for name, (kind, help_text, value) in service.metrics().items():
+            lines.append(f"# HELP callfork_{name} {help_text}")
+            lines.append(f"# TYPE callfork_{name} {kind}")
+            lines.append(f"callfork_{name} {value}")
+        return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+    # -- recordings ------------------------------------------------------------------------------
+    @app.get("/recordings/<name>")
+    def recording(name: str):
+        check_auth()
+        m = re.fullmatch(r"([0-9a-f-]{36})\.(wav|mp3)", name)
+        if not m:
+            raise ApiError(404, "recording not found")
+        rec = service.store.get_recording(m.group(1))
+        path = Path(service.recordings_dir) / name
+        if rec is None or not path.exists():
+            raise ApiError(404, "recording not found")
+        return send_file(path, mimetype="audio/mpeg" if m.group(2) == "mp3" else "audio/wav")
+
+    # -- calls -----------------------------------------------------------------------------------
+    base = "/api/v1/Account/<account>/Call"
+
+    @app.post(base + "/")
+    def make_call(account: str):
+        check_account(account)
+        body = _body()
+        for field in ("from", "to", "answer_url"):
+            if not body.get(field):
+                raise ApiError(400, f"{field} is required")
+        try:
+            answer_url = clean_url(str(body["answer_url"]))
+            hangup_url = clean_url(str(body["hangup_url"])) if body.get("hangup_url") else ""
+        except UrlError as exc:
+            raise ApiError(400, str(exc)) from None
+        method = str(body.get("answer_method", "POST")).upper()
+        if method not in ("GET", "POST"):
+            raise ApiError(400, "answer_method must be GET or POST")
+        try:
+            time_limit = int(body.get("time_limit") or 14400)
+            ring_timeout = int(body.get("ring_timeout") or 60)
+        except ValueError:
+            raise ApiError(400, "time_limit and ring_timeout must be integers") from None
+        request_uuid = service.originate(
+            from_number=str(body["from"]), to=str(body["to"]), answer_url=answer_url, answer_method=method,
+            hangup_url=hangup_url, hangup_method=str(body.get("hangup_method", "POST")).upper(),
+            caller_name=str(body.get("caller_name", "")), time_limit=time_limit, ring_timeout=ring_timeout)
+        return jsonify({"api_id": _api_id(), "message": "call fired", "request_uuid": request_uuid}), 201
+
+    @app.get(base + "/")
+    def list_calls(account: str):
+        check_account(account)
+        live_only = request.args.get("status", "live") != "all"
+        try:
+            limit = min(int(request.args.get("limit", 20)), 100)
+            offset = int(request.args.get("offset", 0))
+        except ValueError:
+            raise ApiError(400, "limit and offset must be integers") from None
+        calls = service.store.list_calls(live_only=live_only, limit=limit, offset=offset)
+        return jsonify({"api_id": _api_id(), "meta": {"limit": limit, "offset": offset, "count": len(calls)},
+                        "objects": calls})
+
+    @app.get(base + "/<uuid>/")
+    def get_call(account: str, uuid: str):
+        check_account(account)
+        call = service.store.get_call(uuid)
+        if call is None:
+            raise ApiError(404, "call not found")
+        return jsonify(dict(call, api_id=_api_id(), live=uuid in service.calls))
+
+    @app.post(base + "/<uuid>/")
+    def transfer_call(account: str, uuid: str):
+        check_account(account)
+        body = _body()
+        legs = body.get("legs", "aleg")
+        if legs != "aleg":
+            raise ApiError(400, "only legs=aleg is supported (callfork does not bridge calls yet)")
+        if not body.get("aleg_url"):
+            raise ApiError(400, "aleg_url is required")
+        try:
+            url = clean_url(str(body["aleg_url"]))
+        except UrlError as exc:
+            raise ApiError(400, str(exc)) from None
+        method = str(body.get("aleg_method", "POST")).upper()
+        if not service.transfer_call(uuid, url, method):
+            raise ApiError(404, "call not found or already ended")
+        return jsonify({"api_id": _api_id(), "message": "call transferred", "call_uuid": uuid}), 202
+
+    @app.delete(base + "/<uuid>/")
+    def hangup_call(account: str, uuid: str):
+        check_account(account)
+        if not service.hangup_call(uuid):
+            raise ApiError(404, "call not found or already ended")
+        return "", 204
+
+    @app.get(base + "/<uuid>/Timeline/")
+    def timeline(account: str, uuid: str):
+        check_account(account)
+        call = service.store.get_call(uuid)
+        if call is None:
+            raise ApiError(404, "call not found")
+        return jsonify({"api_id": _api_id(), "call": call, "timeline": service.store.timeline(uuid),
+                        "streams": service.store.list_streams(uuid),
+                        "recordings": service.store.list_recordings(uuid),
+                        "webhooks": service.outbox.deliveries(uuid)})
+
+    # -- streams ---------------------------------------------------------------------------------
+    @app.post(base + "/<uuid>/Stream/")
+    def start_stream(account: str, uuid: str):
+        check_account(account)
+        body = _body()
+        if not body.get("service_url"):
+            raise ApiError(400, "service_url is required")
+        if uuid not in service.calls:
+            raise ApiError(404, "call not found or already ended")
+        try:
+            stream_id = service.start_stream(uuid, body)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+        return jsonify({"api_id": _api_id(), "message": "audio streaming started", "stream_id": stream_id}), 202
+
+    @app.get(base + "/<uuid>/Stream/")
+    def list_streams(account: str, uuid: str):
+        check_account(account)
+        if service.store.get_call(uuid) is None:
+            raise ApiError(404, "call not found")
+        streams = service.store.list_streams(uuid)
+        return jsonify({"api_id": _api_id(), "meta": {"count": len(streams)}, "objects": streams})
+
+    @app.delete(base + "/<uuid>/Stream/")
+    def stop_all_streams(account: str, uuid: str):
+        check_account(account)
+        service.stop_all_streams(uuid)
+        return "", 204
+
+    @app.get(base + "/<uuid>/Stream/<stream_id>/")
+    def get_stream(account: str, uuid: str, stream_id: str):
+        check_account(account)
+        stream = service.store.get_stream(stream_id)
+        if stream is None or stream.get("call_uuid") != uuid:
+            raise ApiError(404, "Stream not found")
+        return jsonify(dict(stream, api_id=_api_id()))
+
+    @app.delete(base + "/<uuid>/Stream/<stream_id>/")
+    def stop_stream(account: str, uuid: str, stream_id: str):
+        check_account(account)
+        if not service.stop_stream(uuid, stream_id):
+            raise ApiError(404, "Stream not found")
+        return "", 204
+
+    # -- the live event feed ---------------------------------------------------------------------
+    @app.get("/api/v1/Account/<account>/Events/")
+    def events(account: str):
+        check_account(account)
+        feed = service.subscribe_events()
+
+        def generate():
+            try:
+                yield ": callfork event feed\n\n"
+                while True:
+                    try:
+                        item = feed.get(timeout=15)
+                    except Empty:
+                        yield ": keepalive\n\n"
+                        continue
+                    yield f"data: {json.dumps(item)}\n\n"
+            finally:
+                service.unsubscribe_events(feed)
+
+        return Response(generate(), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app

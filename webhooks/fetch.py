@@ -1,0 +1,173 @@
+"""Fetching the application's documents (answer, action, redirect, transfer URLs): a synchronous, signed
+request with connect/read/total timeouts, a body-size limit, redirects re-checked, and a fallback URL.
+
+Errors are `FetchError(kind, message, status=None)` with kind in FetchError.KINDS.
+"""
+import logging
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import gevent
+import requests
+
+from .http_client import BodyReadError, BodyTooLarge, build_request, default_user_agent, new_session, read_limited
+from .signing import sign_headers
+from .urls import UrlError, clean_url
+
+log = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+_session = None
+
+
+def _get_session():
+    global _session
+    if _session is None:
+        _session = new_session()
+    return _session
+
+
+@dataclass
+class FetchResult:
+    status: int
+    content_type: str
+    body: bytes
+    url: str
+    used_fallback: bool = False
+
+
+class FetchError(Exception):
+    """A document fetch that failed. kind: unreachable | http_status | too_large | bad_url."""
+
+    KINDS = ('unreachable', 'http_status', 'too_large', 'bad_url')
+
+    def __init__(self, kind, message, status=None, url=None):
+        if kind not in self.KINDS:
+            raise ValueError('unknown FetchError kind %r' % (kind,))
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.url = url
+        self.primary_error = None  # set by fetch_with_fallback when the fallback failed too
+
+    def __str__(self):
+        return '%s: %s' % (self.kind, self.message)
+
+
+class _TotalTimeout(BaseException):
+    """Raised by the total-deadline timer; a BaseException (like gevent.Timeout) so no library
+    `except Exception` swallows it."""
+
+
+def fetch_document(url, method, params, *, auth_token, connect_timeout=3, read_timeout=10,
+                   total_timeout=None, max_bytes=100 * 1024, user_agent=None, v3_mode='docs',
+                   allow_private=True):
+    """Request `url` with `params` (form-encoded POST, or GET with the params in the query), signed with
+    `auth_token`; return FetchResult for a 2xx answer, raise FetchError otherwise.
+
+    total_timeout (default connect_timeout + read_timeout) bounds the whole exchange, including a
+    server that trickles its body. Redirects (at most 5) are followed and each target is re-checked
+    with clean_url; 301/302/303 turn into a GET without params.
+    """
+    method = (method or 'POST').upper()
+    if method not in ('GET', 'POST'):
+        raise FetchError('bad_url', 'method must be GET or POST, not %r' % (method,), url=url)
+    try:
+        target = clean_url(url, allow_private=allow_private)
+    except UrlError as exc:
+        raise FetchError('bad_url', str(exc), url=url) from None
+    total = total_timeout if total_timeout is not None else connect_timeout + read_timeout
+    ua = user_agent or default_user_agent()
+    timer = gevent.Timeout(total, _TotalTimeout)
+    timer.start()
+    try:
+        return _fetch_following(target, method, params, auth_token, (connect_timeout, read_timeout),
+                                max_bytes, ua, v3_mode, allow_private)
+    except _TotalTimeout:
+        raise FetchError('unreachable', 'no complete answer from %s within %.1f s' % (target, total),
+                         url=target) from None
+    finally:
+        timer.close()
+
+
+def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v3_mode, allow_private):
+    session = _get_session()
+    for _hop in range(MAX_REDIRECTS + 1):
+        request_url, body, content_type, _ = build_request(url, method, params, 'form')
+        headers = {'User-Agent': ua, 'Accept': '*/*'}
+        if content_type:
+            headers['Content-Type'] = content_type
+        headers.update(sign_headers(url, params, auth_token, method=method, v3_mode=v3_mode))
+        try:
+            response = session.request(method, request_url, data=body, headers=headers,
+                                       timeout=timeouts, stream=True, allow_redirects=False)
+        except requests.exceptions.InvalidURL as exc:
+            raise FetchError('bad_url', 'invalid URL %s: %s' % (request_url, exc), url=url) from None
+        except requests.exceptions.RequestException as exc:
+            raise FetchError('unreachable', '%s: %s' % (request_url, _reason(exc)), url=url) from None
+        with response:
+            location = response.headers.get('Location')
+            if response.status_code in (301, 302, 303, 307, 308) and location:
+                try:
+                    url = clean_url(urljoin(request_url, location), allow_private=allow_private)
+                except UrlError as exc:
+                    raise FetchError('bad_url', 'redirect from %s refused: %s' % (request_url, exc),
+                                     status=response.status_code, url=request_url) from None
+                if response.status_code in (301, 302, 303):
+                    method, params = 'GET', None
+                continue
+            if not 200 <= response.status_code < 300:
+                raise FetchError('http_status', '%s answered HTTP %d' % (request_url, response.status_code),
+                                 status=response.status_code, url=request_url)
+            try:
+                data = read_limited(response, max_bytes)
+            except BodyTooLarge as exc:
+                raise FetchError('too_large', '%s: %s' % (request_url, exc), status=response.status_code,
+                                 url=request_url) from None
+            except BodyReadError as exc:
+                raise FetchError('unreachable', '%s: body read failed: %s' % (request_url, exc),
+                                 status=response.status_code, url=request_url) from None
+            return FetchResult(status=response.status_code,
+                               content_type=response.headers.get('Content-Type', ''),
+                               body=data, url=request_url)
+    raise FetchError('http_status', 'more than %d redirects starting at %s' % (MAX_REDIRECTS, url), url=url)
+
+
+def _reason(exc):
+    """A short reason for a requests exception: timeout / refused / DNS / TLS."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return 'connect timeout'
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return 'read timeout'
+    if isinstance(exc, requests.exceptions.SSLError):
+        return 'TLS error: %s' % (exc,)
+    text = str(exc)
+    if 'Name or service not known' in text or 'getaddrinfo' in text or 'NameResolution' in text:
+        return 'DNS lookup failed: %s' % text
+    if 'Connection refused' in text or 'ConnectionRefused' in text:
+        return 'connection refused'
+    return '%s: %s' % (type(exc).__name__, text)
+
+
+def fetch_with_fallback(primary, fallback, method, params, **kwargs):
+    """fetch_document(primary); when that fails as unreachable or http_status and a fallback URL is
+    set, fetch_document(fallback) with the same method and params. The result says which one
+    answered (used_fallback). If both fail, the fallback's FetchError is raised with
+    `.primary_error` set. Optional `call_uuid=` only labels the log line."""
+    call_uuid = kwargs.pop('call_uuid', None)
+    try:
+        return fetch_document(primary, method, params, **kwargs)
+    except FetchError as exc:
+        if not fallback or exc.kind not in ('unreachable', 'http_status'):
+            raise
+        primary_error = exc
+    log.warning('call %s: %s failed (%s); trying fallback %s', call_uuid or '-', primary, primary_error,
+                fallback)
+    try:
+        result = fetch_document(fallback, method, params, **kwargs)
+    except FetchError as exc:
+        exc.primary_error = primary_error
+        raise
+    result.used_fallback = True
+    return result

@@ -1,0 +1,406 @@
+"""The durable webhook outbox: status callbacks are committed to SQLite (WAL) before `enqueue` returns,
+then delivered by a worker greenlet with retries, backoff with full jitter, per-call ordering and an
+idempotency key, and survive a crash (`kill -9`) of the process.
+
+Ordering: deliveries that share a call UUID go out strictly in enqueue order (the next one waits until
+the earlier one is delivered or failed); different calls go in parallel, at most `concurrency` at once.
+One Outbox (one process) owns a database file's outbox table at a time; use it from the gevent hub's
+thread (its wake-up events are gevent events).
+"""
+import json
+import logging
+import random
+import sqlite3
+import time
+import uuid as uuid_module
+
+import gevent
+import gevent.event
+import gevent.pool
+import requests
+
+from .db import Database
+from .http_client import build_request, default_user_agent, new_session
+from .signing import param_pairs, sign_headers
+from .urls import UrlError, clean_url
+
+log = logging.getLogger(__name__)
+
+PENDING, IN_FLIGHT, DELIVERED, FAILED = 'pending', 'in_flight', 'delivered', 'failed'
+RETRYABLE_STATUS = frozenset({408, 429})
+RESPONSE_DRAIN_BYTES = 64 * 1024
+IDLE_RECHECK_S = 5.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_uuid TEXT NOT NULL DEFAULT '',
+    order_key TEXT NOT NULL,
+    event TEXT,
+    url TEXT NOT NULL,
+    method TEXT NOT NULL,
+    encoding TEXT NOT NULL,
+    body TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    last_status_code INTEGER,
+    last_error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_active ON outbox(status, order_key, id);
+CREATE INDEX IF NOT EXISTS outbox_call ON outbox(call_uuid, id);
+"""
+
+_PUBLIC_FIELDS = ('id', 'call_uuid', 'event', 'url', 'method', 'encoding', 'status', 'attempts',
+                  'last_status_code', 'last_error', 'idempotency_key', 'next_attempt_at', 'created_at',
+                  'updated_at', 'delivered_at')
+
+
+class OutboxError(Exception):
+    """The outbox could not store a webhook (the caller must know: nothing was queued)."""
+
+
+class Outbox:
+    """Durable, ordered, retrying webhook delivery. See the module docstring.
+
+    retries: extra attempts after the first (attempts = 1 + retries) for connection errors, timeouts,
+    5xx, 408 and 429; other non-2xx answers fail at once. Backoff before attempt n+1 is
+    uniform(0, min(backoff_max_s, backoff_base_s * 2**(n-1))) (full jitter), raised to a Retry-After
+    header when there is one (capped at backoff_max_s). Redirects are not followed (a 3xx fails:
+    signatures are for the configured URL).
+    """
+
+    def __init__(self, db_path, *, auth_token, retries=3, backoff_base_s=2.0, backoff_max_s=30.0,
+                 connect_timeout_s=3, read_timeout_s=10, concurrency=16, user_agent=None, v3_mode='docs',
+                 allow_private=True, synchronous='NORMAL'):
+        if not auth_token:
+            raise ValueError('Outbox needs an auth token to sign webhooks')
+        if concurrency < 1:
+            raise ValueError('concurrency must be >= 1')
+        self.auth_token = auth_token
+        self.retries = max(0, int(retries))
+        self.backoff_base_s = float(backoff_base_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.timeouts = (connect_timeout_s, read_timeout_s)
+        self.concurrency = int(concurrency)
+        self.user_agent = user_agent or default_user_agent()
+        self.v3_mode = v3_mode
+        self.allow_private = allow_private
+        self._db = Database(db_path, synchronous=synchronous)
+        self._db.script(SCHEMA)
+        self._session = new_session(pool_size=self.concurrency)
+        self._group = gevent.pool.Group()       # the delivery greenlets (capacity: self._in_flight)
+        self._wake = gevent.event.Event()      # set: the scheduler should look again now
+        self._changed = gevent.event.Event()   # set: some delivery finished (flush waits on it)
+        self._scheduler = None
+        self._in_flight = set()                # ids this instance is sending (owned by this hub)
+        self._orphans = set()                  # ids left in_flight in the DB by a failed update
+        self._stopping = False
+
+    # ---------------------------------------------------------------- enqueue and inspection
+
+    def enqueue(self, call_uuid, url, method, params, *, encoding='form', event=None):
+        """Store one webhook and return its delivery id. The row is committed before this returns.
+        A bad URL or method is stored as `failed` (with the reason), never dropped silently."""
+        if encoding not in ('form', 'json'):
+            raise ValueError('encoding must be "form" or "json", not %r' % (encoding,))
+        now = time.time()
+        call_uuid = str(call_uuid or '')
+        key = str(uuid_module.uuid4())
+        method_text = str(method or 'POST').upper()
+        status, error, target = PENDING, None, url if isinstance(url, str) else repr(url)
+        if method_text not in ('GET', 'POST'):
+            status, error = FAILED, 'bad method %r (GET or POST)' % (method,)
+        else:
+            try:
+                target = clean_url(url, allow_private=self.allow_private)
+            except UrlError as exc:
+                status, error = FAILED, 'bad_url: %s' % (exc,)
+        try:
+            if encoding == 'form':
+                body = json.dumps(param_pairs(params))
+            else:
+                body = json.dumps(params, default=str)
+        except (TypeError, ValueError) as exc:
+            raise ValueError('webhook params must be a dict or a list of pairs (form) or JSON data: %s'
+                             % (exc,)) from None
+        try:
+            delivery_id, _ = self._db.execute(
+                'INSERT INTO outbox (call_uuid, order_key, event, url, method, encoding, body, '
+                'idempotency_key, status, attempts, max_attempts, next_attempt_at, last_error, '
+                'created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?,?,?)',
+                (call_uuid, call_uuid or 'delivery:' + key, event, target, method_text, encoding, body, key,
+                 status, 1 + self.retries, now, error, now, now))
+        except sqlite3.Error as exc:
+            log.error('call %s: could not store webhook %s for %s: %s', call_uuid or '-', event, url, exc)
+            raise OutboxError('could not store webhook: %s' % (exc,)) from exc
+        if status == FAILED:
+            log.warning('call %s: webhook %s not sent: %s', call_uuid or '-', event or '', error)
+        else:
+            self._wake.set()
+        return delivery_id
+
+    def depth(self):
+        """Webhooks not yet delivered or failed (pending + in_flight)."""
+        return self._db.scalar("SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight')")
+
+    def failed_count(self):
+        return self._db.scalar("SELECT COUNT(*) FROM outbox WHERE status='failed'")
+
+    def delivered_count(self):
+        return self._db.scalar("SELECT COUNT(*) FROM outbox WHERE status='delivered'")
+
+    def prune(self, delivered_older_than_s):
+        """Delete delivered rows older than the given age; failed rows are kept. Returns the count."""
+        cutoff = time.time() - float(delivered_older_than_s)
+        _, count = self._db.execute("DELETE FROM outbox WHERE status='delivered' AND delivered_at < ?", (cutoff,))
+        return count
+
+    def deliveries(self, call_uuid):
+        """Every webhook of a call in enqueue order, as dicts (event, url, status, attempts, ...)."""
+        rows = self._db.query('SELECT * FROM outbox WHERE call_uuid=? ORDER BY id', (str(call_uuid),))
+        return [{k: row[k] for k in _PUBLIC_FIELDS} for row in rows]
+
+    def get_delivery(self, delivery_id):
+        row = self._db.query_one('SELECT * FROM outbox WHERE id=?', (delivery_id,))
+        return {k: row[k] for k in _PUBLIC_FIELDS} if row else None
+
+    # ---------------------------------------------------------------- worker lifecycle
+
+    def start(self):
+        """Reset rows left in_flight by a previous process (their outcome is unknown: the attempt is
+        not counted) and start delivering everything pending. Idempotent."""
+        if self._scheduler is not None and not self._scheduler.dead:
+            return
+        self._stopping = False
+        self._requeue_in_flight()
+        self._scheduler = gevent.spawn(self._run)
+        self._wake.set()
+
+    def stop(self, timeout=5.0):
+        """Stop the worker: let sends in progress finish for up to `timeout` s, then abandon them (they
+        are pending again, to be retried on the next start)."""
+        self._stopping = True
+        self._wake.set()
+        if self._scheduler is not None:
+            self._scheduler.kill(block=True, timeout=timeout)
+            self._scheduler = None
+        self._group.join(timeout=timeout)
+        abandoned = list(self._in_flight)
+        self._group.kill(block=True, timeout=timeout)
+        self._in_flight.clear()
+        if abandoned:
+            self._requeue_in_flight(abandoned)
+
+    def close(self):
+        self.stop()
+        self._session.close()
+        self._db.close()
+
+    def flush(self, timeout):
+        """Wait until nothing is pending or in flight; True if so within `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._changed.clear()
+            if self.depth() == 0:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._changed.wait(min(remaining, 0.5))
+
+    def wait_progress(self, timeout):
+        """Wait until some delivery attempt finishes (or `timeout` s); True if one did."""
+        self._changed.clear()
+        return self._changed.wait(timeout)
+
+    def _requeue_in_flight(self, ids=None):
+        now = time.time()
+        sql = ("UPDATE outbox SET status='pending', attempts=MAX(attempts-1, 0), next_attempt_at=?, "
+               "updated_at=? WHERE status='in_flight'")
+        args = [now, now]
+        if ids is not None:
+            sql += ' AND id IN (%s)' % ','.join('?' * len(ids))
+            args.extend(ids)
+        _, count = self._db.execute(sql, args)
+        if count:
+            log.info('outbox: %d interrupted deliveries are pending again', count)
+
+    # ---------------------------------------------------------------- the scheduler
+
+    def _run(self):
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                wait_s = self._dispatch_due()
+            except Exception:  # a database problem must not end delivery for good
+                log.exception('outbox: scheduling failed; retrying in 1 s')
+                wait_s = 1.0
+            self._wake.wait(timeout=wait_s)
+
+    def _dispatch_due(self):
+        """Start every due head-of-line delivery a free slot allows; return seconds until the next is due."""
+        if self._orphans:
+            orphans = list(self._orphans)
+            self._requeue_in_flight(orphans)
+            self._orphans.difference_update(orphans)
+        now = time.time()
+        free = self.concurrency - len(self._in_flight)
+        heads_from = ("FROM outbox o JOIN (SELECT MIN(id) AS head FROM outbox "
+                      "WHERE status IN ('pending','in_flight') GROUP BY order_key) h ON o.id = h.head "
+                      "WHERE o.status='pending'")
+        rows = []
+        if free > 0:
+            with self._db.transaction() as conn:
+                rows = [dict(r) for r in conn.execute(
+                    'SELECT o.* ' + heads_from + ' AND o.next_attempt_at <= ? '
+                    'ORDER BY o.next_attempt_at, o.id LIMIT ?',
+                    (now, free)).fetchall()]
+                for row in rows:
+                    conn.execute("UPDATE outbox SET status='in_flight', attempts=attempts+1, updated_at=? "
+                                 "WHERE id=?", (now, row['id']))
+                    row['attempts'] += 1
+            for row in rows:
+                self._in_flight.add(row['id'])
+                self._group.spawn(self._deliver, row)
+        if free <= 0 or len(rows) == free:
+            return IDLE_RECHECK_S  # a finishing delivery wakes us
+        next_due = self._db.scalar('SELECT MIN(o.next_attempt_at) ' + heads_from)
+        if next_due is None:
+            return IDLE_RECHECK_S
+        return max(0.0, min(IDLE_RECHECK_S, next_due - time.time()))
+
+    # ---------------------------------------------------------------- one delivery attempt
+
+    def _deliver(self, row):
+        try:
+            status_code, error, retryable, retry_after = self._send(row)
+        except Exception as exc:  # bad stored data must not kill the worker
+            log.exception('call %s: webhook %s could not be sent', row['call_uuid'] or '-', row['id'])
+            status_code, error, retryable, retry_after = None, 'internal error: %s' % (exc,), False, None
+        try:
+            self._record_outcome(row, status_code, error, retryable, retry_after)
+        except Exception:
+            log.exception('call %s: could not record the outcome of webhook %s; it will be retried',
+                          row['call_uuid'] or '-', row['id'])
+            self._orphans.add(row['id'])
+        finally:
+            self._in_flight.discard(row['id'])
+            self._wake.set()
+            self._changed.set()
+
+    def _send(self, row):
+        """One HTTP attempt: (status_code, error, retryable, retry_after_s)."""
+        params = json.loads(row['body'])
+        request_url, body, content_type, sign_params = build_request(row['url'], row['method'], params,
+                                                                     row['encoding'])
+        headers = {'User-Agent': self.user_agent, 'Accept': '*/*',
+                   'X-Callfork-Idempotency-Key': row['idempotency_key']}
+        if row['event']:
+            headers['X-Callfork-Event'] = _header_safe(row['event'])
+        if content_type:
+            headers['Content-Type'] = content_type
+        headers.update(sign_headers(row['url'], sign_params, self.auth_token, method=row['method'],
+                                    v3_mode=self.v3_mode))
+        total = self.timeouts[0] + self.timeouts[1] + 1
+        try:
+            with gevent.Timeout(total):
+                response = self._session.request(row['method'], request_url, data=body, headers=headers,
+                                                 timeout=self.timeouts, stream=True, allow_redirects=False)
+        except gevent.Timeout:
+            return None, 'no answer within %.1f s' % total, True, None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            return None, _describe(exc), True, None  # refused, reset, DNS, TLS, timeouts: worth retrying
+        except requests.exceptions.RequestException as exc:
+            return None, _describe(exc), False, None  # invalid URL/header: retrying will not help
+        code = response.status_code
+        try:
+            with gevent.Timeout(self.timeouts[1], False):
+                self._drain(response)
+        finally:
+            response.close()
+        if 200 <= code < 300:
+            return code, None, True, None
+        retryable = code >= 500 or code in RETRYABLE_STATUS
+        error = 'HTTP %d' % code
+        if 300 <= code < 400:
+            error += ' (redirect to %s not followed)' % response.headers.get('Location', '?')
+        return code, error, retryable, _retry_after(response.headers.get('Retry-After'))
+
+    @staticmethod
+    def _drain(response):
+        read = 0
+        try:
+            for chunk in response.iter_content(16384):
+                read += len(chunk)
+                if read >= RESPONSE_DRAIN_BYTES:
+                    break
+        except requests.exceptions.RequestException:
+            pass  # the status line already counts; the body is not ours to judge
+
+    def _record_outcome(self, row, status_code, error, retryable, retry_after):
+        now = time.time()
+        label = 'call %s: webhook %s #%d to %s' % (row['call_uuid'] or '-', row['event'] or '', row['id'],
+                                                   row['url'])
+        if error is None:
+            self._db.execute("UPDATE outbox SET status='delivered', last_status_code=?, last_error=NULL, "
+                             "delivered_at=?, updated_at=? WHERE id=?", (status_code, now, now, row['id']))
+            return
+        if retryable and row['attempts'] < row['max_attempts'] and not self._stopping:
+            delay = self._backoff(row['attempts'], retry_after)
+            self._db.execute("UPDATE outbox SET status='pending', last_status_code=?, last_error=?, "
+                             "next_attempt_at=?, updated_at=? WHERE id=?",
+                             (status_code, error, now + delay, now, row['id']))
+            log.debug('%s: attempt %d/%d failed (%s); retry in %.2f s', label, row['attempts'],
+                      row['max_attempts'], error, delay)
+            return
+        if retryable and self._stopping:
+            self._db.execute("UPDATE outbox SET status='pending', last_status_code=?, last_error=?, "
+                             "next_attempt_at=?, updated_at=? WHERE id=?",
+                             (status_code, error, now, now, row['id']))
+            return
+        self._db.execute("UPDATE outbox SET status='failed', last_status_code=?, last_error=?, updated_at=? "
+                         "WHERE id=?", (status_code, error, now, row['id']))
+        log.warning('%s failed after %d attempt(s): %s', label, row['attempts'], error)
+
+    def _backoff(self, attempts, retry_after):
+        cap = min(self.backoff_max_s, self.backoff_base_s * (2 ** max(0, attempts - 1)))
+        delay = random.uniform(0, cap)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_max_s))
+        return delay
+
+
+def _header_safe(value):
+    """A header value http.client accepts: printable ASCII, no CR/LF, no surrounding spaces."""
+    text = ''.join(ch if 32 <= ord(ch) < 127 else '?' for ch in str(value))
+    return text.strip() or '?'
+
+
+def _retry_after(value):
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        return None  # the HTTP-date form is not worth honouring here
+
+
+def _describe(exc):
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return 'connect timeout'
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return 'read timeout'
+    if isinstance(exc, requests.exceptions.SSLError):
+        return 'TLS error: %s' % (exc,)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = str(exc)
+        if 'refused' in text.lower():
+            return 'connection refused'
+        return 'connection error: %s' % text
+    return '%s: %s' % (type(exc).__name__, exc)

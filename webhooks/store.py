@@ -1,0 +1,221 @@
+"""Call records in SQLite (WAL): calls, each call's timeline, its streams and its recordings.
+
+Plain sqlite3 through `db.Database`: one connection per Store, serialised by one lock, safe to share
+between greenlets (and OS threads). It can share the outbox's database file. Times are Unix seconds
+(float) unless the name says _ms. Unknown field names are a programming error (ValueError).
+"""
+import json
+import time
+
+from .db import Database
+
+CALL_STATUSES = ('ringing', 'in-progress', 'completed', 'no-answer', 'busy', 'cancel', 'timeout', 'failed')
+LIVE_CALL_STATUSES = ('ringing', 'in-progress')
+STREAM_STATUSES = ('in-progress', 'completed', 'failed')
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    uuid TEXT PRIMARY KEY,
+    direction TEXT,
+    from_number TEXT,
+    to_number TEXT,
+    answer_url TEXT,
+    status TEXT,
+    start_time REAL,
+    answer_time REAL,
+    end_time REAL,
+    hangup_cause TEXT,
+    hangup_cause_code INTEGER,
+    hangup_cause_name TEXT,
+    hangup_source TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_status ON calls(status, start_time);
+CREATE INDEX IF NOT EXISTS calls_start ON calls(start_time);
+CREATE TABLE IF NOT EXISTS call_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_uuid TEXT NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_events_call ON call_events(call_uuid, id);
+CREATE TABLE IF NOT EXISTS streams (
+    stream_id TEXT PRIMARY KEY,
+    call_uuid TEXT NOT NULL,
+    service_url TEXT,
+    audio_track TEXT,
+    bidirectional INTEGER,
+    content_type TEXT,
+    sampling_rate INTEGER,
+    stream_timeout REAL,
+    status_callback_url TEXT,
+    status_callback_method TEXT,
+    status TEXT,
+    start_time REAL,
+    end_time REAL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS streams_call ON streams(call_uuid, created_at);
+CREATE TABLE IF NOT EXISTS recordings (
+    recording_id TEXT PRIMARY KEY,
+    call_uuid TEXT NOT NULL,
+    path TEXT,
+    format TEXT,
+    duration_ms INTEGER,
+    start_ms INTEGER,
+    end_ms INTEGER,
+    end_reason TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_call ON recordings(call_uuid, created_at);
+"""
+
+CALL_FIELDS = ('direction', 'from_number', 'to_number', 'answer_url', 'status', 'start_time', 'answer_time',
+               'end_time', 'hangup_cause', 'hangup_cause_code', 'hangup_cause_name', 'hangup_source', 'error')
+CALL_ALIASES = {'from_': 'from_number', 'from': 'from_number', 'to': 'to_number'}
+STREAM_FIELDS = ('call_uuid', 'service_url', 'audio_track', 'bidirectional', 'content_type', 'sampling_rate',
+                 'stream_timeout', 'status_callback_url', 'status_callback_method', 'status', 'start_time',
+                 'end_time', 'error')
+RECORDING_FIELDS = ('call_uuid', 'path', 'format', 'duration_ms', 'start_ms', 'end_ms', 'end_reason')
+
+
+def _check_fields(fields, allowed, what):
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ValueError('unknown %s field(s): %s (known: %s)' % (what, ', '.join(unknown), ', '.join(allowed)))
+
+
+class Store:
+    """Call records. See the module docstring for the threading model."""
+
+    def __init__(self, db_path, *, synchronous='NORMAL'):
+        self._db = Database(db_path, synchronous=synchronous)
+        self._db.script(SCHEMA)
+
+    def close(self):
+        self._db.close()
+
+    def _upsert(self, table, key_name, key, fields):
+        """UPDATE the given columns of an existing row, or INSERT a new one, in one transaction."""
+        now = time.time()
+        columns = list(fields)
+        with self._db.transaction() as conn:
+            assignments = ', '.join(['%s=?' % c for c in columns] + ['updated_at=?'])
+            cursor = conn.execute('UPDATE %s SET %s WHERE %s=?' % (table, assignments, key_name),
+                                  [fields[c] for c in columns] + [now, key])
+            if cursor.rowcount == 0:
+                insert_cols = [key_name] + columns + ['created_at', 'updated_at']
+                conn.execute('INSERT INTO %s (%s) VALUES (%s)' % (table, ', '.join(insert_cols),
+                                                                  ','.join('?' * len(insert_cols))),
+                             [key] + [fields[c] for c in columns] + [now, now])
+
+    # ---------------------------------------------------------------- calls
+
+    def upsert_call(self, uuid, **fields):
+        """Create the call or update the given fields (others keep their values).
+        `from_`/`from`/`to` are accepted for from_number/to_number."""
+        fields = {CALL_ALIASES.get(k, k): v for k, v in fields.items()}
+        _check_fields(fields, CALL_FIELDS, 'call')
+        status = fields.get('status')
+        if status is not None and status not in CALL_STATUSES:
+            raise ValueError('call status %r is not one of %s' % (status, CALL_STATUSES))
+        self._upsert('calls', 'uuid', str(uuid), fields)
+
+    def get_call(self, uuid):
+        return self._db.query_one('SELECT * FROM calls WHERE uuid=?', (str(uuid),))
+
+    def list_calls(self, live_only=False, limit=100, offset=0):
+        """Newest first (by start time, then creation). live_only: ringing or in-progress, not ended."""
+        where = ''
+        if live_only:
+            where = "WHERE status IN ('ringing','in-progress') AND end_time IS NULL"
+        return self._db.query('SELECT * FROM calls %s ORDER BY COALESCE(start_time, created_at) DESC, rowid DESC '
+                              'LIMIT ? OFFSET ?' % where, (int(limit), int(offset)))
+
+    def count_calls(self, live_only=False):
+        if live_only:
+            return self._db.scalar("SELECT COUNT(*) FROM calls WHERE status IN ('ringing','in-progress') "
+                                   "AND end_time IS NULL")
+        return self._db.scalar('SELECT COUNT(*) FROM calls')
+
+    # ---------------------------------------------------------------- timeline
+
+    def add_event(self, call_uuid, kind, detail=None):
+        """Append to the call's timeline (verbs run, errors, streams, recordings, webhooks).
+        `detail` is stored as JSON; values JSON cannot hold are stored as their str()."""
+        text = json.dumps(detail if detail is not None else {}, default=str, sort_keys=True)
+        event_id, _ = self._db.execute('INSERT INTO call_events (call_uuid, ts, kind, detail) VALUES (?,?,?,?)',
+                                       (str(call_uuid), time.time(), str(kind), text))
+        return event_id
+
+    def timeline(self, uuid):
+        rows = self._db.query('SELECT id, call_uuid, ts, kind, detail FROM call_events WHERE call_uuid=? '
+                              'ORDER BY id', (str(uuid),))
+        for row in rows:
+            row['detail'] = json.loads(row['detail'])
+        return rows
+
+    # ---------------------------------------------------------------- streams
+
+    def upsert_stream(self, stream_id, **fields):
+        _check_fields(fields, STREAM_FIELDS, 'stream')
+        status = fields.get('status')
+        if status is not None and status not in STREAM_STATUSES:
+            raise ValueError('stream status %r is not one of %s' % (status, STREAM_STATUSES))
+        if 'bidirectional' in fields and fields['bidirectional'] is not None:
+            fields['bidirectional'] = 1 if fields['bidirectional'] else 0
+        if 'call_uuid' in fields and not fields['call_uuid']:
+            raise ValueError('call_uuid cannot be empty')
+        if 'call_uuid' not in fields and self.get_stream(stream_id) is None:
+            raise ValueError('a new stream needs call_uuid')
+        self._upsert('streams', 'stream_id', str(stream_id), fields)
+
+    def get_stream(self, stream_id):
+        row = self._db.query_one('SELECT * FROM streams WHERE stream_id=?', (str(stream_id),))
+        return self._stream_row(row)
+
+    def list_streams(self, call_uuid):
+        rows = self._db.query('SELECT * FROM streams WHERE call_uuid=? ORDER BY created_at, rowid',
+                              (str(call_uuid),))
+        return [self._stream_row(r) for r in rows]
+
+    @staticmethod
+    def _stream_row(row):
+        if row is not None and row['bidirectional'] is not None:
+            row['bidirectional'] = bool(row['bidirectional'])
+        return row
+
+    # ---------------------------------------------------------------- recordings
+
+    def add_recording(self, recording_id, call_uuid, **fields):
+        _check_fields(fields, RECORDING_FIELDS, 'recording')
+        fields['call_uuid'] = str(call_uuid)
+        now = time.time()
+        columns = list(fields)
+        self._db.execute('INSERT INTO recordings (recording_id, %s, created_at, updated_at) VALUES (%s)'
+                         % (', '.join(columns), ','.join('?' * (len(columns) + 3))),
+                         [str(recording_id)] + [fields[c] for c in columns] + [now, now])
+
+    def update_recording(self, recording_id, **fields):
+        """Update the given fields; KeyError if the recording does not exist."""
+        _check_fields(fields, RECORDING_FIELDS, 'recording')
+        if not fields:
+            return
+        assignments = ', '.join('%s=?' % c for c in fields)
+        _, count = self._db.execute('UPDATE recordings SET %s, updated_at=? WHERE recording_id=?' % assignments,
+                                    list(fields.values()) + [time.time(), str(recording_id)])
+        if count == 0:
+            raise KeyError('no recording %r' % (recording_id,))
+
+    def get_recording(self, recording_id):
+        return self._db.query_one('SELECT * FROM recordings WHERE recording_id=?', (str(recording_id),))
+
+    def list_recordings(self, call_uuid):
+        return self._db.query('SELECT * FROM recordings WHERE call_uuid=? ORDER BY created_at, rowid',
+                              (str(call_uuid),))
