@@ -1,1 +1,13 @@
-"""placeholder"""
+"""esl_app: the ESL layer (FreeSWITCH event socket on top of greenswitch), the per-call
+CallSession, the outbound socket server, the inbound control connection and the configuration.
+Other packages import only what is listed here (docs/internals.md)."""
+from .config import Config, load_config
+from .control import ControlConnection
+from .errors import CallGone, ConfigError, ESLError, ESLTimeout
+from .events import ESLEvent, ESLParser
+from .outbound import OutboundESLServer
+from .session import CallSession, escape_app_arg
+
+__all__ = ['ESLEvent', 'ESLParser', 'CallSession', 'OutboundESLServer', 'ControlConnection',
+           'CallGone', 'ESLTimeout', 'ESLError', 'load_config', 'Config', 'ConfigError',
+           'escape_app_arg']

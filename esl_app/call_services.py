@@ -1,0 +1,47 @@
+"""What a call may ask of the service: the `services` object behind `verbs.CallContext`.
+
+It binds one call to the shared parts of the running service: the document fetcher (signed, with
+timeouts and the fallback URL), the durable outbox, the call store, the media cache, the stream
+relay and the configuration of the number that was dialled.
+"""
+from __future__ import annotations
+
+from webhooks import fetch_document, fetch_with_fallback
+
+
+class CallServices:
+    def __init__(self, service, number):
+        self._service = service
+        self.config = service.config
+        self.number = number
+        self.store = service.store
+        self.recordings_dir = service.recordings_dir
+        self.public_url = service.config.server.public_url.rstrip("/")
+        self.auth_id = service.config.server.auth_id
+        self.relay = service.relay
+
+    @property
+    def auth_token(self) -> str:
+        return self._service.auth_token
+
+    def fetch(self, url: str, method: str, params: dict, fallback: str | None = None):
+        wh = self.config.webhooks
+        kwargs = dict(auth_token=self.auth_token, connect_timeout=wh.connect_timeout_s,
+                      read_timeout=wh.read_timeout_s, v3_mode=wh.v3_mode)
+        if fallback:
+            return fetch_with_fallback(url, fallback, method, params, **kwargs)
+        return fetch_document(url, method, params, **kwargs)
+
+    def post(self, call_uuid: str, url: str, method: str, params: dict, event: str, encoding: str = "form") -> None:
+        self._service.outbox.enqueue(call_uuid, url, method, params, encoding=encoding, event=event)
+
+    def record_event(self, call_uuid: str, kind: str, detail: dict) -> None:
+        """A timeline entry: stored with the call, and published to `callfork tail` followers."""
+        self._service.record_event(call_uuid, kind, detail)
+
+    def media_file(self, url: str):
+        return self._service.media.local_file(url)
+
+    def control_api(self, command: str) -> str:
+        """An API command on the inbound control connection (not tied to this call's socket)."""
+        return self._service.control.api(command)

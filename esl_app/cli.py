@@ -1,0 +1,117 @@
+"""The `callfork` command line: `serve`, `validate`, `sim serve|call`, `demo`, and the ops commands.
+
+gevent's monkey-patching happens here, first, before anything else is imported. Each subcommand
+imports what it needs lazily, so `callfork validate` does not start a service and `callfork sim`
+does not import the service at all.
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+
+OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail")
+
+
+def _serve(args) -> int:
+    from .service import run_service
+
+    return run_service(config_path=args.config)
+
+
+def _validate(args) -> int:
+    from verbs import validate_source
+
+    code, text = validate_source(args.source)
+    print(text)
+    return code
+
+
+def _sim(args, rest) -> int:
+    from switch_sim import cli as sim_cli
+
+    if args.sim_command == "serve":
+        return sim_cli.serve_main(rest) or 0
+    return sim_cli.call_main(rest) or 0
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
+def _ops(args, rest) -> int:
+    from .ops_cli import ops_main
+
+    return ops_main(args.command, rest, config_path=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="callfork",
+        description="Self-hosted call control for FreeSWITCH: Vobiz XML and SWML apps, live audio "
+                    "streams to WebSockets, durable webhooks.")
+    p.add_argument("--config", help="path to callfork.toml (default: $CALLFORK_CONFIG, else built-in loopback defaults)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", help="run the service next to FreeSWITCH (outbound ESL server, relay, HTTP API)")
+    v = sub.add_parser("validate", help="check a Vobiz XML or SWML document: errors with line:column, exit 1; or a summary, exit 0")
+    v.add_argument("source", help="a file path, or an http(s) URL to fetch")
+    s = sub.add_parser("sim", help="the built-in FreeSWITCH simulator (`callfork sim serve --help`, `callfork sim call --help`)")
+    s.add_argument("sim_command", choices=("serve", "call"))
+    d = sub.add_parser("demo", help="simulator + service + sample app + one call, no FreeSWITCH and no internet needed")
+    d.add_argument("--keep-data", action="store_true", help="keep the demo's data directory after it ends")
+    d.add_argument("--audio", help="WAV the simulated caller speaks (default: a generated one)")
+    for name, text in (("calls", "list live and recent calls"), ("call", "one call's timeline: verbs, events, streams, recordings, webhooks"),
+                       ("streams", "list live streams"), ("hangup", "hang up a call"),
+                       ("stop-stream", "stop one stream or all streams of a call"), ("tail", "follow the live event feed")):
+        sub.add_parser(name, help=text, add_help=False)
+    return p
+
+
+def _split_global(argv):
+    """Global options (--config, -v) may stand before the command; everything after it is the command's."""
+    globals_, i = [], 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-h", "--help"):
+        takes_value = argv[i] == "--config"
+        globals_.extend(argv[i:i + 1 + takes_value])
+        i += 1 + takes_value
+    return globals_, argv[i:]
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    globals_, rest = _split_global(argv)
+    command = rest[0] if rest else None
+    if command == "sim" or command in OPS_COMMANDS:
+        # these subcommands own their whole argument list (and their --help)
+        args = parser.parse_args(globals_)
+        _setup_logging(args.verbose)
+        args.command = command
+        if command in OPS_COMMANDS:
+            return _ops(args, rest[1:])
+        if len(rest) < 2 or rest[1] not in ("serve", "call"):
+            print("usage: callfork sim {serve,call} [--help]", file=sys.stderr)
+            return 2
+        args.sim_command = rest[1]
+        return _sim(args, rest[2:])
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    handler = {"serve": _serve, "validate": _validate, "demo": _demo}[args.command]
+    return handler(args)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""Audio files that `<Play>` / SWML `play` give as URLs: download once, keep on disk, play locally.
+
+The cache is keyed by URL; a cached file is revalidated with its ETag / Last-Modified (a 304 keeps
+it). Only audio is accepted: WAV is stored as is, MP3 is converted to WAV with soundfile (so
+FreeSWITCH needs no mod_shout), anything else (HTML error pages, images, text) is refused with a
+`MediaError` naming the URL and what came back — the verb then skips, as Vobiz does.
+Downloads are bounded in size and time. One download per URL at a time (other callers wait).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+import gevent.lock
+import requests
+import soundfile
+
+log = logging.getLogger("callfork.media")
+
+MAX_BYTES = 50 * 1024 * 1024
+AUDIO_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "audio/mpeg", "audio/mp3",
+               "audio/mpeg3", "audio/x-mpeg-3"}
+
+
+class MediaError(Exception):
+    """A media URL that cannot be played (unreachable, not audio, too large)."""
+
+
+class MediaCache:
+    def __init__(self, directory: Path, *, connect_timeout: float = 3, read_timeout: float = 15,
+                 user_agent: str = "callfork"):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.timeouts = (connect_timeout, read_timeout)
+        self.user_agent = user_agent
+        self._locks: dict[str, gevent.lock.Semaphore] = {}
+
+    def local_file(self, url: str) -> Path:
+        """A local WAV with the audio at `url`; raises MediaError."""
+        key = hashlib.sha256(url.encode()).hexdigest()[:32]
+        lock = self._locks.setdefault(key, gevent.lock.Semaphore())
+        with lock:
+            return self._fetch(url, key)
+
+    def _fetch(self, url: str, key: str) -> Path:
+        wav = self.directory / f"{key}.wav"
+        meta_path = self.directory / f"{key}.json"
+        headers = {"User-Agent": self.user_agent}
+        meta = {}
+        if wav.exists() and meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text())
+            except ValueError:
+                meta = {}
+            if meta.get("etag"):
+                headers["If-None-Match"] = meta["etag"]
+            if meta.get("last_modified"):
+                headers["If-Modified-Since"] = meta["last_modified"]
+        try:
+            resp = requests.get(url, headers=headers, timeout=self.timeouts, stream=True)
+        except requests.RequestException as exc:
+            if wav.exists():
+                log.warning("media %s unreachable (%s); playing the cached copy", url, exc)
+                return wav
+            raise MediaError(f"{url} is unreachable: {exc}") from None
+        with resp:
+            if resp.status_code == 304 and wav.exists():
+                return wav
+            if resp.status_code != 200:
+                raise MediaError(f"{url} answered HTTP {resp.status_code}")
+            data = self._read_bounded(resp, url)
+            ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if ctype and ctype not in AUDIO_TYPES and not ctype.startswith("audio/") \
+                    and ctype != "application/octet-stream":
+                raise MediaError(f"{url} is {ctype}, not audio")
+            self._store_as_wav(data, wav, url)
+            meta = {"url": url, "etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
+            meta_path.write_text(json.dumps(meta))
+            return wav
+
+    @staticmethod
+    def _read_bounded(resp, url: str) -> bytes:
+        chunks, total = [], 0
+        for chunk in resp.iter_content(64 * 1024):
+            total += len(chunk)
+            if total > MAX_BYTES:
+                raise MediaError(f"{url} is larger than {MAX_BYTES // (1024 * 1024)} MB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _store_as_wav(data: bytes, wav: Path, url: str) -> None:
+        try:
+            audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=False)
+        except Exception as exc:
+            raise MediaError(f"{url} is not a WAV or MP3 file ({exc})") from None
+        if getattr(audio, "ndim", 1) > 1:
+            audio = audio.mean(axis=1).astype("int16")
+        tmp = wav.with_suffix(".tmp.wav")
+        soundfile.write(tmp, audio, rate, subtype="PCM_16")
+        os.replace(tmp, wav)

@@ -1,0 +1,192 @@
+"""The ops commands: `callfork calls | call UUID | streams | hangup UUID | stop-stream UUID [ID] | tail`.
+
+They talk to a running service through its HTTP API only (DESIGN §7), with the credentials from
+the same config the service reads (`[server] http_listen`, `auth_id`, `auth_token`, or the token
+the service generated into `data_dir/auth_token`). Output is readable tables (rich); `--json`
+prints the API's JSON for scripts. When the service is not running, the error says how to start it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from .config import load_config
+
+console = Console()
+
+
+class OpsError(Exception):
+    pass
+
+
+class ApiClient:
+    def __init__(self, config_path=None, base_url=None):
+        config = load_config(config_path)
+        host, _, port = config.server.http_listen.rpartition(":")
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = "127.0.0.1"
+        self.base = base_url or f"http://{host}:{port}"
+        self.auth_id = config.server.auth_id
+        token = config.server.auth_token
+        token_file = Path(config.server.data_dir) / "auth_token"
+        if not token and token_file.exists():
+            token = token_file.read_text().strip()
+        self.token = token
+        self.account = f"{self.base}/api/v1/Account/{self.auth_id}"
+
+    def request(self, method: str, path: str, *, stream: bool = False, **kw):
+        url = path if path.startswith("http") else self.account + path
+        headers = {"X-Auth-ID": self.auth_id, "X-Auth-Token": self.token}
+        try:
+            resp = requests.request(method, url, headers=headers, timeout=None if stream else 10,
+                                    stream=stream, **kw)
+        except requests.ConnectionError:
+            raise OpsError(f"callfork is not running at {self.base} (start it with `callfork serve`, "
+                           f"or point --config at the config it runs with)") from None
+        except requests.Timeout:
+            raise OpsError(f"callfork at {self.base} did not answer in 10 s") from None
+        if resp.status_code == 401:
+            raise OpsError("the API refused the credentials: check [server] auth_id / auth_token "
+                           "(or data_dir/auth_token) in the config the service runs with")
+        if resp.status_code >= 400:
+            try:
+                message = resp.json().get("error", resp.text)
+            except ValueError:
+                message = resp.text
+            raise OpsError(f"HTTP {resp.status_code}: {message}")
+        return resp
+
+
+def _when(epoch) -> str:
+    if not isinstance(epoch, (int, float)):
+        return "" if epoch is None else str(epoch)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _table(title: str, columns, rows) -> Table:
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    return table
+
+
+def cmd_calls(api: ApiClient, args) -> None:
+    data = api.request("GET", "/Call/", params={"status": "all" if args.all else "live", "limit": args.limit}).json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    rows = [(c.get("uuid"), c.get("direction"), c.get("from_number"), c.get("to_number"), c.get("status"),
+             _when(c.get("start_time")), c.get("hangup_cause_name") or "") for c in data.get("objects", [])]
+    console.print(_table("calls" + (" (live and ended)" if args.all else " (live)"),
+                         ("uuid", "dir", "from", "to", "status", "started", "ended as"), rows))
+
+
+def cmd_call(api: ApiClient, args) -> None:
+    data = api.request("GET", f"/Call/{args.uuid}/Timeline/").json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    call = data["call"]
+    console.print(f"[bold]call {call.get('uuid')}[/bold]  {call.get('from_number')} → {call.get('to_number')}  "
+                  f"{call.get('status')}  {call.get('hangup_cause_code') or ''} {call.get('hangup_cause_name') or ''}")
+    if call.get("error"):
+        console.print(f"[red]error:[/red] {call['error']}")
+    console.print(_table("timeline", ("time", "what", "detail"),
+                         [(_when(e.get("ts")), e.get("kind"), json.dumps(e.get("detail"))) for e in data["timeline"]]))
+    if data["streams"]:
+        console.print(_table("streams", ("stream_id", "url", "track", "status", "error"),
+                             [(s.get("stream_id"), s.get("service_url"), s.get("audio_track"), s.get("status"),
+                               s.get("error")) for s in data["streams"]]))
+    if data["recordings"]:
+        console.print(_table("recordings", ("recording_id", "format", "duration ms", "end reason", "path"),
+                             [(r.get("recording_id"), r.get("format"), r.get("duration_ms"), r.get("end_reason"),
+                               r.get("path")) for r in data["recordings"]]))
+    console.print(_table("webhooks", ("event", "url", "status", "attempts", "HTTP", "error"),
+                         [(w.get("event"), w.get("url"), w.get("status"), w.get("attempts"),
+                           w.get("last_status_code"), w.get("last_error")) for w in data["webhooks"]]))
+
+
+def cmd_streams(api: ApiClient, args) -> None:
+    calls = api.request("GET", "/Call/", params={"status": "live", "limit": 100}).json().get("objects", [])
+    streams = []
+    for call in calls:
+        streams += api.request("GET", f"/Call/{call['uuid']}/Stream/").json().get("objects", [])
+    live = [s for s in streams if args.all or s.get("status") == "in-progress"]
+    if args.json:
+        print(json.dumps(live, indent=2))
+        return
+    console.print(_table("streams", ("call", "stream_id", "url", "track", "bidi", "status"),
+                         [(s.get("call_uuid"), s.get("stream_id"), s.get("service_url"), s.get("audio_track"),
+                           s.get("bidirectional"), s.get("status")) for s in live]))
+
+
+def cmd_hangup(api: ApiClient, args) -> None:
+    api.request("DELETE", f"/Call/{args.uuid}/")
+    print(f"hung up {args.uuid}")
+
+
+def cmd_stop_stream(api: ApiClient, args) -> None:
+    path = f"/Call/{args.uuid}/Stream/" + (f"{args.stream_id}/" if args.stream_id else "")
+    api.request("DELETE", path)
+    print(f"stopped {'stream ' + args.stream_id if args.stream_id else 'all streams'} of {args.uuid}")
+
+
+def cmd_tail(api: ApiClient, args) -> None:
+    resp = api.request("GET", "/Events/", stream=True)
+    try:
+        for line in resp.iter_lines(decode_unicode=True):
+            if not line or not line.startswith("data: "):
+                continue
+            item = json.loads(line[6:])
+            if args.json:
+                print(json.dumps(item), flush=True)
+            else:
+                console.print(f"{item['time']}  {item['call_uuid']}  [bold]{item['kind']}[/bold]  "
+                              f"{json.dumps(item['detail'])}")
+    except KeyboardInterrupt:
+        pass
+
+
+COMMANDS = {
+    "calls": (cmd_calls, "list calls"),
+    "call": (cmd_call, "one call's timeline"),
+    "streams": (cmd_streams, "list live streams"),
+    "hangup": (cmd_hangup, "hang up a call"),
+    "stop-stream": (cmd_stop_stream, "stop one stream, or all streams of a call"),
+    "tail": (cmd_tail, "follow the live event feed (Ctrl-C to stop)"),
+}
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=f"callfork {command}", description=COMMANDS[command][1])
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.add_argument("--url", help="base URL of the service (default: from [server] http_listen)")
+    if command in ("call", "hangup", "stop-stream"):
+        p.add_argument("uuid", help="the call UUID")
+    if command == "stop-stream":
+        p.add_argument("stream_id", nargs="?", help="the stream id (default: every stream of the call)")
+    if command in ("calls", "streams"):
+        p.add_argument("--all", action="store_true", help="include ended calls/streams")
+    if command == "calls":
+        p.add_argument("--limit", type=int, default=50)
+    return p
+
+
+def ops_main(command: str, argv, config_path=None) -> int:
+    args = _parser(command).parse_args(argv)
+    try:
+        api = ApiClient(config_path, base_url=args.url)
+        COMMANDS[command][0](api, args)
+    except OpsError as exc:
+        print(f"callfork {command}: {exc}", file=sys.stderr)
+        return 1
+    return 0

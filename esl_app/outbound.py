@@ -1,0 +1,82 @@
+"""`OutboundESLServer`: the TCP server FreeSWITCH's `socket host:port async full` dialplan app
+connects to. One connection = one call: a `CallSession` is built, set up (connect, linger,
+myevents, event plain ...), handed to `handler(session)` in that connection's greenlet, and
+closed (`exit`) when the handler returns. Runs on gevent's StreamServer (no accept polling)."""
+import logging
+
+from gevent.server import StreamServer
+
+from .errors import CallGone, ESLError, ESLTimeout
+from .session import CallSession
+
+log = logging.getLogger(__name__)
+
+
+def parse_listen(listen, default_port=8084):
+    """('host', port) or 'host:port' -> ('host', port)."""
+    if isinstance(listen, (tuple, list)) and len(listen) == 2:
+        return str(listen[0]), int(listen[1])
+    if isinstance(listen, str):
+        host, sep, port = listen.rpartition(':')
+        if not sep:
+            return listen, default_port
+        return host.strip('[]') or '127.0.0.1', int(port)
+    raise ValueError('bad listen address %r' % (listen,))
+
+
+class OutboundESLServer:
+    def __init__(self, listen=('127.0.0.1', 8084), handler=None, connect_timeout=5.0,
+                 command_timeout=10.0, backlog=1024):
+        if handler is None or not callable(handler):
+            raise ValueError('OutboundESLServer needs a handler(session) callable')
+        self.listen = parse_listen(listen)
+        self.handler = handler
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.sessions = set()
+        self._server = StreamServer(self.listen, self._handle_connection, backlog=backlog)
+
+    @property
+    def address(self):
+        """(host, port) actually bound (after start())."""
+        return self._server.server_host, self._server.server_port
+
+    @property
+    def started(self):
+        return self._server.started
+
+    def start(self):
+        self._server.start()
+        log.info('outbound ESL server listening on %s:%s', *self.address)
+        return self
+
+    def stop(self, timeout=5.0):
+        """Stop accepting, close live call sockets, wait up to `timeout` for their greenlets."""
+        self._server.close()
+        for session in list(self.sessions):
+            session.close()
+        self._server.stop(timeout=timeout)
+
+    def _handle_connection(self, sock, peer):
+        session = CallSession(sock, peer=peer, command_timeout=self.command_timeout)
+        try:
+            session.setup(connect_timeout=self.connect_timeout)
+        except (CallGone, ESLTimeout, ESLError, OSError) as exc:
+            log.warning('outbound ESL connection from %s:%s ended before the call started (uuid %s): %s',
+                        peer[0], peer[1], session.uuid, exc)
+            session.close(send_exit=False)
+            return
+        except Exception:
+            log.exception('outbound ESL setup failed for %s:%s (uuid %s)', peer[0], peer[1], session.uuid)
+            session.close(send_exit=False)
+            return
+        self.sessions.add(session)
+        try:
+            self.handler(session)
+        except CallGone as exc:
+            log.info('[%s] call handler ended: %s', session.uuid, exc)
+        except Exception:
+            log.exception('[%s] call handler failed', session.uuid)
+        finally:
+            self.sessions.discard(session)
+            session.close()

@@ -1,0 +1,293 @@
+"""The running callfork service: boots every part, owns the live-call registry, runs each call.
+
+Boot order: data directory and auth token → SQLite store + durable outbox (undelivered webhooks
+from a previous run go out first) → media cache → audio relay → FreeSWITCH control connection
+(reconnects by itself) → outbound ESL server (FreeSWITCH's `socket` app connects here) → HTTP API.
+Each call runs in the outbound server's connection greenlet: `verbs.Interpreter` over a
+`verbs.CallContext`.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import gevent
+import gevent.event
+import gevent.queue
+import uuid as uuidlib
+from gevent.pywsgi import WSGIServer
+
+from audio_fork import Relay
+from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, rest_stream_options
+from webhooks import Outbox, Store, create_app
+
+from .call_services import CallServices
+from .config import Config, load_config
+from .control import ControlConnection
+from .media_cache import MediaCache
+from .outbound import OutboundESLServer
+
+log = logging.getLogger("callfork.service")
+
+CONTROL_EVENTS = ("CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return (host.strip("[]") or "127.0.0.1", int(port))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("callfork")
+    except Exception:
+        return "0"
+
+
+class Service:
+    def __init__(self, config: Config):
+        self.config = config
+        self.data_dir = Path(config.server.data_dir)
+        self.recordings_dir = self.data_dir / "recordings"
+        self.calls: dict[str, CallContext] = {}
+        self.started_at = datetime.now(timezone.utc)
+        self.version = _version()
+        self.store = self.outbox = self.media = self.relay = self.control = None
+        self.outbound = self.http = None
+        self.auth_token = ""
+        self._feeds = []
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> "Service":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.recordings_dir.mkdir(parents=True, exist_ok=True)
+        self.auth_token = self._auth_token()
+        db = self.data_dir / "callfork.sqlite3"
+        wh = self.config.webhooks
+        self.store = Store(db)
+        self.outbox = Outbox(db, auth_token=self.auth_token, retries=wh.retries,
+                             backoff_base_s=wh.backoff_base_s, backoff_max_s=wh.backoff_max_s,
+                             connect_timeout_s=wh.connect_timeout_s, read_timeout_s=wh.read_timeout_s,
+                             user_agent=f"callfork/{self.version}", v3_mode=wh.v3_mode)
+        self.outbox.start()
+        self.media = MediaCache(self.data_dir / "media", user_agent=f"callfork/{self.version}")
+        self.relay = Relay(listen=parse_listen(self.config.server.relay_listen))
+        self.relay.start()
+        fs = self.config.freeswitch
+        self.control = ControlConnection(fs.esl_host, fs.esl_port, fs.esl_password, events=CONTROL_EVENTS)
+        self.control.start()
+        self.outbound = OutboundESLServer(listen=parse_listen(self.config.server.outbound_listen),
+                                          handler=self.handle_call)
+        self.outbound.start()
+        self.http = WSGIServer(parse_listen(self.config.server.http_listen), create_app(self), log=None)
+        self.http.start()
+        log.info("callfork %s: FreeSWITCH socket app → %s:%s, relay %s:%s, HTTP http://%s:%s",
+                 self.version, *self.outbound.address, *self.relay.address, *self.http.address)
+        return self
+
+    def stop(self) -> None:
+        for part in (self.http, self.outbound):
+            if part is not None:
+                part.stop()
+        for ctx in list(self.calls.values()):
+            ctx.session.hangup("SYSTEM_SHUTDOWN")
+        for part in (self.control, self.relay):
+            if part is not None:
+                part.stop()
+        if self.outbox is not None:
+            self.outbox.flush(timeout=5)
+            self.outbox.stop()
+
+    def _auth_token(self) -> str:
+        """The configured token, or one generated on first start and kept in data_dir."""
+        if self.config.server.auth_token:
+            return self.config.server.auth_token
+        path = self.data_dir / "auth_token"
+        if path.exists():
+            return path.read_text().strip()
+        token = secrets.token_urlsafe(24)
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        print(f"callfork: generated REST auth token for {self.config.server.auth_id}: {token} "
+              f"(kept in {path})", flush=True)
+        return token
+
+    # -- calls -----------------------------------------------------------------------------------
+    def handle_call(self, session) -> None:
+        """One call, start to end (runs in the outbound connection's greenlet)."""
+        number = self._outbound_number(session) or self.config.find_number(session.destination_number)
+        if number is None:
+            log.error("call %s: no [[numbers]] entry matches %r: rejecting it (UNALLOCATED_NUMBER)",
+                      session.uuid, session.destination_number)
+            session.hangup("UNALLOCATED_NUMBER")
+            return
+        ctx = CallContext(session, CallServices(self, number))
+        self.store.upsert_call(ctx.uuid, direction=ctx.direction, from_number=ctx.from_number,
+                               to_number=ctx.to_number, answer_url=number.answer_url, status="ringing",
+                               start_time=ctx.session_start.timestamp())
+        self.calls[ctx.uuid] = ctx
+        try:
+            Interpreter(ctx).run()
+        finally:
+            self.calls.pop(ctx.uuid, None)
+
+    @staticmethod
+    def _outbound_number(session):
+        """A call placed by the REST API carries its URLs as channel variables (see originate)."""
+        v = session.variables
+        if not v.get("callfork_answer_url"):
+            return None
+        if v.get("callfork_time_limit"):
+            session.api(f"sched_hangup +{int(v['callfork_time_limit'])} {session.uuid} ALLOTTED_TIMEOUT")
+        return SimpleNamespace(number=v.get("destination_number", ""), answer_url=v["callfork_answer_url"],
+                               answer_method=v.get("callfork_answer_method", "POST"),
+                               hangup_url=v.get("callfork_hangup_url", ""),
+                               hangup_method=v.get("callfork_hangup_method", "POST"), fallback_url="",
+                               l16_byte_order=None)
+
+    def live_call(self, uuid: str):
+        return self.calls.get(uuid)
+
+    # -- what the HTTP API asks (webhooks/app.py) -------------------------------------------------
+    def record_event(self, call_uuid: str, kind: str, detail: dict) -> None:
+        self.store.add_event(call_uuid, kind, detail)
+        item = {"call_uuid": call_uuid, "kind": kind, "detail": detail,
+                "time": datetime.now(timezone.utc).isoformat()}
+        for feed in list(self._feeds):
+            try:
+                feed.put_nowait(item)
+            except gevent.queue.Full:
+                pass  # a slow follower loses events, never the call
+
+    def subscribe_events(self):
+        feed = gevent.queue.Queue(maxsize=1000)
+        self._feeds.append(feed)
+        return feed
+
+    def unsubscribe_events(self, feed) -> None:
+        if feed in self._feeds:
+            self._feeds.remove(feed)
+
+    def hangup_call(self, uuid: str) -> bool:
+        ctx = self.calls.get(uuid)
+        if ctx is None or ctx.session.gone:
+            return False
+        ctx.hangup_requested = CallEnd(4000, SOURCE_API, "NORMAL_CLEARING")
+        ctx.session.hangup("NORMAL_CLEARING")
+        return True
+
+    def transfer_call(self, uuid: str, url: str, method: str) -> bool:
+        ctx = self.calls.get(uuid)
+        if ctx is None or ctx.session.gone:
+            return False
+        ctx.request_transfer(url, method)
+        return True
+
+    def originate(self, *, from_number, to, answer_url, answer_method="POST", hangup_url="",
+                  hangup_method="POST", caller_name="", time_limit=14400, ring_timeout=60) -> str:
+        """Place an outbound call; it comes back to the outbound server through `socket`.
+        Returns the request UUID at once (the call proceeds in the background, as on Vobiz)."""
+        request_uuid = str(uuidlib.uuid4())
+        call_uuid = str(uuidlib.uuid4())
+        variables = {
+            "origination_uuid": call_uuid,
+            "origination_caller_id_number": from_number,
+            "origination_caller_id_name": caller_name or from_number,
+            "originate_timeout": ring_timeout,
+            "callfork_request_uuid": request_uuid,
+            "callfork_answer_url": answer_url,
+            "callfork_answer_method": answer_method,
+            "callfork_hangup_url": hangup_url,
+            "callfork_hangup_method": hangup_method,
+            "callfork_time_limit": time_limit,
+        }
+        var_text = ",".join(f"{k}='{_originate_value(v)}'" for k, v in variables.items())
+        dialstring = self.config.freeswitch.originate_dialstring.replace("{to}", to)
+        command = (f"originate {{{var_text}}}{dialstring} "
+                   f"&socket('{self.config.server.outbound_listen} async full')")
+        gevent.spawn(self._originate, command, request_uuid, call_uuid, variables)
+        return request_uuid
+
+    def _originate(self, command, request_uuid, call_uuid, variables) -> None:
+        try:
+            result = self.control.bgapi(command, timeout=variables["originate_timeout"] + 30)
+        except Exception as exc:
+            result = f"-ERR {exc}"
+        if result.startswith("+OK"):
+            return
+        cause = result[4:].strip() or "NORMAL_TEMPORARY_FAILURE"
+        log.error("outbound call %s (request %s) failed: %s", call_uuid, request_uuid, cause)
+        url = variables["callfork_hangup_url"] or variables["callfork_answer_url"]
+        status = {"USER_BUSY": "busy", "NO_ANSWER": "no-answer", "NO_USER_RESPONSE": "no-answer",
+                  "ORIGINATOR_CANCEL": "cancel"}.get(cause, "failed")
+        params = {"Event": "Hangup", "CallUUID": call_uuid, "RequestUUID": request_uuid,
+                  "ALegRequestUUID": request_uuid, "Direction": "outbound", "CallStatus": status,
+                  "From": variables["origination_caller_id_number"], "HangupCause": cause,
+                  "HangupSource": "Carrier", "Duration": "0", "BillDuration": "0",
+                  "ParentAuthID": self.config.server.auth_id}
+        self.outbox.enqueue(call_uuid, url, variables["callfork_hangup_method"], params, event="Hangup")
+
+    def start_stream(self, uuid: str, body: dict) -> str:
+        """REST `POST .../Stream/`: start a stream on a live call; returns its id at once."""
+        ctx = self.calls.get(uuid)
+        if ctx is None or ctx.session.gone:
+            raise ValueError("call not found or already ended")
+        stream = LiveStream(ctx, rest_stream_options(body))
+        gevent.spawn(stream.start)
+        return stream.stream_id
+
+    def stop_stream(self, uuid: str, stream_id: str) -> bool:
+        ctx = self.calls.get(uuid)
+        stream = ctx.streams.get(stream_id) if ctx else None
+        if stream is None or stream.ended.is_set():
+            return False
+        stream.stop("api")
+        return True
+
+    def stop_all_streams(self, uuid: str) -> int:
+        ctx = self.calls.get(uuid)
+        if ctx is None:
+            return 0
+        live = [s for s in ctx.streams.values() if not s.ended.is_set()]
+        for stream in live:
+            stream.stop("api")
+        return len(live)
+
+    def metrics(self) -> dict:
+        relay = self.relay
+        return {
+            "live_calls": ("gauge", "calls in progress", len(self.calls)),
+            "live_streams": ("gauge", "audio streams in progress", getattr(relay, "streams_live", 0)),
+            "frames_relayed_total": ("counter", "20 ms audio frames relayed (both directions)",
+                                     getattr(relay, "frames_in", 0) + getattr(relay, "frames_out", 0)),
+            "webhook_queue_depth": ("gauge", "webhooks waiting for delivery", self.outbox.depth()),
+            "webhook_failed_total": ("counter", "webhooks given up after all retries", self.outbox.failed_count()),
+            "webhook_delivered_total": ("counter", "webhooks delivered", self.outbox.delivered_count()),
+            "esl_connected": ("gauge", "1 when the FreeSWITCH control connection is up", int(self.control.connected)),
+            "esl_reconnects_total": ("counter", "FreeSWITCH control connection reconnects", self.control.reconnects),
+        }
+
+
+def _originate_value(value) -> str:
+    """A channel-variable value inside originate's {...}: quoted, so commas and spaces survive."""
+    text = str(value)
+    if "'" in text:
+        raise ValueError("a single quote is not allowed in originate variables")
+    return text
+
+
+def run_service(config_path: str | None = None) -> int:
+    config = load_config(config_path)
+    service = Service(config).start()
+    stop = gevent.event.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stop.set)
+    stop.wait()
+    log.info("stopping")
+    service.stop()
+    return 0
