@@ -1,0 +1,52 @@
+"""`AppOutbox`: the bounded queue of text frames from one stream to its app (owned by the stream;
+drained by its writer greenlet)."""
+from __future__ import annotations
+
+from collections import deque
+
+from gevent.event import Event
+
+__all__ = ["AppOutbox"]
+
+
+class AppOutbox:
+    """Bounded FIFO of text frames for the app. Media beyond `limit` is dropped (and counted);
+    control messages (start, acks, dtmf, stop) always go in, up to a hard cap of 4x."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._q: deque = deque()
+        self._ready = Event()
+        self.closed = False
+        self.dropped = 0
+
+    def put(self, text: str, control: bool = False) -> bool:
+        if self.closed:
+            return False
+        n = len(self._q)
+        if n >= (self.limit * 4 if control else self.limit):
+            self.dropped += 1
+            return False
+        self._q.append(text)
+        self._ready.set()
+        return True
+
+    def get(self, timeout: float):
+        """Next text, None on timeout; raises EOFError once closed and empty."""
+        if not self._q:
+            if self.closed:
+                raise EOFError
+            self._ready.clear()
+            self._ready.wait(timeout)
+            if not self._q:
+                if self.closed:
+                    raise EOFError
+                return None
+        return self._q.popleft()
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    def __len__(self) -> int:
+        return len(self._q)

@@ -1,0 +1,617 @@
+"""One live stream: the app's WebSocket (client side, websocket-client) on one end, mod_audio_fork's
+connection to the relay on the other, and the conversion between them.
+
+Greenlets per stream (each owns its side; they meet only through the bounded app send queue and
+the playout queue):
+- module reader (the relay's connection greenlet): module frames -> 20 ms frames -> dialect ->
+  app send queue;
+- app writer: app send queue -> app WebSocket (a slow app only fills its own bounded queue:
+  media is dropped and counted, `degraded` is emitted, other streams never wait);
+- app reader: playAudio/checkpoint/clearAudio/stop (vobiz) or media/mark/clear/dtmf (twilio);
+- pacer (jambonz + bidirectional only): playout queue -> one 8 kHz L16 frame to the module every
+  20 ms on absolute deadlines.
+
+Start order: the app is connected first (so a refusal fails `start()` fast, before FreeSWITCH is
+touched); then the session is registered with the relay and `uuid_audio_fork ... start` is issued.
+The dialect's `start` message is sent when the module's WebSocket attaches, from the module reader
+greenlet, just before the first media message: the app never sees `start` for a stream that never
+carried audio, and `start` is always first on the wire. Twilio's `connected` carries no stream
+data and is sent as soon as the app connection is up, as Twilio does.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import struct
+import time
+from typing import Callable
+
+import gevent
+import websocket
+from gevent.event import Event
+
+from . import codecs
+from .command import fork_start, fork_stop, mix_for_track, parse_reply
+from .dialects import (Checkpoint, ClearAudio, PlayAudio, SendDigits, StopStream, make_dialect)
+from .errors import (ForkCommandError, NotSupportedByFlavour, ProtocolError, StreamStartError)
+from .framing import FrameAssembler, frame_bytes
+from .outbox import AppOutbox
+from .playout import PlayoutQueue
+from .spec import StreamSpec
+
+log = logging.getLogger("callfork.audio_fork.session")
+
+__all__ = ["StreamSpec", "StreamSession", "VERSION"]
+
+VERSION = "0.1.0"
+PLAYOUT_RATE = 8000          # what the pacer sends to the module (`true true 8000`)
+PLAYOUT_FRAME = 320          # 20 ms of L16 8 kHz mono
+
+
+class StreamSession:
+    """See the module docstring. Events via `on_event(name, detail)`: app_connected, started,
+    played {name}, cleared {marks}, app_stop, app_closed {code}, app_failed {error},
+    module_failed {reason}, module_disconnected, degraded {dropped|reason}, unsupported {error},
+    ended {reason}."""
+
+    def __init__(self, spec: StreamSpec, relay, api: Callable[[str], str],
+                 on_event: Callable[[str, dict], None] | None = None):
+        spec.validate()
+        self.spec = spec
+        self.relay = relay
+        self.api = api
+        self.on_event = on_event
+        self.stream_id = spec.stream_id
+        self.call_uuid = spec.call_uuid
+        self.token = secrets.token_urlsafe(24)
+        self.bugname = f"callfork_{spec.stream_id}"
+        self.state = "new"
+        self.end_reason: str | None = None
+        if spec.dialect == "vobiz":
+            self.dialect = make_dialect("vobiz", stream_id=spec.stream_id, call_id=spec.call_uuid,
+                                        account_id=spec.account_id, track=spec.track,
+                                        encoding=spec.encoding, sample_rate=spec.sample_rate,
+                                        extra_headers=spec.extra_headers,
+                                        extra_headers_mode=spec.extra_headers_mode)
+        else:
+            self.dialect = make_dialect("twilio", stream_id=spec.stream_id, call_id=spec.call_uuid,
+                                        account_id=spec.account_id, track=spec.track,
+                                        encoding=spec.encoding, sample_rate=spec.sample_rate,
+                                        custom_parameters=spec.custom_parameters)
+        self.mix = mix_for_track(spec.track)
+        self.fork_rate = spec.fork_rate
+        channels = 2 if self.mix == "stereo" else 1
+        self._assembler = FrameAssembler(frame_bytes(self.fork_rate, channels))
+        self._tracks = ["inbound", "outbound"] if spec.track == "both" else [spec.track]
+        # per-track upstream converters (only L16 24k needs a resampler + re-framing)
+        self._up_resample = {}
+        self._up_frames = {t: 0 for t in ("inbound", "outbound")}
+        if spec.encoding == "l16" and spec.sample_rate != self.fork_rate:
+            for t in self._tracks:
+                self._up_resample[t] = (codecs.Resampler(self.fork_rate, spec.sample_rate),
+                                        FrameAssembler(frame_bytes(spec.sample_rate)))
+        self._down_resample: dict = {}
+        self.playout = PlayoutQueue(PLAYOUT_FRAME, on_mark=self._on_mark_played,
+                                    max_seconds=spec.max_playout_seconds)
+        self._outbox = AppOutbox(spec.app_queue_messages)
+        self._app_ws = None
+        self._module = None
+        self._module_attached = Event()
+        self._audio_ready = Event()
+        self._done = Event()
+        self._greenlets: list = []
+        self._writer_g = None
+        self._reader_g = None
+        self._stopping = False
+        self._fork_started = False
+        self._start_sent = False
+        self._degraded = False
+        self._closing_app = False
+        self._unsupported_logged = False
+        self._marks_due: list = []  # marks played by the last pull/add, sent after the frame
+        # counters
+        self.frames_in = 0
+        self.messages_to_app = 0
+        self.protocol_errors = 0
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _emit(self, name: str, detail: dict | None = None) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(name, detail or {})
+        except Exception:  # noqa: BLE001 - a broken listener must not break the stream
+            log.exception("[%s %s] on_event(%s) failed", self.call_uuid, self.stream_id, name)
+
+    def _spawn(self, fn, *args):
+        g = gevent.spawn(fn, *args)
+        self._greenlets.append(g)
+        return g
+
+    def _call_api(self, cmd: str) -> str:
+        with gevent.Timeout(self.spec.api_timeout, ForkCommandError(
+                f"no reply within {self.spec.api_timeout}s", "", cmd)):
+            reply = self.api(cmd)
+        return parse_reply(reply, cmd)
+
+    @property
+    def accepting_module(self) -> bool:
+        return self.state in ("starting",) and self._module is None
+
+    @property
+    def app_dropped(self) -> int:
+        return self._outbox.dropped
+
+    # -- start ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect to the app, register with the relay, issue the fork command. Raises
+        StreamStartError (after emitting app_failed/module_failed and ended) on failure."""
+        if self.state != "new":
+            raise StreamStartError(f"stream {self.stream_id} already started")
+        spec = self.spec
+        self.state = "connecting"
+        headers = [h for h in spec.headers if not h.lower().startswith("user-agent:")]
+        headers.append(f"User-Agent: callfork/{VERSION}")
+        try:
+            ws = websocket.create_connection(spec.url, timeout=spec.connect_timeout, header=headers,
+                                             enable_multithread=True)
+        except Exception as exc:  # noqa: BLE001 - every way of failing to connect is one outcome
+            error = _describe_connect_error(exc)
+            log.warning("[%s %s] app %s refused: %s", self.call_uuid, self.stream_id, spec.url, error)
+            self.state = "failed"
+            self._emit("app_failed", {"error": error})
+            self._finish("app_failed")
+            raise StreamStartError(f"app connection failed: {error}") from None
+        ws.settimeout(None)
+        self._app_ws = ws
+        self._emit("app_connected")
+        if spec.dialect == "twilio":
+            self._outbox.put(self.dialect.connected(), control=True)
+        self._writer_g = self._spawn(self._app_writer)
+        self._reader_g = self._spawn(self._app_reader)
+
+        self.state = "starting"
+        try:
+            self.relay.register(self)
+        except ValueError as exc:
+            log.error("[%s %s] %s", self.call_uuid, self.stream_id, exc)
+            self.state = "failed"
+            self._emit("module_failed", {"reason": str(exc)})
+            self.stop("module_failed")
+            raise StreamStartError(str(exc)) from None
+        metadata = {"streamId": self.stream_id, "callUuid": self.call_uuid}
+        bidi = PLAYOUT_RATE if (spec.bidirectional and spec.flavor == "jambonz") else None
+        cmd = fork_start(self.call_uuid, self.relay.url_for(self.stream_id, self.token), self.mix,
+                         self.fork_rate, self.bugname, metadata, bidirectional_rate=bidi)
+        try:
+            self._call_api(cmd)
+        except ForkCommandError as exc:
+            log.error("[%s %s] fork start failed: %s", self.call_uuid, self.stream_id, exc)
+            if not exc.reply:
+                self._fork_started = True  # no reply (timeout): it may have started; stop it
+            self.state = "failed"
+            self._emit("module_failed", {"reason": str(exc)})
+            self.stop("module_failed")
+            raise StreamStartError(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - the api callable's own errors (call gone, ...)
+            log.error("[%s %s] fork start failed: %r", self.call_uuid, self.stream_id, exc)
+            self._fork_started = True  # outcome unknown (e.g. timeout): stop the bug to be safe
+            self.state = "failed"
+            self._emit("module_failed", {"reason": repr(exc)})
+            self.stop("module_failed")
+            raise StreamStartError(repr(exc)) from None
+        self._fork_started = True
+        self._spawn(self._module_watchdog)
+
+    def _module_watchdog(self) -> None:
+        if self._module_attached.wait(self.spec.connect_timeout):
+            return
+        if self._stopping:
+            return
+        reason = f"mod_audio_fork did not connect within {self.spec.connect_timeout}s"
+        log.error("[%s %s] %s", self.call_uuid, self.stream_id, reason)
+        self.state = "failed"
+        self._emit("module_failed", {"reason": reason})
+        self.stop("module_failed")
+
+    # -- module side (runs in the relay's connection greenlet) ------------------------------------
+
+    def run_module(self, conn) -> None:
+        if self._module is not None or self._stopping:
+            conn.close(1008, "stream not expecting a connection")
+            return
+        self._module = conn
+        self.state = "streaming"
+        for text in self.dialect.opening():
+            self._outbox.put(text, control=True)
+        self._start_sent = True
+        self._module_attached.set()
+        self._emit("started")
+        if self.spec.bidirectional and self.spec.flavor == "jambonz":
+            self._spawn(self._pacer)
+        first_text = True
+        relay = self.relay
+        while True:
+            try:
+                msg = conn.receive(timeout=30.0)
+            except TimeoutError:
+                if self._stopping:
+                    break
+                continue  # paused streams are silent
+            if msg is None:
+                break
+            if isinstance(msg, str):
+                if first_text:
+                    first_text = False
+                    log.debug("[%s %s] module metadata: %s", self.call_uuid, self.stream_id, msg[:200])
+                else:
+                    log.debug("[%s %s] module text: %s", self.call_uuid, self.stream_id, msg[:200])
+                continue
+            if not msg:
+                continue  # graceful-shutdown marker
+            for frame in self._assembler.feed(msg):
+                self.frames_in += 1
+                relay.frames_in += 1
+                try:
+                    self._on_module_frame(frame)
+                except Exception:  # noqa: BLE001 - garbage must not kill the stream
+                    log.exception("[%s %s] bad module frame", self.call_uuid, self.stream_id)
+        if not self._stopping:
+            log.info("[%s %s] module disconnected (code %s)", self.call_uuid, self.stream_id, conn.close_code)
+            self._emit("module_disconnected", {"code": conn.close_code})
+            self.stop("module_disconnected")
+
+    def _on_module_frame(self, frame: bytes) -> None:
+        if self.mix == "mono":
+            parts = ((self._tracks[0], frame),)
+        elif self.spec.track == "both":
+            left, right = codecs.stereo_split(frame)
+            parts = (("inbound", left), ("outbound", right))
+        else:
+            parts = (("outbound", codecs.stereo_right(frame)),)
+        encoding = self.spec.encoding
+        be = self.spec.l16_byte_order == "be"
+        for track, pcm in parts:
+            if encoding == "mulaw":
+                payloads = (codecs.ulaw_encode(pcm),)
+            elif track in self._up_resample:
+                resampler, assembler = self._up_resample[track]
+                payloads = assembler.feed(resampler.process(pcm))
+            else:
+                payloads = (pcm,)
+            for payload in payloads:
+                if be:
+                    payload = codecs.byteswap16(payload)
+                ms = self._up_frames[track] * 20
+                self._up_frames[track] += 1
+                self._to_app(self.dialect.media(track, payload, ms))
+
+    # -- app side ---------------------------------------------------------------------------------
+
+    def _to_app(self, text: str, control: bool = False) -> None:
+        if self._outbox.put(text, control):
+            if self._degraded and len(self._outbox) < self._outbox.limit // 2:
+                self._degraded = False
+            return
+        if not self._degraded and not self._outbox.closed:
+            self._degraded = True
+            log.warning("[%s %s] app is not keeping up: send queue full, dropping media",
+                        self.call_uuid, self.stream_id)
+            self._emit("degraded", {"dropped": self._outbox.dropped})
+
+    def _app_writer(self) -> None:
+        ws = self._app_ws
+        last_send = time.monotonic()
+        keepalive = self.spec.keepalive_seconds
+        while True:
+            try:
+                text = self._outbox.get(timeout=min(5.0, keepalive))
+            except EOFError:
+                return
+            if text is None:
+                if time.monotonic() - last_send >= keepalive:
+                    # an idle stream (paused fork, one-way app) must not be cut by proxies
+                    try:
+                        with gevent.Timeout(self.spec.send_timeout, TimeoutError("ping timeout")):
+                            ws.ping()
+                    except Exception as exc:  # noqa: BLE001
+                        log.info("[%s %s] keepalive ping failed: %r", self.call_uuid, self.stream_id, exc)
+                    last_send = time.monotonic()
+                continue
+            last_send = time.monotonic()
+            try:
+                with gevent.Timeout(self.spec.send_timeout, TimeoutError("send timeout")):
+                    ws.send(text)
+                self.messages_to_app += 1
+            except Exception as exc:  # noqa: BLE001
+                if self._stopping:
+                    return
+                log.warning("[%s %s] send to app failed: %r", self.call_uuid, self.stream_id, exc)
+                self._emit("app_failed", {"error": repr(exc)})
+                gevent.spawn(self.stop, "app_failed")
+                return
+
+    def _app_reader(self) -> None:
+        ws = self._app_ws
+        while True:
+            try:
+                frame = ws.recv_frame()
+            except Exception as exc:  # noqa: BLE001
+                if self._stopping or self._closing_app:
+                    return
+                log.warning("[%s %s] app connection lost: %r", self.call_uuid, self.stream_id, exc)
+                self._emit("app_closed", {"code": None, "error": repr(exc)})
+                gevent.spawn(self.stop, "app_closed")
+                return
+            op = frame.opcode
+            if op in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_CONT):
+                try:
+                    ws.cont_frame.validate(frame)
+                    ws.cont_frame.add(frame)
+                    if not ws.cont_frame.is_fire(frame):
+                        continue
+                    opcode, whole = ws.cont_frame.extract(frame)
+                    data = whole.data
+                except Exception as exc:  # noqa: BLE001 - bad fragmentation / bad UTF-8
+                    self._protocol_error(ProtocolError(f"bad frame from the app: {exc}"))
+                    continue
+                if opcode == websocket.ABNF.OPCODE_BINARY:
+                    self._protocol_error(ProtocolError("binary message from the app (expected JSON text)"))
+                    continue
+                try:
+                    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+                except UnicodeDecodeError:
+                    self._protocol_error(ProtocolError("text message is not UTF-8"))
+                    continue
+                self._handle_app_text(text)
+            elif op == websocket.ABNF.OPCODE_PING:
+                try:
+                    ws.pong(frame.data)
+                except Exception:  # noqa: BLE001
+                    pass
+            elif op == websocket.ABNF.OPCODE_CLOSE:
+                code = struct.unpack("!H", frame.data[:2])[0] if len(frame.data) >= 2 else None
+                if self._closing_app:
+                    return  # the reply to our own Close
+                try:
+                    ws.send_close(code if code and code not in (1005, 1006) else 1000)
+                except Exception:  # noqa: BLE001
+                    pass
+                self._closing_app = True
+                log.info("[%s %s] app closed the stream (code %s)", self.call_uuid, self.stream_id, code)
+                self._emit("app_closed", {"code": code})
+                gevent.spawn(self.stop, "app_closed")
+                return
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        self.protocol_errors += 1
+        log.warning("[%s %s] ignored app message: %s", self.call_uuid, self.stream_id, exc)
+
+    def _handle_app_text(self, text: str) -> None:
+        try:
+            msg = self.dialect.parse(text)
+            if isinstance(msg, PlayAudio):
+                self._play(msg)
+            elif isinstance(msg, Checkpoint):
+                self._flush_resamplers()  # the audio before the mark must play in full
+                self.playout.add_mark(msg.name)
+                self._ack_marks()
+            elif isinstance(msg, ClearAudio):
+                self._clear()
+            elif isinstance(msg, StopStream):
+                self._emit("app_stop")
+                gevent.spawn(self.stop, "app_stop")
+            elif isinstance(msg, SendDigits):
+                self._send_digits(msg.digits)
+        except ProtocolError as exc:
+            self._protocol_error(exc)
+        except NotSupportedByFlavour as exc:
+            self.protocol_errors += 1
+            if not self._unsupported_logged:
+                self._unsupported_logged = True
+                log.error("[%s %s] %s", self.call_uuid, self.stream_id, exc)
+            self._emit("unsupported", {"error": str(exc)})
+
+    def _play(self, msg: PlayAudio) -> None:
+        if not self.spec.bidirectional:
+            raise ProtocolError("audio from the app on a one-way stream (bidirectional is off)")
+        if self.spec.flavor != "jambonz":
+            raise NotSupportedByFlavour(
+                f"streamed playAudio is not supported by this flavour ({self.spec.flavor}): "
+                "mod_audio_fork drachtio discards audio from the server; file-playback fallback "
+                "is not implemented yet")
+        audio = msg.audio
+        if msg.encoding == "mulaw":
+            pcm = codecs.ulaw_decode(audio)
+        elif self.spec.l16_byte_order == "be":
+            pcm = codecs.byteswap16(audio)
+        else:
+            pcm = audio
+        if msg.sample_rate != PLAYOUT_RATE:
+            rs = self._down_resample.get(msg.sample_rate)
+            if rs is None:
+                rs = self._down_resample[msg.sample_rate] = codecs.Resampler(msg.sample_rate, PLAYOUT_RATE)
+            pcm = rs.process(pcm)
+        accepted = self.playout.append(pcm)
+        if accepted < len(pcm):
+            self._emit("degraded", {"reason": "playout queue full", "dropped_bytes": self.playout.dropped_bytes})
+        self._audio_ready.set()
+
+    def _flush_resamplers(self) -> None:
+        for rs in self._down_resample.values():
+            tail = rs.flush()
+            if tail:
+                self.playout.append(tail)
+        self._down_resample.clear()
+        self._audio_ready.set()
+
+    def _on_mark_played(self, name: str) -> None:
+        # called inside PlayoutQueue.pull()/add_mark(); acked by _ack_marks() once the frame
+        # that completed the audio before the mark has been handed to the module
+        self._marks_due.append(name)
+
+    def _ack_marks(self) -> None:
+        while self._marks_due:
+            name = self._marks_due.pop(0)
+            self._to_app(self.dialect.played(name), control=True)
+            self._emit("played", {"name": name})
+
+    def _clear(self) -> None:
+        names = self.playout.clear()
+        self._ack_marks()  # marks already played (pulled) before the clear are still acked
+        self._down_resample.clear()
+        for name in names:
+            text = self.dialect.mark_cleared(name)
+            if text:
+                self._to_app(text, control=True)
+        # No killAudio to the module: on FreeSWITCH it also breaks whatever the channel is playing
+        # (CF_BREAK), e.g. a <Play> running beside a background stream, and `stop_play` only works
+        # on the default bug name. The pacer keeps the module's own buffer at its ~80 ms pre-buffer,
+        # so flushing our queue stops the app's audio within that.
+        text = self.dialect.cleared()
+        if text:
+            self._to_app(text, control=True)
+        self._emit("cleared", {"marks": names})
+
+    def _send_digits(self, digits: str) -> None:
+        try:
+            reply = self.api(f"uuid_send_dtmf {self.call_uuid} {digits}")
+            if not (reply or "").strip().startswith("+OK"):
+                log.warning("[%s %s] uuid_send_dtmf: %s", self.call_uuid, self.stream_id, reply)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("[%s %s] uuid_send_dtmf failed: %r", self.call_uuid, self.stream_id, exc)
+
+    def send_dtmf(self, digit: str, duration_ms: int | None = None) -> None:
+        """Tell the app about a DTMF digit the caller pressed (forward DTMF events here)."""
+        if self._start_sent and not self._stopping:
+            self._to_app(self.dialect.dtmf(digit, duration_ms), control=True)
+
+    # -- playout pacer ----------------------------------------------------------------------------
+
+    def _pacer(self) -> None:
+        period = 0.020
+        deadline = None
+        playout = self.playout
+        while not self._stopping:
+            if not playout.has_frame():
+                deadline = None
+                self._audio_ready.clear()
+                if not playout.has_frame():
+                    self._audio_ready.wait(0.1)
+                continue
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now
+            elif deadline > now:
+                gevent.sleep(deadline - now)
+            frame = playout.pull()
+            if frame is None or self._module is None:
+                self._ack_marks()
+                continue
+            try:
+                self._module.send_bytes(frame)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("[%s %s] playout to module failed: %r", self.call_uuid, self.stream_id, exc)
+                return
+            self.relay.frames_out += 1
+            self._ack_marks()
+            deadline += period
+            if time.monotonic() - deadline > 0.2:  # fell far behind (hub stalled): resync, no burst
+                deadline = time.monotonic()
+
+    # -- module events (forwarded from ESL by the caller) -----------------------------------------
+
+    def on_module_event(self, subclass: str, body: dict | None = None) -> None:
+        name = subclass.split("::", 1)[-1]
+        if name == "connect_failed":
+            if self._module is None and not self._stopping:
+                reason = (body or {}).get("reason", "connect failed")
+                log.error("[%s %s] mod_audio_fork connect_failed: %s", self.call_uuid, self.stream_id, reason)
+                self.state = "failed"
+                self._emit("module_failed", {"reason": reason})
+                gevent.spawn(self.stop, "module_failed")
+        elif name == "buffer_overrun":
+            log.warning("[%s %s] mod_audio_fork buffer overrun", self.call_uuid, self.stream_id)
+            self._emit("degraded", {"reason": "module buffer overrun"})
+        else:
+            log.debug("[%s %s] module event %s %s", self.call_uuid, self.stream_id, subclass, body)
+
+    # -- stop -------------------------------------------------------------------------------------
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Stop the fork, tell the app (Twilio `stop`; Vobiz: none) and close it with 1000.
+        Idempotent; safe to call from any greenlet."""
+        if self._stopping:
+            return
+        self._stopping = True
+        if self.state not in ("failed",):
+            self.state = "stopping"
+        me = gevent.getcurrent()
+        if self._fork_started:
+            try:
+                self._call_api(fork_stop(self.call_uuid, self.bugname))
+            except Exception as exc:  # noqa: BLE001 - call may be gone already; logged once
+                log.info("[%s %s] fork stop: %s", self.call_uuid, self.stream_id, exc)
+        module = self._module
+        if module is not None:
+            module.close(1000)
+        if self._start_sent:
+            text = self.dialect.closing()
+            if text:
+                self._outbox.put(text, control=True)
+        self._outbox.close()
+        # let the writer drain what is queued (bounded), then close the app socket
+        writer = self._writer_g
+        if writer is not None and writer is not me:
+            writer.join(timeout=2.0)
+        self._close_app()
+        for g in self._greenlets:
+            if g is not me and not g.dead:
+                g.kill(block=False)
+        self.relay.unregister(self.stream_id)
+        self._finish(reason)
+
+    def _close_app(self) -> None:
+        ws = self._app_ws
+        if ws is None:
+            return
+        if not self._closing_app:
+            self._closing_app = True
+            try:
+                ws.send_close(1000)
+            except Exception:  # noqa: BLE001
+                pass
+            # the reader sees the peer's Close and returns; bounded wait
+            reader = self._reader_g
+            if reader is not None and reader is not gevent.getcurrent():
+                reader.join(timeout=1.0)
+        try:
+            ws.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _finish(self, reason: str) -> None:
+        if self._done.is_set():
+            return
+        if self.state != "failed":
+            self.state = "ended"
+        self.end_reason = reason
+        log.info("[%s %s] stream ended: %s", self.call_uuid, self.stream_id, reason)
+        self._emit("ended", {"reason": reason})
+        self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the stream has ended; True if it has."""
+        return self._done.wait(timeout)
+
+    @property
+    def ended(self) -> bool:
+        return self._done.is_set()
+
+
+def _describe_connect_error(exc: Exception) -> str:
+    if isinstance(exc, websocket.WebSocketBadStatusException):
+        return f"handshake rejected: HTTP {exc.status_code}"
+    return f"{type(exc).__name__}: {exc}"
