@@ -1,1 +1,21 @@
-"""placeholder"""
+"""Answer documents and what they do on a call.
+
+Parsing Vobiz XML and SWML into typed verb objects with source positions (one module per verb,
+each with its `run(call)`), the call context verbs see, the interpreter loop, hangup codes and the
+hangup webhook, recordings and live streams.
+
+Public API (docs/internals.md): parse_document, Document, DocumentError, XMLError, SWMLError,
+NotSupportedError, validate_source, CallContext, Interpreter, CallEnd, SOURCE_API, LiveStream,
+StreamOptions, rest_stream_options.
+"""
+from .context import CallContext
+from .document import Document, parse_document
+from .errors import DocumentError, NotSupportedError, SWMLError, XMLError
+from .hangup_codes import SOURCE_API, CallEnd
+from .interpreter import Interpreter
+from .streaming import LiveStream, StreamOptions, rest_stream_options
+from .validate import validate_source
+
+__all__ = ["parse_document", "Document", "DocumentError", "XMLError", "SWMLError", "NotSupportedError",
+           "validate_source", "CallContext", "Interpreter", "CallEnd", "SOURCE_API", "LiveStream",
+           "StreamOptions", "rest_stream_options"]

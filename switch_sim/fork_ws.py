@@ -1,0 +1,412 @@
+"""The WebSocket client side of the simulated mod_audio_fork: one `AudioPipe` per media bug.
+
+Owns what `audio_pipe.cpp` + libwebsockets 4.1 do in the real module: the TCP connect, the opening
+handshake byte for byte as libwebsockets writes it (``GET <path incl. query>``, ``Pragma``,
+``Cache-Control``, ``Host`` without port, ``Origin: http://<host>``, ``Upgrade``, ``Connection``,
+``Sec-WebSocket-Key``, ``Sec-WebSocket-Protocol: audio.drachtio.org``, ``Sec-WebSocket-Version: 13``,
+then ``Authorization: Basic`` when a user and a password are given), the client-side checks of the
+server's answer with libwebsockets' failure texts (``HS: ws upgrade response not 101``,
+``HS: PROTOCOL malformed`` for a subprotocol that was not offered, none for an absent one, ...), the
+state machine (connecting / connected / disconnecting), the text queue (drachtio concatenates pending
+texts into one frame; jambonz sends one frame per text), the audio send buffer with its fixed size,
+and the "writable callback" order: graceful-shutdown zero-length binary frame, else one text frame,
+else the Close (1000, no reason) of a requested disconnect, else all buffered audio as one binary frame.
+
+Framing is wsproto; the socket is a gevent socket. One writer greenlet (FS -> server) and one reader
+greenlet (server -> FS) per pipe; both only touch the pipe's own state, and the wsproto connection
+and the socket writes are serialised by the pipe's send lock.
+
+Approximated (not in the captures): a connect timeout or any socket error before the handshake is
+reported as ``Unable to connect`` (captured for "connection refused" only); a server that closes
+during the handshake gives ``closed before established`` and a handshake that takes more than 10 s
+``timeout`` (libwebsockets texts quoted from memory of its source, not captured). TLS (wss/https)
+uses Python's ssl with the MOD_AUDIO_FORK_ALLOW_SELFSIGNED / SKIP_SERVER_CERT_HOSTNAME_CHECK flags;
+ALLOW_EXPIRED is treated like ALLOW_SELFSIGNED. After we send Close we wait at most 5 s for the
+server's Close before dropping the TCP connection. TCP keepalive is not emulated.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import socket as _socket
+from collections import deque
+
+import gevent
+from gevent import socket
+from gevent.event import Event
+from gevent.lock import Semaphore
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+log = logging.getLogger('switch_sim.fork_ws')
+
+WS_GUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+DEFAULT_SUBPROTOCOL = 'audio.drachtio.org'
+HANDSHAKE_TIMEOUT = 10.0      # libwebsockets timeout_secs in audio_pipe.cpp
+CLOSE_WAIT_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 10.0
+MAX_HANDSHAKE_BYTES = 64 * 1024
+MAX_RECV_TEXT = 65 * 1024 * 10  # audio_pipe.cpp MAX_RECV_BUF_SIZE: longer text messages are dropped
+
+# AudioPipe states (audio_pipe.hpp LwsState_t)
+IDLE, CONNECTING, CONNECTED, FAILED, DISCONNECTING, DISCONNECTED = range(6)
+
+# notifications to the owner (audio_pipe.hpp NotifyEvent_t)
+CONNECT_SUCCESS = 'connect_success'
+CONNECT_FAIL = 'connect_fail'
+CONNECTION_DROPPED = 'connection_dropped'
+CONNECTION_CLOSED_GRACEFULLY = 'connection_closed_gracefully'
+MESSAGE = 'message'
+BINARY = 'binary'
+
+
+class HandshakeError(Exception):
+    """The connection failed; `reason` is the text the module puts in connect_failed."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def basic_auth_header(user: str, password: str) -> str | None:
+    """`dch_lws_http_basic_auth_gen` into a 128-byte buffer: None when it does not fit."""
+    n, m = len(user.encode()), len(password.encode())
+    if 128 < 6 + (4 * (n + m + 1)) // 3 + 1:
+        return None
+    raw = ('%s:%s' % (user, password)).encode()
+    if len(raw) >= 126:
+        return None
+    return 'Basic ' + base64.b64encode(raw).decode('ascii')
+
+
+def build_request(host: str, path: str, key: str, subprotocol: str, authorization: str | None) -> bytes:
+    lines = ['GET %s HTTP/1.1' % path, 'Pragma: no-cache', 'Cache-Control: no-cache', 'Host: %s' % host,
+             'Origin: http://%s' % host, 'Upgrade: websocket', 'Connection: Upgrade',
+             'Sec-WebSocket-Key: %s' % key, 'Sec-WebSocket-Protocol: %s' % subprotocol,
+             'Sec-WebSocket-Version: 13']
+    if authorization:
+        lines.append('Authorization: %s' % authorization)
+    return ('\r\n'.join(lines) + '\r\n\r\n').encode('latin-1', 'replace')
+
+
+def check_response(head: bytes, key: str, subprotocol: str) -> None:
+    """Raise HandshakeError with libwebsockets' text if the server's answer is not acceptable."""
+    text = head.decode('latin-1')
+    lines = text.split('\r\n')
+    parts = lines[0].split(' ', 2)
+    status = parts[1] if len(parts) > 1 else ''
+    headers = {}
+    for line in lines[1:]:
+        if ':' not in line:
+            continue
+        name, value = line.split(':', 1)
+        headers.setdefault(name.strip().lower(), value.strip())
+    if status.startswith('401'):
+        raise HandshakeError('HS: ws upgrade unauthorized')
+    if not status.startswith('101'):
+        raise HandshakeError('HS: ws upgrade response not 101')
+    if not headers.get('sec-websocket-accept'):
+        raise HandshakeError('HS: ACCEPT missing')
+    upgrade = headers.get('upgrade')
+    if upgrade is None:
+        raise HandshakeError('HS: UPGRADE missing')
+    if upgrade.lower() != 'websocket':
+        raise HandshakeError('HS: Upgrade to something other than websocket')
+    connection = headers.get('connection')
+    if connection is None:
+        raise HandshakeError('HS: CONNECTION missing')
+    if connection.lower() != 'upgrade':
+        raise HandshakeError('HS: UPGRADE malformed')
+    proto = headers.get('sec-websocket-protocol')
+    if proto and proto not in [p.strip() for p in subprotocol.split(',')]:
+        raise HandshakeError('HS: PROTOCOL malformed')
+    if headers.get('sec-websocket-extensions'):
+        raise HandshakeError('HS: EXT: unknown ext')
+    expected = base64.b64encode(hashlib.sha1(key.encode('ascii') + WS_GUID).digest()).decode('ascii')
+    if headers['sec-websocket-accept'] != expected:
+        raise HandshakeError('HS: Accept hash wrong')
+
+
+class AudioPipe:
+    """One WebSocket connection of one fork (audio_pipe.cpp). `callback(kind, payload)` runs in the
+    pipe's greenlets and must not block for long."""
+
+    def __init__(self, *, host: str, port: int, path: str, tls_flags: dict | None, flavor: str,
+                 buffer_bytes: int, min_free: int, username: str | None = None, password: str | None = None,
+                 callback=None, encode_audio=None, subprotocol: str | None = None, name: str = ''):
+        self.host, self.port, self.path = host, port, path
+        self.tls_flags = tls_flags
+        self.flavor = flavor
+        self.buffer_bytes = buffer_bytes
+        self.min_free = min_free
+        self.username = username if (username and password) else None
+        self.password = password if (username and password) else None
+        self.subprotocol = subprotocol or os.environ.get('MOD_AUDIO_FORK_SUBPROTOCOL_NAME') or DEFAULT_SUBPROTOCOL
+        self.callback = callback or (lambda kind, payload: None)
+        self.encode_audio = encode_audio or (lambda frames: b''.join(f for f in frames))
+        self.name = name
+        self.state = IDLE
+        self.graceful = False
+        # text queue: drachtio one string (concatenated), jambonz a list
+        self._texts: deque[str] = deque()
+        # audio buffer: frames waiting for the next writable callback, with their byte size
+        self._audio: deque = deque()
+        self.audio_buffered = 0
+        self._wake = Event()
+        self._send_lock = Semaphore()
+        self._close_received = Event()
+        self._sock = None
+        self._ws: Connection | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+        self.frames_sent = 0
+
+    # --- called by the owner (media tick / API greenlets) ---------------------------------------
+
+    def connect(self) -> None:
+        self.state = CONNECTING
+        self._greenlets.append(gevent.spawn(self._run))
+
+    def buffer_for_sending(self, text: str) -> None:
+        if self.state != CONNECTED:
+            return
+        if self.flavor == 'drachtio' and self._texts:
+            self._texts[0] += text
+        else:
+            self._texts.append(text)
+        self._wake.set()
+
+    def close(self) -> None:
+        if self.state != CONNECTED:
+            return
+        self.state = DISCONNECTING
+        self._wake.set()
+
+    def do_graceful_shutdown(self) -> None:
+        self.graceful = True
+        if self.state == CONNECTED:
+            self._wake.set()
+
+    def space_available(self) -> int:
+        return self.buffer_bytes - self.audio_buffered
+
+    def push_audio(self, frame, nbytes: int) -> None:
+        self._audio.append(frame)
+        self.audio_buffered += nbytes
+
+    def reset_audio(self) -> None:
+        self._audio.clear()
+        self.audio_buffered = 0
+
+    def request_write(self) -> None:
+        if self.state == CONNECTED and self._audio:
+            self._wake.set()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once, without a close handshake (simulator teardown)."""
+        if self.state in (IDLE, CONNECTING):
+            self.state = FAILED
+        self._drop_socket()
+        self._wake.set()
+
+    # --- greenlets --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            sock, trailing = self._open()
+        except HandshakeError as exc:
+            if self.state == CONNECTING:
+                self.state = FAILED
+                self.callback(CONNECT_FAIL, exc.reason)
+            return
+        if self.state != CONNECTING:       # aborted while connecting
+            _close_quietly(sock)
+            return
+        self._sock = sock
+        self._ws = Connection(ConnectionType.CLIENT, trailing_data=trailing)
+        self.state = CONNECTED
+        self.callback(CONNECT_SUCCESS, None)
+        reader = gevent.spawn(self._reader)
+        self._greenlets.append(reader)
+        self._writer()
+
+    def _open(self):
+        try:
+            raw = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
+        except (OSError, ValueError, UnicodeError):
+            raise HandshakeError('Unable to connect')
+        sock = raw
+        try:
+            if self.tls_flags is not None:
+                import ssl
+                ctx = ssl.create_default_context()
+                if self.tls_flags.get('allow_selfsigned') or self.tls_flags.get('allow_expired'):
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                if self.tls_flags.get('skip_hostname_check'):
+                    ctx.check_hostname = False
+                try:
+                    sock = ctx.wrap_socket(raw, server_hostname=self.host)
+                except (OSError, ssl.SSLError):
+                    raise HandshakeError('Unable to connect')
+            key = base64.b64encode(os.urandom(16)).decode('ascii')
+            auth = basic_auth_header(self.username, self.password) if self.username else None
+            sock.settimeout(HANDSHAKE_TIMEOUT)
+            sock.sendall(build_request(self.host, self.path, key, self.subprotocol, auth))
+            data = b''
+            while b'\r\n\r\n' not in data:
+                try:
+                    chunk = sock.recv(4096)
+                except _socket.timeout:
+                    raise HandshakeError('timeout')
+                if not chunk:
+                    raise HandshakeError('closed before established')
+                data += chunk
+                if len(data) > MAX_HANDSHAKE_BYTES:
+                    raise HandshakeError('HS: ws upgrade response not 101')
+            head, trailing = data.split(b'\r\n\r\n', 1)
+            check_response(head, key, self.subprotocol)
+            sock.settimeout(None)
+            try:  # libwebsockets sets SO_SNDBUF to the protocol rx buffer size + LWS_PRE
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, 1024 + 16)
+            except OSError:
+                pass
+            return sock, trailing
+        except HandshakeError:
+            _close_quietly(sock)
+            raise
+        except OSError:
+            _close_quietly(sock)
+            raise HandshakeError('closed before established')
+
+    def _send(self, event) -> bool:
+        with self._send_lock:
+            ws, sock = self._ws, self._sock
+            if ws is None or sock is None:
+                return False
+            try:
+                data = ws.send(event)
+            except LocalProtocolError:
+                return False
+            try:
+                sock.sendall(data)
+            except OSError:
+                return False
+            return True
+
+    def _writer(self) -> None:
+        while self.state in (CONNECTED, DISCONNECTING):
+            if not self._wake.wait(1.0):
+                continue
+            self._wake.clear()
+            if self.state not in (CONNECTED, DISCONNECTING) or self._ws is None:
+                break
+            if self._ws.state != ConnectionState.OPEN:
+                break
+            if self.graceful:
+                self._send(BytesMessage(data=b''))
+                continue
+            if self._texts:
+                text = self._texts.popleft()
+                if not self._send(TextMessage(data=text)):
+                    break
+                self._wake.set()  # one write per writable callback: get the rest next time
+                continue
+            if self.state == DISCONNECTING:
+                self._send(CloseConnection(code=1000))
+                self._close_received.wait(CLOSE_WAIT_TIMEOUT)
+                self._drop_socket()
+                break
+            if self._audio:
+                frames = list(self._audio)
+                self._audio.clear()
+                self.audio_buffered = 0
+                try:
+                    payload = self.encode_audio(frames)
+                except Exception:  # noqa: BLE001 - a bad frame must not kill the pipe
+                    log.exception('%s: audio encoding failed', self.name)
+                    continue
+                if not self._send(BytesMessage(data=payload)):
+                    break
+                self.frames_sent += 1
+
+    def _reader(self) -> None:
+        text_parts: list[str] = []
+        text_len = 0
+        binary_parts: list[bytes] = []
+        try:
+            while True:
+                sock = self._sock
+                if sock is None:
+                    break
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b''
+                if not data:
+                    break
+                ws = self._ws
+                if ws is None:
+                    break
+                try:  # wsproto is pure computation: no yield between these two calls
+                    ws.receive_data(data)
+                    events = list(ws.events())
+                except RemoteProtocolError:
+                    events = [CloseConnection(code=1002)]
+                for ev in events:
+                    if isinstance(ev, TextMessage):
+                        if text_len <= MAX_RECV_TEXT:
+                            text_parts.append(ev.data)
+                            text_len += len(ev.data)
+                        if ev.message_finished:
+                            msg = ''.join(text_parts)
+                            too_long = text_len > MAX_RECV_TEXT
+                            text_parts, text_len = [], 0
+                            if not too_long:
+                                self.callback(MESSAGE, msg)
+                    elif isinstance(ev, BytesMessage):
+                        binary_parts.append(bytes(ev.data))
+                        if ev.message_finished:
+                            msg = b''.join(binary_parts)
+                            binary_parts = []
+                            self.callback(BINARY, msg)
+                    elif isinstance(ev, Ping):
+                        self._send(ev.response())
+                    elif isinstance(ev, CloseConnection):
+                        if self._ws is not None and self._ws.state == ConnectionState.REMOTE_CLOSING:
+                            self._send(ev.response())
+                        self._close_received.set()
+                        raise _Closed()
+        except _Closed:
+            pass
+        finally:
+            self._close_received.set()
+            self._finish()
+
+    def _finish(self) -> None:
+        was = self.state
+        self._drop_socket()
+        self.state = DISCONNECTED
+        self._wake.set()
+        if was == DISCONNECTING:
+            self.callback(CONNECTION_CLOSED_GRACEFULLY, None)
+        elif was == CONNECTED:
+            self.callback(CONNECTION_DROPPED, None)
+
+    def _drop_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            _close_quietly(sock)
+
+
+class _Closed(Exception):
+    pass
+
+
+def _close_quietly(sock) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass

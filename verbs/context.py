@@ -1,0 +1,179 @@
+"""The call as a verb sees it: `CallContext`.
+
+A verb never touches sockets: it calls the ESL `CallSession` (through `ctx.session`), asks the
+context for the standard Vobiz request parameters, fetches the next document, posts status
+callbacks through the durable outbox, and records what happened in the call's timeline.
+
+The context is built by the service (esl_app) with a `services` object that provides:
+  fetch(url, method, params) -> webhooks.FetchResult          (synchronous, signed, with timeouts)
+  post(call_uuid, url, method, params, event, encoding='form') (durable, fire-and-forget)
+  store                                                        (webhooks.Store: records, timeline)
+  media_file(url) -> local path                                (download + cache; raises MediaError)
+  start_stream(ctx, spec_kwargs) -> stream handle              (audio_fork, see verbs/vobiz/stream.py)
+  config (esl_app.Config), number (the matched [[numbers]] entry)
+  recordings_dir (pathlib.Path), public_url (str), auth_id (str)
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+
+import gevent
+import gevent.event
+
+from esl_app import CallGone
+
+log = logging.getLogger("callfork.call")
+
+
+def _e164_plain(number: str) -> str:
+    """Vobiz sends numbers without the leading '+'."""
+    return number[1:] if number.startswith("+") else number
+
+
+class CallContext:
+    """One call's state shared by the interpreter and the verbs. Owned by the call's greenlet."""
+
+    def __init__(self, session, services):
+        self.session = session
+        self.services = services
+        self.uuid = session.uuid
+        self.config = services.config
+        self.number = services.number
+        self.direction = session.direction or "inbound"
+        self.from_number = _e164_plain(session.caller_id_number or "")
+        self.to_number = _e164_plain(session.destination_number or "")
+        self.caller_name = session.caller_id_name or session.caller_id_number or ""
+        self.session_start = datetime.now(timezone.utc)
+        self.pre_answered = False
+        self.document_index = 0          # how many documents this call has run (answer = 1)
+        self.current_verb = None
+        self.streams = {}                # stream_id -> stream handle (background streams live here)
+        self.recordings = []             # session recordings to finish at hangup
+        self.hangup_requested = None     # CallEnd chosen by a verb or the API before hanging up
+        self.pending_transfer = None     # (url, method) set by the REST API
+        self.errors = []                 # error texts surfaced in the call record and webhook
+        self.early_media_only = False    # inside <PreAnswer>: media verbs pre-answer instead of answering
+        self.verb_position = 0           # index of the running verb in its document (0 = first)
+        self.interpreter = None          # set by the Interpreter, for verbs that run nested verbs
+        self.barge_in = None             # set by <Gather> while its prompts play: () -> bool
+        self.interrupted = gevent.event.Event()  # set to stop the running verb (transfer, REST)
+        self._lock = threading.RLock()   # only for what the REST API touches (transfer, hangup)
+
+    # -- facts -----------------------------------------------------------------------------------
+    @property
+    def answered(self) -> bool:
+        return self.session.answered
+
+    @property
+    def auth_id(self) -> str:
+        return self.services.auth_id
+
+    def call_status(self) -> str:
+        if self.session.gone:
+            return "completed"
+        return "in-progress" if self.answered else "ringing"
+
+    def params(self, **extra) -> dict:
+        """The standard Vobiz request parameters (reference/vobiz.md §5.2), plus `extra`."""
+        p = {
+            "CallUUID": self.uuid,
+            "From": self.from_number,
+            "To": self.to_number,
+            "Direction": self.direction,
+            "CallStatus": self.call_status(),
+            "CallerName": self.caller_name,
+            "ParentAuthID": self.auth_id,
+            "SessionStart": self.session_start.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            "BillRate": "0",
+            "STIRAttestation": "Not Applicable",
+            "STIRVerification": "Not Applicable",
+        }
+        if self.direction == "outbound":
+            request_uuid = self.session.variables.get("callfork_request_uuid", self.uuid)
+            p.update({"ALegUUID": self.uuid, "ALegRequestUUID": request_uuid, "RequestUUID": request_uuid})
+        p.update({k: "" if v is None else str(v) for k, v in extra.items()})
+        return p
+
+    # -- media -----------------------------------------------------------------------------------
+    @property
+    def is_first_verb(self) -> bool:
+        """True for the first verb of the answer document (a leading <Wait> delays the answer)."""
+        return self.document_index == 1 and self.verb_position == 0
+
+    def ensure_answered(self) -> None:
+        """Lazy answer (DESIGN §4.3): the first verb that needs media answers the call.
+        Inside <PreAnswer> it only opens early media."""
+        if self.early_media_only:
+            self.ensure_early_media()
+            return
+        if not self.session.answered:
+            self.session.answer()
+            self.timeline("answered", {})
+
+    def ensure_early_media(self) -> None:
+        if not self.session.answered and not self.pre_answered:
+            self.session.pre_answer()
+            self.pre_answered = True
+            self.timeline("pre_answered", {})
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait on the engine's clock (DTMF does not end it). Raises CallGone if the call ends;
+        returns False if the verb was interrupted (transfer), True when the time ran out."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.interrupted.is_set():
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            if self.session.wait_gone(min(remaining, 0.1)):
+                raise CallGone(self.session.hangup_cause, self.uuid)
+
+    def barged_in(self) -> bool:
+        """Inside <Gather> prompts: True once the caller pressed a digit (stop prompting)."""
+        return bool(self.barge_in and self.barge_in())
+
+    def run_nested(self, verb) -> None:
+        """Run a child verb (PreAnswer's children, Gather's prompts) through the interpreter."""
+        self.interpreter.run_verb(verb, nested=True)
+
+    def tts_voice(self, voice: str, language: str) -> str:
+        """The flite voice for a Speak voice (WOMAN/MAN/Polly.*) from [tts] in the config."""
+        voices = getattr(self.config, "tts", None)
+        table = getattr(voices, "voices", None) or {"WOMAN": "slt", "MAN": "rms"}
+        if voice in table:
+            return table[voice]
+        return table.get("WOMAN", "slt") if not voice.upper().startswith("MAN") else table.get("MAN", "rms")
+
+    # -- webhooks --------------------------------------------------------------------------------
+    def post(self, url: str, method: str, params: dict, event: str, encoding: str = "form") -> None:
+        """A fire-and-forget status callback through the durable outbox."""
+        if not url:
+            return
+        self.services.post(self.uuid, url, method or "POST", params, event, encoding)
+        self.timeline("webhook_queued", {"event": event, "url": url})
+
+    def timeline(self, kind: str, detail: dict) -> None:
+        try:
+            self.services.record_event(self.uuid, kind, detail)
+        except Exception:  # the record must never take the call down
+            log.exception("call %s: could not record %s", self.uuid, kind)
+
+    def error(self, message: str) -> None:
+        """A problem the user must see: logged once with the call UUID, kept for the webhook."""
+        log.error("call %s: %s", self.uuid, message)
+        self.errors.append(message)
+        self.timeline("error", {"message": message})
+
+    # -- requests from outside the call greenlet (REST API) --------------------------------------
+    def request_transfer(self, url: str, method: str = "POST") -> None:
+        """Interrupt the running verb and continue with the document at `url` (Transfer API)."""
+        with self._lock:
+            self.pending_transfer = (url, method)
+        verb = self.current_verb
+        if verb is not None:
+            gevent.spawn(verb.stop)
+        self.session.break_media(all=True)

@@ -1,0 +1,57 @@
+"""The parameters of the Vobiz hangup webhook (reference/vobiz.md §5.3), built from
+FreeSWITCH's CHANNEL_HANGUP_COMPLETE.
+
+Times are the server's local time (`YYYY-MM-DD HH:MM:SS`, as Vobiz uses the console's timezone);
+`SessionStart` is UTC with microseconds. `BillDuration` is the billed seconds rounded up to the
+60-second pulse Vobiz reports (0 when the call was never answered). `Error` carries callfork's
+explanation when the call ended because of an error (empty otherwise).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+from .hangup_codes import CallEnd
+
+
+def _stamp(epoch: float | None) -> str:
+    if not epoch:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
+def _epoch(complete, name: str) -> float | None:
+    if complete is None:
+        return None
+    raw = complete.get(f"variable_{name}_uepoch") or ""
+    try:
+        value = int(raw) / 1e6
+    except ValueError:
+        return None
+    return value or None
+
+
+def hangup_params(ctx, complete, end: CallEnd, fs_cause: str | None) -> dict:
+    now = time.time()
+    start = _epoch(complete, "start") or ctx.session_start.timestamp()
+    answer = _epoch(complete, "answer")
+    finish = _epoch(complete, "end") or now
+    duration = max(0, int(round(finish - start)))
+    billsec = max(0, int(round(finish - answer))) if answer else 0
+    bill_duration = int(math.ceil(billsec / 60.0)) * 60 if billsec else 0
+    status = "completed" if answer else {3010: "busy", 3000: "no-answer", 1000: "cancel"}.get(end.code, "completed")
+    return ctx.params(
+        Event="Hangup",
+        CallStatus=status,
+        HangupCause=fs_cause or end.fs_cause,
+        HangupCauseCode=end.code,
+        HangupCauseName=end.name,
+        HangupSource=end.source,
+        Duration=duration,
+        BillDuration=bill_duration,
+        StartTime=_stamp(start),
+        AnswerTime=_stamp(answer),
+        EndTime=_stamp(finish),
+        TotalCost="0.00000",
+        Error=end.error or "; ".join(ctx.errors),
+    )

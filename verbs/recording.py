@@ -1,0 +1,141 @@
+"""One recording of a call: where FreeSWITCH writes it, how it is finished, what the callbacks say.
+
+FreeSWITCH always records WAV (mod_sndfile) into the data directory; when the document asked for
+MP3 the WAV is converted with soundfile in gevent's thread pool (the hub is never blocked) and the
+WAV removed. The file is then served at `<public_url>/recordings/<RecordingID>.<ext>`.
+`record_params()` gives the Vobiz Record/RecordStop fields (reference/vobiz.md §4.2).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid as uuidlib
+from pathlib import Path
+
+import gevent
+import soundfile
+
+log = logging.getLogger("callfork.recording")
+
+END_TIMEOUT = "RecordingTimeout"
+END_MAX_LENGTH = "maxLength"
+END_KEY = "FinishedOnKey"
+END_HUNG_UP = "HungUp"
+
+
+def _convert_to_mp3(wav: Path, mp3: Path) -> None:
+    data, rate = soundfile.read(str(wav), dtype="int16", always_2d=True)
+    soundfile.write(str(mp3), data, rate, format="MP3")
+
+
+class Recording:
+    def __init__(self, call, file_format: str, kind: str):
+        self.id = str(uuidlib.uuid4())
+        self.call = call
+        self.format = file_format          # "wav" | "mp3"
+        self.kind = kind                   # "voicemail" | "session"
+        self.wav_path = Path(call.services.recordings_dir) / f"{self.id}.wav"
+        self.start_ms = int(time.time() * 1000)
+        self.end_ms = None
+        self.end_reason = None
+        self.digits = ""
+        self.finished = False
+        call.services.store.add_recording(self.id, call.uuid, path=str(self.final_path),
+                                          format=file_format, start_ms=self.start_ms)
+
+    @property
+    def final_path(self) -> Path:
+        return self.wav_path.with_suffix("." + self.format)
+
+    @property
+    def url(self) -> str:
+        return f"{self.call.services.public_url}/recordings/{self.id}.{self.format}"
+
+    @property
+    def duration_ms(self) -> int:
+        if self.end_ms is None:
+            return -1
+        return max(0, self.end_ms - self.start_ms)
+
+    def finish(self, reason: str, duration_ms: int | None = None) -> None:
+        """The recording stopped: settle times, convert, and record it. Idempotent."""
+        if self.finished:
+            return
+        self.finished = True
+        self.end_reason = reason
+        self.end_ms = int(time.time() * 1000)
+        if duration_ms is not None and duration_ms >= 0:
+            self.start_ms = self.end_ms - duration_ms
+        if self.format == "mp3" and self.wav_path.exists():
+            try:
+                gevent.get_hub().threadpool.apply(_convert_to_mp3, (self.wav_path, self.final_path))
+                os.unlink(self.wav_path)
+            except Exception as exc:
+                self.call.error(f"recording {self.id}: MP3 conversion failed ({exc}); keeping the WAV")
+                self.format = "wav"
+        if not self.final_path.exists():
+            self.call.error(f"recording {self.id}: FreeSWITCH wrote no file at {self.wav_path}")
+        self.call.services.store.update_recording(
+            self.id, path=str(self.final_path), format=self.format, duration_ms=self.duration_ms,
+            start_ms=self.start_ms, end_ms=self.end_ms, end_reason=reason)
+        self.call.timeline("recording", {"id": self.id, "reason": reason, "duration_ms": self.duration_ms})
+
+    def record_params(self, event: str, **extra) -> dict:
+        duration_ms = self.duration_ms
+        fields = {
+            "Event": event,
+            "RecordingID": self.id,
+            "RecordUrl": self.url,
+            "RecordFile": self.url,
+            "RecordingDuration": -1 if duration_ms < 0 else int(round(duration_ms / 1000)),
+            "RecordingDurationMs": duration_ms,
+            "RecordingStartMs": self.start_ms,
+            "RecordingEndMs": -1 if self.end_ms is None else self.end_ms,
+            "RecordingEndReason": self.end_reason or "",
+            "Digits": self.digits,
+        }
+        fields.update(extra)
+        return self.call.params(**fields)
+
+
+def wav_duration_ms(path: Path) -> int | None:
+    try:
+        info = soundfile.info(str(path))
+    except Exception:
+        return None
+    return int(info.frames * 1000 / info.samplerate)
+
+
+class SessionRecording:
+    """A whole-call recording running in the background: ends at maxLength or at hangup, then the
+    RecordStop callback goes out (after the hangup webhook when the call ended, as on Vobiz)."""
+
+    def __init__(self, call, rec: Recording, verb):
+        self.call = call
+        self.rec = rec
+        self.callback_url = verb.callback_url
+        self.callback_method = verb.callback_method
+        call.session.on_event("RECORD_STOP", self._on_record_stop)
+
+    def _on_record_stop(self, event) -> None:
+        # runs in the ESL dispatch greenlet: never block here
+        if event.get("Record-File-Path") != str(self.rec.wav_path) or self.call.session.gone:
+            return
+        try:
+            duration = int(event.get("variable_record_ms") or "")
+        except ValueError:
+            duration = None
+        gevent.spawn(self._finish, END_MAX_LENGTH, duration)
+
+    def on_call_end(self, complete) -> None:
+        self._finish(END_HUNG_UP, wav_duration_ms(self.rec.wav_path))
+
+    def _finish(self, reason: str, duration_ms) -> None:
+        if self.rec.finished:
+            return
+        self.call.session.off_event("RECORD_STOP", self._on_record_stop)
+        self.rec.finish(reason, duration_ms)
+        if self.callback_url:
+            self.call.post(self.callback_url, self.callback_method,
+                           self.rec.record_params("RecordStop"), "RecordStop")

@@ -1,0 +1,49 @@
+"""SWML connect: only `to: "stream:wss://..."` (a bidirectional stream that blocks like a dial).
+
+Connecting to numbers, SIP addresses or serial/parallel groups is not supported: NotSupportedError.
+"""
+from ..base import Attr, AttrError, Custom, NotSupportedValue, Text
+from .method import CODEC, CUSTOM_PARAMETERS, HTTP_URL, METHOD, StepResult, json_type
+from .stream import StreamParams
+
+ONLY = 'only to: "stream:wss://..." is supported'
+
+
+def _to(raw, warnings):
+    if not isinstance(raw, str):
+        raise AttrError(f"must be a string, not {json_type(raw)}")
+    text = raw.strip()
+    if not text.lower().startswith("stream:"):
+        raise NotSupportedValue(f'connect to "{text}" is not supported by callfork; {ONLY}')
+    return text[len("stream:"):].strip()
+
+
+class Connect(StreamParams):
+    name = "connect"
+    ATTRIBUTES = (
+        Attr("to", "url", Custom(_to, "stream:wss://..."), None, required=True),
+        Attr("codec", "codec", CODEC, None),
+        Attr("name", "stream_name", Text(), None),
+        Attr("status_url", "status_url", HTTP_URL, None),
+        Attr("status_url_method", "status_url_method", METHOD, "POST"),
+        Attr("authorization_bearer_token", "authorization_bearer_token", Text(), None),
+        Attr("custom_parameters", "custom_parameters", CUSTOM_PARAMETERS, {}),
+        Attr("realtime", "realtime", Text(), None, ignored="callfork streams in real time anyway"),
+    )
+    URL_KEY = "to"
+    bidirectional = True
+    track = "inbound_track"
+    control_id = None
+
+    @classmethod
+    def from_value(cls, value, line, column, options):
+        if isinstance(value, dict):
+            other = [k for k in value if k not in cls.attribute_names()]
+            if other:
+                verb = cls(line, column)
+                verb.params = value
+                return StepResult(verb, [], [f"connect with {', '.join(map(str, other))} is not supported by callfork; {ONLY}"])
+        return super().from_value(value, line, column, options)
+
+    def summary(self) -> str:
+        return f"connect stream:{self.url} (bidirectional) codec={self.codec_name}"
