@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# pipecat's real serializers (Twilio and Vobiz) check our stream messages in the tests; they live in
+# their own venv so pipecat's pins never constrain callfork's own dependencies
+SERIALIZERS := .venv-serializers
+SER_STAMP   := $(SERIALIZERS)/.installed
 
 .PHONY: install demo test bench serve clean
 
@@ -21,11 +25,17 @@ demo: install
 serve: install
 	$(BIN)/callfork serve
 
-test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+$(SER_STAMP): Makefile
+	$(PYTHON) -m venv $(SERIALIZERS)
+	$(SERIALIZERS)/bin/pip install --upgrade pip >/dev/null
+	$(SERIALIZERS)/bin/pip install 'pipecat-ai==1.14.0' 'pipecat-vobiz==0.0.3'
+	touch $(SER_STAMP)
+
+test: install $(SER_STAMP)
+	CALLFORK_SERIALIZERS_PYTHON=$(CURDIR)/$(SERIALIZERS)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) var *.egg-info
+	rm -rf $(VENV) $(SERIALIZERS) var *.egg-info

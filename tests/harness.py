@@ -1,0 +1,171 @@
+"""The whole product on real sockets, for scenario tests: a FreeSWITCH (the built-in simulator, or a
+real one when CALLFORK_FS_ESL=host:port:password is set), the callfork service, and the user's web
+app (a real HTTP receiver that serves documents and records every webhook).
+
+    with Stack() as stack:
+        stack.app.document("/answer", "<Response><Speak>hi</Speak></Response>")
+        call = stack.call(to="1000", audio=wav, hangup_after=10)
+        summary = call.wait(30)
+        hangup = stack.app.wait_event("Hangup")
+
+Everything binds free loopback ports; the data directory is a fresh temporary one.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from esl_app import load_config
+from esl_app.service import Service
+from switch_sim import CallScript, Simulator
+
+from http_receiver import HttpReceiver, Reply
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer(HttpReceiver):
+    """The user's web app: documents by path (a string, or a function of the request), and a
+    record of every webhook it received (Hangup, Record, stream status ...)."""
+
+    def __init__(self):
+        self.documents = {}
+        super().__init__(responder=self._respond)
+
+    def document(self, path: str, body, content_type: str = "application/xml", status: int = 200) -> str:
+        """Serve `body` (str/bytes, or a function(request) -> str|Reply) at `path`; returns its URL."""
+        self.documents[path] = (body, content_type, status)
+        return self.url(path)
+
+    def _respond(self, req):
+        entry = self.documents.get(req.path)
+        if entry is None:
+            return Reply(200, b"<Response/>", "application/xml")
+        body, content_type, status = entry
+        if callable(body):
+            body = body(req)
+            if isinstance(body, Reply):
+                return body
+        if isinstance(body, str):
+            body = body.encode()
+        return Reply(status, body, content_type)
+
+    def events(self, event: str | None = None, path: str | None = None) -> list:
+        out = []
+        for req in list(self.requests):
+            form = req.form if req.method == "POST" else req.args
+            if event is not None and form.get("Event") != event:
+                continue
+            if path is not None and req.path != path:
+                continue
+            out.append(req)
+        return out
+
+    def wait_event(self, event: str, timeout: float = 10.0, count: int = 1, path: str | None = None):
+        """The first request carrying Event=`event` (waits until `count` of them arrived)."""
+        self.wait_for(lambda: len(self.events(event, path)) >= count, timeout)
+        return self.events(event, path)[0]
+
+    def wait_path(self, path: str, timeout: float = 10.0, count: int = 1):
+        self.wait_for(lambda: len([r for r in self.requests if r.path == path]) >= count, timeout)
+        return [r for r in self.requests if r.path == path]
+
+
+class Stack:
+    """Simulator (or real FreeSWITCH) + callfork service + the user's app, on free ports."""
+
+    def __init__(self, *, flavor: str = "jambonz", config_text: str = "", env: dict | None = None,
+                 answer_path: str = "/answer", hangup_path: str = "/hangup", fallback_path: str = ""):
+        self.app = AppServer()
+        self.data_dir = Path(tempfile.mkdtemp(prefix="callfork-test-"))
+        self.flavor = flavor
+        self.real_fs = os.environ.get("CALLFORK_FS_ESL")
+        self._config_text = config_text
+        self._env = env or {}
+        self.answer_path, self.hangup_path, self.fallback_path = answer_path, hangup_path, fallback_path
+        self.sim = None
+        self.service = None
+
+    def start(self) -> "Stack":
+        self.app.start()
+        ports = {name: free_port() for name in ("esl", "outbound", "http", "relay")}
+        if self.real_fs:
+            host, port, password = self.real_fs.split(":", 2)
+            # a real FreeSWITCH's dialplan sends ^callfork numbers to socket 127.0.0.1:8084
+            ports["outbound"] = 8084
+        else:
+            host, port, password = "127.0.0.1", ports["esl"], "ClueCon"
+        env = {
+            "CALLFORK_FREESWITCH_ESL_HOST": host,
+            "CALLFORK_FREESWITCH_ESL_PORT": str(port),
+            "CALLFORK_FREESWITCH_ESL_PASSWORD": password,
+            "CALLFORK_SERVER_OUTBOUND_LISTEN": f"127.0.0.1:{ports['outbound']}",
+            "CALLFORK_SERVER_HTTP_LISTEN": f"127.0.0.1:{ports['http']}",
+            "CALLFORK_SERVER_RELAY_LISTEN": f"127.0.0.1:{ports['relay']}",
+            "CALLFORK_SERVER_PUBLIC_URL": f"http://127.0.0.1:{ports['http']}",
+            "CALLFORK_SERVER_DATA_DIR": str(self.data_dir),
+            "CALLFORK_SERVER_AUTH_TOKEN": "test-token",
+            "CALLFORK_AUDIO_FORK_FLAVOR": self.flavor,
+            "CALLFORK_WEBHOOKS_BACKOFF_BASE_S": "0.05",
+            "CALLFORK_WEBHOOKS_BACKOFF_MAX_S": "0.2",
+        }
+        env.update(self._env)
+        fallback = f'fallback_url = "{self.app.url(self.fallback_path)}"\n' if self.fallback_path else ""
+        config_file = self.data_dir / "callfork.toml"
+        config_file.write_text(
+            self._config_text
+            + f'[[numbers]]\nnumber = "*"\nanswer_url = "{self.app.url(self.answer_path)}"\n'
+            f'hangup_url = "{self.app.url(self.hangup_path)}"\n' + fallback)
+        self.config = load_config(str(config_file), env=env)
+        if not self.real_fs:
+            self.sim = Simulator(esl=("127.0.0.1", ports["esl"]), password=password,
+                                 socket_target=("127.0.0.1", ports["outbound"]), flavor=self.flavor)
+            self.sim.start()
+        self.service = Service(self.config).start()
+        if not self.service.control.wait_connected(10):
+            raise RuntimeError("callfork did not connect to FreeSWITCH's event socket")
+        self.http_url = f"http://127.0.0.1:{ports['http']}"
+        return self
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+        if self.sim is not None:
+            self.sim.stop()
+        self.app.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- calls -----------------------------------------------------------------------------------
+    def call(self, to: str = "1000", **script):
+        """Place an inbound call (the simulator's scripted caller); returns the SimCall."""
+        if self.real_fs:
+            raise NotImplementedError("placing scripted calls on a real FreeSWITCH: use loopback "
+                                      "originate in the `freeswitch`-marked tests")
+        return self.sim.place_call(CallScript(to=to, **script))
+
+    def api_headers(self) -> dict:
+        return {"X-Auth-ID": self.config.server.auth_id, "X-Auth-Token": "test-token"}
+
+    def api_url(self, path: str) -> str:
+        return f"{self.http_url}/api/v1/Account/{self.config.server.auth_id}{path}"
+
+    def wait(self, predicate, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s")
+            time.sleep(0.02)

@@ -1,0 +1,68 @@
+"""The newcomer's scenario (issue "Vobiz XML engine", done-when): a voicemail document — Speak,
+Record, Hangup — on the simulator gives the recording, the RecordStop callback and the hangup
+webhook with the documented fields."""
+import numpy as np
+import requests
+import soundfile
+
+from harness import Stack
+
+VOICEMAIL = """<Response>
+  <Speak voice="WOMAN" language="en-US">Please leave a message after the beep.</Speak>
+  <Record action="{app}/rec-action" method="POST" fileFormat="wav" redirect="false" timeout="2"
+          maxLength="20" playBeep="true" finishOnKey="#" callbackUrl="{app}/rec-ready" callbackMethod="POST"/>
+  <Hangup/>
+</Response>"""
+
+
+def speech_wav(path, seconds=9.0, talk_from=3.5, talk_until=6.0, rate=8000):
+    """The caller waits for the prompt and the beep (~3 s), talks 2.5 s, then is silent."""
+    t = np.arange(int(seconds * rate)) / rate
+    audio = 0.3 * np.sin(2 * np.pi * 300 * t) * ((t >= talk_from) & (t < talk_until))
+    soundfile.write(str(path), (audio * 32767).astype(np.int16), rate)
+    return path
+
+
+def test_voicemail_records_and_posts_record_stop_and_hangup(tmp_path):
+    with Stack() as stack:
+        stack.app.document("/answer", VOICEMAIL.format(app=stack.app.url("").rstrip("/")))
+        call = stack.call(audio=str(speech_wav(tmp_path / "caller.wav")), hangup_after=30)
+        summary = call.wait(40)
+        stop = stack.app.wait_event("RecordStop", timeout=10).form
+        action = stack.app.wait_event("Record", timeout=10).form
+        hangup = stack.app.wait_event("Hangup", timeout=10).form
+
+    assert summary["answered"] is True
+    # recording starts after prompt + beep (~3 s), the caller talks until 6 s, then
+    # timeout=2 s of silence ends it: about 5 s
+    assert stop["RecordingEndReason"] == "RecordingTimeout"
+    assert 3500 <= int(stop["RecordingDurationMs"]) <= 8000
+    assert stop["RecordingID"] == action["RecordingID"]
+    for field in ("RecordUrl", "RecordFile", "RecordingDuration", "RecordingStartMs", "RecordingEndMs",
+                  "CallUUID", "From", "To", "Direction", "CallStatus", "ParentAuthID", "SessionStart"):
+        assert field in stop, field
+    assert stop["RecordUrl"].endswith(f"/recordings/{stop['RecordingID']}.wav")
+    # the document's <Hangup/> ends the answered call: 4000 Normal Hangup, by the XML
+    assert hangup["HangupCauseCode"] == "4000"
+    assert hangup["HangupCauseName"] == "Normal Hangup"
+    assert hangup["HangupSource"] == "Answer XML"
+    assert hangup["HangupCause"] == "NORMAL_CLEARING"
+    for field in ("Duration", "BillDuration", "StartTime", "AnswerTime", "EndTime", "CallUUID"):
+        assert hangup[field], field
+
+
+def test_recording_is_served_with_auth(tmp_path):
+    with Stack() as stack:
+        stack.app.document("/answer", VOICEMAIL.format(app=stack.app.url("").rstrip("/")))
+        call = stack.call(audio=str(speech_wav(tmp_path / "caller.wav")), hangup_after=30)
+        call.wait(40)
+        stop = stack.app.wait_event("RecordStop", timeout=10).form
+        url = stop["RecordUrl"]
+        assert requests.get(url, timeout=5).status_code == 401
+        resp = requests.get(url, headers=stack.api_headers(), timeout=5)
+        assert resp.status_code == 200
+        path = tmp_path / "rec.wav"
+        path.write_bytes(resp.content)
+        audio, rate = soundfile.read(str(path), dtype="int16")
+        # the caller's 300 Hz tone is in the file
+        assert rate == 8000 and np.abs(audio).max() > 3000
