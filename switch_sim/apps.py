@@ -161,9 +161,11 @@ def app_playback(ch, data):
 
 @app('endless_playback')
 def app_endless_playback(ch, data):
+    # a break (uuid_break, killAudio) stops the current pass; the loop starts it again, as captured
+    # (PLAYBACK_STOP then PLAYBACK_START after killAudio); only hangup or an unplayable file end it
     while not ch.hungup:
         status, _ = play_file(ch, data)
-        if status != 'done':
+        if status not in ('done', 'break'):
             break
 
 

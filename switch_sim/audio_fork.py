@@ -46,6 +46,7 @@ import gevent
 import numpy as np
 
 from . import fork_ws
+from .argsplit import separate_string
 
 log = logging.getLogger('switch_sim.audio_fork')
 
@@ -75,108 +76,6 @@ MAX_RATE = 384000
 EV_PREFIX = 'mod_audio_fork::'
 
 
-# ---------------------------------------------------------------------------------------------
-# switch_separate_string
-# ---------------------------------------------------------------------------------------------
-
-def _unescape_char(c: str) -> str:
-    return {'n': '\n', 'r': '\r', 't': '\t', 's': ' '}.get(c, c)
-
-
-def _cleanup(buf: list, start: int, delim: str | None) -> str:
-    """cleanup_separated_string on the NUL-terminated token at buf[start:] (modified in place)."""
-    ptr = start
-    while buf[ptr] == ' ':
-        ptr += 1
-    first = dest = ptr
-    end = None
-    inside_quotes = False
-    while buf[ptr] != '\0':
-        esc = False
-        if buf[ptr] == '\\':
-            nxt = buf[ptr + 1]
-            if nxt == "'" or nxt == '"' or (delim and nxt == delim) or _unescape_char(nxt) != nxt:
-                e = nxt if (nxt in ("'", '"') or (delim and nxt == delim)) else _unescape_char(nxt)
-                ptr += 1
-                buf[dest] = e
-                dest += 1
-                end = dest
-                esc = True
-        if not esc:
-            if buf[ptr] == "'":
-                inside_quotes = not inside_quotes
-            else:
-                buf[dest] = buf[ptr]
-                dest += 1
-                if buf[ptr] != ' ' or inside_quotes:
-                    end = dest
-        ptr += 1
-    if end is not None:
-        buf[end] = '\0'
-    out = []
-    i = first
-    while buf[i] != '\0':
-        out.append(buf[i])
-        i += 1
-    return ''.join(out)
-
-
-def separate_string(cmd: str, max_slots: int, delim: str = ' ') -> list[str]:
-    """switch_separate_string(cmd, delim, argv, max_slots): the list of arguments."""
-    if not cmd or max_slots <= 0:
-        return []
-    buf = list(cmd) + ['\0', '\0']
-    ptr = 0
-    if buf[0] == '^' and buf[1] == '^' and buf[2] != '\0' and buf[3] != '\0':
-        delim = buf[2]
-        ptr = 3
-    starts = []
-    inside_quotes = False
-    if delim == ' ':
-        state = 'start'
-        while buf[ptr] != '\0' and len(starts) < max_slots:
-            c = buf[ptr]
-            if state == 'start':
-                starts.append(ptr)
-                state = 'skip_initial'
-            elif state == 'skip_initial':
-                if c == ' ':
-                    ptr += 1
-                else:
-                    state = 'find'
-            elif state == 'find':
-                if c == '\\':
-                    ptr += 1
-                elif c == "'":
-                    inside_quotes = not inside_quotes
-                elif c == ' ' and not inside_quotes:
-                    buf[ptr] = '\0'
-                    state = 'skip_ending'
-                ptr += 1
-            else:  # skip_ending
-                if c == ' ':
-                    ptr += 1
-                else:
-                    state = 'start'
-        cleanup_delim = None
-    else:
-        state = 'start'
-        while buf[ptr] != '\0' and len(starts) < max_slots:
-            c = buf[ptr]
-            if state == 'start':
-                starts.append(ptr)
-                state = 'find'
-            else:
-                if c == '\\':
-                    ptr += 1
-                elif c == "'" and (inside_quotes or "'" in ''.join(buf[ptr + 1:]).split('\0', 1)[0]):
-                    inside_quotes = not inside_quotes
-                elif c == delim and not inside_quotes:
-                    buf[ptr] = '\0'
-                    state = 'start'
-                ptr += 1
-        cleanup_delim = delim
-    return [_cleanup(buf, s, cleanup_delim) for s in starts]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,7 +120,7 @@ def _is_json_start(s: str) -> bool:
 
 
 def parse_command(args: str, flavor: str) -> Command:
-    argv = separate_string(args, MAX_SLOTS[flavor]) if args else []
+    argv = separate_string(args, max_parts=MAX_SLOTS[flavor]) if args else []
     argc = len(argv)
     if not args or argc < 2 or (argv[1] == 'start' and argc < 4):
         return Command(reply=USAGE[flavor], argv=argv)

@@ -53,7 +53,7 @@ class Simulator:
         self._task_id = 0
         self.first_command_timeout = 25.0     # outbound: seconds FreeSWITCH waits for the first command
         self.inbound = InboundServer(self, esl, password)
-        audio_fork.register(self)
+        self.audio_fork = audio_fork.register(self)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> 'Simulator':
@@ -66,6 +66,7 @@ class Simulator:
         gevent.wait([ch.gone for ch in list(self.channels.values())], timeout=5)
         for listener in list(self.listeners):
             listener.close()
+        self.audio_fork.shutdown()
         self.inbound.stop()
 
     @property
