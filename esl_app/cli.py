@@ -57,15 +57,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="path to callfork.toml (default: $CALLFORK_CONFIG, else built-in loopback defaults)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser("serve", help="run the service next to FreeSWITCH (outbound ESL server, relay, HTTP API)")
-    v = sub.add_parser("validate", help="check a Vobiz XML or SWML document: errors with line:column, exit 1; or a summary, exit 0")
+    serve = sub.add_parser(
+        "serve", help="run the service next to FreeSWITCH (outbound ESL server, relay, HTTP API)",
+        description="Run callfork: the outbound ESL server FreeSWITCH's `socket` app connects to, the "
+                    "control connection to FreeSWITCH's event socket (reconnects by itself), the audio "
+                    "relay, the durable webhook outbox and the HTTP API. Stop it with Ctrl-C or SIGTERM. "
+                    "With a config file ([[numbers]] say which app answers which number) each key can be "
+                    "overridden by CALLFORK_<SECTION>_<KEY>. Without one (no --config, no $CALLFORK_CONFIG) "
+                    "it uses the loopback defaults (event socket 127.0.0.1:8021, socket app 127.0.0.1:8084, "
+                    "HTTP 127.0.0.1:8080, data in ./var) and answers every number with the built-in "
+                    "sample app. Without [server] auth_token, a token is generated on first start, "
+                    "printed once and kept in data_dir/auth_token.")
+    serve.add_argument("--config", default=argparse.SUPPRESS, help="path to callfork.toml")
+    v = sub.add_parser("validate", help="check a Vobiz XML or SWML document: errors with line:column, exit 1; or a summary, exit 0",
+                       description="Parse a Vobiz XML or SWML document the way a call would. Prints a "
+                                   "summary of the verbs and exits 0, or prints every error with "
+                                   "line:column and exits 1.")
     v.add_argument("source", help="a file path, or an http(s) URL to fetch")
     s = sub.add_parser("sim", help="the built-in FreeSWITCH simulator (`callfork sim serve --help`, `callfork sim call --help`)")
     s.add_argument("sim_command", choices=("serve", "call"))
-    d = sub.add_parser("demo", help="simulator + service + sample app + one call, no FreeSWITCH and no internet needed")
-    d.add_argument("--keep-data", action="store_true", help="keep the demo's data directory after it ends")
+    d = sub.add_parser("demo", help="simulator + service + sample app + one call, no FreeSWITCH and no internet needed",
+                       description="Start the FreeSWITCH simulator, callfork and the sample app on free "
+                                   "loopback ports, place one simulated call (Speak, a session Record, "
+                                   "a bidirectional Stream to an echo bot, Speak) and print what happened: "
+                                   "the stream events, the recording and every webhook. Exit 0 when the "
+                                   "call was answered, streamed and its hangup webhook delivered. The "
+                                   "recording and what the caller heard are kept in a directory it prints.")
+    d.add_argument("--keep-data", action="store_true",
+                   help="keep the whole data directory (database, recordings) instead of only the audio files")
     d.add_argument("--audio", help="WAV the simulated caller speaks (default: a generated one)")
-    for name, text in (("calls", "list live and recent calls"), ("call", "one call's timeline: verbs, events, streams, recordings, webhooks"),
+    for name, text in (("calls", "list live calls (--all: ended ones too)"), ("call", "one call's timeline: verbs, events, streams, recordings, webhooks"),
                        ("streams", "list live streams"), ("hangup", "hang up a call"),
                        ("stop-stream", "stop one stream or all streams of a call"), ("tail", "follow the live event feed")):
         sub.add_parser(name, help=text, add_help=False)
@@ -89,7 +110,7 @@ def main(argv=None) -> int:
     command = rest[0] if rest else None
     if command == "sim" or command in OPS_COMMANDS:
         # these subcommands own their whole argument list (and their --help)
-        args = parser.parse_args(globals_)
+        args = parser.parse_args(globals_ or [])
         _setup_logging(args.verbose)
         args.command = command
         if command in OPS_COMMANDS:
@@ -105,7 +126,13 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     handler = {"serve": _serve, "validate": _validate, "demo": _demo}[args.command]
-    return handler(args)
+    from .errors import ConfigError
+
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"callfork {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _setup_logging(verbose: bool) -> None:

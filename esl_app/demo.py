@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +78,12 @@ def run_demo(args) -> int:
         summary = call.wait(timeout=90)
         sample.wait_for(lambda: sample.events("Hangup") and sample.events("RecordStop"), timeout=15)
         service.outbox.flush(10)
-        _report(summary, sample, service, heard, data_dir)
-        ok = bool(summary.get("answered")) and bool(sample.events("StartStream")) and bool(sample.events("Hangup"))
+        files_dir = data_dir if args.keep_data else data_dir.with_name(data_dir.name + "-files")
+        _report(summary, sample, service, files_dir)
+        ok = (bool(summary.get("answered")) and bool(sample.events("StartStream"))
+              and bool(sample.events("Hangup")) and service.outbox.depth() == 0)
+        if not ok:
+            print("\ncallfork demo: FAILED (the call was not answered, streamed, or its webhooks not delivered)")
         return 0 if ok else 1
     finally:
         service.stop()
@@ -88,16 +91,18 @@ def run_demo(args) -> int:
         sample.stop()
         if not args.keep_data:
             kept = data_dir.with_name(data_dir.name + "-files")
-            # keep the two files worth listening to, drop the rest
+            # keep the files worth listening to, drop the rest (database, media cache)
             kept.mkdir(exist_ok=True)
             for path in list((data_dir / "recordings").glob("*")) + [data_dir / "heard.wav"]:
                 if path.exists():
                     shutil.copy2(path, kept / path.name)
             shutil.rmtree(data_dir, ignore_errors=True)
-            print(f"\nrecording and heard audio copied to {kept}")
+            print(f"\nthe recording and what the caller heard are in {kept}")
+        else:
+            print(f"\ndata directory kept: {data_dir}")
 
 
-def _report(summary, sample, service, heard, data_dir) -> None:
+def _report(summary, sample, service, files_dir) -> None:
     uuid = summary.get("uuid")
     print("\n== the call ==")
     print(f"uuid {uuid}, answered {summary.get('answered')}, hangup cause {summary.get('hangup_cause')}, "
@@ -105,18 +110,27 @@ def _report(summary, sample, service, heard, data_dir) -> None:
     print("FreeSWITCH events: " + " ".join(summary.get("events", [])))
     print("\n== the stream, as the echo bot saw it ==")
     for event in sample.ws_events:
-        print(f"  {event.get('event')}: {event}" if event.get("event") != "start"
-              else f"  start: {event['start']}")
+        if event.get("event") == "start":
+            print(f"  start: {event['start']}")
+        elif event.get("event") == "closed":
+            print(f"  closed by callfork, code {int(event['code']) if event.get('code') is not None else '-'}")
+        else:
+            print(f"  {event.get('event')}: {event}")
     print("\n== webhooks the sample app received ==")
     for hook in sample.webhooks:
         form = hook["form"]
         print(f"  {hook['path']:<15} Event={form.get('Event', ''):<13} "
               + " ".join(f"{k}={form[k]}" for k in ("StreamID", "Name", "RecordingID", "RecordingEndReason",
                                                     "HangupCauseCode", "HangupCauseName") if form.get(k)))
+    print("\n== webhook deliveries (callfork's durable outbox) ==")
+    for hook in service.outbox.deliveries(uuid):
+        print(f"  {hook['event'] or '':<13} {hook['status']:<9} HTTP {hook['last_status_code']}  "
+              f"attempts {hook['attempts']}  {hook['url']}")
     print("\n== recordings ==")
     for rec in service.store.list_recordings(uuid):
-        print(f"  {rec['recording_id']}: {rec['path']} ({rec['duration_ms']} ms, {rec['end_reason']})")
-    print(f"\nwhat the caller heard: {heard}")
+        name = Path(rec["path"] or "").name
+        print(f"  {rec['recording_id']}: {files_dir / name} ({rec['duration_ms']} ms, {rec['end_reason']})")
+    print(f"\nwhat the caller heard: {files_dir / 'heard.wav'}")
     print("\nnext: run it yourself with a FreeSWITCH (see freeswitch/README.md), or on the simulator:\n"
           "  callfork sim serve &            # a FreeSWITCH simulator on 127.0.0.1:8021\n"
           "  callfork serve &                # callfork with the built-in sample app\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 import threading
 import time
 
@@ -41,8 +42,9 @@ class SampleApp:
         self.stream_seconds = stream_seconds
         self.echo_delay_s = echo_delay_s
         self.quiet = quiet
-        self.webhooks: list[dict] = []      # every request received: {"path", "form", "time"}
-        self.ws_events: list[dict] = []     # what the echo bot saw: {"event", ...}
+        # what it received, newest kept (`callfork serve` may run it for days)
+        self.webhooks: deque = deque(maxlen=10000)   # every request received: {"path", "form", "time"}
+        self.ws_events: deque = deque(maxlen=10000)  # what the echo bot saw: {"event", ...}
         self._changed = threading.Event()
         self.http = WSGIServer((host, 0), self._flask(), log=None)
         self.ws = StreamServer((host, 0), self._ws_connection)

@@ -15,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+import gevent
 import gevent.lock
 import requests
 import soundfile
@@ -32,10 +33,11 @@ class MediaError(Exception):
 
 class MediaCache:
     def __init__(self, directory: Path, *, connect_timeout: float = 3, read_timeout: float = 15,
-                 user_agent: str = "callfork"):
+                 total_timeout: float = 60, user_agent: str = "callfork"):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.timeouts = (connect_timeout, read_timeout)
+        self.total_timeout = total_timeout  # a server trickling bytes must not hold a call forever
         self.user_agent = user_agent
         self._locks: dict[str, gevent.lock.Semaphore] = {}
 
@@ -44,7 +46,10 @@ class MediaCache:
         key = hashlib.sha256(url.encode()).hexdigest()[:32]
         lock = self._locks.setdefault(key, gevent.lock.Semaphore())
         with lock:
-            return self._fetch(url, key)
+            timeout = gevent.Timeout(self.total_timeout,
+                                     MediaError(f"{url}: download took longer than {self.total_timeout:g} s"))
+            with timeout:
+                return self._fetch(url, key)
 
     def _fetch(self, url: str, key: str) -> Path:
         wav = self.directory / f"{key}.wav"

@@ -1,4 +1,4 @@
-"""The ops commands: `callfork calls | call UUID | streams | hangup UUID | stop-stream UUID [ID] | tail`.
+"""The ops commands: `callfork calls | call UUID | streams | hangup UUID | stop-stream UUID [ID] | tail [UUID]`.
 
 They talk to a running service through its HTTP API only (DESIGN §7), with the credentials from
 the same config the service reads (`[server] http_listen`, `auth_id`, `auth_token`, or the token
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .config import load_config
+from .errors import ConfigError
 
 console = Console()
 
@@ -48,8 +49,9 @@ class ApiClient:
             resp = requests.request(method, url, headers=headers, timeout=None if stream else 10,
                                     stream=stream, **kw)
         except requests.ConnectionError:
-            raise OpsError(f"callfork is not running at {self.base} (start it with `callfork serve`, "
-                           f"or point --config at the config it runs with)") from None
+            raise OpsError(f"callfork is not running at {self.base}: start it with `callfork serve` "
+                           f"(or `callfork --config callfork.toml serve`), or point --config / --url at "
+                           f"the service you mean") from None
         except requests.Timeout:
             raise OpsError(f"callfork at {self.base} did not answer in 10 s") from None
         if resp.status_code == 401:
@@ -141,7 +143,8 @@ def cmd_stop_stream(api: ApiClient, args) -> None:
 
 
 def cmd_tail(api: ApiClient, args) -> None:
-    resp = api.request("GET", "/Events/", stream=True)
+    resp = api.request("GET", "/Events/", stream=True,
+                       params={"call_uuid": args.uuid} if args.uuid else None)
     try:
         for line in resp.iter_lines(decode_unicode=True):
             if not line or not line.startswith("data: "):
@@ -157,36 +160,49 @@ def cmd_tail(api: ApiClient, args) -> None:
 
 
 COMMANDS = {
-    "calls": (cmd_calls, "list calls"),
-    "call": (cmd_call, "one call's timeline"),
-    "streams": (cmd_streams, "list live streams"),
-    "hangup": (cmd_hangup, "hang up a call"),
-    "stop-stream": (cmd_stop_stream, "stop one stream, or all streams of a call"),
-    "tail": (cmd_tail, "follow the live event feed (Ctrl-C to stop)"),
+    "calls": (cmd_calls, "List the calls callfork is running now (--all: also ended calls, newest first)."),
+    "call": (cmd_call, "One call's record: its timeline (verbs, events, errors), streams, recordings and "
+                       "webhook deliveries with their HTTP status."),
+    "streams": (cmd_streams, "List the audio streams of live calls (--all: also the ended streams of those calls)."),
+    "hangup": (cmd_hangup, "Hang up a live call (the hangup webhook says HangupSource=API Request)."),
+    "stop-stream": (cmd_stop_stream, "Stop one stream of a live call, or all its streams; the call goes on."),
+    "tail": (cmd_tail, "Follow the live event feed of every call, or of one call (Ctrl-C to stop)."),
 }
+EPILOG = ("Talks to the running service through its HTTP API: the address and credentials come from "
+          "the same config the service reads ([server] http_listen, auth_id, auth_token, or the token "
+          "the service generated in data_dir/auth_token; CALLFORK_<SECTION>_<KEY> overrides apply). "
+          "Exit status: 0 on success, 1 on an error (service not running, unknown call, refused credentials).")
 
 
 def _parser(command: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"callfork {command}", description=COMMANDS[command][1])
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p = argparse.ArgumentParser(prog=f"callfork {command}", description=COMMANDS[command][1], epilog=EPILOG)
+    if command in ("calls", "call", "streams", "tail"):
+        p.add_argument("--json", action="store_true",
+                       help="print JSON lines, one per event" if command == "tail" else "print JSON instead of tables")
+    p.add_argument("--config", help="path to callfork.toml (default: $CALLFORK_CONFIG, else the loopback defaults)")
     p.add_argument("--url", help="base URL of the service (default: from [server] http_listen)")
     if command in ("call", "hangup", "stop-stream"):
         p.add_argument("uuid", help="the call UUID")
+    if command == "tail":
+        p.add_argument("uuid", nargs="?", help="follow only this call")
     if command == "stop-stream":
         p.add_argument("stream_id", nargs="?", help="the stream id (default: every stream of the call)")
     if command in ("calls", "streams"):
-        p.add_argument("--all", action="store_true", help="include ended calls/streams")
+        p.add_argument("--all", action="store_true",
+                       help="also ended calls" if command == "calls" else "also the ended streams of live calls")
     if command == "calls":
-        p.add_argument("--limit", type=int, default=50)
+        p.add_argument("--limit", type=int, default=50, help="at most this many calls (default 50, max 100)")
     return p
 
 
 def ops_main(command: str, argv, config_path=None) -> int:
     args = _parser(command).parse_args(argv)
     try:
-        api = ApiClient(config_path, base_url=args.url)
+        api = ApiClient(args.config or config_path, base_url=args.url)
         COMMANDS[command][0](api, args)
-    except OpsError as exc:
+    except (OpsError, ConfigError) as exc:
         print(f"callfork {command}: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0

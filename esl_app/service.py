@@ -1,7 +1,8 @@
 """The running callfork service: boots every part, owns the live-call registry, runs each call.
 
 Boot order: data directory and auth token → SQLite store + durable outbox (undelivered webhooks
-from a previous run go out first) → media cache → audio relay → FreeSWITCH control connection
+from a previous run go out first; calls a killed process left "live" are closed in their record)
+→ media cache → audio relay → FreeSWITCH control connection
 (reconnects by itself) → outbound ESL server (FreeSWITCH's `socket` app connects here) → HTTP API.
 Each call runs in the outbound server's connection greenlet: `verbs.Interpreter` over a
 `verbs.CallContext`.
@@ -9,8 +10,11 @@ Each call runs in the outbound server's connection greenlet: `verbs.Interpreter`
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import signal
+import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -73,8 +77,11 @@ class Service:
         self.outbox = Outbox(db, auth_token=self.auth_token, retries=wh.retries,
                              backoff_base_s=wh.backoff_base_s, backoff_max_s=wh.backoff_max_s,
                              connect_timeout_s=wh.connect_timeout_s, read_timeout_s=wh.read_timeout_s,
-                             user_agent=f"callfork/{self.version}", v3_mode=wh.v3_mode)
+                             user_agent=f"callfork/{self.version}", v3_mode=wh.v3_mode,
+                             allow_private=self.config.server.allow_private_urls,
+                             concurrency=64)  # slow receivers hold a slot each, up to read_timeout_s
         self.outbox.start()
+        self._close_stale_calls()
         self.media = MediaCache(self.data_dir / "media", user_agent=f"callfork/{self.version}")
         self.relay = Relay(listen=parse_listen(self.config.server.relay_listen))
         self.relay.start()
@@ -96,12 +103,29 @@ class Service:
                 part.stop()
         for ctx in list(self.calls.values()):
             ctx.session.hangup("SYSTEM_SHUTDOWN")
+        deadline = time.monotonic() + 6
+        while self.calls and time.monotonic() < deadline:
+            gevent.sleep(0.05)  # let each call post its hangup webhook (into the durable outbox)
         for part in (self.control, self.relay):
             if part is not None:
                 part.stop()
         if self.outbox is not None:
             self.outbox.flush(timeout=5)
             self.outbox.stop()
+
+    def _close_stale_calls(self) -> None:
+        """Calls a previous process left live (it was killed): they are over, say so in their record."""
+        now = datetime.now(timezone.utc).timestamp()
+        while True:
+            stale = self.store.list_calls(live_only=True, limit=100)
+            if not stale:
+                return
+            for call in stale:
+                self.store.upsert_call(call["uuid"], status="completed", end_time=now,
+                                       error="; ".join(filter(None, [call.get("error"),
+                                                                     "callfork stopped during the call"])))
+                self.store.add_event(call["uuid"], "service_restarted",
+                                     {"message": "callfork stopped during the call; no hangup webhook was sent"})
 
     def _auth_token(self) -> str:
         """The configured token, or one generated on first start and kept in data_dir."""
@@ -127,9 +151,14 @@ class Service:
             session.hangup("UNALLOCATED_NUMBER")
             return
         ctx = CallContext(session, CallServices(self, number))
+        if session.variables.get("callfork_to"):
+            ctx.to_number = session.variables["callfork_to"]  # what the REST caller asked to dial
+        answered = bool(session.answered)  # a REST call is answered before it reaches us
         self.store.upsert_call(ctx.uuid, direction=ctx.direction, from_number=ctx.from_number,
-                               to_number=ctx.to_number, answer_url=number.answer_url, status="ringing",
-                               start_time=ctx.session_start.timestamp())
+                               to_number=ctx.to_number, answer_url=number.answer_url,
+                               status="in-progress" if answered else "ringing",
+                               start_time=ctx.session_start.timestamp(),
+                               answer_time=ctx.session_start.timestamp() if answered else None)
         self.calls[ctx.uuid] = ctx
         try:
             Interpreter(ctx).run()
@@ -147,8 +176,9 @@ class Service:
         return SimpleNamespace(number=v.get("destination_number", ""), answer_url=v["callfork_answer_url"],
                                answer_method=v.get("callfork_answer_method", "POST"),
                                hangup_url=v.get("callfork_hangup_url", ""),
-                               hangup_method=v.get("callfork_hangup_method", "POST"), fallback_url="",
-                               l16_byte_order=None)
+                               hangup_method=v.get("callfork_hangup_method", "POST"),
+                               fallback_url=v.get("callfork_fallback_url", ""),
+                               fallback_method=v.get("callfork_fallback_method", "POST"), l16_byte_order=None)
 
     def live_call(self, uuid: str):
         return self.calls.get(uuid)
@@ -156,6 +186,9 @@ class Service:
     # -- what the HTTP API asks (webhooks/app.py) -------------------------------------------------
     def record_event(self, call_uuid: str, kind: str, detail: dict) -> None:
         self.store.add_event(call_uuid, kind, detail)
+        if kind == "answered":
+            self.store.upsert_call(call_uuid, status="in-progress",
+                                   answer_time=datetime.now(timezone.utc).timestamp())
         item = {"call_uuid": call_uuid, "kind": kind, "detail": detail,
                 "time": datetime.now(timezone.utc).isoformat()}
         for feed in list(self._feeds):
@@ -186,12 +219,34 @@ class Service:
         if ctx is None or ctx.session.gone:
             return False
         ctx.request_transfer(url, method)
+        gevent.spawn(self._break_until_transferred, ctx)
         return True
 
+    @staticmethod
+    def _break_until_transferred(ctx, every_s: float = 0.2, limit_s: float = 5.0) -> None:
+        """A transfer that lands while a verb is between FreeSWITCH apps (its prompt not yet started)
+        would let that prompt play in full: break the media again until the interpreter took the
+        transfer (or the call is gone)."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            gevent.sleep(every_s)
+            if ctx.pending_transfer is None or ctx.session.gone:
+                return
+            try:
+                ctx.session.break_media(all=True)
+            except Exception:  # the call went away meanwhile
+                return
+
     def originate(self, *, from_number, to, answer_url, answer_method="POST", hangup_url="",
-                  hangup_method="POST", caller_name="", time_limit=14400, ring_timeout=60) -> str:
+                  hangup_method="POST", caller_name="", time_limit=14400, ring_timeout=60,
+                  fallback_url="", fallback_method="POST") -> str:
         """Place an outbound call; it comes back to the outbound server through `socket`.
-        Returns the request UUID at once (the call proceeds in the background, as on Vobiz)."""
+        Returns the request UUID at once (the call proceeds in the background, as on Vobiz).
+        ValueError (nothing was dialled) when a value cannot go safely into the originate command."""
+        if not _DIAL_TEXT.fullmatch(str(to)):
+            raise ValueError("to: a number or SIP-style destination (letters, digits and + * # . @ / : _ -)")
+        if not _DIAL_TEXT.fullmatch(str(from_number)):
+            raise ValueError("from: a number (letters, digits and + * # . @ / : _ -)")
         request_uuid = str(uuidlib.uuid4())
         call_uuid = str(uuidlib.uuid4())
         variables = {
@@ -200,37 +255,59 @@ class Service:
             "origination_caller_id_name": caller_name or from_number,
             "originate_timeout": ring_timeout,
             "callfork_request_uuid": request_uuid,
+            "callfork_to": to,
             "callfork_answer_url": answer_url,
             "callfork_answer_method": answer_method,
             "callfork_hangup_url": hangup_url,
             "callfork_hangup_method": hangup_method,
+            "callfork_fallback_url": fallback_url,
+            "callfork_fallback_method": fallback_method,
             "callfork_time_limit": time_limit,
         }
-        var_text = ",".join(f"{k}='{_originate_value(v)}'" for k, v in variables.items())
+        var_text = ",".join(f"{k}='{_originate_value(k, v)}'" for k, v in variables.items())
         dialstring = self.config.freeswitch.originate_dialstring.replace("{to}", to)
         command = (f"originate {{{var_text}}}{dialstring} "
                    f"&socket('{self.config.server.outbound_listen} async full')")
+        self.store.add_event(call_uuid, "originate", {"request_uuid": request_uuid, "to": to, "from": from_number,
+                                                      "answer_url": answer_url})
         gevent.spawn(self._originate, command, request_uuid, call_uuid, variables)
         return request_uuid
 
     def _originate(self, command, request_uuid, call_uuid, variables) -> None:
+        started = datetime.now(timezone.utc)
         try:
-            result = self.control.bgapi(command, timeout=variables["originate_timeout"] + 30)
+            result = self.control.bgapi(command, timeout=int(variables["originate_timeout"]) + 30)
         except Exception as exc:
             result = f"-ERR {exc}"
         if result.startswith("+OK"):
             return
-        cause = result[4:].strip() or "NORMAL_TEMPORARY_FAILURE"
-        log.error("outbound call %s (request %s) failed: %s", call_uuid, request_uuid, cause)
+        cause = result[4:].strip().split()[0] if result[4:].strip() else "NORMAL_TEMPORARY_FAILURE"
+        log.error("outbound call %s (request %s) to %s failed: %s", call_uuid, request_uuid,
+                  variables["callfork_to"], result.strip())
         url = variables["callfork_hangup_url"] or variables["callfork_answer_url"]
-        status = {"USER_BUSY": "busy", "NO_ANSWER": "no-answer", "NO_USER_RESPONSE": "no-answer",
-                  "ORIGINATOR_CANCEL": "cancel"}.get(cause, "failed")
+        status, end = _ORIGINATE_FAILURES.get(cause, ("failed", CallEnd(5000, "Carrier", cause)))
+        now = datetime.now(timezone.utc)
+        stamp = now.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        error = f"originate failed: {result.strip()}"
         params = {"Event": "Hangup", "CallUUID": call_uuid, "RequestUUID": request_uuid,
-                  "ALegRequestUUID": request_uuid, "Direction": "outbound", "CallStatus": status,
-                  "From": variables["origination_caller_id_number"], "HangupCause": cause,
-                  "HangupSource": "Carrier", "Duration": "0", "BillDuration": "0",
-                  "ParentAuthID": self.config.server.auth_id}
+                  "ALegUUID": call_uuid, "ALegRequestUUID": request_uuid, "Direction": "outbound",
+                  "CallStatus": status, "From": variables["origination_caller_id_number"],
+                  "To": variables["callfork_to"], "CallerName": variables["origination_caller_id_name"],
+                  "HangupCause": cause, "HangupCauseCode": str(end.code), "HangupCauseName": end.name,
+                  "HangupSource": end.source, "Duration": "0", "BillDuration": "0", "BillRate": "0",
+                  "TotalCost": "0.00000", "StartTime": started.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                  "AnswerTime": "", "EndTime": stamp,
+                  "SessionStart": started.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                  "STIRAttestation": "Not Applicable", "STIRVerification": "Not Applicable",
+                  "ParentAuthID": self.config.server.auth_id, "Error": error}
+        self.store.upsert_call(call_uuid, direction="outbound", from_number=variables["origination_caller_id_number"],
+                               to_number=variables["callfork_to"], answer_url=variables["callfork_answer_url"],
+                               status=status, start_time=started.timestamp(), end_time=now.timestamp(),
+                               hangup_cause=cause, hangup_cause_code=end.code, hangup_cause_name=end.name,
+                               hangup_source=end.source, error=error)
+        self.record_event(call_uuid, "error", {"message": error})
         self.outbox.enqueue(call_uuid, url, variables["callfork_hangup_method"], params, event="Hangup")
+        self.record_event(call_uuid, "webhook_queued", {"event": "Hangup", "url": url})
 
     def start_stream(self, uuid: str, body: dict) -> str:
         """REST `POST .../Stream/`: start a stream on a live call; returns its id at once."""
@@ -273,21 +350,72 @@ class Service:
         }
 
 
-def _originate_value(value) -> str:
-    """A channel-variable value inside originate's {...}: quoted, so commas and spaces survive."""
+# what `to` and `from` may contain: they go into the originate command unquoted
+_DIAL_TEXT = re.compile(r"[A-Za-z0-9+*#.@/:_-]{1,128}")
+
+# why an originate failed (FreeSWITCH cause) -> (CallStatus, Vobiz hangup code)
+_ORIGINATE_FAILURES = {
+    "USER_BUSY": ("busy", CallEnd(3010, "Callee", "USER_BUSY")),
+    "NO_ANSWER": ("no-answer", CallEnd(3000, "Callee", "NO_ANSWER")),
+    "NO_USER_RESPONSE": ("no-answer", CallEnd(3000, "Callee", "NO_USER_RESPONSE")),
+    "CALL_REJECTED": ("failed", CallEnd(3020, "Callee", "CALL_REJECTED")),
+    "ORIGINATOR_CANCEL": ("cancel", CallEnd(1000, "Caller", "ORIGINATOR_CANCEL")),
+    "PROGRESS_TIMEOUT": ("timeout", CallEnd(6010, "Vobiz", "PROGRESS_TIMEOUT")),
+}
+
+
+def _originate_value(name: str, value) -> str:
+    """A channel-variable value inside originate's {...}: single-quoted, so commas and spaces
+    survive; what could end the quote or the variable block is refused."""
     text = str(value)
-    if "'" in text:
-        raise ValueError("a single quote is not allowed in originate variables")
+    bad = set(text) & set("'{}[]<>^")
+    if bad or any(ord(ch) < 32 for ch in text):
+        shown = "".join(sorted(bad)) or "control characters"
+        raise ValueError(f"{name.replace('callfork_', '').replace('origination_', '')}: "
+                         f"{shown!r} not allowed here")
     return text
 
 
-def run_service(config_path: str | None = None) -> int:
-    config = load_config(config_path)
-    service = Service(config).start()
+def run_service(config_path: str | None = None, env=None) -> int:
+    """`callfork serve`. Without a config file (no --config, no $CALLFORK_CONFIG) the loopback
+    defaults apply and every number is answered by the built-in sample application, started
+    in-process on a free loopback port (DESIGN §7)."""
+    import dataclasses
+    import os
+
+    from .config import NumberConfig
+
+    env = os.environ if env is None else env
+    config = load_config(config_path, env=env)
+    sample = None
+    if config.source is None:
+        from .demo_app import SampleApp
+
+        sample = SampleApp().start()
+        config = dataclasses.replace(config, numbers=[NumberConfig(
+            number="*", answer_url=sample.answer_url, hangup_url=sample.hangup_url)])
+        print(f"callfork: no config file (--config or CALLFORK_CONFIG): loopback defaults, and every number "
+              f"is answered by the built-in sample app at {sample.answer_url} "
+              f"(echo bot at {sample.ws_url}/echo)", flush=True)
+    try:
+        service = Service(config).start()
+    except OSError as exc:
+        if sample is not None:
+            sample.stop()
+        print(f"callfork serve: cannot start: {exc} (is another callfork running? the listen addresses are "
+              f"[server] outbound_listen, http_listen, relay_listen)", file=sys.stderr, flush=True)
+        return 1
+    fs = config.freeswitch
+    print(f"callfork: HTTP API http://{service.http.address[0]}:{service.http.address[1]} "
+          f"(auth id {config.server.auth_id}), FreeSWITCH socket app -> "
+          f"{service.outbound.address[0]}:{service.outbound.address[1]}, event socket "
+          f"{fs.esl_host}:{fs.esl_port}, data in {service.data_dir.resolve()}", flush=True)
     stop = gevent.event.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, stop.set)
     stop.wait()
     log.info("stopping")
     service.stop()
+    if sample is not None:
+        sample.stop()
     return 0

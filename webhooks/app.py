@@ -7,17 +7,20 @@ Routes (DESIGN §7), all under `/api/v1/Account/<auth_id>/` and authenticated wi
   Call/<uuid>/Stream/            POST start, GET list, DELETE all
   Call/<uuid>/Stream/<id>/       GET, DELETE
   Call/<uuid>/Timeline/          GET the call's timeline and webhook deliveries (callfork extension)
-  Events/                        GET a Server-Sent-Events feed of timeline events (`callfork tail`)
+  Events/                        GET a Server-Sent-Events feed of timeline events (`callfork tail`);
+                                 `?call_uuid=` follows one call
 `/recordings/<id>.<wav|mp3>` (authenticated), `/healthz`, `/metrics` (Prometheus text).
 
 Handlers never run call logic inline: they ask the service (`service.*` methods below), which
 hands the work to the call's own greenlet or spawns one. The service object provides:
-  config, store, recordings_dir, calls (uuid -> live CallContext), auth_token, started_at,
-  control (.connected, .reconnects), originate(**kw) -> (request_uuid, call_uuid),
+  config, store (call records), outbox (webhook deliveries), recordings_dir, calls (uuid -> live
+  CallContext), auth_token, version, control (.connected, .reconnects),
+  originate(**kw) -> request_uuid (ValueError: bad input, nothing dialled),
   hangup_call(uuid) -> bool, transfer_call(uuid, url, method) -> bool,
-  start_stream(uuid, body) -> stream_id, stop_stream(uuid, stream_id) -> bool,
-  stop_all_streams(uuid) -> int, list_streams(uuid) -> list[dict], get_stream(uuid, id) -> dict|None,
-  metrics() -> dict, subscribe_events() -> queue (for /Events/).
+  start_stream(uuid, body) -> stream_id (ValueError: bad options), stop_stream(uuid, stream_id) -> bool,
+  stop_all_streams(uuid) -> int, metrics() -> {name: (type, help, value)},
+  subscribe_events() -> queue / unsubscribe_events(queue) (for /Events/).
+Errors are JSON `{"api_id", "error"}` with the HTTP status (400, 401, 404, 405, 500).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import hmac
 import json
 import re
 import uuid as uuidlib
+from datetime import datetime, timezone
 from pathlib import Path
 
 from gevent.queue import Empty
@@ -67,6 +71,32 @@ def _truthy(value) -> bool:
     return str(value).strip().lower() in ("true", "1", "yes")
 
 
+def _call_object(call: dict, account: str, live: bool) -> dict:
+    """A call record with the Plivo/Vobiz call-object names added (call_uuid, call_direction,
+    call_status, call_duration, resource_uri) next to callfork's own."""
+    out = dict(call)
+    start, end = call.get("answer_time") or call.get("start_time"), call.get("end_time")
+    out.update(call_uuid=call["uuid"], call_direction=call.get("direction"), call_status=call.get("status"),
+               call_duration=int(round(end - start)) if start and end else None, live=live,
+               resource_uri=f"/api/v1/Account/{account}/Call/{call['uuid']}/")
+    return out
+
+
+def _iso(epoch):
+    if not isinstance(epoch, (int, float)):
+        return epoch
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _stream_object(stream: dict, account: str) -> dict:
+    """A stream record in the Vobiz stream-object shape (reference/vobiz.md §3.7): ISO UTC times,
+    end_time null while live, resource_uri."""
+    out = dict(stream)
+    out.update(start_time=_iso(stream.get("start_time")), end_time=_iso(stream.get("end_time")),
+               resource_uri=f"/api/v1/Account/{account}/Call/{stream['call_uuid']}/Stream/{stream['stream_id']}/")
+    return out
+
+
 def create_app(service) -> Flask:
     app = Flask("callfork")
     auth_id = service.config.server.auth_id
@@ -94,7 +124,10 @@ def create_app(service) -> Flask:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        return _error(exc.status, exc.message)
+        resp = _error(exc.status, exc.message)
+        if exc.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Basic realm="callfork"'
+        return resp
 
     @app.errorhandler(404)
     def _not_found(exc):
@@ -151,20 +184,29 @@ def create_app(service) -> Flask:
         try:
             answer_url = clean_url(str(body["answer_url"]))
             hangup_url = clean_url(str(body["hangup_url"])) if body.get("hangup_url") else ""
+            fallback_url = clean_url(str(body["fallback_url"])) if body.get("fallback_url") else ""
         except UrlError as exc:
             raise ApiError(400, str(exc)) from None
         method = str(body.get("answer_method", "POST")).upper()
-        if method not in ("GET", "POST"):
-            raise ApiError(400, "answer_method must be GET or POST")
+        hangup_method = str(body.get("hangup_method", "POST")).upper()
+        fallback_method = str(body.get("fallback_method", "POST")).upper()
+        if not {method, hangup_method, fallback_method} <= {"GET", "POST"}:
+            raise ApiError(400, "answer_method, hangup_method and fallback_method must be GET or POST")
         try:
             time_limit = int(body.get("time_limit") or 14400)
             ring_timeout = int(body.get("ring_timeout") or 60)
-        except ValueError:
+        except (TypeError, ValueError):
             raise ApiError(400, "time_limit and ring_timeout must be integers") from None
-        request_uuid = service.originate(
-            from_number=str(body["from"]), to=str(body["to"]), answer_url=answer_url, answer_method=method,
-            hangup_url=hangup_url, hangup_method=str(body.get("hangup_method", "POST")).upper(),
-            caller_name=str(body.get("caller_name", "")), time_limit=time_limit, ring_timeout=ring_timeout)
+        if time_limit <= 0 or ring_timeout <= 0:
+            raise ApiError(400, "time_limit and ring_timeout must be positive")
+        try:
+            request_uuid = service.originate(
+                from_number=str(body["from"]), to=str(body["to"]), answer_url=answer_url, answer_method=method,
+                hangup_url=hangup_url, hangup_method=hangup_method,
+                caller_name=str(body.get("caller_name", "")), time_limit=time_limit, ring_timeout=ring_timeout,
+                fallback_url=fallback_url, fallback_method=fallback_method)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
         return jsonify({"api_id": _api_id(), "message": "call fired", "request_uuid": request_uuid}), 201
 
     @app.get(base + "/")
@@ -176,9 +218,16 @@ def create_app(service) -> Flask:
             offset = int(request.args.get("offset", 0))
         except ValueError:
             raise ApiError(400, "limit and offset must be integers") from None
-        calls = service.store.list_calls(live_only=live_only, limit=limit, offset=offset)
+        if limit < 0 or offset < 0:
+            raise ApiError(400, "limit and offset must not be negative")
+        if live_only:  # what this process is running now (the store may hold calls a crash left behind)
+            calls = [c for c in (service.store.get_call(u) for u in list(service.calls)) if c is not None]
+            calls.sort(key=lambda c: c.get("start_time") or 0, reverse=True)
+            calls = calls[offset:offset + limit]
+        else:
+            calls = service.store.list_calls(live_only=False, limit=limit, offset=offset)
         return jsonify({"api_id": _api_id(), "meta": {"limit": limit, "offset": offset, "count": len(calls)},
-                        "objects": calls})
+                        "objects": [_call_object(c, account, c["uuid"] in service.calls) for c in calls]})
 
     @app.get(base + "/<uuid>/")
     def get_call(account: str, uuid: str):
@@ -186,7 +235,7 @@ def create_app(service) -> Flask:
         call = service.store.get_call(uuid)
         if call is None:
             raise ApiError(404, "call not found")
-        return jsonify(dict(call, api_id=_api_id(), live=uuid in service.calls))
+        return jsonify(dict(_call_object(call, account, uuid in service.calls), api_id=_api_id()))
 
     @app.post(base + "/<uuid>/")
     def transfer_call(account: str, uuid: str):
@@ -244,12 +293,14 @@ def create_app(service) -> Flask:
         check_account(account)
         if service.store.get_call(uuid) is None:
             raise ApiError(404, "call not found")
-        streams = service.store.list_streams(uuid)
+        streams = [_stream_object(st, account) for st in service.store.list_streams(uuid)]
         return jsonify({"api_id": _api_id(), "meta": {"count": len(streams)}, "objects": streams})
 
     @app.delete(base + "/<uuid>/Stream/")
     def stop_all_streams(account: str, uuid: str):
         check_account(account)
+        if uuid not in service.calls and service.store.get_call(uuid) is None:
+            raise ApiError(404, "call not found")
         service.stop_all_streams(uuid)
         return "", 204
 
@@ -259,7 +310,7 @@ def create_app(service) -> Flask:
         stream = service.store.get_stream(stream_id)
         if stream is None or stream.get("call_uuid") != uuid:
             raise ApiError(404, "Stream not found")
-        return jsonify(dict(stream, api_id=_api_id()))
+        return jsonify(dict(_stream_object(stream, account), api_id=_api_id()))
 
     @app.delete(base + "/<uuid>/Stream/<stream_id>/")
     def stop_stream(account: str, uuid: str, stream_id: str):
@@ -272,6 +323,7 @@ def create_app(service) -> Flask:
     @app.get("/api/v1/Account/<account>/Events/")
     def events(account: str):
         check_account(account)
+        only = request.args.get("call_uuid") or None
         feed = service.subscribe_events()
 
         def generate():
@@ -283,7 +335,9 @@ def create_app(service) -> Flask:
                     except Empty:
                         yield ": keepalive\n\n"
                         continue
-                    yield f"data: {json.dumps(item)}\n\n"
+                    if only is not None and item.get("call_uuid") != only:
+                        continue
+                    yield f"data: {json.dumps(item, default=str)}\n\n"
             finally:
                 service.unsubscribe_events(feed)
 
