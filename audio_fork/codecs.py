@@ -50,7 +50,9 @@ def _build_encode_table() -> np.ndarray:
     pcm = np.arange(65536, dtype=np.int32)
     pcm = np.where(pcm >= 32768, pcm - 65536, pcm)
     sign = np.where(pcm < 0, 0x80, 0)
-    mag = np.minimum(np.abs(pcm), _CLIP) + _BIAS
+    # negative values use |x| - 1, as ITU-T G.191's reference encoder and FreeSWITCH's g711.h do
+    # (so -1 encodes like 0 and the code for -x matches the code for x - 1)
+    mag = np.minimum(np.where(pcm < 0, -pcm - 1, pcm), _CLIP) + _BIAS
     # exponent = position of the highest set bit among bits 7..14, minus 7
     exponent = np.zeros_like(mag)
     for e in range(7, 0, -1):

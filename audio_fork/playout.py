@@ -98,10 +98,11 @@ class PlayoutQueue:
 
     # -- output -----------------------------------------------------------------------------------
 
-    def pull(self) -> bytes | None:
-        """The next 20 ms frame, or None if less than a frame is queued (and no mark forces it)."""
+    def pull(self, partial: bool = False) -> bytes | None:
+        """The next 20 ms frame, or None if less than a frame is queued (and no mark forces it).
+        `partial`: a last partial frame is padded with silence instead of waiting for more audio."""
         n = self.frame_bytes
-        if self._queued < n and not self._mark_after_audio():
+        if self._queued < n and not self._mark_after_audio() and not (partial and self._queued):
             return None
         parts = []
         need = n
@@ -131,6 +132,10 @@ class PlayoutQueue:
     def has_frame(self) -> bool:
         """True if `pull()` would return a frame now."""
         return self._queued >= self.frame_bytes or self._mark_after_audio()
+
+    def has_mark_after_audio(self) -> bool:
+        """True if a mark waits behind queued audio."""
+        return self._mark_after_audio()
 
     def _mark_after_audio(self) -> bool:
         """True if some audio (< one frame) is queued and a mark follows it."""

@@ -9,7 +9,11 @@ the playout queue):
   media is dropped and counted, `degraded` is emitted, other streams never wait);
 - app reader: playAudio/checkpoint/clearAudio/stop (vobiz) or media/mark/clear/dtmf (twilio);
 - pacer (jambonz + bidirectional only): playout queue -> one 8 kHz L16 frame to the module every
-  20 ms on absolute deadlines.
+  20 ms on absolute deadlines; the end of an utterance is padded with silence until the module's
+  prebuffer has flushed it, and checkpoints/marks are acked when the caller has heard their audio
+  (`ModuleBuffer` models what the module holds);
+- file pacer (drachtio + bidirectional): the module cannot play server audio, so utterances are
+  written as WAV files and played with `uuid_broadcast` (clear: `uuid_break`).
 
 Start order: the app is connected first (so a refusal fails `start()` fast, before FreeSWITCH is
 touched); then the session is registered with the relay and `uuid_audio_fork ... start` is issued.
@@ -21,9 +25,13 @@ data and is sent as soon as the app connection is up, as Twilio does.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import struct
+import tempfile
 import time
+import wave
 from typing import Callable
 
 import gevent
@@ -46,6 +54,43 @@ __all__ = ["StreamSpec", "StreamSession", "VERSION"]
 VERSION = "0.1.0"
 PLAYOUT_RATE = 8000          # what the pacer sends to the module (`true true 8000`)
 PLAYOUT_FRAME = 320          # 20 ms of L16 8 kHz mono
+PLAYOUT_SAMPLES = PLAYOUT_FRAME // 2
+TAIL_GRACE_FRAMES = 2        # an empty queue this long ends an utterance: flush its tail
+
+
+class ModuleBuffer:
+    """What mod_audio_fork (jambonz, `true true 8000`) holds of the audio we sent, modelled on its
+    source (lws_glue.cpp processIncomingBinary / dub_speech_frame; the simulator does the same):
+    incoming samples collect in a prebuffer that moves to the playout buffer only once it holds
+    `threshold` samples (1280 the first time, then 640), and the playout buffer drains 160 samples
+    per 20 ms. So the last <80 ms of an utterance would wait in the prebuffer for the next one, and
+    the caller hears a frame ~160 ms after we send it. The pacer uses this to pad an utterance's end
+    with silence until it is flushed, and to ack a checkpoint/mark only once its audio was heard."""
+
+    def __init__(self, rate: int = PLAYOUT_RATE):
+        df = max(1, rate // 8000)
+        self.threshold = 320 * df * 4
+        self.next_threshold = 320 * df * 2
+        self.pending = 0               # samples in the module's prebuffer
+        self.pending_audio = 0         # ... up to the end of the last one that was not padding
+        self.heard_end = 0.0           # monotonic time when everything flushed so far has played
+        self.audio_end = 0.0           # ... and when the last non-padding sample has played
+
+    def push(self, samples: int, now: float, padding: bool = False) -> bool:
+        """`samples` sent at `now` (`padding`: silence we added); True when that flushed the
+        prebuffer into playout."""
+        self.pending += samples
+        if not padding:
+            self.pending_audio = self.pending
+        if self.pending < self.threshold:
+            return False
+        start = max(self.heard_end, now)
+        if self.pending_audio:
+            self.audio_end = start + self.pending_audio / PLAYOUT_RATE
+        self.heard_end = start + self.pending / PLAYOUT_RATE
+        self.pending = self.pending_audio = 0
+        self.threshold = self.next_threshold
+        return True
 
 
 class StreamSession:
@@ -108,7 +153,8 @@ class StreamSession:
         self._degraded = False
         self._closing_app = False
         self._unsupported_logged = False
-        self._marks_due: list = []  # marks played by the last pull/add, sent after the frame
+        self._marks_due: list = []  # marks whose audio went to the module, waiting for its flush
+        self._module_buffer = ModuleBuffer()
         # counters
         self.frames_in = 0
         self.messages_to_app = 0
@@ -155,8 +201,9 @@ class StreamSession:
         headers = [h for h in spec.headers if not h.lower().startswith("user-agent:")]
         headers.append(f"User-Agent: callfork/{VERSION}")
         try:
+            sockopt = ((socket.SOL_SOCKET, socket.SO_SNDBUF, spec.app_sndbuf),) if spec.app_sndbuf else ()
             ws = websocket.create_connection(spec.url, timeout=spec.connect_timeout, header=headers,
-                                             enable_multithread=True)
+                                             enable_multithread=True, sockopt=sockopt)
         except Exception as exc:  # noqa: BLE001 - every way of failing to connect is one outcome
             error = _describe_connect_error(exc)
             log.warning("[%s %s] app %s refused: %s", self.call_uuid, self.stream_id, spec.url, error)
@@ -231,6 +278,8 @@ class StreamSession:
         self._emit("started")
         if self.spec.bidirectional and self.spec.flavor == "jambonz":
             self._spawn(self._pacer)
+        elif self.spec.bidirectional:
+            self._spawn(self._file_pacer)
         first_text = True
         relay = self.relay
         while True:
@@ -417,11 +466,6 @@ class StreamSession:
     def _play(self, msg: PlayAudio) -> None:
         if not self.spec.bidirectional:
             raise ProtocolError("audio from the app on a one-way stream (bidirectional is off)")
-        if self.spec.flavor != "jambonz":
-            raise NotSupportedByFlavour(
-                f"streamed playAudio is not supported by this flavour ({self.spec.flavor}): "
-                "mod_audio_fork drachtio discards audio from the server; file-playback fallback "
-                "is not implemented yet")
         audio = msg.audio
         if msg.encoding == "mulaw":
             pcm = codecs.ulaw_decode(audio)
@@ -453,8 +497,26 @@ class StreamSession:
         self._marks_due.append(name)
 
     def _ack_marks(self) -> None:
-        while self._marks_due:
-            name = self._marks_due.pop(0)
+        """Ack the due marks once the caller has heard their audio: at once when the module has
+        nothing of ours waiting, else when its buffer has played out (the tail of an utterance
+        still in its prebuffer is flushed by the pacer's padding, which calls this again)."""
+        if not self._marks_due or self._module_buffer.pending:
+            return
+        names, self._marks_due = self._marks_due, []
+        delay = self._module_buffer.audio_end - time.monotonic()
+        if delay <= 0.005:
+            self._send_acks(names)
+        else:
+            self._spawn(self._send_acks_later, delay, names)
+
+    def _send_acks_later(self, delay: float, names: list) -> None:
+        gevent.sleep(delay)
+        self._send_acks(names)
+
+    def _send_acks(self, names: list) -> None:
+        if self._stopping:
+            return
+        for name in names:
             self._to_app(self.dialect.played(name), control=True)
             self._emit("played", {"name": name})
 
@@ -470,6 +532,13 @@ class StreamSession:
         # (CF_BREAK), e.g. a <Play> running beside a background stream, and `stop_play` only works
         # on the default bug name. The pacer keeps the module's own buffer at its ~80 ms pre-buffer,
         # so flushing our queue stops the app's audio within that.
+        if self.spec.bidirectional and self.spec.flavor != "jambonz":
+            # the file fallback: stop the file playing now (and, unavoidably, whatever else plays)
+            self._module_buffer.audio_end = self._module_buffer.heard_end = time.monotonic()
+            try:
+                self._call_api(f"uuid_break {self.call_uuid} all")
+            except Exception as exc:  # noqa: BLE001
+                log.info("[%s %s] uuid_break: %s", self.call_uuid, self.stream_id, exc)
         text = self.dialect.cleared()
         if text:
             self._to_app(text, control=True)
@@ -491,14 +560,36 @@ class StreamSession:
     # -- playout pacer ----------------------------------------------------------------------------
 
     def _pacer(self) -> None:
+        """One 20 ms frame to the module per tick, on absolute deadlines. When the queue runs dry
+        with audio still short of a frame here or in the module's prebuffer, wait
+        TAIL_GRACE_FRAMES ticks for more (a jittery app), then send the partial frame and silence
+        until the module has flushed it (ModuleBuffer), so an utterance's end is heard now."""
         period = 0.020
         deadline = None
         playout = self.playout
+        module_buffer = self._module_buffer
+        idle_ticks = 0
+        silence = b"\x00" * PLAYOUT_FRAME
         while not self._stopping:
-            if not playout.has_frame():
+            padding = None
+            silent = False
+            if playout.has_frame():
+                idle_ticks = 0
+            elif playout.queued_bytes or module_buffer.pending:
+                if idle_ticks < TAIL_GRACE_FRAMES:
+                    idle_ticks += 1
+                    deadline = None
+                    self._audio_ready.clear()
+                    self._audio_ready.wait(period)
+                    continue
+                padding = playout.pull(partial=True)
+                if padding is None:
+                    padding, silent = silence, True
+            else:
                 deadline = None
+                idle_ticks = 0
                 self._audio_ready.clear()
-                if not playout.has_frame():
+                if not playout.has_frame() and not playout.queued_bytes:
                     self._audio_ready.wait(0.1)
                 continue
             now = time.monotonic()
@@ -506,9 +597,8 @@ class StreamSession:
                 deadline = now
             elif deadline > now:
                 gevent.sleep(deadline - now)
-            frame = playout.pull()
+            frame = padding if padding is not None else playout.pull()
             if frame is None or self._module is None:
-                self._ack_marks()
                 continue
             try:
                 self._module.send_bytes(frame)
@@ -516,10 +606,79 @@ class StreamSession:
                 log.warning("[%s %s] playout to module failed: %r", self.call_uuid, self.stream_id, exc)
                 return
             self.relay.frames_out += 1
+            module_buffer.push(len(frame) // 2, time.monotonic(), padding=silent)
             self._ack_marks()
             deadline += period
             if time.monotonic() - deadline > 0.2:  # fell far behind (hub stalled): resync, no burst
                 deadline = time.monotonic()
+
+    # -- drachtio fallback: app audio as files played on the channel --------------------------------
+
+    def _file_pacer(self) -> None:
+        """drachtio's mod_audio_fork discards audio from the server, so app audio is gathered into
+        utterances (until the app pauses 60 ms, a checkpoint/mark, or 1 s of audio), written as
+        8 kHz WAV files and played on the channel with `uuid_broadcast`, one after the other and
+        at most ~100 ms ahead of real time (so clearAudio stays responsive). Marks are acked when
+        the file holding their audio has played, by the clock (no ESL events reach the relay).
+        clearAudio drops the queue and breaks the channel's playback (`uuid_break`), which also
+        stops anything else the channel plays at that moment."""
+        playout = self.playout
+        clock = self._module_buffer
+        limit = PLAYOUT_RATE * 2                     # 1 s of L16
+        while not self._stopping:
+            if not playout.queued_bytes:
+                self._audio_ready.clear()
+                if not playout.queued_bytes:
+                    self._audio_ready.wait(0.1)
+                continue
+            gather_until = time.monotonic() + 0.06
+            while (playout.queued_bytes < limit and not playout.has_mark_after_audio()
+                   and time.monotonic() < gather_until and not self._stopping):
+                self._audio_ready.clear()
+                self._audio_ready.wait(max(0.0, gather_until - time.monotonic()))
+            chunks, size = [], 0
+            while size < limit and not self._marks_due:
+                frame = playout.pull(partial=True)
+                if frame is None:
+                    break
+                chunks.append(frame)
+                size += len(frame)
+            if not chunks or self._stopping:
+                self._ack_marks()
+                continue
+            audio = b"".join(chunks)
+            path = self._write_wav(audio)
+            try:
+                reply = self._call_api(f"uuid_broadcast {self.call_uuid} {path} aleg")
+            except Exception as exc:  # noqa: BLE001 - the call may be gone
+                log.warning("[%s %s] uuid_broadcast failed: %s", self.call_uuid, self.stream_id, exc)
+                _unlink(path)
+                # the audio did not play: its marks are void (Vobiz) / returned (Twilio), as on a clear
+                names, self._marks_due = self._marks_due, []
+                for name in names:
+                    text = self.dialect.mark_cleared(name)
+                    if text:
+                        self._to_app(text, control=True)
+                continue
+            now = time.monotonic()
+            clock.audio_end = clock.heard_end = max(clock.heard_end, now) + len(audio) / 2 / PLAYOUT_RATE
+            self.relay.frames_out += len(chunks)
+            gevent.spawn_later(clock.heard_end - now + 5.0, _unlink, path)
+            self._ack_marks()
+            log.debug("[%s %s] playing %s (%s)", self.call_uuid, self.stream_id, path, reply)
+            ahead = clock.heard_end - time.monotonic() - 0.1
+            if ahead > 0:
+                gevent.sleep(ahead)
+
+    def _write_wav(self, pcm: bytes) -> str:
+        directory = self.spec.media_dir or tempfile.gettempdir()
+        fd, path = tempfile.mkstemp(prefix=f"callfork_{self.stream_id}_", suffix=".wav", dir=directory)
+        with os.fdopen(fd, "wb") as raw, wave.open(raw, "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(PLAYOUT_RATE)
+            wav.writeframes(pcm)
+        return path
 
     # -- module events (forwarded from ESL by the caller) -----------------------------------------
 
@@ -565,7 +724,7 @@ class StreamSession:
         # let the writer drain what is queued (bounded), then close the app socket
         writer = self._writer_g
         if writer is not None and writer is not me:
-            writer.join(timeout=2.0)
+            writer.join(timeout=0.2 if self._degraded else 2.0)  # a stalled app gets no grace
         self._close_app()
         for g in self._greenlets:
             if g is not me and not g.dead:
@@ -580,7 +739,9 @@ class StreamSession:
         if not self._closing_app:
             self._closing_app = True
             try:
-                ws.send_close(1000)
+                # bounded: a stalled app whose socket buffer is full would block this forever
+                with gevent.Timeout(1.0, TimeoutError("close timeout")):
+                    ws.send_close(1000)
             except Exception:  # noqa: BLE001
                 pass
             # the reader sees the peer's Close and returns; bounded wait
@@ -615,3 +776,10 @@ def _describe_connect_error(exc: Exception) -> str:
     if isinstance(exc, websocket.WebSocketBadStatusException):
         return f"handshake rejected: HTTP {exc.status_code}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -28,10 +28,14 @@ class StreamSpec:
     account_id: str = ""
     connect_timeout: float = 5.0           # app connect, and module connect after the fork command
     app_queue_messages: int = 500          # bounded send queue to the app (~5 s of 2-track media)
+    app_sndbuf: int | None = 262144        # SO_SNDBUF of the app socket: bounds what a stalled app
+                                           # hides in the kernel before the queue (and `degraded`) sees it
     max_playout_seconds: float = 60.0
     send_timeout: float = 10.0             # one send to the app
     api_timeout: float = 10.0              # one uuid_audio_fork command
     keepalive_seconds: float = 20.0        # WebSocket ping to the app after this long idle
+    media_dir: str | None = None           # drachtio playAudio fallback: where the WAV files go
+                                           # (FreeSWITCH must read them; default: the temp dir)
 
     def validate(self) -> None:
         if not self.stream_id or not all(c.isalnum() or c in "-_." for c in self.stream_id):

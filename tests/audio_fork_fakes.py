@@ -102,7 +102,8 @@ SEG_END = [0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF, 0x3FFF, 0x7FFF]
 
 def g711_ulaw_encode(pcm: int) -> int:
     if pcm < 0:
-        pcm, mask = -pcm, 0x7F
+        # ITU-T G.191 (and FreeSWITCH's g711.h, spandsp): the magnitude of a negative value is -x - 1
+        pcm, mask = -pcm - 1, 0x7F
     else:
         mask = 0xFF
     pcm = min(pcm, 32635) + 0x84
@@ -238,6 +239,8 @@ class FakeSwitch:
             return "-ERR Operation Failed\n"
         if cmd.startswith("uuid_send_dtmf "):
             return "+OK Success\n"
+        if cmd.startswith(("uuid_broadcast ", "uuid_break ")):   # the drachtio playAudio fallback
+            return "+OK Message sent\n"
         return "-ERR Command not found\n"
 
     @property

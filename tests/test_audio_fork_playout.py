@@ -96,3 +96,19 @@ def test_flood_is_capped_and_counted():
     assert out == first
     assert q.pull() is None
     assert q.append(audio(320)) == 320  # room again once played
+
+
+def test_module_buffer_model_flushes_like_jambonz_and_times_the_audio_end():
+    from audio_fork.session import ModuleBuffer
+    mb = ModuleBuffer()
+    # the first 1280 samples (8 frames) stay in the module's prebuffer, then 640 at a time
+    assert [mb.push(160, 0.0) for _ in range(8)] == [False] * 7 + [True]
+    assert mb.heard_end == 1280 / 8000 and mb.pending == 0
+    assert [mb.push(160, 0.16) for _ in range(4)] == [False] * 3 + [True]
+    # an utterance's tail (2 frames) + padding: flushed by the 2nd padding frame; the audio ends
+    # before the padding does
+    mb.push(160, 1.0)
+    mb.push(160, 1.02)
+    assert not mb.push(160, 1.04, padding=True)
+    assert mb.push(160, 1.06, padding=True)
+    assert mb.audio_end == 1.06 + 320 / 8000 and mb.heard_end == 1.06 + 640 / 8000

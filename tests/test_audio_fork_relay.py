@@ -6,6 +6,7 @@ import base64
 import json
 import math
 import statistics
+import time
 
 import numpy as np
 import pytest
@@ -312,7 +313,10 @@ def test_twilio_marks_are_echoed_when_played_and_on_clear(relay, app):
     s.stop()
 
 
-def test_drachtio_flavour_cannot_stream_play_audio(relay, app):
+def test_drachtio_flavour_plays_app_audio_as_files(relay, app):
+    """drachtio's module discards server audio: playAudio is written as a WAV file and played with
+    uuid_broadcast; the checkpoint behind it is acked once that file has played."""
+    import wave
     fs = FakeSwitch([], flavor="drachtio")
     events = Events()
     s = StreamSession(spec(app.url, bidirectional=True, flavor="drachtio"), relay, fs.api, events)
@@ -321,14 +325,24 @@ def test_drachtio_flavour_cannot_stream_play_audio(relay, app):
     conn.wait_for(lambda c: any(json.loads(t)["event"] == "start" for t in c.texts()))
     assert module_start_args(fs.commands[0], "drachtio")["bidi"] is None
     assert "true" not in fs.commands[0].split(" ")
+    audio = np.arange(-2000, 2000, 5, dtype="<i2").tobytes()          # 100 ms
     conn.send_text(json.dumps({"event": "playAudio", "media": {"contentType": "audio/x-l16", "sampleRate": 8000,
-                                                               "payload": base64.b64encode(b"\0" * 320).decode()}}))
+                                                               "payload": base64.b64encode(audio).decode()}}))
     conn.send_text("garbage that is not json")
-    conn.send_text('{"event":"checkpoint","name":"still-alive"}')
-    conn.wait_for(lambda c: any(json.loads(t).get("name") == "still-alive" for t in c.texts()))
-    unsupported = [d for n, d in events.items if n == "unsupported"]
-    assert unsupported and "not supported by this flavour" in unsupported[0]["error"]
-    assert s.protocol_errors == 2 and s.state == "streaming"
+    sent = time.monotonic()
+    conn.send_text('{"event":"checkpoint","name":"played"}')
+    conn.wait_for(lambda c: any(json.loads(t).get("name") == "played" for t in c.texts()))
+    assert time.monotonic() - sent >= 0.09
+    (broadcast,) = [c for c in fs.commands if c.startswith("uuid_broadcast ")]
+    _, uuid, path, leg = broadcast.split(" ")
+    assert uuid == s.call_uuid and leg == "aleg"
+    with wave.open(path, "rb") as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
+        assert wav.readframes(wav.getnframes()) == audio
+    conn.send_text('{"event":"clearAudio"}')
+    conn.wait_for(lambda c: any(json.loads(t)["event"] == "clearedAudio" for t in c.texts()))
+    assert any(c.startswith("uuid_break ") for c in fs.commands)
+    assert s.protocol_errors == 1 and s.state == "streaming" and not [n for n, _ in events.items if n == "unsupported"]
     s.stop()
 
 

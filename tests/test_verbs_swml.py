@@ -343,11 +343,17 @@ def test_mixed_errors_raise_swml_error_listing_not_supported_ones_too():
     assert err.errors[0].not_supported and not err.errors[1].not_supported
 
 
-def test_supported_methods_are_verbs_with_run_not_implemented():
+def test_supported_methods_run_and_unsupported_ones_say_so():
+    from verbs.base import Verb
+    from verbs.swml import METHODS
+    for name, cls in METHODS.items():
+        assert cls.run is not Verb.run, f"{name} has no run()"   # executed in tests/test_scenario_swml_*.py
     verb = step("stream", {"url": "wss://a/s"})
-    with pytest.raises(NotImplementedError, match="stream execution is not implemented yet"):
-        verb.run(None)
     assert verb.stop() is None
+    unsupported = parse_document({"sections": {"main": [{"goto": {"label": "x"}}]}}.__repr__().replace("'", '"'),
+                                 "application/json").verbs[0]
+    with pytest.raises(NotSupportedError, match="goto is not supported"):
+        unsupported.run(None)
 
 
 @pytest.mark.parametrize("body,content_type", [

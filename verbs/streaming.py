@@ -101,7 +101,7 @@ class LiveStream:
         except StreamStartError as exc:
             self.error = str(exc)
             call.error(f"stream {self.stream_id} to {o.url}: {exc}")
-            self._callback("DroppedStream", Error=f"connection failed: {exc}")
+            # the session already reported it (app_failed / module_failed -> DroppedStream)
             self._record(status="failed", error=self.error, end_time=time.time())
             return False
         return True
@@ -161,16 +161,28 @@ class LiveStream:
             self._callback("DegradedStream", Error="connection degraded")
         elif name == "app_stop":
             self._stop_reason = self._stop_reason or "app_stop"
-        elif name in ("app_closed", "app_failed", "module_failed", "module_disconnected"):
-            if not self._stop_reason and not self.call.session.gone:
-                self.error = detail.get("error") or detail.get("reason") or name
-                self._callback("DroppedStream", Error="connection disconnected with the remote service")
+        elif name == "app_closed":
+            self._dropped(detail, "connection disconnected with the remote service")
+        elif name in ("app_failed", "module_failed"):
+            self._dropped(detail, "connection failed: " + str(detail.get("error") or detail.get("reason") or name))
         elif name == "ended":
             gevent.spawn(self._after_session_end, detail.get("reason", ""))
+        # module_disconnected is decided in _after_session_end: it is usually the call hanging up
+
+    def _dropped(self, detail: dict, error: str) -> None:
+        if not self._stop_reason and not self.call.session.gone:
+            self.error = str(detail.get("error") or detail.get("reason") or error)
+            self._callback("DroppedStream", Error=error)
 
     def _after_session_end(self, reason: str) -> None:
         if self.ended.is_set():
             return
+        if reason == "module_disconnected" and self._stop_reason is None:
+            # mod_audio_fork closes its socket when the channel hangs up, often before the hangup
+            # event reaches us: only a module that went away on a live call is a dropped stream
+            if not self.call.session.wait_gone(1.0):
+                self._dropped({"reason": "mod_audio_fork disconnected"},
+                              "connection disconnected with the media server")
         stop = self._stop_reason
         if stop is None and not self.call.session.gone and self._retry():
             if self._open():

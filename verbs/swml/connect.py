@@ -2,8 +2,11 @@
 
 Connecting to numbers, SIP addresses or serial/parallel groups is not supported: NotSupportedError.
 """
+import uuid as uuidlib
+
 from ..base import Attr, AttrError, Custom, NotSupportedValue, Text
-from .method import CODEC, CUSTOM_PARAMETERS, HTTP_URL, METHOD, StepResult, json_type
+from ..streaming import LiveStream
+from .method import CODEC, CUSTOM_PARAMETERS, HTTP_URL, METHOD, StepResult, call_vars, json_type
 from .stream import StreamParams
 
 ONLY = 'only to: "stream:wss://..." is supported'
@@ -47,3 +50,13 @@ class Connect(StreamParams):
 
     def summary(self) -> str:
         return f"connect stream:{self.url} (bidirectional) codec={self.codec_name}"
+
+    def run(self, call) -> None:
+        """A bidirectional stream that blocks until it ends (the app closes the socket, or an
+        error); the app's `media` plays to the caller. Sets connect_result."""
+        call.ensure_answered()
+        stream = LiveStream(call, self.stream_options(str(uuidlib.uuid4()), True, "inbound"))
+        ok = stream.start()
+        call_vars(call)["connect_result"] = "connected" if ok else "failed"
+        if ok:
+            stream.wait()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -150,3 +151,33 @@ class UnsupportedMethod(SwmlMethod):
     def run(self, call):
         raise NotSupportedError(f"SWML method {self.name} is not supported by callfork yet",
                                 self.line, self.column, self.name)
+
+
+# -- what the run methods share ------------------------------------------------------------------
+
+def call_vars(call) -> dict:
+    """The SWML `vars` scope of a call (method outputs such as stream_result, record_call_url).
+    Kept on the call context as `ctx.vars`, created on first use."""
+    variables = getattr(call, "vars", None)
+    if variables is None:
+        variables = {}
+        call.vars = variables
+    return variables
+
+
+def call_registry(call, kind: str) -> dict:
+    """Per-call registry of background SWML things by control_id (`streams`, `recordings`)."""
+    registries = getattr(call, "swml_controls", None)
+    if registries is None:
+        registries = {}
+        call.swml_controls = registries
+    return registries.setdefault(kind, {})
+
+
+def swml_event(call, event_type: str, params: dict) -> dict:
+    """A SWML status callback body (`{event_type, event_channel, timestamp, project_id, space_id,
+    params}`), with the call's ids in params."""
+    body = {"call_id": call.uuid, "node_id": call.uuid, "segment_id": call.uuid}
+    body.update(params)
+    return {"event_type": event_type, "event_channel": f"swml:{call.uuid}", "timestamp": time.time(),
+            "project_id": call.auth_id, "space_id": call.auth_id, "params": body}

@@ -3,7 +3,8 @@ import re
 from dataclasses import dataclass
 
 from ..base import Attr, AttrError, Custom, Float, Text, check_url
-from .method import BOOL, HTTP_URL, SwmlMethod, json_type
+from ..errors import NotSupportedError
+from .method import BOOL, HTTP_URL, SwmlMethod, json_type, swml_event
 
 
 @dataclass(frozen=True)
@@ -90,3 +91,37 @@ class Play(SwmlMethod):
                          f"say:{item.text[:40]!r}" if item.kind == "say" else
                          f"silence:{item.duration}" if item.kind == "silence" else f"ring:{item.country}")
         return "play " + " ".join(shown)
+
+    # -- execution ---------------------------------------------------------------------------
+    def run(self, call) -> None:
+        """Play the items in order: files (downloaded through the media cache; one that cannot be
+        fetched is skipped and logged), say: (the same TTS as <Speak>), silence:<s>. ring: is not
+        supported (it needs per-country cadences) and ends the call with a clear error."""
+        for item in self.items:
+            if item.kind == "ring":
+                raise NotSupportedError(f"play ring:{item.country} is not supported by callfork yet; "
+                                        "use a file URL, say: or silence:", self.line, self.column, "play")
+        if self.auto_answer:
+            call.ensure_answered()
+        else:
+            call.ensure_early_media()
+        voice = call.tts_voice("MAN" if self.say_gender.lower() == "male" else self.say_voice, self.say_language)
+        for item in self.items:
+            if item.kind == "file":
+                try:
+                    path = call.services.media_file(item.url)
+                except Exception as exc:  # MediaError or a failed download: skip, as <Play> does
+                    call.error(f"play line {self.line}: {item.url} skipped: {exc}")
+                    continue
+                call.session.execute("playback", str(path))
+            elif item.kind == "say":
+                call.session.execute("speak", f"flite|{voice}|{item.text}")
+            elif item.kind == "silence":
+                ms = int(round(item.duration * 1000))
+                if ms > 0:
+                    call.session.execute("playback", f"silence_stream://{ms}")
+            if call.interrupted.is_set():
+                break
+        if self.status_url:
+            call.post(self.status_url, "POST", swml_event(call, "calling.call.play", {"state": "finished"}),
+                      "calling.call.play", encoding="json")

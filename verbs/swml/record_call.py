@@ -1,6 +1,22 @@
-"""SWML record_call: start a background recording of the call."""
+"""SWML record_call: start a background recording of the call.
+
+FreeSWITCH's record_session records while the document goes on: `stereo` puts the caller on the
+left and what the caller hears on the right (RECORD_STEREO); `direction` speak = the caller only
+(RECORD_READ_ONLY), listen = what the caller hears only (RECORD_WRITE_ONLY), both = both. The file
+is served at `record_call_url`; it is finished by stop_record_call, max_length or hangup, and then
+`calling.call.record` (state finished, params.record {url, duration, size, format}) goes to
+status_url. terminators, input_sensitivity and the silence timeouts are not applied (logged).
+"""
+import os
+
+import gevent
+
 from ..base import Attr, Enum, Float, Int, Text
-from .method import BOOL, HTTP_URL, SwmlMethod
+from ..errors import NotSupportedError
+from ..recording import Recording, wav_duration_ms
+from .method import BOOL, HTTP_URL, SwmlMethod, call_registry, call_vars, swml_event
+
+BEEP = "tone_stream://%(500,0,1000)"
 
 
 class RecordCall(SwmlMethod):
@@ -18,3 +34,66 @@ class RecordCall(SwmlMethod):
         Attr("max_length", "max_length", Int(minimum=1), None),
         Attr("status_url", "status_url", HTTP_URL, None),
     )
+
+    def run(self, call) -> None:
+        if self.format == "mp4":
+            raise NotSupportedError("record_call format mp4 is not supported by callfork; use wav or mp3",
+                                    self.line, self.column, "record_call")
+        ignored = [n for n in ("terminators", "initial_timeout", "end_silence_timeout") if n in self.present]
+        if ignored:
+            call.timeline("warning", {"message": f"record_call: {', '.join(ignored)} not applied by callfork"})
+        call.ensure_answered()
+        variables = call_vars(call)
+        rec = Recording(call, self.format, "session")
+        control_id = self.control_id or rec.id
+        if self.beep:
+            call.session.execute("playback", BEEP)
+        session = call.session
+        session.set_var("RECORD_STEREO", "true" if self.stereo else "false")
+        session.set_var("RECORD_READ_ONLY", "true" if self.direction == "speak" else "false")
+        session.set_var("RECORD_WRITE_ONLY", "true" if self.direction == "listen" else "false")
+        limit = f" +{self.max_length}" if self.max_length else ""
+        session.execute("record_session", f"{rec.wav_path}{limit}")
+        handle = SwmlRecording(call, rec, control_id, self.status_url)
+        call_registry(call, "recordings")[control_id] = handle
+        call.recordings.append(handle)
+        variables.update(record_call_url=rec.url, record_call_result="success", record_control_id=control_id)
+
+
+class SwmlRecording:
+    """One record_call: finished by stop_record_call, by max_length (RECORD_STOP) or at hangup."""
+
+    def __init__(self, call, rec: Recording, control_id: str, status_url: str | None):
+        self.call = call
+        self.rec = rec
+        self.control_id = control_id
+        self.status_url = status_url
+        call.session.on_event("RECORD_STOP", self._on_record_stop)
+
+    def _on_record_stop(self, event) -> None:
+        if event.get("Record-File-Path") != str(self.rec.wav_path) or self.call.session.gone:
+            return
+        gevent.spawn(self.finish, "maxLength")   # runs in the ESL dispatch greenlet: never block
+
+    def stop(self) -> None:
+        """stop_record_call: stop recording now and finish the file."""
+        self.call.session.execute("stop_record_session", str(self.rec.wav_path))
+        self.finish("stopped")
+
+    def on_call_end(self, complete) -> None:
+        self.finish("HungUp")
+
+    def finish(self, reason: str) -> None:
+        if self.rec.finished:
+            return
+        self.call.session.off_event("RECORD_STOP", self._on_record_stop)
+        self.rec.finish(reason, wav_duration_ms(self.rec.wav_path))
+        if self.status_url:
+            path = self.rec.final_path
+            size = os.path.getsize(path) if path.exists() else 0
+            record = {"url": self.rec.url, "duration": max(0, self.rec.duration_ms) / 1000.0, "size": size,
+                      "format": self.rec.format}
+            self.call.post(self.status_url, "POST",
+                           swml_event(self.call, "calling.call.record",
+                                      {"control_id": self.control_id, "state": "finished", "record": record}),
+                           "calling.call.record", encoding="json")

@@ -29,3 +29,11 @@ class Sleep(SwmlMethod):
     @property
     def forever(self) -> bool:
         return self.duration == -1
+
+    def run(self, call) -> None:
+        """Wait `duration` ms (-1: until the call ends). DTMF does not end it."""
+        if self.forever:
+            while call.sleep(3600):
+                pass
+            return
+        call.sleep(self.duration / 1000.0)
