@@ -61,6 +61,8 @@ class CallContext:
         self.barge_in = None             # set by <Gather> while its prompts play: () -> bool
         self.interrupted = gevent.event.Event()  # set to stop the running verb (transfer, REST)
         self._lock = threading.RLock()   # only for what the REST API touches (transfer, hangup)
+        self._media_ready = False        # playback_terminators set (see _media_defaults)
+        self.answered_at = None          # when callfork answered (epoch s), if it did
 
     # -- facts -----------------------------------------------------------------------------------
     @property
@@ -109,22 +111,35 @@ class CallContext:
         if self.early_media_only:
             self.ensure_early_media()
             return
+        self._media_defaults()
         if not self.session.answered:
             self.session.answer()
+            self.answered_at = time.time()
             self.timeline("answered", {})
 
     def ensure_early_media(self) -> None:
+        self._media_defaults()
         if not self.session.answered and not self.pre_answered:
             self.session.pre_answer()
             self.pre_answered = True
             self.timeline("pre_answered", {})
 
+    def _media_defaults(self) -> None:
+        """Once per call, before the first media verb: FreeSWITCH's default playback terminator is
+        `*` (a `*` pressed during any speak/playback would cut it short); Vobiz only lets digits
+        interrupt <Gather> prompts and <Record>, which set their own terminators."""
+        if self._media_ready:
+            return
+        self._media_ready = True
+        self.session.set_var("playback_terminators", "none")
+
     def sleep(self, seconds: float) -> bool:
-        """Wait on the engine's clock (DTMF does not end it). Raises CallGone if the call ends;
-        returns False if the verb was interrupted (transfer), True when the time ran out."""
+        """Wait on the engine's clock (DTMF does not end it, except a digit that barges into
+        <GetInput>/<GetDigits> prompts). Raises CallGone if the call ends; returns False if the
+        verb was interrupted (transfer, barge-in), True when the time ran out."""
         deadline = time.monotonic() + seconds
         while True:
-            if self.interrupted.is_set():
+            if self.interrupted.is_set() or self.barged_in():
                 return False
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -173,6 +188,7 @@ class CallContext:
         """Interrupt the running verb and continue with the document at `url` (Transfer API)."""
         with self._lock:
             self.pending_transfer = (url, method)
+        self.interrupted.set()  # ends <Wait>/sleeps and Speak/Play loops; the interpreter clears it
         verb = self.current_verb
         if verb is not None:
             gevent.spawn(verb.stop)

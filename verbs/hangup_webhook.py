@@ -34,11 +34,13 @@ def _epoch(complete, name: str) -> float | None:
 def hangup_params(ctx, complete, end: CallEnd, fs_cause: str | None) -> dict:
     now = time.time()
     start = _epoch(complete, "start") or ctx.session_start.timestamp()
-    answer = _epoch(complete, "answer")
+    # without CHANNEL_HANGUP_COMPLETE (socket lost) the answer time callfork saw is used
+    answer = _epoch(complete, "answer") if complete is not None else getattr(ctx, "answered_at", None)
     finish = _epoch(complete, "end") or now
     duration = max(0, int(round(finish - start)))
-    billsec = max(0, int(round(finish - answer))) if answer else 0
-    bill_duration = int(math.ceil(billsec / 60.0)) * 60 if billsec else 0
+    billed = max(0.0, finish - answer) if answer else 0.0
+    # an answered call is billed at least one 60 s pulse, however short it was
+    bill_duration = max(1, int(math.ceil(billed / 60.0))) * 60 if answer else 0
     status = "completed" if answer else {3010: "busy", 3000: "no-answer", 1000: "cancel"}.get(end.code, "completed")
     return ctx.params(
         Event="Hangup",
@@ -53,5 +55,6 @@ def hangup_params(ctx, complete, end: CallEnd, fs_cause: str | None) -> dict:
         AnswerTime=_stamp(answer),
         EndTime=_stamp(finish),
         TotalCost="0.00000",
-        Error=end.error or "; ".join(ctx.errors),
+        # every problem of the call, in order (skipped <Play>s, ignored <DTMF>, ..., then what ended it)
+        Error="; ".join(ctx.errors) or end.error,
     )

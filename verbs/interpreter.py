@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from esl_app import CallGone, ESLTimeout
+from esl_app import CallGone, ESLError, ESLTimeout
 
 from . import hangup_codes as codes
 from .document import parse_document
@@ -22,14 +22,20 @@ from .hangup_webhook import hangup_params
 
 log = logging.getLogger("callfork.interpreter")
 
-# a document that keeps redirecting to itself must not spin forever (Plivo: MAX_REDIRECT)
+# a document that keeps redirecting to itself must not spin forever (Plivo: MAX_REDIRECT): at most
+# MAX_DOCUMENTS per call, and at most MAX_IDLE_DOCUMENTS in a row whose verbs took under IDLE_S
+# (a Redirect chain that plays nothing); an IVR menu that loops while it talks is never cut
 MAX_DOCUMENTS = 1000
+MAX_IDLE_DOCUMENTS = 25
+IDLE_S = 0.5
 
 
 class Interpreter:
     def __init__(self, ctx):
         self.ctx = ctx
         ctx.interpreter = self
+        self._idle_documents = 0     # documents in a row that took under IDLE_S (redirect loop guard)
+        self._last_url = ""
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> codes.CallEnd:
@@ -49,6 +55,11 @@ class Interpreter:
                     doc = self._fetch(nxt.url, nxt.method, nxt.params, nxt.kind)
         except EndCall as stop:
             end = stop.end
+            if end.error and ctx.session.gone and ctx.hangup_requested is None:
+                # the caller hung up while a document was fetched: that, not the fetch, ended the
+                # call (the fetch problem is still worth a line in the log)
+                log.warning("call %s: after the call ended: %s", ctx.uuid, end.error)
+                end = None
         except CallGone:
             # the caller, FreeSWITCH, or the REST API (which leaves its reason) ended it
             end = ctx.hangup_requested
@@ -67,12 +78,22 @@ class Interpreter:
         if ctx.document_index > MAX_DOCUMENTS:
             raise EndCall(codes.CallEnd(5000, codes.SOURCE_ERROR, "NORMAL_CLEARING",
                                         f"more than {MAX_DOCUMENTS} documents on one call (redirect loop?)"))
+        if self._idle_documents >= MAX_IDLE_DOCUMENTS:
+            raise EndCall(codes.CallEnd(5000, codes.SOURCE_ERROR, "NORMAL_CLEARING",
+                                        f"redirect loop: {MAX_IDLE_DOCUMENTS} documents in a row handed the "
+                                        "call on without doing anything (last from "
+                                        f"{self._last_url or 'the answer URL'})"))
         for warning in doc.warnings:
             log.warning("call %s: %s", ctx.uuid, warning)
-        for position, verb in enumerate(doc.verbs):
-            self._check_transfer()
-            ctx.verb_position = position
-            self.run_verb(verb)
+        started = time.monotonic()
+        try:
+            for position, verb in enumerate(doc.verbs):
+                self._check_transfer()
+                ctx.verb_position = position
+                self.run_verb(verb)
+        finally:
+            quick = time.monotonic() - started < IDLE_S
+            self._idle_documents = self._idle_documents + 1 if quick else 0
 
     def run_verb(self, verb, nested: bool = False) -> None:
         """Run one verb (also used by verbs that run nested verbs, e.g. PreAnswer, Gather prompts)."""
@@ -82,13 +103,20 @@ class Interpreter:
         ctx.timeline("verb", {"verb": verb.name, "line": verb.line, "nested": nested})
         try:
             verb.run(ctx)
-        except NotSupportedError as exc:
-            raise EndCall(codes.document_invalid(self._doc_kind(), f"line {verb.line}: {exc}"))
+        except NotSupportedError as exc:   # its text already says where (line:column, element)
+            raise EndCall(codes.document_invalid(self._doc_kind(), _describe(exc)))
         except NotImplementedError as exc:
             raise EndCall(codes.document_invalid(self._doc_kind(), f"line {verb.line}: {exc}"))
         except ESLTimeout as exc:
             raise EndCall(codes.CallEnd(5000, codes.SOURCE_ERROR, "NORMAL_CLEARING",
                                         f"{verb.name}: FreeSWITCH did not answer in time ({exc})"))
+        except ESLError as exc:
+            # "-ERR No such channel" and the like: the channel went away before its hangup event
+            # reached us (a caller hanging up at that moment); otherwise a real refusal
+            if ctx.session.gone or ctx.session.wait_gone(1.0):
+                raise CallGone(ctx.session.hangup_cause, ctx.uuid) from None
+            raise EndCall(codes.CallEnd(5000, codes.SOURCE_ERROR, "NORMAL_CLEARING",
+                                        f"{verb.name}: FreeSWITCH refused a command ({exc})"))
         finally:
             ctx.current_verb = outer
         if not nested:
@@ -106,21 +134,54 @@ class Interpreter:
         return getattr(self, "_last_kind", "answer")
 
     # -- documents -------------------------------------------------------------------------------
-    def _fetch(self, url: str, method: str, params: dict, kind: str, fallback: str = ""):
-        """Fetch and parse the next document; failures end the call with the Vobiz codes."""
+    def _fetch(self, url: str, method: str, params: dict, kind: str, fallback: str = "",
+               label: str = ""):
+        """Fetch and parse the next document; failures end the call with the Vobiz codes.
+
+        `fallback` (answer documents only): the number's fallback URL, requested with its
+        `fallback_method` and the same parameters when the URL is unreachable, answers an HTTP
+        error, or returns a document that cannot be used (Vobiz application fallback_answer_url)."""
         ctx = self.ctx
         self._last_kind = kind
-        services = ctx.services
+        self._last_url = url
+        label = label or f"{kind} URL"
         try:
-            result = services.fetch(url, method or "POST", params, fallback=fallback or None)
+            result = ctx.services.fetch(url, method or "POST", params)
         except Exception as exc:  # webhooks.FetchError, or a bad URL
-            raise EndCall(codes.fetch_failed(kind, f"{kind} URL {url}: {exc}"))
+            if getattr(exc, "kind", None) == "too_large":
+                # the app answered, but with a body over Vobiz's 100 KB limit: an invalid document
+                # (8011/8012/...), not an unreachable URL; the fetch stopped reading at the limit
+                error = f"{label} {url}: the document is larger than the 100 KB limit; reading " \
+                        f"stopped ({_reason(exc, url)})"
+                if fallback:
+                    return self._fallback(fallback, params, kind, error)
+                raise EndCall(codes.document_invalid(kind, error))
+            error = f"{label} {url}: {_reason(exc, url)}"
+            if fallback and getattr(exc, "kind", None) in ("unreachable", "http_status"):
+                return self._fallback(fallback, params, kind, error)
+            raise EndCall(codes.fetch_failed(kind, error))
         ctx.timeline("document_fetched", {"kind": kind, "url": result.url, "status": result.status})
         try:
             return parse_document(result.body, result.content_type)
         except DocumentError as exc:
-            detail = "; ".join(str(e) for e in getattr(exc, "errors", None) or [exc])
-            raise EndCall(codes.document_invalid(kind, f"{kind} document from {result.url}: {detail}"))
+            detail = "; ".join(_describe(e) for e in getattr(exc, "errors", None) or [exc])
+            error = f"{label} {result.url}: {detail}"
+            if fallback:
+                return self._fallback(fallback, params, kind, error)
+            raise EndCall(codes.document_invalid(kind, error))
+
+    def _fallback(self, fallback: str, params: dict, kind: str, why: str):
+        """The fallback URL after the answer URL failed with `why`; if it fails too, the call ends
+        with its code (7011 / 8011) and an error that says what both URLs did."""
+        ctx = self.ctx
+        method = getattr(ctx.number, "fallback_method", None) or "POST"
+        log.warning("call %s: %s; trying the fallback URL %s", ctx.uuid, why, fallback)
+        ctx.timeline("fallback", {"reason": why, "url": fallback})
+        try:
+            return self._fetch(fallback, method, params, kind, label="fallback URL")
+        except EndCall as stop:
+            stop.end.error = f"{why}; {stop.end.error}"
+            raise
 
     # -- the end ---------------------------------------------------------------------------------
     def _finish(self, end):
@@ -135,6 +196,8 @@ class Interpreter:
         cause = (complete.get("Hangup-Cause") if complete else None) or ctx.session.hangup_cause
         if end is None:
             end = codes.from_fs_cause(cause, ctx.answered or _was_answered(complete))
+            if end.error:   # FreeSWITCH ended the call for a reason of its own: say so once
+                ctx.error(end.error)
         params = hangup_params(ctx, complete, end, cause)
         number = ctx.number
         ctx.post(number.hangup_url or number.answer_url, number.hangup_method or "POST", params, "Hangup")
@@ -152,6 +215,24 @@ class Interpreter:
             log.exception("call %s: could not store the call record", ctx.uuid)
         log.info("call %s ended: %s %s (%s)", ctx.uuid, end.code, end.name, end.source)
         return end
+
+
+def _describe(error) -> str:
+    """A document error as "line L:C: <Element>: message", without a position it does not have."""
+    if getattr(error, "line", 0):
+        return str(error)
+    element = getattr(error, "element", None)
+    message = getattr(error, "message", None) or str(error)
+    return f"<{element}>: {message}" if element else message
+
+
+def _reason(exc, url: str) -> str:
+    """A fetch error's text without the repeated URL and kind: "connection refused", "answered HTTP 500"."""
+    text = getattr(exc, "message", None) or str(exc)
+    for prefix in (f"{url}: ", f"{url} "):
+        if text.startswith(prefix):
+            text = text[len(prefix):]
+    return text
 
 
 def _was_answered(complete) -> bool:

@@ -81,6 +81,16 @@ class Recording:
             start_ms=self.start_ms, end_ms=self.end_ms, end_reason=reason)
         self.call.timeline("recording", {"id": self.id, "reason": reason, "duration_ms": self.duration_ms})
 
+    def abandon(self, why: str) -> None:
+        """Nothing was recorded (the call ended first): kept in the store as such, no callbacks."""
+        if self.finished:
+            return
+        self.finished = True
+        self.end_ms = self.start_ms
+        self.call.services.store.update_recording(self.id, duration_ms=0, end_ms=self.end_ms,
+                                                  end_reason="NotStarted")
+        self.call.timeline("recording", {"id": self.id, "reason": "NotStarted", "detail": why})
+
     def record_params(self, event: str, **extra) -> dict:
         duration_ms = self.duration_ms
         fields = {

@@ -42,6 +42,8 @@ class DTMF(VobizVerb):
                 call.error(f"<DTMF> line {self.line} ignored: {warning}")
             return
         call.ensure_answered()
+        if call.interrupted.is_set():
+            return
         if self.async_:
             call.session.execute_async("send_dtmf", self.digits)
         else:

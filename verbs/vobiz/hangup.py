@@ -20,8 +20,11 @@ class Hangup(VobizVerb):
             call.session.api(f"sched_hangup +{self.schedule} {call.uuid} ALLOTTED_TIMEOUT")
             call.timeline("hangup_scheduled", {"seconds": self.schedule})
             return
-        if not call.answered:
-            if (self.reason or "rejected") == "busy":
-                raise EndCall(CallEnd(3010, SOURCE_XML, "USER_BUSY"))
+        # no reason: "rejected" before answer (not billed), a normal hangup after; an explicit
+        # reason is the cause whenever it comes (Plivo: rejected → CALL_REJECTED, busy → USER_BUSY)
+        reason = self.reason or ("rejected" if not call.answered else None)
+        if reason == "busy":
+            raise EndCall(CallEnd(3010, SOURCE_XML, "USER_BUSY"))
+        if reason == "rejected":
             raise EndCall(CallEnd(3020, SOURCE_XML, "CALL_REJECTED"))
         raise EndCall(CallEnd(4000, SOURCE_XML, "NORMAL_CLEARING"))

@@ -22,6 +22,8 @@ class Play(VobizVerb):
         call.ensure_answered()
         count = 0
         while self.loop == 0 or count < self.loop:
+            if call.interrupted.is_set() or call.barged_in():   # before each playback too (see Speak)
+                return
             done = call.session.execute("playback", str(path))
             if done.get("Application-Response") == "FILE NOT FOUND":
                 call.error(f"<Play> line {self.line}: FreeSWITCH could not open {path}")

@@ -5,7 +5,6 @@ The older docs nest a <Stream> inside <Record>: kept as the single child (DESIGN
 from esl_app import CallGone, ESLTimeout
 
 from ..base import Attr, AttrError, Custom, Enum, Int, Text
-from ..errors import NotSupportedError
 from ..flow import NextDocument
 from ..recording import (END_HUNG_UP, END_KEY, END_MAX_LENGTH, END_TIMEOUT, Recording, SessionRecording,
                          wav_duration_ms)
@@ -86,7 +85,11 @@ class Record(VobizVerb):
     # -- execution ---------------------------------------------------------------------------
     def run(self, call) -> None:
         if self.start_on_dial_answer:
-            raise NotSupportedError("<Record startOnDialAnswer> needs <Dial>, which is not supported by callfork yet")
+            # armed for the next <Dial>'s answer; callfork cannot dial yet, so nothing is recorded:
+            # said in the log and the call record, and the document goes on (a <Dial> then fails loudly)
+            call.error(f"<Record startOnDialAnswer=\"true\"> line {self.line}: the recording starts when a "
+                       "<Dial> is answered, and <Dial> is not supported by callfork yet: nothing is recorded")
+            return
         if self.background:
             self._run_session(call)
         else:
@@ -97,14 +100,19 @@ class Record(VobizVerb):
         (excluded from the file) or hangup; then action (Event=Record, with the results) and
         callbackUrl (Event=RecordStop)."""
         call.ensure_answered()
+        if call.interrupted.is_set():
+            return
+        if self.play_beep:   # a hangup during the beep: nothing was recorded, nothing to report
+            call.session.execute("playback", BEEP)
+        if call.interrupted.is_set():
+            return
+        call.session.set_var("playback_terminators", self.finish_on_key or "none")
         rec = Recording(call, self.file_format, "voicemail")
         gone = None
         with call.session.subscribe("RECORD_STOP") as stops:
             try:
-                if self.play_beep:
-                    call.session.execute("playback", BEEP)
-                call.session.set_var("playback_terminators", self.finish_on_key or "none")
-                done = call.session.execute("record", f"{rec.wav_path} {self.max_length} {SILENCE_THRESHOLD} {self.timeout}")
+                done = call.session.execute(
+                    "record", f"{rec.wav_path} {self.max_length} {SILENCE_THRESHOLD} {self.timeout}")
                 call.session.set_var("playback_terminators", "none")
                 rec.digits = done.get("variable_playback_terminator_used") or ""
                 record_ms = _int(done.get("variable_record_ms"))
@@ -122,6 +130,9 @@ class Record(VobizVerb):
                     record_ms = _int(stop.get("variable_record_ms"))
                 except (CallGone, ESLTimeout):
                     record_ms = wav_duration_ms(rec.wav_path)
+        if gone is not None and record_ms is None and not rec.wav_path.exists():
+            rec.abandon("the call ended before FreeSWITCH started recording")
+            raise gone
         rec.finish(reason, record_ms)
         params = rec.record_params("Record")
         if self.callback_url:

@@ -75,10 +75,12 @@ class Speak(VobizVerb):
         text = self.speakable_text(pause=",")
         count = 0
         while self.loop == 0 or count < self.loop:
-            call.session.execute("speak", f"flite|{voice}|{text}")
-            count += 1
+            # checked before each `speak` too: a transfer (uuid_break) that lands between the
+            # verb's start and FreeSWITCH running the app would otherwise not stop it
             if call.interrupted.is_set() or call.barged_in():
                 return
+            call.session.execute("speak", f"flite|{voice}|{text}")
+            count += 1
 
 
 def _read_ssml(element, ctx, verb) -> list:

@@ -2,6 +2,8 @@
 from ..base import Attr, Int
 from .element import BOOL, VobizVerb
 
+SILENCE_THRESHOLD = 200   # mean absolute sample per 20 ms frame below which the caller is silent
+
 
 class Wait(VobizVerb):
     name = "Wait"
@@ -33,9 +35,14 @@ class Wait(VobizVerb):
         and the call record, and the full length is waited."""
         if not call.is_first_verb or call.early_media_only:
             call.ensure_answered()
+        if call.interrupted.is_set():
+            return
         if self.silence and call.answered:
-            frames = max(1, self.min_silence // 20)
-            call.session.execute("wait_for_silence", f"200 {frames} 1 {self.length * 1000}")
+            # wait_for_silence ends 25 frames (0.5 s) after `silence_hits` quiet frames, and only
+            # once the caller was heard (listen_hits=0: one loud frame); a line silent from the
+            # start waits the full length, as FreeSWITCH's detector never qualifies it
+            frames = max(1, self.min_silence // 20 - 25)
+            call.session.execute("wait_for_silence", f"{SILENCE_THRESHOLD} {frames} 0 {self.length * 1000}")
             return
         if self.beep:
             call.error(f"<Wait beep=\"true\"> line {self.line}: voicemail beep detection is not "
