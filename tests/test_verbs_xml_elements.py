@@ -1,7 +1,7 @@
 """Vobiz XML elements: every attribute's default and validation (reference/vobiz.md §2-§4)."""
 import pytest
 
-from verbs import XMLError, parse_document
+from verbs import NotSupportedError, XMLError, parse_document
 
 
 def parse(xml):
@@ -64,11 +64,12 @@ def test_defaults(xml, expected):
         assert getattr(verb, name) == value, name
 
 
-def test_verb_names_positions_and_run_not_implemented():
-    verbs = parse("<Response>\n  <Speak>Hi</Speak>\n  <Wait length=\"2\"/>\n</Response>")
-    assert [(v.name, v.line, v.column) for v in verbs] == [("Speak", 2, 3), ("Wait", 3, 3)]
-    with pytest.raises(NotImplementedError, match="Speak execution is not implemented yet"):
-        verbs[0].run(None)
+def test_verb_names_positions_and_verbs_that_cannot_run_say_so():
+    verbs = parse("<Response>\n  <Speak>Hi</Speak>\n  <Wait length=\"2\"/>\n"
+                  "  <Dial><Number>15550100</Number></Dial>\n</Response>")
+    assert [(v.name, v.line, v.column) for v in verbs] == [("Speak", 2, 3), ("Wait", 3, 3), ("Dial", 4, 3)]
+    with pytest.raises(NotSupportedError, match="not supported"):
+        verbs[2].run(None)
     assert verbs[0].stop() is None
 
 
