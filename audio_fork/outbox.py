@@ -44,6 +44,14 @@ class AppOutbox:
                 return None
         return self._q.popleft()
 
+    def drain(self, limit: int) -> list:
+        """Up to `limit` more queued texts, without waiting (the writer sends them in one go)."""
+        q = self._q
+        out = []
+        while q and len(out) < limit:
+            out.append(q.popleft())
+        return out
+
     def close(self) -> None:
         self.closed = True
         self._ready.set()

@@ -202,8 +202,11 @@ class StreamSession:
         headers.append(f"User-Agent: callfork/{VERSION}")
         try:
             sockopt = ((socket.SOL_SOCKET, socket.SO_SNDBUF, spec.app_sndbuf),) if spec.app_sndbuf else ()
+            # skip_utf8_validation: websocket-client checks UTF-8 in pure Python (73% of the relay's
+            # CPU with bidirectional streams, BENCHMARKS.md); _app_reader decodes strictly in C anyway
             ws = websocket.create_connection(spec.url, timeout=spec.connect_timeout, header=headers,
-                                             enable_multithread=True, sockopt=sockopt)
+                                             enable_multithread=True, sockopt=sockopt,
+                                             skip_utf8_validation=True)
         except Exception as exc:  # noqa: BLE001 - every way of failing to connect is one outcome
             error = _describe_connect_error(exc)
             log.warning("[%s %s] app %s refused: %s", self.call_uuid, self.stream_id, spec.url, error)
@@ -370,10 +373,16 @@ class StreamSession:
                     last_send = time.monotonic()
                 continue
             last_send = time.monotonic()
+            batch = [text] + self._outbox.drain(63)
             try:
+                # everything queued goes out in one sendall (websocket-client's own framing and
+                # masking, its own send lock): one syscall and one timeout per batch, not per message
+                data = b"".join(websocket.ABNF.create_frame(t, websocket.ABNF.OPCODE_TEXT).format()
+                                for t in batch)
                 with gevent.Timeout(self.spec.send_timeout, TimeoutError("send timeout")):
-                    ws.send(text)
-                self.messages_to_app += 1
+                    with ws.lock:
+                        ws.sock.sendall(data)
+                self.messages_to_app += len(batch)
             except Exception as exc:  # noqa: BLE001
                 if self._stopping:
                     return

@@ -1,0 +1,71 @@
+"""python -m bench [relay|stream-start|all] [--record] [--quick] [--duration S] [--sizes 50,200]
+
+Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
+the machine and the git commit. Every run stops by itself (bounded loops, 127.0.0.1 only).
+Child-process logs go to $CALLFORK_BENCH_LOGS (default /tmp/callfork-bench).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from bench import common
+
+
+def _relay(args):
+    from bench import relay
+
+    sizes = [int(x) for x in args.sizes.split(",")] if args.sizes else None
+    return relay.run(quick=args.quick, duration=args.duration, sizes=sizes, all_sizes=args.all_sizes)
+
+
+def _stream_start(args):
+    from bench import stream_start
+
+    return stream_start.run(quick=args.quick)
+
+
+# name -> runner(args) -> [(title, markdown table, rows)]. The "calls" benchmark (calls per second
+# through answer-URL fetch to the first verb, via switch_sim) goes here: add `"calls": _calls` with a
+# bench/calls.py exposing run(quick=...) in the same shape, and it joins `all`.
+BENCHMARKS = {
+    "relay": _relay,
+    "stream-start": _stream_start,
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description="callfork benchmarks (see BENCHMARKS.md)")
+    p.add_argument("which", nargs="?", default="all", choices=["all", *BENCHMARKS])
+    p.add_argument("--record", action="store_true", help="append the tables to BENCHMARKS.md")
+    p.add_argument("--quick", action="store_true", help="fewer sizes, shorter windows (< 2 min)")
+    p.add_argument("--duration", type=float, default=None, help="relay: measurement window per N (s)")
+    p.add_argument("--sizes", default=None, help="relay: comma-separated N (default 50,100,200,500,1000)")
+    p.add_argument("--all-sizes", action="store_true",
+                   help="relay: run every N even after a smaller N already lost frames (overload: slow)")
+    args = p.parse_args(argv)
+    names = list(BENCHMARKS) if args.which == "all" else [args.which]
+    info = common.machine()
+    print(f"callfork bench: {info['date']}, {info['cores']} cores ({info['cpu']}), Python {info['python']}, "
+          f"commit {info['commit']}, load average {info['loadavg']:.2f}", flush=True)
+    t0 = time.monotonic()
+    results = []
+    for name in names:
+        results += BENCHMARKS[name](args)
+    elapsed = time.monotonic() - t0
+    print(f"done in {elapsed:.0f} s")
+    if args.record:
+        path = common.ROOT / "BENCHMARKS.md"
+        with open(path, "a") as f:
+            f.write(f"\n### Run {info['date']}: `python -m bench {' '.join(argv or sys.argv[1:])}`\n\n")
+            f.write(f"{info['cores']} cores ({info['cpu']}), Python {info['python']}, commit {info['commit']}, "
+                    f"load average at start {info['loadavg']:.2f}, {elapsed:.0f} s.\n\n")
+            for _title, table, _rows in results:
+                f.write(table + "\n\n")
+        print(f"recorded in {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
