@@ -6,7 +6,7 @@ relay and the configuration of the number that was dialled.
 """
 from __future__ import annotations
 
-from webhooks import fetch_document, fetch_with_fallback
+from webhooks import fetch_document
 
 
 class CallServices:
@@ -24,13 +24,13 @@ class CallServices:
     def auth_token(self) -> str:
         return self._service.auth_token
 
-    def fetch(self, url: str, method: str, params: dict, fallback: str | None = None):
+    def fetch(self, url: str, method: str, params: dict):
+        """One signed document fetch with the configured timeouts (the interpreter decides about
+        the fallback URL, which also covers documents that cannot be parsed)."""
         wh = self.config.webhooks
-        kwargs = dict(auth_token=self.auth_token, connect_timeout=wh.connect_timeout_s,
-                      read_timeout=wh.read_timeout_s, v3_mode=wh.v3_mode)
-        if fallback:
-            return fetch_with_fallback(url, fallback, method, params, **kwargs)
-        return fetch_document(url, method, params, **kwargs)
+        return fetch_document(url, method, params, auth_token=self.auth_token,
+                              connect_timeout=wh.connect_timeout_s, read_timeout=wh.read_timeout_s,
+                              v3_mode=wh.v3_mode)
 
     def post(self, call_uuid: str, url: str, method: str, params: dict, event: str, encoding: str = "form") -> None:
         self._service.outbox.enqueue(call_uuid, url, method, params, encoding=encoding, event=event)

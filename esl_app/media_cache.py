@@ -31,6 +31,20 @@ class MediaError(Exception):
     """A media URL that cannot be played (unreachable, not audio, too large)."""
 
 
+def _reason(exc: Exception) -> str:
+    """A short reason for a failed download (requests wraps urllib3's long messages)."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc)
+        for short in ("Connection refused", "Name or service not known", "No route to host",
+                      "Connection reset", "certificate verify failed"):
+            if short in text:
+                return short.lower()
+        return "connection failed"
+    return type(exc).__name__
+
+
 class MediaCache:
     def __init__(self, directory: Path, *, connect_timeout: float = 3, read_timeout: float = 15,
                  total_timeout: float = 60, user_agent: str = "callfork"):
@@ -71,7 +85,7 @@ class MediaCache:
             if wav.exists():
                 log.warning("media %s unreachable (%s); playing the cached copy", url, exc)
                 return wav
-            raise MediaError(f"{url} is unreachable: {exc}") from None
+            raise MediaError(f"{url} is unreachable ({_reason(exc)})") from None
         with resp:
             if resp.status_code == 304 and wav.exists():
                 return wav

@@ -59,6 +59,8 @@ class CallContext:
         self.verb_position = 0           # index of the running verb in its document (0 = first)
         self.interpreter = None          # set by the Interpreter, for verbs that run nested verbs
         self.barge_in = None             # set by <Gather> while its prompts play: () -> bool
+        self.vars = {}                   # SWML `vars` scope (stream_result, record_call_url, ...)
+        self.swml_controls = {}          # SWML control_id registries (streams, recordings)
         self.interrupted = gevent.event.Event()  # set to stop the running verb (transfer, REST)
         self._lock = threading.RLock()   # only for what the REST API touches (transfer, hangup)
         self._media_ready = False        # playback_terminators set (see _media_defaults)

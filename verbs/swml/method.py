@@ -156,22 +156,13 @@ class UnsupportedMethod(SwmlMethod):
 # -- what the run methods share ------------------------------------------------------------------
 
 def call_vars(call) -> dict:
-    """The SWML `vars` scope of a call (method outputs such as stream_result, record_call_url).
-    Kept on the call context as `ctx.vars`, created on first use."""
-    variables = getattr(call, "vars", None)
-    if variables is None:
-        variables = {}
-        call.vars = variables
-    return variables
+    """The SWML `vars` scope of a call (method outputs such as stream_result, record_call_url)."""
+    return call.vars
 
 
 def call_registry(call, kind: str) -> dict:
     """Per-call registry of background SWML things by control_id (`streams`, `recordings`)."""
-    registries = getattr(call, "swml_controls", None)
-    if registries is None:
-        registries = {}
-        call.swml_controls = registries
-    return registries.setdefault(kind, {})
+    return call.swml_controls.setdefault(kind, {})
 
 
 def swml_event(call, event_type: str, params: dict) -> dict:
