@@ -9,6 +9,10 @@ app (a real HTTP receiver that serves documents and records every webhook).
         hangup = stack.app.wait_event("Hangup")
 
 Everything binds free loopback ports; the data directory is a fresh temporary one.
+
+`Stack(real=True)` uses the real FreeSWITCH named by CALLFORK_FS_ESL=host:port:password instead of
+the simulator (its dialplan routes `^callfork` numbers to `socket 127.0.0.1:8084 async full`, see
+freeswitch/); scenario tests parametrized with `switch_modes()` run on both.
 """
 from __future__ import annotations
 
@@ -17,13 +21,22 @@ import shutil
 import socket
 import tempfile
 import time
+import uuid as uuidlib
 from pathlib import Path
+
+import pytest
 
 from esl_app import load_config
 from esl_app.service import Service
 from switch_sim import CallScript, Simulator
 
 from http_receiver import HttpReceiver, Reply
+
+
+def switch_modes():
+    """Parametrize a scenario over the simulator and (marked `freeswitch`) a real FreeSWITCH."""
+    return pytest.mark.parametrize("real_fs", [False, pytest.param(True, marks=pytest.mark.freeswitch)],
+                                   ids=["simulator", "freeswitch"])
 
 
 def free_port() -> int:
@@ -79,15 +92,46 @@ class AppServer(HttpReceiver):
         return [r for r in self.requests if r.path == path]
 
 
+class RealCall:
+    """A call on a real FreeSWITCH: `originate loopback/callfork<to>/default &playback(<audio>)`.
+    The B leg runs the dialplan and reaches callfork; the A leg is the caller: it plays `audio`
+    (a path FreeSWITCH can read: the tests run on the FreeSWITCH host), sends `dtmf` with
+    `uuid_send_dtmf` at the given seconds, and hangs up after `hangup_after` seconds.
+    The summary comes from the Hangup webhook callfork posts (events: not observed here)."""
+
+    def __init__(self, stack, to, audio=None, dtmf=(), hangup_after=None, **ignored):
+        self.stack = stack
+        control = stack.service.control
+        app = f"playback({audio})" if audio else "park()"
+        self.a_uuid = str(uuidlib.uuid4())
+        variables = f"origination_uuid={self.a_uuid},origination_caller_id_number=15551230001"
+        reply = control.bgapi(f"originate {{{variables}}}loopback/callfork{to}/default &{app}", timeout=30)
+        if not reply.startswith("+OK"):
+            raise RuntimeError(f"originate failed: {reply.strip()}")
+        for digits, at in dtmf:
+            control.api(f"sched_api +{max(1, round(at))} none uuid_send_dtmf {self.a_uuid} {digits}")
+        if hangup_after:
+            control.api(f"sched_hangup +{max(1, round(hangup_after))} {self.a_uuid} NORMAL_CLEARING")
+
+    def wait(self, timeout: float = 30.0) -> dict:
+        form = self.stack.app.wait_event("Hangup", timeout=timeout).form
+        return {"uuid": form.get("CallUUID"), "answered": bool(form.get("AnswerTime")),
+                "hangup_cause": form.get("HangupCause"), "duration_s": float(form.get("Duration") or 0),
+                "events": []}
+
+
 class Stack:
     """Simulator (or real FreeSWITCH) + callfork service + the user's app, on free ports."""
 
     def __init__(self, *, flavor: str = "jambonz", config_text: str = "", env: dict | None = None,
-                 answer_path: str = "/answer", hangup_path: str = "/hangup", fallback_path: str = ""):
+                 answer_path: str = "/answer", hangup_path: str = "/hangup", fallback_path: str = "",
+                 real: bool = False):
         self.app = AppServer()
         self.data_dir = Path(tempfile.mkdtemp(prefix="callfork-test-"))
         self.flavor = flavor
-        self.real_fs = os.environ.get("CALLFORK_FS_ESL")
+        self.real_fs = os.environ.get("CALLFORK_FS_ESL") if real else None
+        if real and not self.real_fs:
+            raise RuntimeError("Stack(real=True) needs CALLFORK_FS_ESL=host:port:password")
         self._config_text = config_text
         self._env = env or {}
         self.answer_path, self.hangup_path, self.fallback_path = answer_path, hangup_path, fallback_path
@@ -151,10 +195,11 @@ class Stack:
 
     # -- calls -----------------------------------------------------------------------------------
     def call(self, to: str = "1000", **script):
-        """Place an inbound call (the simulator's scripted caller); returns the SimCall."""
+        """Place an inbound call from a scripted caller; returns an object with `.wait(timeout) ->
+        summary` (uuid, answered, hangup_cause, duration_s, events). On the simulator it is the
+        SimCall; on a real FreeSWITCH a loopback call whose A leg is the caller (see RealCall)."""
         if self.real_fs:
-            raise NotImplementedError("placing scripted calls on a real FreeSWITCH: use loopback "
-                                      "originate in the `freeswitch`-marked tests")
+            return RealCall(self, to, **script)
         return self.sim.place_call(CallScript(to=to, **script))
 
     def api_headers(self) -> dict:

@@ -25,14 +25,14 @@ def _originate(stack, number: str, seconds: int = 12) -> str:
 
 
 def test_control_connection_and_api():
-    with Stack() as stack:
+    with Stack(real=True) as stack:
         status = stack.service.control.api("status")
         assert "UP" in status or "up" in status
         assert stack.service.control.connected
 
 
 def test_speak_then_end_of_document_posts_the_hangup_webhook():
-    with Stack() as stack:
+    with Stack(real=True) as stack:
         stack.app.document("/answer", "<Response><Speak>Hello from callfork.</Speak></Response>")
         assert _originate(stack, "callfork1").startswith("+OK")
         start = stack.app.wait_event("StartApp", timeout=20).form
@@ -47,7 +47,7 @@ def test_bidirectional_stream_reaches_the_app_and_back():
     app_ws = WsApp()
     app_ws.start()
     try:
-        with Stack() as stack:
+        with Stack(real=True) as stack:
             doc = (f'<Response><Stream bidirectional="true" keepCallAlive="true" streamTimeout="4" '
                    f'statusCallbackUrl="{stack.app.url("/stream")}">{app_ws.url}</Stream></Response>')
             stack.app.document("/answer", doc)

@@ -5,7 +5,7 @@ import numpy as np
 import requests
 import soundfile
 
-from harness import Stack
+from harness import Stack, switch_modes
 
 VOICEMAIL = """<Response>
   <Speak voice="WOMAN" language="en-US">Please leave a message after the beep.</Speak>
@@ -23,8 +23,9 @@ def speech_wav(path, seconds=9.0, talk_from=3.5, talk_until=6.0, rate=8000):
     return path
 
 
-def test_voicemail_records_and_posts_record_stop_and_hangup(tmp_path):
-    with Stack() as stack:
+@switch_modes()
+def test_voicemail_records_and_posts_record_stop_and_hangup(tmp_path, real_fs):
+    with Stack(real=real_fs) as stack:
         stack.app.document("/answer", VOICEMAIL.format(app=stack.app.url("").rstrip("/")))
         call = stack.call(audio=str(speech_wav(tmp_path / "caller.wav")), hangup_after=30)
         summary = call.wait(40)
@@ -51,8 +52,9 @@ def test_voicemail_records_and_posts_record_stop_and_hangup(tmp_path):
         assert hangup[field], field
 
 
-def test_recording_is_served_with_auth(tmp_path):
-    with Stack() as stack:
+@switch_modes()
+def test_recording_is_served_with_auth(tmp_path, real_fs):
+    with Stack(real=real_fs) as stack:
         stack.app.document("/answer", VOICEMAIL.format(app=stack.app.url("").rstrip("/")))
         call = stack.call(audio=str(speech_wav(tmp_path / "caller.wav")), hangup_after=30)
         call.wait(40)
