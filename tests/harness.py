@@ -31,6 +31,7 @@ from esl_app.service import Service
 from switch_sim import CallScript, Simulator
 
 from http_receiver import HttpReceiver, Reply
+from waiting import wait_until
 
 
 def switch_modes():
@@ -209,8 +210,4 @@ class Stack:
         return f"{self.http_url}/api/v1/Account/{self.config.server.auth_id}{path}"
 
     def wait(self, predicate, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met within {timeout}s")
-            time.sleep(0.02)
+        wait_until(predicate, timeout)

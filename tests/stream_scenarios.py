@@ -19,6 +19,7 @@ import numpy as np
 import soundfile
 
 from http_receiver import Reply
+import waiting
 
 RATE = 8000
 
@@ -190,14 +191,7 @@ def b64(data) -> str:
 
 
 def wait_until(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.02)
+    return waiting.wait_until(predicate, timeout, what)
 
 
 def fork_module(stack):

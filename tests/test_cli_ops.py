@@ -14,6 +14,7 @@ from harness import Stack, free_port
 from switch_sim import CallScript, Simulator
 from test_service_webhooks import ServeProcess
 from wsapp import AppServer as WsApp
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLFORK = [sys.executable, "-m", "esl_app.cli"]
@@ -144,26 +145,23 @@ def test_serve_without_a_config_file_uses_the_sample_app(tmp_path):
         call = sim.place_call(CallScript(to="1000", hangup_after=30))
         # the ops CLI in the same directory finds the generated token in ./var/auth_token
         ops_env = _env(ports["http"], token=None)
-        deadline = time.monotonic() + 15
-        while True:  # the sample app's document reaches its <Stream> (after the welcome prompt)
+        def streaming():  # the sample app's document reaches its <Stream> (after the welcome prompt)
             shown = cli("call", call.uuid, "--json", env=ops_env, cwd=str(tmp_path))
-            if shown.returncode == 0 and any(e["kind"] == "stream_started" for e in json.loads(shown.stdout)["timeline"]):
-                break
-            assert time.monotonic() < deadline, shown.stderr
-            time.sleep(0.2)
+            return shown.returncode == 0 and any(e["kind"] == "stream_started"
+                                                 for e in json.loads(shown.stdout)["timeline"])
+        wait_until(streaming, 15, "the stream started", interval=0.2)
         assert cli("hangup", call.uuid, env=ops_env, cwd=str(tmp_path)).returncode == 0
         summary = call.wait(10)
         assert summary["answered"] is True
-        deadline = time.monotonic() + 10
-        while True:
+        def delivered():
             shown = cli("call", call.uuid, "--json", env=ops_env, cwd=str(tmp_path))
             assert shown.returncode == 0, shown.stderr
             record = json.loads(shown.stdout)
-            hooks = {w["event"]: w for w in record["webhooks"]}
-            if "Hangup" in hooks and all(w["status"] == "delivered" for w in record["webhooks"]):
-                break
-            assert time.monotonic() < deadline, record["webhooks"]
-            time.sleep(0.1)
+            done = any(w["event"] == "Hangup" for w in record["webhooks"]) and \
+                all(w["status"] == "delivered" for w in record["webhooks"])
+            return record if done else None
+        record = wait_until(delivered, 10, "every webhook delivered", interval=0.1)
+        hooks = {w["event"]: w for w in record["webhooks"]}
         assert hooks["Hangup"]["last_status_code"] == 200 and hooks["StartStream"]["last_status_code"] == 200
         assert record["call"]["answer_url"].endswith("/answer")
         assert [s["status"] for s in record["streams"]] == ["completed"]

@@ -14,6 +14,7 @@ from gevent.server import StreamServer
 from esl_app import ControlConnection, ESLError
 from esl_app.control import backoff_delays
 from esl_capture_tools import CAPTURES, CommandReader, exchanges, expected_frame, load_blocks
+from waiting import wait_until
 
 INBOUND = exchanges(load_blocks(CAPTURES / 'inbound-esl-transcript.txt'))
 AUTH_REQUEST = [b.data for b in load_blocks(CAPTURES / 'inbound-esl-transcript.txt') if b.from_fs][0]
@@ -224,10 +225,8 @@ def test_connection_refused_retries_quickly_and_connects_when_fs_appears(caplog)
     fs = None
     try:
         control.start()
-        deadline = time.monotonic() + 5
-        while sum('failed' in r.getMessage() for r in caplog.records) < 3:
-            assert time.monotonic() < deadline, 'no retries'
-            gevent.sleep(0.01)
+        wait_until(lambda: sum('failed' in r.getMessage() for r in caplog.records) >= 3, 5, 'retries',
+                   interval=0.01)
         assert not control.connected
         fs = InboundFS()
         fs.server.stop()

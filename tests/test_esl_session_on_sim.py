@@ -2,7 +2,6 @@
 answer, playback, record_session, play_and_get_digits, hangup; a hangup in the middle of a playback;
 a caller who hangs up before `connect` completes. The ESL layer and the simulator meet only on the
 wire, as they would with a real FreeSWITCH."""
-import gevent
 import numpy as np
 import pytest
 import soundfile
@@ -127,7 +126,6 @@ def test_a_caller_who_hangs_up_before_connect_completes_does_not_break_the_serve
     # gone within the first media tick: the socket connects to a channel that is already hanging up
     early = rig.sim.place_call(CallScript(to="1000", hangup_after=0.001))
     early.wait(10)
-    gevent.sleep(0)
     normal = rig.sim.place_call(CallScript(to="1001"))
     normal.wait(20)
     rig.server.stop(timeout=5)

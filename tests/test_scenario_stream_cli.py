@@ -18,6 +18,7 @@ from esl_app.demo import caller_voice
 from harness import AppServer, free_port
 from stream_scenarios import b64, payload_bytes
 from wsapp import AppServer as WsApp
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLFORK = [sys.executable, "-c", "import sys; from esl_app.cli import main; sys.exit(main())"]
@@ -43,15 +44,12 @@ def _echo(conn, seconds=4.0):
 
 
 def _wait_http(url, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def up():
         try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
+            return requests.get(url, timeout=1).status_code == 200
         except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
+            return False
+    wait_until(up, timeout, f"{url} coming up", interval=0.1)
 
 
 def test_cli_echo_stream_heard_contains_the_callers_speech(tmp_path):

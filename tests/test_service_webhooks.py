@@ -28,6 +28,7 @@ from vobiz.utils.signature_v3 import validate_v3_signature
 from harness import AppServer, Stack, free_port
 from http_receiver import HttpReceiver, Reply
 from switch_sim import CallScript, Simulator
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLFORK = [sys.executable, "-m", "esl_app.cli"]
@@ -204,16 +205,17 @@ class ServeProcess:
         args = self.args if self.args is not None else ["--config", str(self.config_file), "serve"]
         self.proc = subprocess.Popen(CALLFORK + args, cwd=str(self.config_file.parent), env=self.env,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy():
             assert self.proc.poll() is None, f"callfork serve exited: {self.output()}"
             try:
-                if requests.get(self.http_url + "/healthz", timeout=1).status_code == 200:
-                    return self
+                return requests.get(self.http_url + "/healthz", timeout=1).status_code == 200
             except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"callfork serve not healthy in {timeout}s: {self.output()}")
+                return False
+        try:
+            wait_until(healthy, timeout, "callfork serve healthy", interval=0.05)
+        except AssertionError:
+            raise AssertionError(f"callfork serve not healthy in {timeout}s: {self.output()}") from None
+        return self
 
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace") if self.log else ""
@@ -279,20 +281,14 @@ def test_kill_9_with_webhooks_in_the_outbox_then_restart_delivers_them(tmp_path)
             return (len(hooks_) == 3 and all(w["status"] in ("pending", "in_flight") for w in hooks_)
                     and hooks_[0]["attempts"] >= 2)
 
-        deadline = time.monotonic() + 10
-        while not pending():
-            assert time.monotonic() < deadline, serve.output()
-            time.sleep(0.05)
+        wait_until(pending, 10, "webhooks pending and retried", interval=0.05)
         keys = [w["idempotency_key"] for w in requests.get(
             f"{serve.http_url}/api/v1/Account/MA_LOCAL/Call/{call.uuid}/Timeline/", headers=headers,
             timeout=5).json()["webhooks"]]
         # a second call is live when callfork dies
         live = sim.place_call(CallScript(to="2000", hangup_after=60))
-        deadline = time.monotonic() + 10
-        while not requests.get(f"{serve.http_url}/api/v1/Account/MA_LOCAL/Call/", headers=headers,
-                               timeout=5).json()["objects"]:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_until(lambda: requests.get(f"{serve.http_url}/api/v1/Account/MA_LOCAL/Call/", headers=headers,
+                                        timeout=5).json()["objects"], 10, "a live call", interval=0.05)
         serve.kill9()
 
         hooks.start()  # the receiver is back, callfork is not: nothing can arrive
@@ -303,12 +299,11 @@ def test_kill_9_with_webhooks_in_the_outbox_then_restart_delivers_them(tmp_path)
         assert [r.form["Event"] for r in hooks.answered(200)][0] == "Record"
         record = requests.get(f"{second.http_url}/api/v1/Account/MA_LOCAL/Call/{call.uuid}/Timeline/",
                               headers=headers, timeout=5).json()
-        deadline = time.monotonic() + 5
-        while not all(w["status"] == "delivered" for w in record["webhooks"]):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-            record = requests.get(f"{second.http_url}/api/v1/Account/MA_LOCAL/Call/{call.uuid}/Timeline/",
-                                  headers=headers, timeout=5).json()
+        def all_delivered():
+            rec = requests.get(f"{second.http_url}/api/v1/Account/MA_LOCAL/Call/{call.uuid}/Timeline/",
+                               headers=headers, timeout=5).json()
+            return rec if all(w["status"] == "delivered" for w in rec["webhooks"]) else None
+        record = wait_until(all_delivered, 5, "every webhook delivered", interval=0.05)
         assert record["call"]["status"] == "completed"
         # the call the dead process was running is not "live" any more, and its record says why
         assert requests.get(f"{second.http_url}/api/v1/Account/MA_LOCAL/Call/", headers=headers,

@@ -294,6 +294,7 @@ def test_rows_survive_reopening_before_start(db_path, outboxes):
 
 CHILD = textwrap.dedent('''
     from gevent import monkey; monkey.patch_all()
+    import gevent.event
     import sys, gevent
     from webhooks import Outbox
     db, down_url, hang_url, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -304,7 +305,7 @@ CHILD = textwrap.dedent('''
         url = down_url if seq % 4 < 2 else hang_url
         box.enqueue('call-%d' % (seq % 4), url, 'POST', {'Seq': str(seq)}, event='E')
     print('ENQUEUED', flush=True)
-    gevent.sleep(60)
+    gevent.event.Event().wait(60)   # deliver until killed
 ''')
 
 

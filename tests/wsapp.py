@@ -74,6 +74,7 @@ class AppServer:
         self.connections: list = []
         self.requests: list = []
         self._new = Event()
+        self.stalled = Event()   # set on stop: a non-reading app's connections end then
         lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if rcvbuf:
@@ -87,6 +88,7 @@ class AppServer:
         return self
 
     def stop(self):
+        self.stalled.set()
         self.server.stop(timeout=1)
 
     @property
@@ -127,7 +129,7 @@ class AppServer:
                         self.connections.append(conn)
                         self._new.set()
                         if not self.read:
-                            gevent.sleep(3600)
+                            self.stalled.wait()   # a slow app: never reads again (until stop)
                     elif isinstance(ev, (TextMessage, BytesMessage)):
                         buf_parts.append(ev.data)
                         if ev.message_finished:
