@@ -283,20 +283,13 @@ class ESLConnection:
         if not tokens:
             self.reply('-ERR no keywords supplied')
             return
-        custom = False
-        for tok in tokens:
-            if custom:
-                self.custom_subclasses.add(tok)
-                continue
-            up = tok.upper()
-            if up == 'CUSTOM':
-                custom = True
-            elif up == 'ALL':
+        for kind, name in _event_keywords(tokens):
+            if kind == 'custom':
+                self.custom_subclasses.add(name)
+            elif name == 'ALL':
                 self.all_events = True
-            elif up == 'SOCKET_DATA' or not re.fullmatch(r'[A-Z_0-9]+', up):
-                continue
-            else:
-                self.event_names.add(up)
+            elif name != 'SOCKET_DATA' and re.fullmatch(r'[A-Z_0-9]+', name):
+                self.event_names.add(name)
         self.fmt = fmt
         self.reply('+OK event listener enabled %s' % fmt)
 
@@ -305,21 +298,16 @@ class ESLConnection:
         if not tokens:
             self.reply('-ERR no keywords supplied')
             return
-        custom = False
-        for tok in tokens:
-            if custom:
-                self.custom_subclasses.discard(tok)
-                continue
-            up = tok.upper()
-            if up == 'CUSTOM':
-                custom = True
-            elif up == 'ALL':
+        for kind, name in _event_keywords(tokens):
+            if kind == 'custom':
+                self.custom_subclasses.discard(name)
+            elif name == 'ALL':
                 self.all_events = False
                 self.all_custom = False
                 self.event_names.clear()
                 self.custom_subclasses.clear()
             else:
-                self.event_names.discard(up)
+                self.event_names.discard(name)
         self.reply('+OK events nixed')
 
     def cmd_filter(self, args: str) -> None:
@@ -371,3 +359,16 @@ class ESLConnection:
             head = 'Content-Type: text/disconnect-notice\nContent-Length: %d\n\n' % len(GOODBYE)
         self.send(head.encode('ascii') + GOODBYE)
         self.close()
+
+
+def _event_keywords(tokens):
+    """The words of `event` / `nixevent`: ('event', NAME) upper-cased, then after the CUSTOM
+    keyword ('custom', subclass) as given (mod_event_socket's parsing)."""
+    custom = False
+    for tok in tokens:
+        if custom:
+            yield 'custom', tok
+        elif tok.upper() == 'CUSTOM':
+            custom = True
+        else:
+            yield 'event', tok.upper()
