@@ -6,7 +6,7 @@ relay and the configuration of the number that was dialled.
 """
 from __future__ import annotations
 
-from webhooks import fetch_document
+from webhooks import UrlError, clean_url, fetch_document
 
 
 class CallServices:
@@ -30,7 +30,15 @@ class CallServices:
         wh = self.config.webhooks
         return fetch_document(url, method, params, auth_token=self.auth_token,
                               connect_timeout=wh.connect_timeout_s, read_timeout=wh.read_timeout_s,
-                              v3_mode=wh.v3_mode)
+                              v3_mode=wh.v3_mode, allow_private=self.config.server.allow_private_urls)
+
+    def check_url(self, url: str, schemes=("ws", "wss")) -> str:
+        """A URL the app gave (e.g. a stream's WebSocket): fragment stripped, scheme checked, and
+        private/loopback targets refused unless [server] allow_private_urls. Raises ValueError."""
+        try:
+            return clean_url(url, allow_private=self.config.server.allow_private_urls, schemes=schemes)
+        except UrlError as exc:
+            raise ValueError(str(exc)) from None
 
     def post(self, call_uuid: str, url: str, method: str, params: dict, event: str, encoding: str = "form") -> None:
         self._service.outbox.enqueue(call_uuid, url, method, params, encoding=encoding, event=event)

@@ -20,6 +20,8 @@ import gevent.lock
 import requests
 import soundfile
 
+from webhooks import UrlError, clean_url
+
 log = logging.getLogger("callfork.media")
 
 MAX_BYTES = 50 * 1024 * 1024
@@ -47,12 +49,13 @@ def _reason(exc: Exception) -> str:
 
 class MediaCache:
     def __init__(self, directory: Path, *, connect_timeout: float = 3, read_timeout: float = 15,
-                 total_timeout: float = 60, user_agent: str = "callfork"):
+                 total_timeout: float = 60, user_agent: str = "callfork", allow_private: bool = True):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.timeouts = (connect_timeout, read_timeout)
         self.total_timeout = total_timeout  # a server trickling bytes must not hold a call forever
         self.user_agent = user_agent
+        self.allow_private = allow_private   # [server] allow_private_urls
         self._locks: dict[str, gevent.lock.Semaphore] = {}
 
     def local_file(self, url: str) -> Path:
@@ -80,7 +83,13 @@ class MediaCache:
             if meta.get("last_modified"):
                 headers["If-Modified-Since"] = meta["last_modified"]
         try:
-            resp = requests.get(url, headers=headers, timeout=self.timeouts, stream=True)
+            clean_url(url, allow_private=self.allow_private)
+        except UrlError as exc:
+            raise MediaError(f"{url} is not allowed: {exc}") from None
+        try:
+            # with private targets refused, a redirect could lead to one: do not follow any
+            resp = requests.get(url, headers=headers, timeout=self.timeouts, stream=True,
+                                allow_redirects=self.allow_private)
         except requests.RequestException as exc:
             if wav.exists():
                 log.warning("media %s unreachable (%s); playing the cached copy", url, exc)
@@ -96,7 +105,8 @@ class MediaCache:
             if ctype and ctype not in AUDIO_TYPES and not ctype.startswith("audio/") \
                     and ctype != "application/octet-stream":
                 raise MediaError(f"{url} is {ctype}, not audio")
-            self._store_as_wav(data, wav, url)
+            # decoding (MP3) is CPU work: off the hub, so live streams keep their 20 ms pace
+            gevent.get_hub().threadpool.apply(self._store_as_wav, (data, wav, url))
             meta = {"url": url, "etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
             meta_path.write_text(json.dumps(meta))
             return wav

@@ -37,7 +37,9 @@ from .outbound import OutboundESLServer
 
 log = logging.getLogger("callfork.service")
 
-CONTROL_EVENTS = ("CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_HANGUP_COMPLETE", "BACKGROUND_JOB")
+# the control connection only needs the results of bgapi (originate); calls get their own events on
+# their outbound sockets, so per-channel events here would only be parsed and dropped
+CONTROL_EVENTS = ("BACKGROUND_JOB",)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -56,7 +58,9 @@ def _version() -> str:
 class Service:
     def __init__(self, config: Config):
         self.config = config
-        self.data_dir = Path(config.server.data_dir)
+        # absolute: FreeSWITCH reads media and writes recordings at these paths, and would resolve a
+        # relative one against its own sounds/recordings directory
+        self.data_dir = Path(config.server.data_dir).resolve()
         self.recordings_dir = self.data_dir / "recordings"
         self.calls: dict[str, CallContext] = {}
         self.started_at = datetime.now(timezone.utc)
@@ -65,6 +69,7 @@ class Service:
         self.outbound = self.http = None
         self.auth_token = ""
         self._feeds = []
+        self._originations: dict[str, dict] = {}   # call uuid -> what a REST originate asked for
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Service":
@@ -82,7 +87,8 @@ class Service:
                              concurrency=64)  # slow receivers hold a slot each, up to read_timeout_s
         self.outbox.start()
         self._close_stale_calls()
-        self.media = MediaCache(self.data_dir / "media", user_agent=f"callfork/{self.version}")
+        self.media = MediaCache(self.data_dir / "media", user_agent=f"callfork/{self.version}",
+                                allow_private=self.config.server.allow_private_urls)
         self.relay = Relay(listen=parse_listen(self.config.server.relay_listen))
         self.relay.start()
         fs = self.config.freeswitch
@@ -98,14 +104,21 @@ class Service:
         return self
 
     def stop(self) -> None:
-        for part in (self.http, self.outbound):
-            if part is not None:
-                part.stop()
+        if self.http is not None:
+            self.http.stop()
+        # hang the live calls up while their sockets are still open, so each call greenlet sees the
+        # hangup and posts its webhook (SYSTEM_SHUTDOWN, by callfork); only then close the server
         for ctx in list(self.calls.values()):
-            ctx.session.hangup("SYSTEM_SHUTDOWN")
+            ctx.hangup_requested = CallEnd(5000, "Vobiz", "SYSTEM_SHUTDOWN", "callfork was shut down")
+            try:
+                ctx.session.hangup("SYSTEM_SHUTDOWN")
+            except Exception as exc:
+                log.warning("call %s: hangup at shutdown failed: %r", ctx.uuid, exc)
         deadline = time.monotonic() + 6
         while self.calls and time.monotonic() < deadline:
             gevent.sleep(0.05)  # let each call post its hangup webhook (into the durable outbox)
+        if self.outbound is not None:
+            self.outbound.stop()
         for part in (self.control, self.relay):
             if part is not None:
                 part.stop()
@@ -151,8 +164,8 @@ class Service:
             session.hangup("UNALLOCATED_NUMBER")
             return
         ctx = CallContext(session, CallServices(self, number))
-        if session.variables.get("callfork_to"):
-            ctx.to_number = session.variables["callfork_to"]  # what the REST caller asked to dial
+        if getattr(number, "to", None):
+            ctx.to_number = number.to  # what the REST caller asked to dial
         answered = bool(session.answered)  # a REST call is answered before it reaches us
         self.store.upsert_call(ctx.uuid, direction=ctx.direction, from_number=ctx.from_number,
                                to_number=ctx.to_number, answer_url=number.answer_url,
@@ -165,15 +178,14 @@ class Service:
         finally:
             self.calls.pop(ctx.uuid, None)
 
-    @staticmethod
-    def _outbound_number(session):
-        """A call placed by the REST API carries its URLs as channel variables (see originate)."""
-        v = session.variables
-        if not v.get("callfork_answer_url"):
+    def _outbound_number(self, session):
+        """A call placed by the REST API: its URLs were kept at originate, keyed by its uuid."""
+        v = self._originations.pop(session.uuid, None)
+        if v is None:
             return None
         if v.get("callfork_time_limit"):
             session.api(f"sched_hangup +{int(v['callfork_time_limit'])} {session.uuid} ALLOTTED_TIMEOUT")
-        return SimpleNamespace(number=v.get("destination_number", ""), answer_url=v["callfork_answer_url"],
+        return SimpleNamespace(number=v["callfork_to"], to=v["callfork_to"], answer_url=v["callfork_answer_url"],
                                answer_method=v.get("callfork_answer_method", "POST"),
                                hangup_url=v.get("callfork_hangup_url", ""),
                                hangup_method=v.get("callfork_hangup_method", "POST"),
@@ -233,7 +245,7 @@ class Service:
             if ctx.pending_transfer is None or ctx.session.gone:
                 return
             try:
-                ctx.session.break_media(all=True)
+                ctx.session.break_media()
             except Exception:  # the call went away meanwhile
                 return
 
@@ -264,10 +276,15 @@ class Service:
             "callfork_fallback_method": fallback_method,
             "callfork_time_limit": time_limit,
         }
-        var_text = ",".join(f"{k}='{_originate_value(k, v)}'" for k, v in variables.items())
+        # Only what FreeSWITCH needs goes into the originate command; the URLs stay here, keyed by
+        # the call's uuid (a URL's commas would be split by originate's {a=b,c=d} parsing).
+        on_channel = ("origination_uuid", "origination_caller_id_number", "origination_caller_id_name",
+                      "originate_timeout", "callfork_request_uuid")
+        var_text = ",".join(f"{k}='{_originate_value(k, variables[k])}'" for k in on_channel)
         dialstring = self.config.freeswitch.originate_dialstring.replace("{to}", to)
         command = (f"originate {{{var_text}}}{dialstring} "
                    f"&socket('{self.config.server.outbound_listen} async full')")
+        self._originations[call_uuid] = variables
         self.store.add_event(call_uuid, "originate", {"request_uuid": request_uuid, "to": to, "from": from_number,
                                                       "answer_url": answer_url})
         gevent.spawn(self._originate, command, request_uuid, call_uuid, variables)
@@ -281,7 +298,9 @@ class Service:
             result = f"-ERR {exc}"
         if result.startswith("+OK"):
             return
-        cause = result[4:].strip().split()[0] if result[4:].strip() else "NORMAL_TEMPORARY_FAILURE"
+        self._originations.pop(call_uuid, None)
+        words = result[4:].strip().split() if result.startswith("-ERR") else []
+        cause = words[0] if words and words[0].isupper() else "NORMAL_TEMPORARY_FAILURE"
         log.error("outbound call %s (request %s) to %s failed: %s", call_uuid, request_uuid,
                   variables["callfork_to"], result.strip())
         url = variables["callfork_hangup_url"] or variables["callfork_answer_url"]
@@ -314,9 +333,22 @@ class Service:
         ctx = self.calls.get(uuid)
         if ctx is None or ctx.session.gone:
             raise ValueError("call not found or already ended")
-        stream = LiveStream(ctx, rest_stream_options(body))
-        gevent.spawn(stream.start)
+        try:
+            options = rest_stream_options(body)
+        except (TypeError, AttributeError) as exc:   # a JSON value of the wrong type
+            raise ValueError(f"invalid stream parameters: {exc}") from None
+        stream = LiveStream(ctx, options)
+        gevent.spawn(self._start_rest_stream, ctx, stream)
         return stream.stream_id
+
+    @staticmethod
+    def _start_rest_stream(ctx, stream) -> None:
+        """A REST-started stream, off the call's greenlet: its failures end the stream, never the call."""
+        try:
+            stream.start()
+        except Exception as exc:
+            if not ctx.session.gone:
+                log.error("call %s: REST stream %s could not start: %r", ctx.uuid, stream.stream_id, exc)
 
     def stop_stream(self, uuid: str, stream_id: str) -> bool:
         ctx = self.calls.get(uuid)

@@ -194,4 +194,6 @@ class CallContext:
         verb = self.current_verb
         if verb is not None:
             gevent.spawn(verb.stop)
-        self.session.break_media(all=True)
+        # the running app only: `uuid_break all` would also drop queued apps (an async <DTMF>'s
+        # followers), whose completions then never come
+        self.session.break_media()

@@ -69,7 +69,10 @@ class Interpreter:
         if end is not None and end.error:
             ctx.error(end.error)
         if end is not None and not ctx.session.gone:
-            ctx.session.hangup(end.fs_cause)
+            try:
+                ctx.session.hangup(end.fs_cause)
+            except Exception as exc:  # FreeSWITCH slow or gone: the call must still be finished
+                log.error("call %s: hangup (%s) failed: %r", ctx.uuid, end.fs_cause, exc)
         return self._finish(end)
 
     def _run_document(self, doc) -> None:
@@ -192,7 +195,11 @@ class Interpreter:
                 stream.on_call_end()
             except Exception:
                 log.exception("call %s: stream cleanup failed", ctx.uuid)
-        complete = ctx.session.wait_hangup_complete(timeout=5)
+        try:
+            complete = ctx.session.wait_hangup_complete(timeout=5)
+        except Exception as exc:
+            log.error("call %s: no CHANNEL_HANGUP_COMPLETE (%r)", ctx.uuid, exc)
+            complete = None
         cause = (complete.get("Hangup-Cause") if complete else None) or ctx.session.hangup_cause
         if end is None:
             end = codes.from_fs_cause(cause, ctx.answered or _was_answered(complete))
@@ -200,7 +207,10 @@ class Interpreter:
                 ctx.error(end.error)
         params = hangup_params(ctx, complete, end, cause)
         number = ctx.number
-        ctx.post(number.hangup_url or number.answer_url, number.hangup_method or "POST", params, "Hangup")
+        try:
+            ctx.post(number.hangup_url or number.answer_url, number.hangup_method or "POST", params, "Hangup")
+        except Exception:  # e.g. the outbox refused the URL: the record below still says how it ended
+            log.exception("call %s: the Hangup webhook could not be queued", ctx.uuid)
         for recording in list(ctx.recordings):
             try:
                 recording.on_call_end(complete)

@@ -75,13 +75,27 @@ class LiveStream:
             # events do not say which bug they are for; only a stream still waiting for its module
             # can take a connect_failed (the relay itself sees closes and disconnects)
             call.session.on_event("mod_audio_fork::connect_failed", lambda ev: _forward_module_event(call, ev))
+        try:
+            self.options.url = call.services.check_url(self.options.url, ("ws", "wss"))
+        except ValueError as exc:  # e.g. a private address while [server] allow_private_urls = false
+            self.error = f"{self.options.url}: {exc}"
+            call.error(f"stream {self.stream_id}: {self.error}")
+            self._callback("DroppedStream", Error=self.error)
+            self._end("failed")
+            return False
         self._timer = gevent.spawn_later(self.options.stream_timeout, self.stop, "timeout")
-        while True:
-            if self._open():
-                return True
-            if not self._retry():
-                self._end("failed")
-                return False
+        try:
+            while True:
+                if self._open():
+                    return True
+                if not self._retry():
+                    self._end("failed")
+                    return False
+        except Exception as exc:  # CallGone, an ESL error: the stream ends here, the call goes on
+            if not self.ended.is_set():
+                self.error = self.error or repr(exc)
+                self._end("hangup" if call.session.gone else "failed")
+            raise
 
     def _open(self) -> bool:
         call, o = self.call, self.options
@@ -121,8 +135,12 @@ class LiveStream:
         return True
 
     def wait(self) -> str | None:
-        """Block until the stream ends (keepCallAlive, SWML connect); raises CallGone on hangup."""
+        """Block until the stream ends (keepCallAlive, SWML connect); raises CallGone on hangup.
+        A REST transfer interrupts it: the stream closes quietly (no StopStream, as on Vobiz)."""
         while not self.ended.wait(0.2):
+            if self.call.interrupted.is_set():
+                self.on_call_end("transfer")
+                return self.end_reason
             if self.call.session.gone:
                 from esl_app import CallGone
                 raise CallGone(self.call.session.hangup_cause, self.call.uuid)
@@ -138,14 +156,14 @@ class LiveStream:
         else:
             self._end(reason)
 
-    def on_call_end(self) -> None:
-        """Hangup: close quietly (no StopStream)."""
+    def on_call_end(self, reason: str = "hangup") -> None:
+        """Hangup (or a transfer away from the document): close quietly (no StopStream)."""
         if self.ended.is_set():
             return
-        self._stop_reason = self._stop_reason or "hangup"
+        self._stop_reason = self._stop_reason or reason
         if self.session is not None:
-            self.session.stop("hangup")
-        self._end("hangup")
+            self.session.stop(reason)
+        self._end(reason)
 
     # -- events from the StreamSession (its greenlets) --------------------------------------------
     def _on_event(self, name: str, detail: dict) -> None:

@@ -100,6 +100,7 @@ def _stream_object(stream: dict, account: str) -> dict:
 def create_app(service) -> Flask:
     app = Flask("callfork")
     auth_id = service.config.server.auth_id
+    allow_private = service.config.server.allow_private_urls
 
     def check_auth() -> None:
         given_id = request.headers.get("X-Auth-ID")
@@ -182,9 +183,10 @@ def create_app(service) -> Flask:
             if not body.get(field):
                 raise ApiError(400, f"{field} is required")
         try:
-            answer_url = clean_url(str(body["answer_url"]))
-            hangup_url = clean_url(str(body["hangup_url"])) if body.get("hangup_url") else ""
-            fallback_url = clean_url(str(body["fallback_url"])) if body.get("fallback_url") else ""
+            answer_url = clean_url(str(body["answer_url"]), allow_private=allow_private)
+            hangup_url = clean_url(str(body["hangup_url"]), allow_private=allow_private) if body.get("hangup_url") else ""
+            fallback_url = (clean_url(str(body["fallback_url"]), allow_private=allow_private)
+                            if body.get("fallback_url") else "")
         except UrlError as exc:
             raise ApiError(400, str(exc)) from None
         method = str(body.get("answer_method", "POST")).upper()
@@ -247,10 +249,12 @@ def create_app(service) -> Flask:
         if not body.get("aleg_url"):
             raise ApiError(400, "aleg_url is required")
         try:
-            url = clean_url(str(body["aleg_url"]))
+            url = clean_url(str(body["aleg_url"]), allow_private=allow_private)
         except UrlError as exc:
             raise ApiError(400, str(exc)) from None
         method = str(body.get("aleg_method", "POST")).upper()
+        if method not in ("GET", "POST"):
+            raise ApiError(400, "aleg_method must be GET or POST")
         if not service.transfer_call(uuid, url, method):
             raise ApiError(404, "call not found or already ended")
         return jsonify({"api_id": _api_id(), "message": "call transferred", "call_uuid": uuid}), 202

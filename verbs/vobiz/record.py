@@ -84,6 +84,12 @@ class Record(VobizVerb):
 
     # -- execution ---------------------------------------------------------------------------
     def run(self, call) -> None:
+        if self.transcription_url or "transcription_type" in self.present:
+            call.error(f"<Record> line {self.line}: transcription is not supported by callfork yet; "
+                       "the recording is made, no transcription callback will be sent")
+        if self.record_channel_type == "mono" and "record_channel_type" in self.present and self.background:
+            call.error(f"<Record recordChannelType=\"mono\"> line {self.line}: session recordings are "
+                       "always stereo (caller left, what the caller hears right)")
         if self.start_on_dial_answer:
             # armed for the next <Dial>'s answer; callfork cannot dial yet, so nothing is recorded:
             # said in the log and the call record, and the document goes on (a <Dial> then fails loudly)
