@@ -12,7 +12,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 
-OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail")
+OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "retry-webhooks")
 
 
 def _serve(args) -> int:
@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--audio", help="WAV the simulated caller speaks (default: a generated one)")
     for name, text in (("calls", "list live calls (--all: ended ones too)"), ("call", "one call's timeline: verbs, events, streams, recordings, webhooks"),
                        ("streams", "list live streams"), ("hangup", "hang up a call"),
-                       ("stop-stream", "stop one stream or all streams of a call"), ("tail", "follow the live event feed")):
+                       ("stop-stream", "stop one stream or all streams of a call"), ("tail", "follow the live event feed"),
+                       ("retry-webhooks", "queue failed webhooks again (all, or one call's)")):
         sub.add_parser(name, help=text, add_help=False)
     return p
 

@@ -159,6 +159,15 @@ def cmd_tail(api: ApiClient, args) -> None:
         pass
 
 
+def cmd_retry_webhooks(api: ApiClient, args) -> None:
+    body = {"call_uuid": args.uuid} if args.uuid else {}
+    data = api.request("POST", "/Webhooks/Retry/", json=body).json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(data["message"])
+
+
 COMMANDS = {
     "calls": (cmd_calls, "List the calls callfork is running now (--all: also ended calls, newest first)."),
     "call": (cmd_call, "One call's record: its timeline (verbs, events, errors), streams, recordings and "
@@ -166,6 +175,7 @@ COMMANDS = {
     "streams": (cmd_streams, "List the audio streams of live calls (--all: also the ended streams of those calls)."),
     "hangup": (cmd_hangup, "Hang up a live call (the hangup webhook says HangupSource=API Request)."),
     "stop-stream": (cmd_stop_stream, "Stop one stream of a live call, or all its streams; the call goes on."),
+    "retry-webhooks": (cmd_retry_webhooks, "queue failed webhooks again (all, or one call's), same keys and order"),
     "tail": (cmd_tail, "Follow the live event feed of every call, or of one call (Ctrl-C to stop)."),
 }
 EPILOG = ("Talks to the running service through its HTTP API: the address and credentials come from "
@@ -176,7 +186,7 @@ EPILOG = ("Talks to the running service through its HTTP API: the address and cr
 
 def _parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"callfork {command}", description=COMMANDS[command][1], epilog=EPILOG)
-    if command in ("calls", "call", "streams", "tail"):
+    if command in ("calls", "call", "streams", "tail", "retry-webhooks"):
         p.add_argument("--json", action="store_true",
                        help="print JSON lines, one per event" if command == "tail" else "print JSON instead of tables")
     p.add_argument("--config", help="path to callfork.toml (default: $CALLFORK_CONFIG, else the loopback defaults)")
@@ -185,6 +195,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("uuid", help="the call UUID")
     if command == "tail":
         p.add_argument("uuid", nargs="?", help="follow only this call")
+    if command == "retry-webhooks":
+        p.add_argument("uuid", nargs="?", help="only this call's failed webhooks")
     if command == "stop-stream":
         p.add_argument("stream_id", nargs="?", help="the stream id (default: every stream of the call)")
     if command in ("calls", "streams"):

@@ -98,3 +98,24 @@ def test_private_targets_are_refused_everywhere_when_not_allowed():
         record = stack.service.store.list_calls(live_only=False, limit=5)[0]
     assert record["hangup_cause_code"] == 7011
     assert stack.app.requests == []                         # nothing was sent to the private address
+
+
+def test_failed_webhooks_can_be_sent_again_with_the_same_keys(tmp_path):
+    """A receiver down for longer than the retry schedule: the webhooks end `failed` (kept), and
+    `POST .../Webhooks/Retry/` (or `callfork retry-webhooks`) sends them again, same key, in order."""
+    with Stack(env={"CALLFORK_WEBHOOKS_RETRIES": "0"}) as stack:
+        stack.app.document("/answer", "<Response><Hangup/></Response>")
+        stack.app.document("/hangup", "down", content_type="text/plain", status=503)
+        call = stack.call(to="1000")
+        call.wait(15)
+        first = stack.app.wait_path("/hangup", timeout=10)[0]
+        outbox = stack.service.outbox
+        stack.wait(lambda: outbox.failed_count() == 1)
+        stack.app.document("/hangup", "ok", content_type="text/plain")     # the receiver is back
+        resp = requests.post(stack.api_url("/Webhooks/Retry/"), headers=stack.api_headers(),
+                             json={"call_uuid": call.uuid}, timeout=5)
+        assert resp.status_code == 200 and resp.json()["count"] == 1
+        again = stack.app.wait_path("/hangup", timeout=10, count=2)[1]
+        stack.wait(lambda: outbox.failed_count() == 0 and outbox.depth() == 0)
+    assert again.headers["x-callfork-idempotency-key"] == first.headers["x-callfork-idempotency-key"]
+    assert again.form == first.form and again.form["Event"] == "Hangup"

@@ -7,7 +7,8 @@ Routes (DESIGN §7), all under `/api/v1/Account/<auth_id>/` and authenticated wi
   Call/<uuid>/Stream/            POST start, GET list, DELETE all
   Call/<uuid>/Stream/<id>/       GET, DELETE
   Call/<uuid>/Timeline/          GET the call's timeline and webhook deliveries (callfork extension)
-  Events/                        GET a Server-Sent-Events feed of timeline events (`callfork tail`);
+  Events/                        GET a Server-Sent-Events feed of timeline events (`callfork tail`)
+  Webhooks/Retry/                POST: queue failed webhooks again (`callfork retry-webhooks`);
                                  `?call_uuid=` follows one call
 `/recordings/<id>.<wav|mp3>` (authenticated), `/healthz`, `/metrics` (Prometheus text).
 
@@ -322,6 +323,16 @@ def create_app(service) -> Flask:
         if not service.stop_stream(uuid, stream_id):
             raise ApiError(404, "Stream not found")
         return "", 204
+
+    # -- webhooks --------------------------------------------------------------------------------
+    @app.post("/api/v1/Account/<account>/Webhooks/Retry/")
+    def retry_webhooks(account: str):
+        """Queue failed webhooks again (all, or one call's with `call_uuid`), keys and order kept."""
+        check_account(account)
+        body = _body()
+        call_uuid = body.get("call_uuid") or None
+        count = service.outbox.retry_failed(call_uuid)
+        return jsonify({"api_id": _api_id(), "message": f"{count} failed webhooks queued again", "count": count})
 
     # -- the live event feed ---------------------------------------------------------------------
     @app.get("/api/v1/Account/<account>/Events/")

@@ -161,6 +161,22 @@ class Outbox:
         _, count = self._db.execute("DELETE FROM outbox WHERE status='delivered' AND delivered_at < ?", (cutoff,))
         return count
 
+    def retry_failed(self, call_uuid=None):
+        """Give failed webhooks (all, or one call's) a fresh set of attempts, in their original
+        order, with their original idempotency keys; returns how many. For after a receiver outage
+        longer than the retry schedule: nothing is ever dropped, but nothing resends by itself."""
+        now = time.time()
+        where, args = "status='failed'", [now, now]
+        if call_uuid is not None:
+            where += " AND call_uuid=?"
+            args.append(str(call_uuid))
+        _, count = self._db.execute(
+            "UPDATE outbox SET status='pending', attempts=0, next_attempt_at=?, updated_at=? WHERE " + where,
+            args)
+        if count:
+            self._wake.set()
+        return count
+
     def deliveries(self, call_uuid):
         """Every webhook of a call in enqueue order, as dicts (event, url, status, attempts, ...)."""
         rows = self._db.query('SELECT * FROM outbox WHERE call_uuid=? ORDER BY id', (str(call_uuid),))
