@@ -1,15 +1,12 @@
 """The `callfork` command line: `serve`, `validate`, `sim serve|call`, `demo`, and the ops commands.
 
-gevent's monkey-patching happens here, first, before anything else is imported. Each subcommand
+gevent's monkey-patching happens when the esl_app package is imported (esl_app/__init__.py), before
+this module and anything it imports. Each subcommand
 imports what it needs lazily, so `callfork validate` does not start a service and `callfork sim`
 does not import the service at all.
 """
-from gevent import monkey
-
-monkey.patch_all()
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
+import argparse
+import logging
 import sys  # noqa: E402
 
 OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "retry-webhooks")
@@ -30,11 +27,11 @@ def _validate(args) -> int:
 
 
 def _sim(args, rest) -> int:
-    from switch_sim import cli as sim_cli
+    from switch_sim import call_main, serve_main
 
     if args.sim_command == "serve":
-        return sim_cli.serve_main(rest) or 0
-    return sim_cli.call_main(rest) or 0
+        return serve_main(rest) or 0
+    return call_main(rest) or 0
 
 
 def _demo(args) -> int:

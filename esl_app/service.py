@@ -145,9 +145,9 @@ class Service:
         if self.config.server.auth_token:
             return self.config.server.auth_token
         path = self.data_dir / "auth_token"
-        if path.exists():
+        if path.exists() and path.read_text().strip():
             return path.read_text().strip()
-        token = secrets.token_urlsafe(24)
+        token = secrets.token_urlsafe(24)   # (an empty file, e.g. from a full disk, is replaced)
         path.write_text(token + "\n")
         path.chmod(0o600)
         print(f"callfork: generated REST auth token for {self.config.server.auth_id}: {token} "

@@ -70,9 +70,12 @@ def document_invalid(kind: str, error: str) -> CallEnd:
     return CallEnd(INVALID[kind], SOURCE_ERROR, "NORMAL_CLEARING", error)
 
 
-def from_fs_cause(cause: str | None, answered: bool) -> CallEnd:
-    """The end of a call that callfork did not decide: the caller, the network or FreeSWITCH."""
+def from_fs_cause(cause: str | None, answered: bool, direction: str = "inbound") -> CallEnd:
+    """The end of a call that callfork did not decide: the far end, the network or FreeSWITCH.
+    The far end is the caller on an inbound call and the callee on an outbound (REST) one."""
     cause = cause or "NORMAL_CLEARING"
+    if direction == "outbound" and cause in ("NORMAL_CLEARING", "NORMAL_UNSPECIFIED"):
+        return CallEnd(4000, SOURCE_CALLEE, cause)
     if cause == "ORIGINATOR_CANCEL" or (not answered and cause == "NORMAL_CLEARING"):
         return CallEnd(1000, SOURCE_CALLER, cause)
     if cause == "USER_BUSY":

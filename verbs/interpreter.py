@@ -202,7 +202,7 @@ class Interpreter:
             complete = None
         cause = (complete.get("Hangup-Cause") if complete else None) or ctx.session.hangup_cause
         if end is None:
-            end = codes.from_fs_cause(cause, ctx.answered or _was_answered(complete))
+            end = codes.from_fs_cause(cause, ctx.answered or _was_answered(complete), ctx.direction)
             if end.error:   # FreeSWITCH ended the call for a reason of its own: say so once
                 ctx.error(end.error)
         params = hangup_params(ctx, complete, end, cause)

@@ -76,7 +76,9 @@ class SwmlRecording:
         gevent.spawn(self.finish, "maxLength")   # runs in the ESL dispatch greenlet: never block
 
     def stop(self) -> None:
-        """stop_record_call: stop recording now and finish the file."""
+        """stop_record_call: stop recording now and finish the file. The RECORD_STOP this causes
+        comes before the app's EXECUTE_COMPLETE: stop listening first, or it reads as maxLength."""
+        self.call.session.off_event("RECORD_STOP", self._on_record_stop)
         self.call.session.execute("stop_record_session", str(self.rec.wav_path))
         self.finish("stopped")
 
