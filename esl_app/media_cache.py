@@ -25,6 +25,7 @@ from webhooks import UrlError, clean_url
 log = logging.getLogger("callfork.media")
 
 MAX_BYTES = 50 * 1024 * 1024
+MAX_SECONDS = 30 * 60     # a prompt longer than this is not a prompt
 AUDIO_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "audio/mpeg", "audio/mp3",
                "audio/mpeg3", "audio/x-mpeg-3"}
 
@@ -124,11 +125,20 @@ class MediaCache:
     @staticmethod
     def _store_as_wav(data: bytes, wav: Path, url: str) -> None:
         try:
-            audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=False)
+            info = soundfile.info(io.BytesIO(data))
         except Exception as exc:
             raise MediaError(f"{url} is not a WAV or MP3 file ({exc})") from None
-        if getattr(audio, "ndim", 1) > 1:
-            audio = audio.mean(axis=1).astype("int16")
+        if info.duration > MAX_SECONDS:
+            # a small MP3 can decode to hundreds of MB: refuse before decoding
+            raise MediaError(f"{url} is {info.duration:.0f} s long; the limit is {MAX_SECONDS // 60} minutes")
+        try:
+            audio, rate = soundfile.read(io.BytesIO(data), dtype="int16", always_2d=True)
+        except Exception as exc:
+            raise MediaError(f"{url} is not a WAV or MP3 file ({exc})") from None
+        if audio.shape[1] > 1:   # down-mix in int32, no float copy of the whole file
+            audio = (audio.astype("int32").sum(axis=1) // audio.shape[1]).astype("int16")
+        else:
+            audio = audio[:, 0]
         tmp = wav.with_suffix(".tmp.wav")
         soundfile.write(tmp, audio, rate, subtype="PCM_16")
         os.replace(tmp, wav)
