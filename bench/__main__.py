@@ -1,4 +1,4 @@
-"""python -m bench [relay|stream-start|all] [--record] [--quick] [--duration S] [--sizes 50,200]
+"""python -m bench [relay|stream-start|calls|memory|all] [--record] [--quick] [--duration S] [--sizes 50,200]
 
 Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
 the machine and the git commit. Every run stops by itself (bounded loops, 127.0.0.1 only).
@@ -20,18 +20,30 @@ def _relay(args):
     return relay.run(quick=args.quick, duration=args.duration, sizes=sizes, all_sizes=args.all_sizes)
 
 
+def _calls(args):
+    from bench import calls
+
+    return calls.run(quick=args.quick, duration=args.duration, all_sizes=args.all_sizes)
+
+
+def _memory(args):
+    from bench import memory
+
+    return memory.run(quick=args.quick)
+
+
 def _stream_start(args):
     from bench import stream_start
 
     return stream_start.run(quick=args.quick)
 
 
-# name -> runner(args) -> [(title, markdown table, rows)]. The "calls" benchmark (calls per second
-# through answer-URL fetch to the first verb, via switch_sim) goes here: add `"calls": _calls` with a
-# bench/calls.py exposing run(quick=...) in the same shape, and it joins `all`.
+# name -> runner(args) -> [(title, markdown table, rows)]
 BENCHMARKS = {
     "relay": _relay,
     "stream-start": _stream_start,
+    "calls": _calls,
+    "memory": _memory,
 }
 
 
@@ -40,10 +52,10 @@ def main(argv=None) -> int:
     p.add_argument("which", nargs="?", default="all", choices=["all", *BENCHMARKS])
     p.add_argument("--record", action="store_true", help="append the tables to BENCHMARKS.md")
     p.add_argument("--quick", action="store_true", help="fewer sizes, shorter windows (< 2 min)")
-    p.add_argument("--duration", type=float, default=None, help="relay: measurement window per N (s)")
+    p.add_argument("--duration", type=float, default=None, help="relay: measurement window per N (s); calls: seconds per row")
     p.add_argument("--sizes", default=None, help="relay: comma-separated N (default 50,100,200,500,1000)")
     p.add_argument("--all-sizes", action="store_true",
-                   help="relay: run every N even after a smaller N already lost frames (overload: slow)")
+                   help="relay/calls: run every N (offered rate) even after a smaller one was already overloaded (slow)")
     args = p.parse_args(argv)
     names = list(BENCHMARKS) if args.which == "all" else [args.which]
     info = common.machine()
