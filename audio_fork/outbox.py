@@ -1,5 +1,5 @@
 """`AppOutbox`: the bounded queue of text frames from one stream to its app (owned by the stream;
-drained by its writer greenlet)."""
+drained by its writer greenlet). Items are texts, or bytes already framed (`put_raw`)."""
 from __future__ import annotations
 
 from collections import deque
@@ -30,6 +30,12 @@ class AppOutbox:
         self._q.append(text)
         self._ready.set()
         return True
+
+    def put_raw(self, data: bytes) -> None:
+        """Already-framed bytes that must reach the app (the rest of a frame the stream started
+        writing itself): never dropped, never counted against the limit."""
+        self._q.append(data)
+        self._ready.set()
 
     def get(self, timeout: float):
         """Next text, None on timeout; raises EOFError once closed and empty."""

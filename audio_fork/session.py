@@ -4,7 +4,10 @@ connection to the relay on the other, and the conversion between them.
 Greenlets per stream (each owns its side; they meet only through the bounded app send queue and
 the playout queue):
 - module reader (the relay's connection greenlet): module frames -> 20 ms frames -> dialect ->
-  app send queue;
+  app. When nothing is queued or in flight for the app (the usual case), it writes the frame to
+  the app socket itself with a non-blocking send (plain TCP only; TLS apps always go through the
+  writer); whatever the kernel does not take, and everything after it, goes to the app send queue.
+  Several module messages from one recv (the relay is behind) go out in one write;
 - app writer: app send queue -> app WebSocket (a slow app only fills its own bounded queue:
   media is dropped and counted, `degraded` is emitted, other streams never wait);
 - app reader: playAudio/checkpoint/clearAudio/stop (vobiz) or media/mark/clear/dtmf (twilio);
@@ -35,8 +38,11 @@ import wave
 from typing import Callable
 
 import gevent
+import gevent.socket
+import gevent.ssl
 import websocket
 from gevent.event import Event
+from websockets.frames import Frame, Opcode
 
 from . import codecs
 from .command import fork_start, fork_stop, mix_for_track, parse_reply
@@ -147,6 +153,10 @@ class StreamSession:
         self._greenlets: list = []
         self._writer_g = None
         self._reader_g = None
+        self._app_sock = None        # the app's plain TCP socket when frames may be written inline
+        self._writer_busy = False    # the writer holds a batch it has not finished sending
+        self._last_app_send = 0.0
+        self._held: list | None = None  # media held while the module greenlet works through one recv
         self._stopping = False
         self._fork_started = False
         self._start_sent = False
@@ -216,6 +226,11 @@ class StreamSession:
             raise StreamStartError(f"app connection failed: {error}") from None
         ws.settimeout(None)
         self._app_ws = ws
+        sock = ws.sock
+        # inline writes need a non-blocking send (gevent's timeout=0.0); TLS sockets ignore it
+        if isinstance(sock, gevent.socket.socket) and not isinstance(sock, gevent.ssl.SSLSocket):
+            self._app_sock = sock
+        self._last_app_send = time.monotonic()
         self._emit("app_connected")
         if spec.dialect == "twilio":
             self._outbox.put(self.dialect.connected(), control=True)
@@ -286,6 +301,8 @@ class StreamSession:
         first_text = True
         relay = self.relay
         while True:
+            if self._held is not None and not conn.buffered:
+                self._flush_held()
             try:
                 msg = conn.receive(timeout=30.0)
             except TimeoutError:
@@ -303,6 +320,10 @@ class StreamSession:
                 continue
             if not msg:
                 continue  # graceful-shutdown marker
+            if self._held is None and conn.buffered:
+                # one recv brought several messages (the relay is behind): what they produce goes
+                # to the app in one write once they are all handled, not one write each
+                self._held = []
             for frame in self._assembler.feed(msg):
                 self.frames_in += 1
                 relay.frames_in += 1
@@ -310,6 +331,8 @@ class StreamSession:
                     self._on_module_frame(frame)
                 except Exception:  # noqa: BLE001 - garbage must not kill the stream
                     log.exception("[%s %s] bad module frame", self.call_uuid, self.stream_id)
+        if self._held is not None:
+            self._flush_held()
         if not self._stopping:
             log.info("[%s %s] module disconnected (code %s)", self.call_uuid, self.stream_id, conn.close_code)
             self._emit("module_disconnected", {"code": conn.close_code})
@@ -343,46 +366,100 @@ class StreamSession:
     # -- app side ---------------------------------------------------------------------------------
 
     def _to_app(self, text: str, control: bool = False) -> None:
-        if self._outbox.put(text, control):
-            if self._degraded and len(self._outbox) < self._outbox.limit // 2:
+        if self._held is not None:
+            self._held.append((text, control))
+            return
+        outbox = self._outbox
+        if self._app_sock is not None and not outbox and not self._writer_busy and not outbox.closed:
+            # nothing queued or in flight: write it now, from this greenlet, if the socket takes it
+            # without blocking (saves the hand-off to the writer: an Event and two switches per frame)
+            if self._send_inline(text):
+                self._degraded = False
+                return
+        if outbox.put(text, control):
+            if self._degraded and len(outbox) < outbox.limit // 2:
                 self._degraded = False
             return
-        if not self._degraded and not self._outbox.closed:
+        if not self._degraded and not outbox.closed:
             self._degraded = True
             log.warning("[%s %s] app is not keeping up: send queue full, dropping media",
                         self.call_uuid, self.stream_id)
-            self._emit("degraded", {"dropped": self._outbox.dropped})
+            self._emit("degraded", {"dropped": outbox.dropped})
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, None
+        if not held:
+            return
+        outbox = self._outbox
+        if (len(held) > 1 and self._app_sock is not None and not outbox and not self._writer_busy
+                and not outbox.closed and self._send_inline([t for t, _ in held])):
+            self._degraded = False
+            return
+        for text, control in held:
+            self._to_app(text, control)
+
+    def _send_inline(self, text) -> bool:
+        """One frame straight to the app socket, never blocking: what the kernel does not take now
+        goes to the writer greenlet (which then owns the order). False: use the outbox instead."""
+        ws = self._app_ws
+        lock = ws.lock  # websocket-client's own send lock (its pings, pongs, close)
+        if not lock.acquire(False):
+            return False
+        try:
+            if isinstance(text, str):
+                data, count = _client_text_frame(text), 1
+            else:  # a list of texts: one write
+                data, count = b"".join(_client_text_frame(t) for t in text), len(text)
+            try:
+                sent = self._app_sock.send(data, 0, timeout=0.0)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self._app_sock = None
+                if not self._stopping:
+                    log.warning("[%s %s] send to app failed: %r", self.call_uuid, self.stream_id, exc)
+                    self._emit("app_failed", {"error": repr(exc)})
+                    gevent.spawn(self.stop, "app_failed")
+                return True
+            if sent < len(data):
+                self._outbox.put_raw(data[sent:])
+            self.messages_to_app += count
+            self._last_app_send = time.monotonic()
+            return True
+        finally:
+            lock.release()
 
     def _app_writer(self) -> None:
         ws = self._app_ws
-        last_send = time.monotonic()
         keepalive = self.spec.keepalive_seconds
+        outbox = self._outbox
         while True:
+            self._writer_busy = False
             try:
-                text = self._outbox.get(timeout=min(5.0, keepalive))
+                text = outbox.get(timeout=min(5.0, keepalive))
             except EOFError:
                 return
             if text is None:
-                if time.monotonic() - last_send >= keepalive:
+                if time.monotonic() - self._last_app_send >= keepalive:
                     # an idle stream (paused fork, one-way app) must not be cut by proxies
                     try:
                         with gevent.Timeout(self.spec.send_timeout, TimeoutError("ping timeout")):
                             ws.ping()
                     except Exception as exc:  # noqa: BLE001
                         log.info("[%s %s] keepalive ping failed: %r", self.call_uuid, self.stream_id, exc)
-                    last_send = time.monotonic()
+                    self._last_app_send = time.monotonic()
                 continue
-            last_send = time.monotonic()
-            batch = [text] + self._outbox.drain(63)
+            self._writer_busy = True  # until this batch is out, inline writes would overtake it
+            batch = [text] + outbox.drain(63)
             try:
-                # everything queued goes out in one sendall (websocket-client's own framing and
-                # masking, its own send lock): one syscall and one timeout per batch, not per message
-                data = b"".join(websocket.ABNF.create_frame(t, websocket.ABNF.OPCODE_TEXT).format()
-                                for t in batch)
+                # everything queued goes out in one sendall (under websocket-client's send lock):
+                # one syscall and one timeout per batch, not per message
+                data = b"".join(t if isinstance(t, bytes) else _client_text_frame(t) for t in batch)
                 with gevent.Timeout(self.spec.send_timeout, TimeoutError("send timeout")):
                     with ws.lock:
                         ws.sock.sendall(data)
-                self.messages_to_app += len(batch)
+                self.messages_to_app += sum(1 for t in batch if not isinstance(t, bytes))
+                self._last_app_send = time.monotonic()
             except Exception as exc:  # noqa: BLE001
                 if self._stopping:
                     return
@@ -779,6 +856,13 @@ class StreamSession:
     @property
     def ended(self) -> bool:
         return self._done.is_set()
+
+
+def _client_text_frame(text: str) -> bytes:
+    """A masked client text frame for the app connection, built by the `websockets` package (its C
+    speedup masks; half the CPU of websocket-client's `ABNF.create_frame().format()`, which masks
+    through Python ints). websocket-client keeps the connection, its reads, pings and close."""
+    return Frame(Opcode.TEXT, text.encode("utf-8")).serialize(mask=True)
 
 
 def _describe_connect_error(exc: Exception) -> str:

@@ -17,6 +17,7 @@ from audio_fork import Relay, StreamSession, StreamSpec
 from audio_fork.errors import StreamStartError
 
 from audio_fork_fakes import FakeSwitch, g711_ulaw_decode, g711_ulaw_encode, module_start_args
+from waiting import wait_until
 from wsapp import AppServer
 
 CALL = "9dd7090c-3e3e-4b8c-8117-90d534a05e15"
@@ -445,8 +446,10 @@ def test_slow_app_degrades_without_stalling_another_stream(tmp_path, relay):
     try:
         slow_fs, fast_fs = FakeSwitch(msgs), FakeSwitch(msgs[:100])
         slow_events = Events()
-        slow = StreamSession(spec(slow_app.url, stream_id="slow", app_queue_messages=20, send_timeout=30),
-                             relay, slow_fs.api, slow_events)
+        # a small send buffer: frames the kernel still takes are written inline, so the stall must
+        # fill the socket before the bounded queue (and `degraded`) comes into play
+        slow = StreamSession(spec(slow_app.url, stream_id="slow", app_queue_messages=20, send_timeout=30,
+                                  app_sndbuf=8192), relay, slow_fs.api, slow_events)
         slow.start()
         fast = StreamSession(spec(fast_app.url, stream_id="fast"), relay, fast_fs.api, Events())
         fast.start()
@@ -454,7 +457,8 @@ def test_slow_app_degrades_without_stalling_another_stream(tmp_path, relay):
         conn.wait_for(lambda c: len(media_of(c)) == 100)
         slow_fs.module.sent_all.wait(10)
         assert slow_fs.module.sent_all.is_set()
-        assert "degraded" in slow_events.names() and slow.app_dropped > 0
+        wait_until(lambda: "degraded" in slow_events.names(), 10, "slow stream degraded")
+        assert slow.app_dropped > 0
         fast.stop()
         slow.stop()
     finally:
