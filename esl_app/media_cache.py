@@ -20,7 +20,7 @@ import gevent.lock
 import requests
 import soundfile
 
-from webhooks import UrlError, clean_url
+from webhooks import UrlError, clean_url, describe_request_error
 
 log = logging.getLogger("callfork.media")
 
@@ -32,20 +32,6 @@ AUDIO_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "audi
 
 class MediaError(Exception):
     """A media URL that cannot be played (unreachable, not audio, too large)."""
-
-
-def _reason(exc: Exception) -> str:
-    """A short reason for a failed download (requests wraps urllib3's long messages)."""
-    if isinstance(exc, requests.Timeout):
-        return "timed out"
-    if isinstance(exc, requests.ConnectionError):
-        text = str(exc)
-        for short in ("Connection refused", "Name or service not known", "No route to host",
-                      "Connection reset", "certificate verify failed"):
-            if short in text:
-                return short.lower()
-        return "connection failed"
-    return type(exc).__name__
 
 
 class MediaCache:
@@ -95,7 +81,7 @@ class MediaCache:
             if wav.exists():
                 log.warning("media %s unreachable (%s); playing the cached copy", url, exc)
                 return wav
-            raise MediaError(f"{url} is unreachable ({_reason(exc)})") from None
+            raise MediaError(f"{url} is unreachable ({describe_request_error(exc)})") from None
         with resp:
             if resp.status_code == 304 and wav.exists():
                 return wav

@@ -40,6 +40,7 @@ import gevent
 import numpy as np
 from gevent.event import Event as GEvent
 
+from .events import header_value
 from .media import FRAME_SAMPLES
 
 log = logging.getLogger('switch_sim.channel')
@@ -103,11 +104,7 @@ class Message:
         self.raw = raw
 
     def get(self, name: str, default=None):
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return default
+        return header_value(self.headers, name, default)
 
 
 class Channel:

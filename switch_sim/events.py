@@ -58,6 +58,15 @@ CALLING_LOCATIONS = {
 }
 
 
+def header_value(headers, name: str, default=None):
+    """The first value of `name` (case-insensitive) in an ordered list of (name, value) headers."""
+    lname = name.lower()
+    for key, value in headers:
+        if key.lower() == lname:
+            return value
+    return default
+
+
 class Event:
     """An ordered list of (name, value) headers plus an optional body (str)."""
 
@@ -81,11 +90,7 @@ class Event:
         self.headers.append((name, '' if value is None else str(value)))
 
     def get(self, name: str, default=None):
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return default
+        return header_value(self.headers, name, default)
 
     @property
     def name(self) -> str:

@@ -10,7 +10,8 @@ from urllib.parse import urljoin
 import gevent
 import requests
 
-from .http_client import BodyReadError, BodyTooLarge, build_request, default_user_agent, new_session, read_limited
+from .http_client import (BodyReadError, BodyTooLarge, build_request, default_user_agent,
+                          describe_request_error, new_session, read_limited)
 from .signing import sign_headers
 from .urls import UrlError, clean_url
 
@@ -105,7 +106,7 @@ def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v
         except requests.exceptions.InvalidURL as exc:
             raise FetchError('bad_url', 'invalid URL %s: %s' % (request_url, exc), url=url) from None
         except requests.exceptions.RequestException as exc:
-            raise FetchError('unreachable', '%s: %s' % (request_url, _reason(exc)), url=url) from None
+            raise FetchError('unreachable', '%s: %s' % (request_url, describe_request_error(exc)), url=url) from None
         with response:
             location = response.headers.get('Location')
             if response.status_code in (301, 302, 303, 307, 308) and location:
@@ -132,22 +133,6 @@ def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v
                                content_type=response.headers.get('Content-Type', ''),
                                body=data, url=request_url)
     raise FetchError('http_status', 'more than %d redirects starting at %s' % (MAX_REDIRECTS, url), url=url)
-
-
-def _reason(exc):
-    """A short reason for a requests exception: timeout / refused / DNS / TLS."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return 'connect timeout'
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return 'read timeout'
-    if isinstance(exc, requests.exceptions.SSLError):
-        return 'TLS error: %s' % (exc,)
-    text = str(exc)
-    if 'Name or service not known' in text or 'getaddrinfo' in text or 'NameResolution' in text:
-        return 'DNS lookup failed: %s' % text
-    if 'Connection refused' in text or 'ConnectionRefused' in text:
-        return 'connection refused'
-    return '%s: %s' % (type(exc).__name__, text)
 
 
 def fetch_with_fallback(primary, fallback, method, params, **kwargs):

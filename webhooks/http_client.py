@@ -108,3 +108,22 @@ def read_limited(response, max_bytes, chunk_size=16384):
         total += len(chunk)
         if total > max_bytes:
             raise BodyTooLarge(max_bytes, total)
+
+
+def describe_request_error(exc):
+    """A short reason for a failed request (requests wraps urllib3's long messages): connect timeout,
+    read timeout, TLS error, DNS lookup failed, connection refused, or the exception's own text."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return 'connect timeout'
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return 'read timeout'
+    if isinstance(exc, requests.exceptions.SSLError):
+        return 'TLS error: %s' % (exc,)
+    text = str(exc)
+    if 'Name or service not known' in text or 'getaddrinfo' in text or 'NameResolution' in text:
+        return 'DNS lookup failed: %s' % text
+    if 'refused' in text.lower():
+        return 'connection refused'
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return 'connection error: %s' % text
+    return '%s: %s' % (type(exc).__name__, text)

@@ -20,7 +20,7 @@ import gevent.pool
 import requests
 
 from .db import Database
-from .http_client import build_request, default_user_agent, new_session
+from .http_client import build_request, default_user_agent, describe_request_error, new_session
 from .signing import param_pairs, sign_headers
 from .urls import UrlError, clean_url
 
@@ -331,9 +331,9 @@ class Outbox:
         except gevent.Timeout:
             return None, 'no answer within %.1f s' % total, True, None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            return None, _describe(exc), True, None  # refused, reset, DNS, TLS, timeouts: worth retrying
+            return None, describe_request_error(exc), True, None  # refused, reset, DNS, TLS, timeouts: worth retrying
         except requests.exceptions.RequestException as exc:
-            return None, _describe(exc), False, None  # invalid URL/header: retrying will not help
+            return None, describe_request_error(exc), False, None  # invalid URL/header: retrying will not help
         code = response.status_code
         try:
             with gevent.Timeout(self.timeouts[1], False):
@@ -405,18 +405,3 @@ def _retry_after(value):
         return max(0.0, float(value.strip()))
     except ValueError:
         return None  # the HTTP-date form is not worth honouring here
-
-
-def _describe(exc):
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return 'connect timeout'
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return 'read timeout'
-    if isinstance(exc, requests.exceptions.SSLError):
-        return 'TLS error: %s' % (exc,)
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = str(exc)
-        if 'refused' in text.lower():
-            return 'connection refused'
-        return 'connection error: %s' % text
-    return '%s: %s' % (type(exc).__name__, exc)
