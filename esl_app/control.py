@@ -1,4 +1,4 @@
-"""`ControlConnection`: the one inbound ESL connection to FreeSWITCH (auth, `event plain ...`,
+"""`ControlConnection`: the one inbound ESL connection to FreeSWITCH (auth, `event json ...`,
 `api`, `bgapi` with our own Job-UUID). It connects in the background, reconnects with capped
 exponential backoff after a failure or a drop, and subscribes again after every reconnect."""
 import logging
@@ -38,6 +38,7 @@ class InboundTransport(ESLConnection, InboundESL):
 
     def connect(self):
         sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # commands are small and awaited
         self.attach(sock)
         if not self._auth_request_event.wait(self.timeout):
             raise ESLTimeout('no auth/request from %s within %.1fs' % (self.label, self.timeout))
@@ -113,7 +114,7 @@ class ControlConnection:
             try:
                 transport.connect()
                 if self.events:
-                    transport.command('event plain ' + ' '.join(self.events), timeout=self.command_timeout)
+                    transport.command('event json ' + ' '.join(self.events), timeout=self.command_timeout)
             except ESLAuthError as exc:
                 self.last_error = str(exc)
                 log.error('%s; retrying in %.1fs', exc, delay)

@@ -7,6 +7,14 @@ if it carries `Content-Length: N`, exactly N body bytes follow (no trailing newl
 and, when the event has a body, an inner `Content-Length` and that many bytes. `text/event-json`
 is one flat JSON object (body under `_body`). The `connect` reply of an outbound socket is a
 CHANNEL_DATA event serialized without outer framing. Nothing here touches a socket.
+
+Both event formats give callers the same `ESLEvent` (switch_event.c: `switch_event_serialize` vs
+`switch_event_serialize_json_obj`): headers are str, the first of a repeated name wins (both formats
+repeat e.g. Hangup-Cause on hangup events); a multi-value header, which json sends as an array, reads
+as plain shows it (`ARRAY::a|:b`, a one-element array as its element); an empty json body (json
+writes `"Content-Length":"0","_body":""`, plain writes neither) is no body. The one difference left
+is plain's own loss: it passes an existing `%XX` in a value through unencoded, so the decoded plain
+value differs from the real one, while json carries it verbatim.
 """
 import json
 import logging
@@ -53,7 +61,8 @@ class ESLEvent:
     """One frame from FreeSWITCH.
 
     For event frames (`text/event-plain|json|xml`) `.headers` are the event's own headers
-    (URL-decoded) and `.body` the event body (e.g. BACKGROUND_JOB output, mod_audio_fork JSON).
+    (URL-decoded; the same view for plain and json, see the module docstring) and `.body` the
+    event body (e.g. BACKGROUND_JOB output, mod_audio_fork JSON).
     For replies (`command/reply`, `api/response`, `text/disconnect-notice`, ...) `.headers` are the
     frame headers and `.body` the Content-Length body. The outbound `connect` reply (a CHANNEL_DATA
     event without outer framing) has its values URL-decoded too. `.outer_headers` always holds
@@ -155,26 +164,52 @@ def _event_plain(outer, data):
                     raw_body=raw_body, parse_error=error)
 
 
+def _first_wins(pairs):
+    """json object_pairs_hook: a dict in which the first of a repeated name wins (as in plain)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        obj = {}
+        for name, value in pairs:
+            if name not in obj:
+                obj[name] = value
+    return obj
+
+
+# one decoder for every event (json.loads with a hook would build a new one per call)
+_EVENT_JSON = json.JSONDecoder(object_pairs_hook=_first_wins)
+
+
+def _json_header_value(value):
+    """A json header value as plain shows it: FreeSWITCH only sends strings and, for multi-value
+    headers, arrays of strings (plain: `ARRAY::a|:b`; with one element, that element)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        items = [v if isinstance(v, str) else json.dumps(v) for v in value]
+        if len(items) == 1:
+            return items[0]
+        return 'ARRAY::' + '|:'.join(items) if items else ''
+    return json.dumps(value)
+
+
 def _event_json(outer, data):
     try:
-        obj = json.loads(data.decode('utf-8', 'replace'))
-        if not isinstance(obj, dict):
+        headers = _EVENT_JSON.decode(data.decode('utf-8', 'replace'))
+        if not isinstance(headers, dict):
             raise ValueError('event JSON is not an object')
     except ValueError as exc:
         return ESLEvent(headers={}, outer_headers=outer, body=None, raw_body=data,
                         parse_error='bad text/event-json body: %s' % exc)
-    headers = {}
-    body = None
-    for key, value in obj.items():
-        if key == '_body':
-            body = value if isinstance(value, str) else json.dumps(value)
-            continue
-        if isinstance(value, list):
-            headers[key] = [v if isinstance(v, str) else json.dumps(v) for v in value]
-        elif isinstance(value, str):
-            headers[key] = value
-        else:
-            headers[key] = json.dumps(value)
+    body = headers.pop('_body', None)
+    if body is not None and not isinstance(body, str):
+        body = json.dumps(body)
+    if len(set(map(type, headers.values())) - {str}):       # arrays (rare): the slow path
+        for name, value in headers.items():
+            headers[name] = _json_header_value(value)
+    if body == '':
+        body = None
+        if headers.get('Content-Length') == '0':
+            del headers['Content-Length']
     return ESLEvent(headers=headers, outer_headers=outer, body=body,
                     raw_body=body.encode('utf-8') if body is not None else None)
 

@@ -1,8 +1,11 @@
 """`OutboundESLServer`: the TCP server FreeSWITCH's `socket host:port async full` dialplan app
-connects to. One connection = one call: a `CallSession` is built, set up (connect, linger,
-myevents, event plain ...), handed to `handler(session)` in that connection's greenlet, and
-closed (`exit`) when the handler returns. Runs on gevent's StreamServer (no accept polling)."""
+connects to. One connection = one call: a `CallSession` is built, set up (connect, then linger,
+myevents, event json ... and uuid_setvar written back to back), handed to `handler(session)` in
+that connection's greenlet, and closed (`exit`) when the handler returns. A setup failure is
+logged once, with the call UUID, and the socket closed. Runs on gevent's StreamServer (no accept
+polling)."""
 import logging
+import socket
 
 from gevent.server import StreamServer
 
@@ -58,6 +61,9 @@ class OutboundESLServer:
         self._server.stop(timeout=timeout)
 
     def _handle_connection(self, sock, peer):
+        # commands go out as they are decided (an execute right after an api): no Nagle wait for
+        # the switch's delayed ACK; FreeSWITCH sets TCP_NODELAY on its side of this socket too
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         session = CallSession(sock, peer=peer, command_timeout=self.command_timeout)
         try:
             session.setup(connect_timeout=self.connect_timeout)

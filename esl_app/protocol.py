@@ -5,7 +5,8 @@ wrong (reference/freeswitch.md §1.2-1.4):
 - reading: raw `recv` fed to our byte-exact `ESLParser` (greenswitch decodes and unquotes whole
   blocks and merges event bodies into the headers);
 - sending: one lock around "append reply slot + `sendall`" so concurrent greenlets never
-  interleave or mismatch replies; every wait has a timeout (`ESLTimeout`);
+  interleave or mismatch replies; every wait has a timeout (`ESLTimeout`); `send_pipelined`
+  writes several commands at once and returns their reply slots (`PendingReply`), in order;
 - dispatch: handlers registered for the Event-Name, for the Event-Subclass of CUSTOM events, and
   `'*'` (a tap that sees every event, not greenswitch's fallback); `'DISCONNECT'` for disconnect
   notices; a handler that raises is logged and skipped; one that blocks is reported;
@@ -51,6 +52,24 @@ def build_command(command, headers=None, body=None):
         raw_body = body.encode('utf-8') if isinstance(body, str) else bytes(body)
         lines.append('content-length: %d' % len(raw_body))
     return ('\n'.join(lines) + '\n\n').encode('utf-8') + raw_body
+
+
+class PendingReply:
+    """The reply slot of one command already written: `get(timeout)` -> the `command/reply` or
+    `api/response` ESLEvent; raises ESLDisconnected (connection lost first), ESLTimeout."""
+
+    __slots__ = ('label', 'what', 'result')
+
+    def __init__(self, label, what):
+        self.label = label
+        self.what = what
+        self.result = gevent.event.AsyncResult()
+
+    def get(self, timeout=10.0):
+        try:
+            return self.result.get(timeout=timeout)
+        except gevent.Timeout:
+            raise ESLTimeout('[%s] no reply to %s within %.1fs' % (self.label, self.what, timeout)) from None
 
 
 class ESLConnection(ESLProtocol):
@@ -244,9 +263,23 @@ class ESLConnection(ESLProtocol):
         return self.send_raw(raw, timeout=timeout, what=command.split(' ', 1)[0])
 
     def send_raw(self, raw, timeout=10.0, what='command'):
+        reply, = self._write([(raw, what)], timeout)
+        return reply.get(timeout)
+
+    def send_pipelined(self, commands, timeout=10.0):
+        """Write several commands back to back (one `sendall`) without waiting in between;
+        returns one `PendingReply` per command, in order. FreeSWITCH reads commands one at a time
+        and answers each in order, so the replies come back in this order. `commands`: command
+        strings (no headers, no body). Raises ESLDisconnected / ESLTimeout like send()."""
+        raws = [(build_command(command), command.split(' ', 1)[0]) for command in commands]
+        return self._write(raws, timeout)
+
+    def _write(self, raws, timeout):
+        """Queue one reply slot per (raw, what) and write them all under the send lock."""
         if not self.connected:
             raise ESLDisconnected('ESL connection %s is not connected (%s)' % (self.label, self.close_reason or 'not started'))
-        result = gevent.event.AsyncResult()
+        pending = [PendingReply(self.label, what) for _raw, what in raws]
+        what = '+'.join(p.what for p in pending)
         queued = False
         send_timer = gevent.Timeout(timeout)
         send_timer.start()
@@ -254,9 +287,9 @@ class ESLConnection(ESLProtocol):
             with self._send_lock:
                 if not self.connected:
                     raise ESLDisconnected('ESL connection %s is not connected' % self.label)
-                self._commands_sent.append(result)
+                self._commands_sent.extend(p.result for p in pending)
                 queued = True
-                self.sock.sendall(raw)
+                self.sock.sendall(b''.join(raw for raw, _what in raws))
         except gevent.Timeout as exc:
             if exc is not send_timer:
                 raise
@@ -269,10 +302,7 @@ class ESLConnection(ESLProtocol):
             raise ESLDisconnected('ESL connection %s: send failed: %s' % (self.label, exc)) from None
         finally:
             send_timer.close()
-        try:
-            return result.get(timeout=timeout)
-        except gevent.Timeout:
-            raise ESLTimeout('[%s] no reply to %s within %.1fs' % (self.label, what, timeout)) from None
+        return pending
 
     def command(self, command, headers=None, body=None, timeout=10.0):
         """send() and raise ESLError on a `-ERR` command/reply. Returns the reply ESLEvent."""

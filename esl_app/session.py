@@ -187,8 +187,8 @@ class EventQueue:
 
 class CallSession:
     """The outbound ESL socket of one call. Built by OutboundESLServer; `setup()` runs the
-    connect/linger/myevents/event handshake; the app then calls the methods below from its one
-    greenlet (other greenlets may call them too: sends are serialized)."""
+    connect/linger/myevents/event/uuid_setvar handshake; the app then calls the methods below from
+    its one greenlet (other greenlets may call them too: sends are serialized)."""
 
     def __init__(self, sock, peer=None, command_timeout=10.0):
         self.peer = peer
@@ -219,8 +219,10 @@ class CallSession:
 
     # -- setup -------------------------------------------------------------------------------
     def setup(self, connect_timeout=5.0):
-        """`connect` (channel data), `linger`, `myevents`, `event plain ...`, then
-        `app_disable_expand_variables=true`. Raises CallGone (caller left), ESLTimeout, ESLError."""
+        """`connect` (channel data), then `linger`, `myevents`, `event json ...` and `api uuid_setvar
+        <uuid> app_disable_expand_variables true` written back to back (FreeSWITCH answers in
+        order; each reply is checked in turn, as if sent one by one). Raises CallGone (caller left,
+        or the socket dropped mid-setup), ESLTimeout, ESLError (a `-ERR` to linger/myevents/event)."""
         self._conn.attach(self._sock)
         try:
             reply = self._conn.send('connect', timeout=connect_timeout)
@@ -228,16 +230,24 @@ class CallSession:
             raise CallGone(None, None, 'caller hung up before connect completed') from None
         self._load_channel_data(reply)
         self._conn.label = self.uuid or self._conn.label
+        setvar = 'uuid_setvar %s app_disable_expand_variables true' % self.uuid
         try:
-            self._conn.command('linger', timeout=self.command_timeout)
-            self._conn.command('myevents', timeout=self.command_timeout)
-            self._conn.command('event plain ' + ' '.join(OUTBOUND_EVENTS), timeout=self.command_timeout)
+            pending = self._conn.send_pipelined(
+                ['linger', 'myevents', 'event json ' + ' '.join(OUTBOUND_EVENTS), 'api ' + setvar],
+                timeout=self.command_timeout)
+            for slot in pending[:3]:
+                answer = slot.get(self.command_timeout)
+                text = answer.reply_text
+                if answer.content_type == 'command/reply' and text is not None and text.startswith('-ERR'):
+                    raise ESLError('%s: %s' % (slot.what, text), reply=text)
+            self._raise_if_gone()
+            reply = pending[3].get(self.command_timeout)
         except ESLDisconnected:
             raise CallGone(self.hangup_cause, self.uuid) from None
         except ESLError as exc:
             raise ESLError('%s (the dialplan must use `socket <host:port> async full`)' % exc, reply=exc.reply) from None
         try:
-            body = self.api('uuid_setvar %s app_disable_expand_variables true' % self.uuid)
+            body = self._api_body(setvar, reply)
         except ESLError as exc:
             body = str(exc)
         self.expansion_disabled = body.startswith('+OK')
@@ -390,6 +400,11 @@ class CallSession:
             reply = self._conn.send('api ' + command, timeout=timeout)
         except ESLDisconnected:
             raise CallGone(self.hangup_cause, self.uuid) from None
+        return self._api_body(command, reply)
+
+    @staticmethod
+    def _api_body(command, reply):
+        """The api/response body; a `-ERR` command/reply (e.g. permission denied) raises ESLError."""
         if reply.content_type == 'command/reply':
             text = reply.reply_text or ''
             if text.startswith('-ERR'):

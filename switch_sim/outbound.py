@@ -232,6 +232,9 @@ def app_socket(ch, data: str) -> None:
         log.error('[%s] Socket Error! cannot connect to %s:%d: %s', ch.uuid, host, port, exc)
         return
     sock.settimeout(None)
+    # mod_event_socket's socket_function sets TCP_NODELAY before connecting: replies to pipelined
+    # commands must not wait for Nagle + the peer's delayed ACK (~40 ms)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     ch.set_variable('socket_host', host)
     if path:
         ch.set_variable('socket_path', path)

@@ -1,7 +1,10 @@
 """Test helpers for the esl_app tests: read the FreeSWITCH captures (tests/fixtures/fs-captures)
 into byte-exact blocks, group an outbound transcript into command -> FS-reply exchanges, compute
-the expected frame of a captured block from first principles, read client->FS commands off a
-socket, and a scripted FreeSWITCH peer (outbound socket side) that replays captured replies."""
+the expected frame of a captured block from first principles, build event frames the way
+FreeSWITCH serializes them (plain: switch_event_serialize; json: switch_event_serialize_json_obj +
+cJSON_PrintUnformatted), turn a captured plain event frame into the json frame FreeSWITCH sends for
+the same event, read client->FS commands off a socket, and a scripted FreeSWITCH peer (outbound
+socket side) that replays captured replies."""
 import json
 import re
 import socket
@@ -84,6 +87,126 @@ def expected_frame(data):
         return {'content_type': ctype, 'headers': obj, 'body': body.encode('utf-8') if body is not None else None}
     headers = _header_lines(head, decode='Event-Name' in outer)
     return {'content_type': ctype, 'headers': headers, 'body': rest if 'Content-Length' in outer else None}
+
+
+# the subscription of an outbound call socket (the brief's events), in json: what callfork must send
+EVENT_JSON = ('event json PLAYBACK_START PLAYBACK_STOP RECORD_START RECORD_STOP DTMF BACKGROUND_JOB '
+               'CHANNEL_HANGUP_COMPLETE CUSTOM mod_audio_fork::connect mod_audio_fork::connect_failed '
+               'mod_audio_fork::disconnect mod_audio_fork::error mod_audio_fork::buffer_overrun '
+               'mod_audio_fork::play_audio mod_audio_fork::kill_audio mod_audio_fork::json '
+               'mod_audio_fork::transcription mod_audio_fork::transfer')
+
+
+# -- event frames as FreeSWITCH builds them ---------------------------------------------------
+URL_UNSAFE = '\r\n #%&+:;<=>?@[\\]^`{|}"'
+
+
+def fs_url_encode(value):
+    """switch_url_encode_opt: bytes < 0x20, > 0x7E or unsafe -> %XX, except an existing %XX."""
+    raw = value.encode('utf-8')
+    out = []
+    for i, byte in enumerate(raw):
+        if byte == 0x25 and re.fullmatch(rb'[0-9A-Fa-f]{2}', raw[i + 1:i + 3]):
+            out.append('%')
+        elif byte < 0x20 or byte > 0x7E or chr(byte) in URL_UNSAFE:
+            out.append('%%%02X' % byte)
+        else:
+            out.append(chr(byte))
+    return ''.join(out)
+
+
+def _header_value(value):
+    """switch_event_header_t.value: an array header (a list) reads `ARRAY::a|:b`, or its one element."""
+    if isinstance(value, list):
+        return value[0] if len(value) == 1 else 'ARRAY::' + '|:'.join(value)
+    return value
+
+
+def plain_event_frame(pairs, body=None):
+    """switch_event_serialize + mod_event_socket framing: `Name: <url-encoded>` per header (`_undef_`
+    when empty), then `Content-Length: n` + body, or a blank line. `pairs`: (name, str|list)."""
+    text = ''.join('%s: %s\n' % (name, fs_url_encode(_header_value(value)) or '_undef_') for name, value in pairs)
+    data = text.encode('utf-8')
+    if body:
+        data += b'Content-Length: %d\n\n' % len(body.encode('utf-8')) + body.encode('utf-8')
+    else:
+        data += b'\n'
+    return b'Content-Length: %d\nContent-Type: text/event-plain\n\n' % len(data) + data
+
+
+def cjson_event(pairs, body=None):
+    """switch_event_serialize_json_obj printed by cJSON_PrintUnformatted: one flat object, headers in
+    order (repeats kept), an array header as a JSON array of strings, then `"Content-Length"` (a
+    string) and `"_body"` when the event has a body. cJSON escapes like json.dumps(ensure_ascii=False)."""
+    def dump(value):
+        if isinstance(value, list):
+            return '[' + ','.join(json.dumps(v, ensure_ascii=False) for v in value) + ']'
+        return json.dumps(value, ensure_ascii=False)
+    items = ['%s:%s' % (json.dumps(name, ensure_ascii=False), dump(value)) for name, value in pairs]
+    if body is not None:
+        items.append('"Content-Length":%s' % json.dumps(str(len(body.encode('utf-8')))))
+        items.append('"_body":%s' % json.dumps(body, ensure_ascii=False))
+    return '{' + ','.join(items) + '}'
+
+
+def json_event_frame(pairs, body=None):
+    payload = cjson_event(pairs, body).encode('utf-8')
+    return b'Content-Length: %d\nContent-Type: text/event-json\n\n' % len(payload) + payload
+
+
+def is_event_frame(data, fmt):
+    return b'\nContent-Type: text/event-%s\n\n' % fmt.encode() in data.split(b'\n\n', 1)[0] + b'\n\n'
+
+
+def plain_event_fields(data):
+    """(pairs, body) of a text/event-plain frame: URL-decoded values in order, repeats kept; a value
+    FreeSWITCH holds as an array (`ARRAY::a|:b`, split by switch_event_add_array) as a list; the
+    body by the inner Content-Length."""
+    _outer, _, rest = data.partition(b'\n\n')
+    head, _, tail = rest.partition(b'\n\n')
+    lines = head.decode('utf-8').split('\n')
+    body = None
+    if lines[-1].startswith('Content-Length: '):
+        length = int(lines.pop()[len('Content-Length: '):])
+        body = tail[:length].decode('utf-8')
+    pairs = []
+    for line in lines:
+        name, _, value = line.partition(': ')
+        assert value != '_undef_', line          # not in the captures: no way to tell "" from [""]
+        value = unquote(value)
+        if value.startswith('ARRAY::') and len(value) >= 8:
+            value = value[len('ARRAY::'):].split('|:')
+        pairs.append((name, value))
+    return pairs, body
+
+
+def json_event_fields(data):
+    """(pairs, body) of a text/event-json frame (repeats kept; the Content-Length key dropped: the
+    serializer writes it from the body)."""
+    _outer, _, payload = data.partition(b'\n\n')
+    pairs = json.loads(payload.decode('utf-8'), object_pairs_hook=lambda p: p)
+    body = None
+    out = []
+    for name, value in pairs:
+        if name == '_body':
+            body = value
+        elif name != 'Content-Length':
+            out.append((name, value))
+    return out, body
+
+
+_AS_JSON = {}
+
+
+def as_json_frame(data):
+    """The frame FreeSWITCH sends for a captured text/event-plain frame once the listener's format
+    is json (`event json ...`); any other frame unchanged."""
+    if not is_event_frame(data, 'plain'):
+        return data
+    frame = _AS_JSON.get(data)
+    if frame is None:
+        frame = _AS_JSON[data] = json_event_frame(*plain_event_fields(data))
+    return frame
 
 
 # -- exchanges of an outbound transcript -------------------------------------------------------

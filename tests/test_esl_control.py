@@ -1,9 +1,10 @@
 """ControlConnection against a scripted inbound ESL server (real TCP): auth ok / wrong password,
 api, bgapi with BACKGROUND_JOB, a dropped connection -> reconnect and the subscription sent again.
 Replies are the captured FreeSWITCH frames; the BACKGROUND_JOB event is serialized by the rules of
-reference/freeswitch.md §2.3 / §2.3.1."""
+reference/freeswitch.md §2.3 / §2.3.1, in the format the last `event` command asked for (callfork
+asks for json; esl_capture_tools' json serializer is checked against real frames in
+test_esl_json_events.py)."""
 import logging
-import re
 import time
 import uuid
 
@@ -13,7 +14,8 @@ from gevent.server import StreamServer
 
 from esl_app import ControlConnection, ESLError
 from esl_app.control import backoff_delays
-from esl_capture_tools import CAPTURES, CommandReader, exchanges, expected_frame, load_blocks
+from esl_capture_tools import (CAPTURES, CommandReader, api_reply_from, exchanges, expected_frame, json_event_frame,
+                               load_blocks, plain_event_frame)
 from waiting import wait_until
 
 INBOUND = exchanges(load_blocks(CAPTURES / 'inbound-esl-transcript.txt'))
@@ -23,34 +25,7 @@ EVENT_OK = INBOUND[1].replies[0]
 ORIGINATE = [e for e in INBOUND if e.line.startswith('api originate')][0]
 FINAL_NOTICE = [e for e in INBOUND if e.line == 'exit'][0].replies[-1]
 BYE = [e for e in INBOUND if e.line == 'exit'][0].replies[0]
-URL_UNSAFE = '\r\n #%&+:;<=>?@[\\]^`{|}"'
-
-
-def fs_url_encode(value):
-    """switch_url_encode_opt: bytes < 0x20, > 0x7E or unsafe -> %XX, except an existing %XX."""
-    raw = value.encode('utf-8')
-    out = []
-    i = 0
-    while i < len(raw):
-        byte = raw[i]
-        if byte == 0x25 and re.fullmatch(rb'[0-9A-Fa-f]{2}', raw[i + 1:i + 3]):
-            out.append('%')
-        elif byte < 0x20 or byte > 0x7E or chr(byte) in URL_UNSAFE:
-            out.append('%%%02X' % byte)
-        else:
-            out.append(chr(byte))
-        i += 1
-    return ''.join(out)
-
-
-def event_plain(headers, body=None):
-    text = ''.join('%s: %s\n' % (k, fs_url_encode(v)) for k, v in headers)
-    data = text.encode()
-    if body is not None:
-        data += b'Content-Length: %d\n\n' % len(body.encode()) + body.encode()
-    else:
-        data += b'\n'
-    return b'Content-Length: %d\nContent-Type: text/event-plain\n\n' % len(data) + data
+EVENT_JSON_OK = api_reply_from('inbound-esl-transcript.jsonl', 'event json')
 
 
 class InboundFS:
@@ -59,6 +34,7 @@ class InboundFS:
         self.connections = []      # one list of commands per TCP connection
         self.sockets = []
         self.job_bodies = {}
+        self.formats = []          # the event format of each connection, as its last `event` set it
         self.changed = gevent.event.Event()
         self.server = StreamServer(('127.0.0.1', 0), self.handle)
         self.server.start()
@@ -79,6 +55,7 @@ class InboundFS:
 
     def handle(self, sock, addr):
         commands = []
+        fmt = 'plain'
         self.connections.append(commands)
         self.sockets.append(sock)
         self.changed.set()
@@ -99,7 +76,11 @@ class InboundFS:
                         sock.sendall(b'Content-Type: command/reply\nReply-Text: -ERR invalid\n\n' + FINAL_NOTICE)
                         return
                 elif line.startswith('event plain'):
+                    fmt = 'plain'
                     sock.sendall(EVENT_OK)
+                elif line.startswith('event json'):
+                    fmt = 'json'
+                    sock.sendall(EVENT_JSON_OK)
                 elif line == ORIGINATE.line:
                     sock.sendall(ORIGINATE.replies[0])
                 elif line.startswith('bgapi '):
@@ -109,11 +90,12 @@ class InboundFS:
                     body = '+OK %s\n' % uuid.uuid4()
                     self.job_bodies[job] = body
                     command, _, arg = line[len('bgapi '):].partition(' ')
-                    sock.sendall(event_plain([('Event-Name', 'BACKGROUND_JOB'),
-                                              ('Core-UUID', str(uuid.uuid4())),
-                                              ('Event-Date-Local', '2026-11-21 09:38:25'),
-                                              ('Job-UUID', job), ('Job-Command', command),
-                                              ('Job-Command-Arg', arg)], body))
+                    frame = json_event_frame if fmt == 'json' else plain_event_frame
+                    self.formats.append(fmt)
+                    sock.sendall(frame([('Event-Name', 'BACKGROUND_JOB'), ('Core-UUID', str(uuid.uuid4())),
+                                        ('Event-Date-Local', '2026-11-21 09:38:25'),
+                                        ('Job-UUID', job), ('Job-Command', command),
+                                        ('Job-Command-Arg', arg)], body))
                 elif line == 'exit':
                     sock.sendall(BYE + FINAL_NOTICE)
                     return
@@ -148,7 +130,7 @@ def test_auth_api_bgapi_and_events():
     try:
         control.start()
         assert control.wait_connected(5) and control.connected
-        assert [c.line for c in fs.connections[0]] == ['auth ClueCon', 'event plain BACKGROUND_JOB ' + ' '.join(EVENTS)]
+        assert [c.line for c in fs.connections[0]] == ['auth ClueCon', 'event json BACKGROUND_JOB ' + ' '.join(EVENTS)]
         body = control.api(ORIGINATE.line[len('api '):])
         assert body == expected_frame(ORIGINATE.replies[0])['body'].decode()
         arg = '{origination_caller_id_number=15551230001}loopback/talker/default &park()'
@@ -157,7 +139,8 @@ def test_auth_api_bgapi_and_events():
         job = bgapi.headers['job-uuid']
         assert uuid.UUID(job)
         assert result == fs.job_bodies[job]
-        assert seen and seen[-1].name == 'BACKGROUND_JOB'
+        assert seen and seen[-1].name == 'BACKGROUND_JOB' and seen[-1].content_type == 'text/event-json'
+        assert fs.formats == ['json']
         assert seen[-1].get('Job-Command-Arg') == arg and seen[-1].get('Job-UUID') == job
         try:
             control.api('no_such_thing')
@@ -201,7 +184,7 @@ def test_reconnect_resubscribes():
         assert fs.wait_for(lambda: len(fs.connections) >= 2 and len(fs.connections[1]) >= 2)
         assert fs.wait_for(lambda: control.connected and control.reconnects == 1)
         assert [c.line for c in fs.connections[1]] == [c.line for c in fs.connections[0]][:2]
-        assert fs.connections[1][1].line.startswith('event plain ')
+        assert fs.connections[1][1].line.startswith('event json ')
         assert control.api(ORIGINATE.line[len('api '):]) == expected_frame(ORIGINATE.replies[0])['body'].decode()
     finally:
         control.stop()

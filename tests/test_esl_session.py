@@ -1,6 +1,12 @@
 """CallSession + OutboundESLServer over real TCP against a scripted FreeSWITCH peer that replays
 the FS side of the captured outbound transcripts (the Application-UUID of each captured app is
-replaced by the Event-UUID we sent: both are 36 characters, so every Content-Length stays true)."""
+replaced by the Event-UUID we sent: both are 36 characters, so every Content-Length stays true).
+
+callfork subscribes with `event json ...`; from its reply on, the peer sends every captured event
+as the `text/event-json` frame FreeSWITCH sends for it (esl_capture_tools.as_json_frame, checked
+against real json frames in test_esl_json_events.py), as mod_event_socket does: the format belongs
+to the listener and the last `event` command sets it. `CaptureFS(fmt='plain')` keeps the captured
+plain frames (a peer that ignores the format word)."""
 import re
 import socket
 import uuid
@@ -10,15 +16,8 @@ import gevent.event
 import pytest
 
 from esl_app import CallGone, CallSession, ESLTimeout, OutboundESLServer, escape_app_arg
-from esl_capture_tools import (CAPTURES, ScriptedPeer, api_reply_from, event_name, exchanges,
-                               expected_frame, load_blocks)
-
-# the subscription the brief requires, verbatim
-EVENT_PLAIN = ('event plain PLAYBACK_START PLAYBACK_STOP RECORD_START RECORD_STOP DTMF BACKGROUND_JOB '
-               'CHANNEL_HANGUP_COMPLETE CUSTOM mod_audio_fork::connect mod_audio_fork::connect_failed '
-               'mod_audio_fork::disconnect mod_audio_fork::error mod_audio_fork::buffer_overrun '
-               'mod_audio_fork::play_audio mod_audio_fork::kill_audio mod_audio_fork::json '
-               'mod_audio_fork::transcription mod_audio_fork::transfer')
+from esl_capture_tools import (CAPTURES, EVENT_JSON, ScriptedPeer, api_reply_from, as_json_frame, event_name,
+                               exchanges, expected_frame, load_blocks)
 
 
 def sendmsg_bytes(app, app_uuid, arg_bytes):
@@ -27,10 +26,16 @@ def sendmsg_bytes(app, app_uuid, arg_bytes):
             'content-type: text/plain\ncontent-length: %d\n\n' % (app, app_uuid, len(arg_bytes))).encode() + arg_bytes
 
 
-class CaptureFS:
-    """Answers our commands with what FreeSWITCH answered in `capture`."""
+EVENT_JSON_OK = api_reply_from('inbound-esl-transcript.jsonl', 'event json')
 
-    def __init__(self, capture, setvar_reply=None):
+
+class CaptureFS:
+    """Answers our commands with what FreeSWITCH answered in `capture`; events in json after
+    `event json` (fmt='json'), or always as captured (fmt='plain')."""
+
+    def __init__(self, capture, setvar_reply=None, fmt='json'):
+        self.fmt = fmt
+        self.json_now = False
         self.ex = exchanges(load_blocks(CAPTURES / capture))
         self.setvar_reply = setvar_reply or api_reply_from('inbound-esl-bidirectional-transcript-jambonz.txt', 'api uuid_setvar')
         self.kill_reply = api_reply_from('inbound-esl-transcript.txt', 'api uuid_kill')
@@ -48,6 +53,8 @@ class CaptureFS:
 
     def send_blocks(self, peer, blocks):
         for data in blocks:
+            if self.json_now:
+                data = as_json_frame(data)
             for old, new in self.uuid_map.items():
                 data = data.replace(old, new)
             peer.send(data)
@@ -67,7 +74,12 @@ class CaptureFS:
             self.send_blocks(peer, self.first(lambda e: e.line.startswith('linger')).replies)
         elif line == 'myevents':
             self.send_blocks(peer, self.first(lambda e: e.line == 'myevents').replies)
-        elif line.startswith('event plain'):
+        elif line.startswith('event json') and self.fmt == 'json':
+            assert EVENT_JSON_OK == b'Content-Type: command/reply\nReply-Text: +OK event listener enabled json\n\n'
+            peer.send(EVENT_JSON_OK)
+            self.json_now = True
+            self.send_blocks(peer, self.first(lambda e: e.line.startswith('event plain')).replies[1:])
+        elif line.startswith('event '):
             self.send_blocks(peer, self.first(lambda e: e.line.startswith('event plain')).replies)
         elif line.startswith('api uuid_setvar'):
             peer.send(self.setvar_reply)
@@ -126,8 +138,9 @@ def run_call(fs, handler, connect_timeout=5.0):
 SUBSCRIBED = ('RECORD_START', 'RECORD_STOP', 'PLAYBACK_START', 'PLAYBACK_STOP', 'DTMF', 'CHANNEL_HANGUP_COMPLETE')
 
 
-def test_full_call_replayed_from_the_outbound_capture():
-    fs = CaptureFS('outbound-esl-transcript.txt')
+@pytest.mark.parametrize('fmt', ['json', 'plain'])
+def test_full_call_replayed_from_the_outbound_capture(fmt):
+    fs = CaptureFS('outbound-esl-transcript.txt', fmt=fmt)
     apps = [e for e in fs.ex if e.app and e.app != 'hangup']
     dtmf_api = fs.first(lambda e: e.line.startswith('api uuid_send_dtmf'))
     captured_uuid = expected_frame(fs.first(lambda e: e.line == 'connect').replies[0])['headers']['Unique-ID']
@@ -174,7 +187,7 @@ def test_full_call_replayed_from_the_outbound_capture():
     assert results['caller'] == ('15551230001', 'CaptureCaller', 'inbound')
     assert results['expansion_disabled'] is True and results['answered'] is True
     lines = [c.line for c in peer.commands]
-    assert lines[:5] == ['connect', 'linger', 'myevents', EVENT_PLAIN,
+    assert lines[:5] == ['connect', 'linger', 'myevents', EVENT_JSON,
                          'api uuid_setvar %s app_disable_expand_variables true' % captured_uuid]
     assert lines[-2:] == ['api uuid_kill %s NORMAL_CLEARING' % captured_uuid, 'exit']
     sendmsgs = [c for c in peer.commands if c.line == 'sendmsg']
@@ -183,6 +196,8 @@ def test_full_call_replayed_from_the_outbound_capture():
     assert all(c.headers['event-lock'] == 'true' for c in sendmsgs)
     for complete, app_uuid, e in zip(results['completes'], fs.app_uuids, apps):
         assert complete.name == 'CHANNEL_EXECUTE_COMPLETE'
+        assert complete.content_type == 'text/event-%s' % fmt
+        assert complete.get('variable_DP_MATCH') == 'ARRAY::stream1|:1'     # a json array on the wire
         assert complete.get('Application-UUID') == app_uuid
         assert complete.get('Application') == e.app
     by_app = dict(zip([e.app for e in apps], results['completes']))
