@@ -125,6 +125,8 @@ class Service:
         if self.outbox is not None:
             self.outbox.flush(timeout=5)
             self.outbox.stop()
+        if self.store is not None:
+            self.store.flush()   # the timeline rows the store still holds (webhooks.store: flush_delay_s)
 
     def _close_stale_calls(self) -> None:
         """Calls a previous process left live (it was killed): they are over, say so in their record."""

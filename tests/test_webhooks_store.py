@@ -1,11 +1,21 @@
 """Store: call records, timeline, streams and recordings round-trip through a real SQLite file, and
-share the file with the outbox."""
+share the file with the outbox; timeline rows kept in memory are seen by every reader and written
+with the next write, by the timer, at close and at a clean exit."""
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import gevent
 import pytest
 
+from waiting import wait_until
 from webhooks import Outbox, Store
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -123,3 +133,95 @@ def test_many_greenlets_write_concurrently(store):
     gevent.joinall([gevent.spawn(work, n) for n in range(10)], timeout=10, raise_error=True)
     assert store.count_calls() == 10
     assert all(len(store.timeline('g%d' % n)) == 20 for n in range(10))
+
+
+# ---------------------------------------------------------------- grouped timeline writes
+
+def _rows_on_disk(path, table='call_events'):
+    """What another connection (another process) reads from the file right now."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute('SELECT COUNT(*) FROM %s' % table).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_kept_timeline_rows_are_seen_by_every_reader_of_the_store(tmp_path):
+    path = str(tmp_path / 'callfork.db')
+    store = Store(path, flush_delay_s=60)
+    try:
+        store.add_event('u1', 'verb', {'n': 1})
+        assert _rows_on_disk(path) == 0          # kept in memory for now
+        assert [e['detail'] for e in store.timeline('u1')] == [{'n': 1}]
+        assert _rows_on_disk(path) == 1          # a read writes them first
+    finally:
+        store.close()
+
+
+def test_kept_rows_go_out_with_the_next_write_and_with_the_timer(tmp_path):
+    path = str(tmp_path / 'callfork.db')
+    store = Store(path, flush_delay_s=0.3)
+    try:
+        store.add_event('u1', 'document_fetched', {})
+        store.add_event('u1', 'answered', {})
+        store.upsert_call('u1', status='in-progress')
+        assert _rows_on_disk(path) == 2 and _rows_on_disk(path, 'calls') == 1   # one transaction
+        store.add_event('u1', 'verb', {})
+        started = time.monotonic()
+        wait_until(lambda: _rows_on_disk(path) == 3, 3, 'the timer wrote the row')
+        assert time.monotonic() - started >= 0.2
+        assert [e['kind'] for e in store.timeline('u1')] == ['document_fetched', 'answered', 'verb']
+    finally:
+        store.close()
+
+
+def test_close_and_a_clean_exit_write_kept_rows(tmp_path):
+    path = str(tmp_path / 'callfork.db')
+    store = Store(path, flush_delay_s=60)
+    store.add_event('u1', 'verb', {})
+    store.close()
+    assert _rows_on_disk(path) == 1
+    child = textwrap.dedent('''
+        from gevent import monkey; monkey.patch_all()
+        import sys
+        from webhooks import Store
+        store = Store(sys.argv[1], flush_delay_s=60)
+        store.add_event('u2', 'verb', {})
+        store.add_event('u2', 'error', {'message': 'x'})
+        sys.exit(0)   # no close(): the exit hook writes them
+    ''')
+    done = subprocess.run([sys.executable, '-c', child, path], cwd=str(REPO), capture_output=True, timeout=30,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr
+    assert _rows_on_disk(path) == 3
+
+
+def test_no_delay_writes_each_row_at_once(tmp_path):
+    path = str(tmp_path / 'callfork.db')
+    store = Store(path, flush_delay_s=0)
+    try:
+        store.add_event('u1', 'verb', {})
+        assert _rows_on_disk(path) == 1
+    finally:
+        store.close()
+
+
+def test_a_failed_write_keeps_the_rows(tmp_path):
+    path = str(tmp_path / 'callfork.db')
+    store = Store(path, flush_delay_s=60)
+    try:
+        store.add_event('u1', 'verb', {})
+        with pytest.raises(ValueError):
+            store.upsert_stream('s1', service_url='wss://x')   # refused before anything is written
+        blocker = sqlite3.connect(path, timeout=0)
+        blocker.execute('BEGIN IMMEDIATE')                     # another writer holds the file
+        store._db._conn.execute('PRAGMA busy_timeout=50')
+        with pytest.raises(sqlite3.OperationalError):
+            store.upsert_call('u1', status='ringing')
+        blocker.rollback()
+        blocker.close()
+        assert [e['kind'] for e in store.timeline('u1')] == ['verb']
+        store.upsert_call('u1', status='ringing')
+        assert store.get_call('u1')['status'] == 'ringing'
+    finally:
+        store.close()

@@ -8,24 +8,27 @@ from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import gevent
-import requests
 
-from .http_client import (BodyReadError, BodyTooLarge, build_request, default_user_agent,
-                          describe_request_error, new_session, read_limited)
+from .http_client import (ACCEPT_ENCODING, BodyReadError, BodyTooLarge, RequestFailed, build_request,
+                          default_user_agent, new_pool, read_limited, release, send)
 from .signing import sign_headers
 from .urls import UrlError, clean_url
 
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
-_session = None
+# keep-alive connections kept per app host: one per fetch in flight, and every call in its setup has
+# one in flight, so a small pool under a burst of calls (or a slow app) closes connections after use
+# and the next calls pay a new TCP connect (BENCHMARKS.md, C3: 340 "pool is full" discards at 32)
+FETCH_POOL_SIZE = 256
+_pool = None
 
 
-def _get_session():
-    global _session
-    if _session is None:
-        _session = new_session()
-    return _session
+def _get_pool():
+    global _pool
+    if _pool is None:
+        _pool = new_pool(pool_size=FETCH_POOL_SIZE)
+    return _pool
 
 
 @dataclass
@@ -93,45 +96,48 @@ def fetch_document(url, method, params, *, auth_token, connect_timeout=3, read_t
 
 
 def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v3_mode, allow_private):
-    session = _get_session()
+    pool = _get_pool()
     for _hop in range(MAX_REDIRECTS + 1):
         request_url, body, content_type, _ = build_request(url, method, params, 'form')
-        headers = {'User-Agent': ua, 'Accept': '*/*'}
+        headers = {'User-Agent': ua, 'Accept': '*/*', 'Accept-Encoding': ACCEPT_ENCODING}
         if content_type:
             headers['Content-Type'] = content_type
         headers.update(sign_headers(url, params, auth_token, method=method, v3_mode=v3_mode))
         try:
-            response = session.request(method, request_url, data=body, headers=headers,
-                                       timeout=timeouts, stream=True, allow_redirects=False)
-        except requests.exceptions.InvalidURL as exc:
-            raise FetchError('bad_url', 'invalid URL %s: %s' % (request_url, exc), url=url) from None
-        except requests.exceptions.RequestException as exc:
-            raise FetchError('unreachable', '%s: %s' % (request_url, describe_request_error(exc)), url=url) from None
-        with response:
+            response = send(pool, method, request_url, body, headers, timeouts)
+        except RequestFailed as exc:
+            if exc.bad_url:
+                raise FetchError('bad_url', 'invalid URL %s: %s' % (request_url, exc), url=url) from None
+            raise FetchError('unreachable', '%s: %s' % (request_url, exc), url=url) from None
+        consumed = False
+        try:
+            status = response.status
             location = response.headers.get('Location')
-            if response.status_code in (301, 302, 303, 307, 308) and location:
+            if status in (301, 302, 303, 307, 308) and location:
                 try:
                     url = clean_url(urljoin(request_url, location), allow_private=allow_private)
                 except UrlError as exc:
                     raise FetchError('bad_url', 'redirect from %s refused: %s' % (request_url, exc),
-                                     status=response.status_code, url=request_url) from None
-                if response.status_code in (301, 302, 303):
+                                     status=status, url=request_url) from None
+                if status in (301, 302, 303):
                     method, params = 'GET', None
                 continue
-            if not 200 <= response.status_code < 300:
-                raise FetchError('http_status', '%s answered HTTP %d' % (request_url, response.status_code),
-                                 status=response.status_code, url=request_url)
+            if not 200 <= status < 300:
+                raise FetchError('http_status', '%s answered HTTP %d' % (request_url, status),
+                                 status=status, url=request_url)
             try:
                 data = read_limited(response, max_bytes)
             except BodyTooLarge as exc:
-                raise FetchError('too_large', '%s: %s' % (request_url, exc), status=response.status_code,
+                raise FetchError('too_large', '%s: %s' % (request_url, exc), status=status,
                                  url=request_url) from None
             except BodyReadError as exc:
                 raise FetchError('unreachable', '%s: body read failed: %s' % (request_url, exc),
-                                 status=response.status_code, url=request_url) from None
-            return FetchResult(status=response.status_code,
-                               content_type=response.headers.get('Content-Type', ''),
+                                 status=status, url=request_url) from None
+            consumed = True
+            return FetchResult(status=status, content_type=response.headers.get('Content-Type', ''),
                                body=data, url=request_url)
+        finally:
+            release(response, consumed)
     raise FetchError('http_status', 'more than %d redirects starting at %s' % (MAX_REDIRECTS, url), url=url)
 
 

@@ -1,21 +1,33 @@
-"""The HTTP plumbing shared by document fetches and the outbox: one cookie-less requests session, the
-User-Agent, request bodies (form / JSON / GET query) and bounded body reads."""
-import http.cookiejar
+"""The HTTP plumbing shared by document fetches and the outbox: urllib3 connection pools, one request
+(`send`, no redirects, no retries, connect/read timeouts), the User-Agent, request bodies (form /
+JSON / GET query), bounded body reads and one description of a failed request.
+
+urllib3 is used directly, without the requests layer on top: per request, requests' session
+machinery (prepare_request, merge_environment_settings, hooks, cookie jars) cost about as much CPU as
+the HTTP exchange itself (BENCHMARKS.md, "Calls and memory", C3). What requests did for us is done
+here: TLS verified against requests' CA bundle (certifi), no proxies or .netrc from the environment,
+no cookies (urllib3 keeps none), the same Accept-Encoding, redirects handled by the callers.
+"""
+import functools
+import http.client
 import importlib.metadata
 import json
 from urllib.parse import urlencode
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
 from .signing import param_pairs, with_query
 
 FORM_TYPE = 'application/x-www-form-urlencoded'
 JSON_TYPE = 'application/json'
+# what requests sent (gzip, deflate, and br/zstd when their decoders are installed)
+ACCEPT_ENCODING = urllib3.util.make_headers(accept_encoding=True)['accept-encoding']
 
 
+@functools.lru_cache(maxsize=None)
 def default_user_agent():
+    """callfork/<version>; looked up once (importlib.metadata reads and parses files each time)."""
     try:
         version = importlib.metadata.version('callfork')
     except importlib.metadata.PackageNotFoundError:
@@ -23,16 +35,61 @@ def default_user_agent():
     return 'callfork/%s' % version
 
 
-def new_session(pool_size=32):
-    """A session that keeps connections alive, stores no cookies (apps must not leak state into each
-    other) and ignores proxy/.netrc environment settings (deterministic requests)."""
-    session = requests.Session()
-    session.trust_env = False
-    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-    session.mount('http://', adapter)
-    session.mount('https://', adapter)
-    return session
+def new_pool(pool_size=32, hosts=32):
+    """A urllib3 PoolManager: per host (up to `hosts` of them, least recently used dropped), up to
+    `pool_size` keep-alive connections are kept for reuse. More requests than that may be in flight
+    to one host at once (the pool never blocks), but the connections beyond `pool_size` are closed
+    after use (urllib3 logs "Connection pool is full, discarding connection"), and the next burst
+    pays new TCP connects: size it to the expected concurrency. No proxies, no cookies; HTTPS is
+    verified against the CA bundle requests uses."""
+    return urllib3.PoolManager(num_pools=hosts, maxsize=pool_size, block=False, retries=False,
+                               cert_reqs='CERT_REQUIRED', ca_certs=requests.certs.where())
+
+
+class RequestFailed(Exception):
+    """No HTTP answer: `.reason` (describe_request_error), `.retryable` (a connection-level problem:
+    refused, reset, DNS, TLS, timeouts) or not (the URL or a header cannot be sent), `.bad_url`."""
+
+    def __init__(self, exc):
+        super().__init__(describe_request_error(exc))
+        self.reason = str(self)
+        self.bad_url = isinstance(exc, (urllib3.exceptions.LocationValueError, http.client.InvalidURL))
+        self.retryable = not (self.bad_url or isinstance(exc, ValueError))
+        self.error = exc
+
+
+def send(pool, method, url, body, headers, timeouts):
+    """One request, no redirects followed, no retries: the urllib3 response with its body unread
+    (read it with read_limited or drain, then `release`). timeouts = (connect_s, read_s).
+    Raises RequestFailed."""
+    try:
+        return pool.request(method, url, body=body, headers=headers, redirect=False, retries=False,
+                            preload_content=False, decode_content=True,
+                            timeout=urllib3.Timeout(connect=timeouts[0], read=timeouts[1]))
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise RequestFailed(exc) from None
+
+
+def release(response, consumed):
+    """Give the response's connection back: reused if its body was read to the end (`consumed`),
+    closed otherwise (an unread body would corrupt the next request on it)."""
+    if not consumed:
+        response.close()
+    response.release_conn()
+
+
+def drain(response, limit, chunk_size=16384):
+    """Read and drop up to `limit` bytes of the body; True if it ended within them."""
+    read = 0
+    try:
+        while read < limit:
+            chunk = response.read(chunk_size, decode_content=True)
+            if not chunk:
+                return True
+            read += len(chunk)
+    except (urllib3.exceptions.HTTPError, OSError):
+        pass  # the status line already counts; the body is not ours to judge
+    return False
 
 
 def flatten_json(value, prefix=''):
@@ -88,9 +145,9 @@ class BodyReadError(Exception):
 
 
 def read_limited(response, max_bytes, chunk_size=16384):
-    """Read at most max_bytes+1 (decoded) bytes of a streamed response; BodyTooLarge past max_bytes,
-    BodyReadError if the connection fails meanwhile. A Content-Length above the limit fails before
-    reading anything."""
+    """Read at most max_bytes+1 (decoded) bytes of a urllib3 response opened with
+    preload_content=False; BodyTooLarge past max_bytes, BodyReadError if the connection fails
+    meanwhile. A Content-Length above the limit fails before reading anything."""
     declared = response.headers.get('Content-Length')
     if declared is not None and declared.strip().isdigit() and int(declared) > max_bytes:
         raise BodyTooLarge(max_bytes, 0)
@@ -99,7 +156,7 @@ def read_limited(response, max_bytes, chunk_size=16384):
     while True:
         want = min(chunk_size, max_bytes + 1 - total)
         try:
-            chunk = response.raw.read(want, decode_content=True)
+            chunk = response.read(want, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise BodyReadError('%s: %s' % (type(exc).__name__, exc)) from None
         if not chunk:
@@ -111,19 +168,26 @@ def read_limited(response, max_bytes, chunk_size=16384):
 
 
 def describe_request_error(exc):
-    """A short reason for a failed request (requests wraps urllib3's long messages): connect timeout,
-    read timeout, TLS error, DNS lookup failed, connection refused, or the exception's own text."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
+    """A short reason for a failed request, from urllib3's exceptions (fetches, the outbox) or
+    requests' (the media cache): connect timeout, read timeout, TLS error, DNS lookup failed,
+    connection refused, or the exception's own text."""
+    u3 = urllib3.exceptions
+    if isinstance(exc, requests.exceptions.ConnectTimeout) or (
+            isinstance(exc, u3.ConnectTimeoutError) and not isinstance(exc, u3.NewConnectionError)):
         return 'connect timeout'
-    if isinstance(exc, requests.exceptions.ReadTimeout):
+    if isinstance(exc, (requests.exceptions.ReadTimeout, u3.ReadTimeoutError)):
         return 'read timeout'
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(exc, (requests.exceptions.SSLError, u3.SSLError)):
         return 'TLS error: %s' % (exc,)
     text = str(exc)
-    if 'Name or service not known' in text or 'getaddrinfo' in text or 'NameResolution' in text:
+    if (isinstance(exc, u3.NameResolutionError) or 'Name or service not known' in text or 'getaddrinfo' in text
+            or 'NameResolution' in text):
         return 'DNS lookup failed: %s' % text
     if 'refused' in text.lower():
         return 'connection refused'
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, requests.exceptions.RequestException):  # (an OSError too)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return 'connection error: %s' % text
+    elif isinstance(exc, (u3.NewConnectionError, u3.ProtocolError, OSError)):
         return 'connection error: %s' % text
     return '%s: %s' % (type(exc).__name__, text)

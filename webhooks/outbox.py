@@ -6,7 +6,15 @@ Ordering: deliveries that share a call UUID go out strictly in enqueue order (th
 the earlier one is delivered or failed); different calls go in parallel, at most `concurrency` at once.
 One Outbox (one process) owns a database file's outbox table at a time; use it from the gevent hub's
 thread (its wake-up events are gevent events).
+
+Cost per webhook (BENCHMARKS.md, C4): a webhook with nothing ahead of it for its call and a free slot
+is stored already `in_flight` (attempt 1) and sent straight from `enqueue`; otherwise the scheduler
+picks it up. When rows fall due is kept in memory (retry times; rows of a previous run are looked up
+until none is left), and each call's count of undelivered rows too (loaded at start, kept by enqueue
+and outcomes), so the common case is two commits per webhook (the row, its outcome) and no polling.
 """
+import collections
+import heapq
 import json
 import logging
 import random
@@ -17,10 +25,10 @@ import uuid as uuid_module
 import gevent
 import gevent.event
 import gevent.pool
-import requests
 
 from .db import Database
-from .http_client import build_request, default_user_agent, describe_request_error, new_session
+from .http_client import (ACCEPT_ENCODING, RequestFailed, build_request, default_user_agent, drain, new_pool,
+                          release, send)
 from .signing import param_pairs, sign_headers
 from .urls import UrlError, clean_url
 
@@ -93,13 +101,17 @@ class Outbox:
         self.allow_private = allow_private
         self._db = Database(db_path, synchronous=synchronous)
         self._db.script(SCHEMA)
-        self._session = new_session(pool_size=self.concurrency)
+        self._pool = new_pool(pool_size=self.concurrency)  # never more than `concurrency` in flight
         self._group = gevent.pool.Group()       # the delivery greenlets (capacity: self._in_flight)
         self._wake = gevent.event.Event()      # set: the scheduler should look again now
         self._changed = gevent.event.Event()   # set: some delivery finished (flush waits on it)
         self._scheduler = None
         self._in_flight = set()                # ids this instance is sending (owned by this hub)
         self._orphans = set()                  # ids left in_flight in the DB by a failed update
+        self._due = []                         # heap: times at which pending rows fall due (retries)
+        self._scan_due = False                 # True: _due may miss rows stored before start()
+        self._active = collections.Counter()   # order_key -> its pending/in_flight rows (loaded at start)
+        self._active_total = 0
         self._stopping = False
 
     # ---------------------------------------------------------------- enqueue and inspection
@@ -129,18 +141,33 @@ class Outbox:
         except (TypeError, ValueError) as exc:
             raise ValueError('webhook params must be a dict or a list of pairs (form) or JSON data: %s'
                              % (exc,)) from None
+        order_key = call_uuid or 'delivery:' + key
+        # nothing ahead of it for its call and a free slot: stored as in flight (attempt 1) and sent
+        # at once, without a scheduler pass (the same state a pass would have committed)
+        direct = (status == PENDING and not self._active[order_key] and self._running()
+                  and len(self._in_flight) < self.concurrency)
+        attempts = 1 if direct else 0
         try:
             delivery_id, _ = self._db.execute(
                 'INSERT INTO outbox (call_uuid, order_key, event, url, method, encoding, body, '
                 'idempotency_key, status, attempts, max_attempts, next_attempt_at, last_error, '
-                'created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,0,?,?,?,?,?)',
-                (call_uuid, call_uuid or 'delivery:' + key, event, target, method_text, encoding, body, key,
-                 status, 1 + self.retries, now, error, now, now))
+                'created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+                (call_uuid, order_key, event, target, method_text, encoding, body, key,
+                 IN_FLIGHT if direct else status, attempts, 1 + self.retries, now, error, now, now))
         except sqlite3.Error as exc:
             log.error('call %s: could not store webhook %s for %s: %s', call_uuid or '-', event, url, exc)
             raise OutboxError('could not store webhook: %s' % (exc,)) from exc
         if status == FAILED:
             log.warning('call %s: webhook %s not sent: %s', call_uuid or '-', event or '', error)
+            return delivery_id
+        self._active[order_key] += 1
+        self._active_total += 1
+        if direct:
+            row = {'id': delivery_id, 'call_uuid': call_uuid, 'order_key': order_key, 'event': event,
+                   'url': target, 'method': method_text, 'encoding': encoding, 'body': body,
+                   'idempotency_key': key, 'attempts': attempts, 'max_attempts': 1 + self.retries}
+            self._in_flight.add(delivery_id)
+            self._group.spawn(self._deliver, row)
         else:
             self._wake.set()
         return delivery_id
@@ -174,6 +201,7 @@ class Outbox:
             "UPDATE outbox SET status='pending', attempts=0, next_attempt_at=?, updated_at=? WHERE " + where,
             args)
         if count:
+            self._load_active()
             self._wake.set()
         return count
 
@@ -195,6 +223,8 @@ class Outbox:
             return
         self._stopping = False
         self._requeue_in_flight()
+        self._scan_due = True   # rows of a previous run may fall due later: read their times
+        self._load_active()
         self._scheduler = gevent.spawn(self._run)
         self._wake.set()
 
@@ -215,7 +245,7 @@ class Outbox:
 
     def close(self):
         self.stop()
-        self._session.close()
+        self._pool.clear()
         self._db.close()
 
     def flush(self, timeout):
@@ -234,6 +264,26 @@ class Outbox:
         """Wait until some delivery attempt finishes (or `timeout` s); True if one did."""
         self._changed.clear()
         return self._changed.wait(timeout)
+
+    def _running(self):
+        return self._scheduler is not None and not self._scheduler.dead and not self._stopping
+
+    def _load_active(self):
+        """Count each call's undelivered rows (what `enqueue` checks before sending directly)."""
+        self._active = collections.Counter({
+            r['order_key']: r['n'] for r in self._db.query(
+                "SELECT order_key, COUNT(*) AS n FROM outbox WHERE status IN ('pending','in_flight') "
+                "GROUP BY order_key")})
+        self._active_total = sum(self._active.values())
+
+    def _settled(self, row):
+        """The row is delivered or failed: its call's next row may go directly."""
+        key = row.get('order_key') or row['call_uuid'] or 'delivery:' + row['idempotency_key']
+        if self._active[key] > 0:
+            self._active[key] -= 1
+            self._active_total -= 1
+            if not self._active[key]:
+                del self._active[key]
 
     def _requeue_in_flight(self, ids=None):
         now = time.time()
@@ -260,36 +310,46 @@ class Outbox:
             self._wake.wait(timeout=wait_s)
 
     def _dispatch_due(self):
-        """Start every due head-of-line delivery a free slot allows; return seconds until the next is due."""
+        """Start every due head-of-line delivery a free slot allows; return seconds until the next is due.
+
+        When the next row falls due is kept in memory (`_due`: every retry's time; enqueued rows are
+        due at once and wake the scheduler themselves), so a pass costs one read of the due heads and,
+        if it starts any, one UPDATE marking them in flight. Only rows stored before start() with a
+        due time still ahead are looked up (SELECT MIN), pass by pass, until none is left.
+        """
         if self._orphans:
             orphans = list(self._orphans)
             self._requeue_in_flight(orphans)
             self._orphans.difference_update(orphans)
         now = time.time()
+        while self._due and self._due[0] <= now:
+            heapq.heappop(self._due)
         free = self.concurrency - len(self._in_flight)
-        heads_from = ("FROM outbox o JOIN (SELECT MIN(id) AS head FROM outbox "
-                      "WHERE status IN ('pending','in_flight') GROUP BY order_key) h ON o.id = h.head "
-                      "WHERE o.status='pending'")
         rows = []
         if free > 0:
-            with self._db.transaction() as conn:
-                rows = [dict(r) for r in conn.execute(
-                    'SELECT o.* ' + heads_from + ' AND o.next_attempt_at <= ? '
-                    'ORDER BY o.next_attempt_at, o.id LIMIT ?',
-                    (now, free)).fetchall()]
-                for row in rows:
-                    conn.execute("UPDATE outbox SET status='in_flight', attempts=attempts+1, updated_at=? "
-                                 "WHERE id=?", (now, row['id']))
-                    row['attempts'] += 1
+            rows = self._db.query(
+                "SELECT o.* FROM outbox o JOIN (SELECT MIN(id) AS head FROM outbox "
+                "WHERE status IN ('pending','in_flight') GROUP BY order_key) h ON o.id = h.head "
+                "WHERE o.status='pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at, o.id LIMIT ?",
+                (now, free))
+            if rows:
+                ids = [row['id'] for row in rows]
+                self._db.execute("UPDATE outbox SET status='in_flight', attempts=attempts+1, updated_at=? "
+                                 "WHERE id IN (%s)" % ','.join('?' * len(ids)), [now] + ids)
             for row in rows:
+                row['attempts'] += 1
                 self._in_flight.add(row['id'])
                 self._group.spawn(self._deliver, row)
-        if free <= 0 or len(rows) == free:
-            return IDLE_RECHECK_S  # a finishing delivery wakes us
-        next_due = self._db.scalar('SELECT MIN(o.next_attempt_at) ' + heads_from)
-        if next_due is None:
-            return IDLE_RECHECK_S
-        return max(0.0, min(IDLE_RECHECK_S, next_due - time.time()))
+        if self._scan_due:
+            later = self._db.scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status='pending' "
+                                    "AND next_attempt_at > ?", (now,))
+            if later is None:
+                self._scan_due = False
+            elif not self._due or later < self._due[0]:
+                heapq.heappush(self._due, later)
+        if free <= 0 or len(rows) == free or not self._due:
+            return IDLE_RECHECK_S  # a finishing delivery or an enqueue wakes us
+        return max(0.0, min(IDLE_RECHECK_S, self._due[0] - time.time()))
 
     # ---------------------------------------------------------------- one delivery attempt
 
@@ -307,7 +367,9 @@ class Outbox:
             self._orphans.add(row['id'])
         finally:
             self._in_flight.discard(row['id'])
-            self._wake.set()
+            # the scheduler has work only if rows wait (behind this one, for a slot, or to retry)
+            if self._active_total > len(self._in_flight) or self._orphans or self._due:
+                self._wake.set()
             self._changed.set()
 
     def _send(self, row):
@@ -315,7 +377,7 @@ class Outbox:
         params = json.loads(row['body'])
         request_url, body, content_type, sign_params = build_request(row['url'], row['method'], params,
                                                                      row['encoding'])
-        headers = {'User-Agent': self.user_agent, 'Accept': '*/*',
+        headers = {'User-Agent': self.user_agent, 'Accept': '*/*', 'Accept-Encoding': ACCEPT_ENCODING,
                    'X-Callfork-Idempotency-Key': row['idempotency_key']}
         if row['event']:
             headers['X-Callfork-Event'] = _header_safe(row['event'])
@@ -326,20 +388,19 @@ class Outbox:
         total = self.timeouts[0] + self.timeouts[1] + 1
         try:
             with gevent.Timeout(total):
-                response = self._session.request(row['method'], request_url, data=body, headers=headers,
-                                                 timeout=self.timeouts, stream=True, allow_redirects=False)
+                response = send(self._pool, row['method'], request_url, body, headers, self.timeouts)
         except gevent.Timeout:
             return None, 'no answer within %.1f s' % total, True, None
-        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-            return None, describe_request_error(exc), True, None  # refused, reset, DNS, TLS, timeouts: worth retrying
-        except requests.exceptions.RequestException as exc:
-            return None, describe_request_error(exc), False, None  # invalid URL/header: retrying will not help
-        code = response.status_code
+        except RequestFailed as exc:
+            # refused, reset, DNS, TLS, timeouts are worth retrying; an invalid URL/header is not
+            return None, exc.reason, exc.retryable, None
+        code = response.status
+        consumed = False
         try:
             with gevent.Timeout(self.timeouts[1], False):
-                self._drain(response)
+                consumed = drain(response, RESPONSE_DRAIN_BYTES)
         finally:
-            response.close()
+            release(response, consumed)
         if 200 <= code < 300:
             return code, None, True, None
         retryable = code >= 500 or code in RETRYABLE_STATUS
@@ -348,17 +409,6 @@ class Outbox:
             error += ' (redirect to %s not followed)' % response.headers.get('Location', '?')
         return code, error, retryable, _retry_after(response.headers.get('Retry-After'))
 
-    @staticmethod
-    def _drain(response):
-        read = 0
-        try:
-            for chunk in response.iter_content(16384):
-                read += len(chunk)
-                if read >= RESPONSE_DRAIN_BYTES:
-                    break
-        except requests.exceptions.RequestException:
-            pass  # the status line already counts; the body is not ours to judge
-
     def _record_outcome(self, row, status_code, error, retryable, retry_after):
         now = time.time()
         label = 'call %s: webhook %s #%d to %s' % (row['call_uuid'] or '-', row['event'] or '', row['id'],
@@ -366,12 +416,14 @@ class Outbox:
         if error is None:
             self._db.execute("UPDATE outbox SET status='delivered', last_status_code=?, last_error=NULL, "
                              "delivered_at=?, updated_at=? WHERE id=?", (status_code, now, now, row['id']))
+            self._settled(row)
             return
         if retryable and row['attempts'] < row['max_attempts'] and not self._stopping:
             delay = self._backoff(row['attempts'], retry_after)
             self._db.execute("UPDATE outbox SET status='pending', last_status_code=?, last_error=?, "
                              "next_attempt_at=?, updated_at=? WHERE id=?",
                              (status_code, error, now + delay, now, row['id']))
+            heapq.heappush(self._due, now + delay)
             log.debug('%s: attempt %d/%d failed (%s); retry in %.2f s', label, row['attempts'],
                       row['max_attempts'], error, delay)
             return
@@ -382,6 +434,7 @@ class Outbox:
             return
         self._db.execute("UPDATE outbox SET status='failed', last_status_code=?, last_error=?, updated_at=? "
                          "WHERE id=?", (status_code, error, now, row['id']))
+        self._settled(row)
         log.warning('%s failed after %d attempt(s): %s', label, row['attempts'], error)
 
     def _backoff(self, attempts, retry_after):
