@@ -16,6 +16,7 @@ class AppOutbox:
     def __init__(self, limit: int):
         self.limit = limit
         self._q: deque = deque()
+        self.items = self._q  # read-only view for the hot path: `not outbox.items` is "empty" without a call
         self._ready = Event()
         self.closed = False
         self.dropped = 0

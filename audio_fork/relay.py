@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import socket
 from urllib.parse import quote, unquote
 
 
@@ -82,6 +83,8 @@ class Relay:
     # -- connections ------------------------------------------------------------------------------
 
     def _handle(self, sock, peer) -> None:
+        # paced audio to the module (bidirectional) must not wait for Nagle and a delayed ACK
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = ServerWebSocket(sock, peer)
         try:
             req = conn.read_request(self.handshake_timeout)

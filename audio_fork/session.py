@@ -7,10 +7,13 @@ the playout queue):
   app. When nothing is queued or in flight for the app (the usual case), it writes the frame to
   the app socket itself with a non-blocking send (plain TCP only; TLS apps always go through the
   writer); whatever the kernel does not take, and everything after it, goes to the app send queue.
-  Several module messages from one recv (the relay is behind) go out in one write;
+  Several module messages from one recv (the relay is behind) go out in one write. App frames are
+  built by appframes.py (mask keys from a pooled os.urandom block). The reader waits without a
+  timeout: it ends when the module closes, or when stop() closes the connection;
 - app writer: app send queue -> app WebSocket (a slow app only fills its own bounded queue:
   media is dropped and counted, `degraded` is emitted, other streams never wait);
 - app reader: playAudio/checkpoint/clearAudio/stop (vobiz) or media/mark/clear/dtmf (twilio);
+  websocket-client's frame reader over reads of whatever the socket holds (APP_READ_SIZE);
 - pacer (jambonz + bidirectional only): playout queue -> one 8 kHz L16 frame to the module every
   20 ms on absolute deadlines; the end of an utterance is padded with silence until the module's
   prebuffer has flushed it, and checkpoints/marks are acked when the caller has heard their audio
@@ -42,9 +45,9 @@ import gevent.socket
 import gevent.ssl
 import websocket
 from gevent.event import Event
-from websockets.frames import Frame, Opcode
 
 from . import codecs
+from .appframes import text_frame, text_frames
 from .command import fork_start, fork_stop, mix_for_track, parse_reply
 from .dialects import (Checkpoint, ClearAudio, PlayAudio, SendDigits, StopStream, make_dialect)
 from .errors import (ForkCommandError, NotSupportedByFlavour, ProtocolError, StreamStartError)
@@ -62,6 +65,7 @@ PLAYOUT_RATE = 8000          # what the pacer sends to the module (`true true 80
 PLAYOUT_FRAME = 320          # 20 ms of L16 8 kHz mono
 PLAYOUT_SAMPLES = PLAYOUT_FRAME // 2
 TAIL_GRACE_FRAMES = 2        # an empty queue this long ends an utterance: flush its tail
+APP_READ_SIZE = 8192         # one read from the app socket (the frame reader copies what it keeps)
 
 
 class ModuleBuffer:
@@ -141,6 +145,10 @@ class StreamSession:
             for t in self._tracks:
                 self._up_resample[t] = (codecs.Resampler(self.fork_rate, spec.sample_rate),
                                         FrameAssembler(frame_bytes(spec.sample_rate)))
+        # one track of L16 as the module sends it (no split, codec, resampler or byte swap): each
+        # 20 ms frame is the payload as is (_on_plain_frame, the usual case)
+        self._plain = (self.mix == "mono" and spec.encoding == "l16" and not self._up_resample
+                       and spec.l16_byte_order != "be")
         self._down_resample: dict = {}
         self.playout = PlayoutQueue(PLAYOUT_FRAME, on_mark=self._on_mark_played,
                                     max_seconds=spec.max_playout_seconds)
@@ -300,43 +308,51 @@ class StreamSession:
             self._spawn(self._file_pacer)
         first_text = True
         relay = self.relay
+        receive = conn.receive_batch
+        feed = self._assembler.feed
+        on_frame = self._on_plain_frame if self._plain else self._on_module_frame
         while True:
-            if self._held is not None and not conn.buffered:
-                self._flush_held()
-            try:
-                msg = conn.receive(timeout=30.0)
-            except TimeoutError:
-                if self._stopping:
-                    break
-                continue  # paused streams are silent
-            if msg is None:
+            # no receive timeout (it would cost a timer per read): the loop ends when the module
+            # closes, or when stop()/the relay closes it (a module that does not answer the Close
+            # is dropped after the connection's close_timeout)
+            msgs = receive(None)
+            if msgs is None:
                 break
-            if isinstance(msg, str):
-                if first_text:
-                    first_text = False
-                    log.debug("[%s %s] module metadata: %s", self.call_uuid, self.stream_id, msg[:200])
-                else:
-                    log.debug("[%s %s] module text: %s", self.call_uuid, self.stream_id, msg[:200])
-                continue
-            if not msg:
-                continue  # graceful-shutdown marker
-            if self._held is None and conn.buffered:
+            if len(msgs) > 1:
                 # one recv brought several messages (the relay is behind): what they produce goes
                 # to the app in one write once they are all handled, not one write each
                 self._held = []
-            for frame in self._assembler.feed(msg):
-                self.frames_in += 1
-                relay.frames_in += 1
-                try:
-                    self._on_module_frame(frame)
-                except Exception:  # noqa: BLE001 - garbage must not kill the stream
-                    log.exception("[%s %s] bad module frame", self.call_uuid, self.stream_id)
-        if self._held is not None:
-            self._flush_held()
+            for msg in msgs:
+                if msg.__class__ is str:
+                    if first_text:
+                        first_text = False
+                        log.debug("[%s %s] module metadata: %s", self.call_uuid, self.stream_id, msg[:200])
+                    else:
+                        log.debug("[%s %s] module text: %s", self.call_uuid, self.stream_id, msg[:200])
+                    continue
+                if not msg:
+                    continue  # graceful-shutdown marker
+                frames = feed(msg)
+                n = len(frames)
+                self.frames_in += n
+                relay.frames_in += n
+                for frame in frames:
+                    try:
+                        on_frame(frame)
+                    except Exception:  # noqa: BLE001 - garbage must not kill the stream
+                        log.exception("[%s %s] bad module frame", self.call_uuid, self.stream_id)
+            if self._held is not None:
+                self._flush_held()
         if not self._stopping:
             log.info("[%s %s] module disconnected (code %s)", self.call_uuid, self.stream_id, conn.close_code)
             self._emit("module_disconnected", {"code": conn.close_code})
             self.stop("module_disconnected")
+
+    def _on_plain_frame(self, frame: bytes) -> None:
+        track = self._tracks[0]
+        n = self._up_frames[track]
+        self._up_frames[track] = n + 1
+        self._to_app(self.dialect.media(track, frame, n * 20))
 
     def _on_module_frame(self, frame: bytes) -> None:
         if self.mix == "mono":
@@ -370,7 +386,7 @@ class StreamSession:
             self._held.append((text, control))
             return
         outbox = self._outbox
-        if self._app_sock is not None and not outbox and not self._writer_busy and not outbox.closed:
+        if self._app_sock is not None and not outbox.items and not self._writer_busy and not outbox.closed:
             # nothing queued or in flight: write it now, from this greenlet, if the socket takes it
             # without blocking (saves the hand-off to the writer: an Event and two switches per frame)
             if self._send_inline(text):
@@ -391,7 +407,7 @@ class StreamSession:
         if not held:
             return
         outbox = self._outbox
-        if (len(held) > 1 and self._app_sock is not None and not outbox and not self._writer_busy
+        if (len(held) > 1 and self._app_sock is not None and not outbox.items and not self._writer_busy
                 and not outbox.closed and self._send_inline([t for t, _ in held])):
             self._degraded = False
             return
@@ -401,33 +417,32 @@ class StreamSession:
     def _send_inline(self, text) -> bool:
         """One frame straight to the app socket, never blocking: what the kernel does not take now
         goes to the writer greenlet (which then owns the order). False: use the outbox instead."""
-        ws = self._app_ws
-        lock = ws.lock  # websocket-client's own send lock (its pings, pongs, close)
-        if not lock.acquire(False):
+        # websocket-client's send lock (its pings, pongs and close; the writer) held means another
+        # greenlet is part-way through a frame: then queue. It is checked, not taken: nothing below
+        # switches greenlets (the send never waits), so no other sender can start meanwhile, and
+        # taking + releasing gevent's lock would cost 0.7 us per frame against 0.1 for the check.
+        if self._app_ws.lock.locked():
             return False
+        if text.__class__ is str:
+            data, count = text_frame(text), 1
+        else:  # a list of texts: one write
+            data, count = text_frames(text), len(text)
         try:
-            if isinstance(text, str):
-                data, count = _client_text_frame(text), 1
-            else:  # a list of texts: one write
-                data, count = b"".join(_client_text_frame(t) for t in text), len(text)
-            try:
-                sent = self._app_sock.send(data, 0, timeout=0.0)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self._app_sock = None
-                if not self._stopping:
-                    log.warning("[%s %s] send to app failed: %r", self.call_uuid, self.stream_id, exc)
-                    self._emit("app_failed", {"error": repr(exc)})
-                    gevent.spawn(self.stop, "app_failed")
-                return True
-            if sent < len(data):
-                self._outbox.put_raw(data[sent:])
-            self.messages_to_app += count
-            self._last_app_send = time.monotonic()
+            sent = self._app_sock.send(data, 0, timeout=0.0)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._app_sock = None
+            if not self._stopping:
+                log.warning("[%s %s] send to app failed: %r", self.call_uuid, self.stream_id, exc)
+                self._emit("app_failed", {"error": repr(exc)})
+                gevent.spawn(self.stop, "app_failed")
             return True
-        finally:
-            lock.release()
+        if sent < len(data):
+            self._outbox.put_raw(data[sent:])
+        self.messages_to_app += count
+        self._last_app_send = time.monotonic()
+        return True
 
     def _app_writer(self) -> None:
         ws = self._app_ws
@@ -454,7 +469,7 @@ class StreamSession:
             try:
                 # everything queued goes out in one sendall (under websocket-client's send lock):
                 # one syscall and one timeout per batch, not per message
-                data = b"".join(t if isinstance(t, bytes) else _client_text_frame(t) for t in batch)
+                data = b"".join([t if t.__class__ is bytes else text_frame(t) for t in batch])
                 with gevent.Timeout(self.spec.send_timeout, TimeoutError("send timeout")):
                     with ws.lock:
                         ws.sock.sendall(data)
@@ -470,9 +485,20 @@ class StreamSession:
 
     def _app_reader(self) -> None:
         ws = self._app_ws
+        sock_recv = ws.sock.recv
+
+        def recv(_wanted: int) -> bytes:
+            # websocket-client's frame reader asks for exactly what the next field needs (3 recv
+            # syscalls per message); it keeps whatever more it gets, so read what is there
+            data = sock_recv(APP_READ_SIZE)
+            if not data:
+                raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
+            return data
+
+        frames = websocket.frame_buffer(recv, True)  # its own parser; nothing else reads this socket
         while True:
             try:
-                frame = ws.recv_frame()
+                frame = frames.recv_frame()
             except Exception as exc:  # noqa: BLE001
                 if self._stopping or self._closing_app:
                     return
@@ -856,13 +882,6 @@ class StreamSession:
     @property
     def ended(self) -> bool:
         return self._done.is_set()
-
-
-def _client_text_frame(text: str) -> bytes:
-    """A masked client text frame for the app connection, built by the `websockets` package (its C
-    speedup masks; half the CPU of websocket-client's `ABNF.create_frame().format()`, which masks
-    through Python ints). websocket-client keeps the connection, its reads, pings and close."""
-    return Frame(Opcode.TEXT, text.encode("utf-8")).serialize(mask=True)
 
 
 def _describe_connect_error(exc: Exception) -> str:

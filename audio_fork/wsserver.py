@@ -1,9 +1,22 @@
 """Server-side WebSocket connections on gevent sockets, sans-I/O: wsproto does the opening handshake
 (accept with a subprotocol, or reject with an HTTP status); once accepted, the `websockets`
 package's sans-I/O `ServerProtocol` parses and builds the frames (its C speedups unmask; about 3x
-less CPU per 20 ms frame than wsproto's frame layer, BENCHMARKS.md "Second round"). Whole-message
-receive with a timeout (the socket's own, set only when it changes), locked sends, and the
-closing handshake. Used by the relay for mod_audio_fork's connections; knows nothing about streams.
+less CPU per 20 ms frame than wsproto's frame layer, BENCHMARKS.md "Second round"), except the
+relay's audio itself: `_take` finds the frame boundaries in what was read, and a whole, final,
+masked binary frame (while the protocol is open and no fragmented message is in progress) is
+unmasked right there with the same C speedup; every other frame is handed to the protocol object
+whole and on its own, so it never holds part of a frame between calls and stays in step (pings,
+the closing handshake, fragments, text and every protocol error are its own;
+tests/test_audio_fork_wsserver.py checks both paths agree on random streams). Why: reading one
+320-byte audio frame (`_feed` + `_handle`) costs 6-8 us through websockets' generator-based parser,
+1.2-2 us this way (50 000 frames, benchmark machine, 2026-11-21).
+
+Whole-message receive with a timeout (the socket's own, set only when it changes; with none, gevent
+arms no timer per read), or every whole message one read brought (`receive_batch`, the relay's hot
+path); locked sends that try a non-blocking send first (no timer unless the socket buffer is full);
+and the closing handshake (a peer that does not answer our Close within `close_timeout` is dropped,
+so a reader waiting without a timeout always ends). Used by the relay for mod_audio_fork's
+connections; knows nothing about streams.
 """
 from __future__ import annotations
 
@@ -13,7 +26,14 @@ from collections import deque
 from urllib.parse import parse_qs, urlsplit
 
 import gevent
+import gevent.socket
+import gevent.ssl
 from gevent.lock import Semaphore
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask
 from websockets.frames import Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -50,11 +70,15 @@ class HandshakeRequest:
 class ServerWebSocket:
     """One accepted TCP connection speaking the server side of RFC 6455."""
 
-    def __init__(self, sock, peer=None, max_message: int = 1 << 20, send_timeout: float = 5.0):
+    def __init__(self, sock, peer=None, max_message: int = 1 << 20, send_timeout: float = 5.0,
+                 close_timeout: float = 5.0):
         self.sock = sock
         self.peer = peer
         self.max_message = max_message
         self.send_timeout = send_timeout
+        self.close_timeout = close_timeout
+        # gevent's plain TCP socket can be asked not to wait (`timeout=0.0`); its SSL socket ignores that
+        self._try_send = isinstance(sock, gevent.socket.socket) and not isinstance(sock, gevent.ssl.SSLSocket)
         self._ws = WSConnection(ConnectionType.SERVER)
         self._events: deque = deque()
         self._send_lock = Semaphore()
@@ -66,6 +90,9 @@ class ServerWebSocket:
         self._proto: ServerProtocol | None = None  # the frame layer, once accepted
         self._timeout = -1.0                       # what the socket's timeout is set to
         self._text = False                         # the message being assembled is text
+        self._buf = b""            # read bytes not yet handed on: the start of an incomplete frame
+        self._split = True         # `_take` still splits frames itself (see the module docstring)
+        self._fragmented = False   # a fragmented message is in progress (its frames go to `proto`)
 
     # -- handshake --------------------------------------------------------------------------------
 
@@ -89,8 +116,7 @@ class ServerWebSocket:
         self._proto = proto
         self._events.clear()  # wsproto's handshake events; frames come from `proto` from now on
         if trailing:
-            proto.receive_data(bytes(trailing))
-            self._events.extend(proto.events_received())
+            self._take(bytes(trailing))
 
     def reject(self, status: int = 403, body: bytes = b"") -> None:
         """Answer the upgrade with an HTTP error status and close the socket."""
@@ -118,16 +144,39 @@ class ServerWebSocket:
                     return None
             if self.closed:
                 return None
-            if timeout != self._timeout:
-                self._timeout = timeout
-                self.sock.settimeout(timeout)
-            try:
-                data = self.sock.recv(_RECV)
-            except socket.timeout:
-                raise TimeoutError("no message within %.1fs" % timeout) from None
-            except OSError:
-                data = b""
-            self._feed(data)
+            self._read(timeout)
+
+    def receive_batch(self, timeout: float | None = None) -> list | None:
+        """Every whole message available now (str or bytes, in order): those already parsed, else
+        those the next read brings (at least one); None once the connection is closed, as `receive`.
+        One call per read: what `receive` does per message, this does once per read."""
+        out = []
+        events = self._events
+        handle = self._handle
+        while True:
+            while events:
+                msg = handle(events.popleft())
+                if msg is not None:
+                    out.append(msg)
+                elif self.closed:
+                    return out or None
+            if out:
+                return out
+            if self.closed:
+                return None
+            self._read(timeout)
+
+    def _read(self, timeout: float | None) -> None:
+        if timeout != self._timeout:
+            self._timeout = timeout
+            self.sock.settimeout(timeout)  # None: gevent waits without a timer per read
+        try:
+            data = self.sock.recv(_RECV)
+        except socket.timeout:
+            raise TimeoutError("no message within %.1fs" % timeout) from None
+        except OSError:
+            data = b""
+        self._feed(data)
 
     @property
     def buffered(self) -> bool:
@@ -137,11 +186,20 @@ class ServerWebSocket:
     def _feed(self, data: bytes) -> None:
         proto = self._proto
         if data:
-            proto.receive_data(data)
+            self._take(data)
         else:
+            if self._buf:  # an incomplete frame: the protocol object reports the broken stream
+                proto.receive_data(self._buf)
+                self._buf = b""
             proto.receive_eof()
-        self._events.extend(proto.events_received())
-        self._flush()  # pongs, the reply to a Close, a Close after a protocol error
+            self._events.extend(proto.events_received())
+        writes = proto.data_to_send()  # pongs, the reply to a Close, a Close after a protocol error
+        if writes:
+            with self._send_lock:
+                try:
+                    self._write(writes)
+                except WebSocketClosed:
+                    pass
         exc = proto.parser_exc
         if exc is not None and not isinstance(exc, EOFError):
             # the protocol object has sent the Close (1002, 1007, 1009): the connection is done
@@ -150,7 +208,71 @@ class ServerWebSocket:
         elif not data or exc is not None:
             self._events.append(_EOF)
 
+    def _take(self, data: bytes) -> None:
+        """Split `data` into frames (module docstring): events go to `_events` in wire order,
+        audio frames as their unmasked payload (bytes), the rest as the protocol object's events."""
+        proto = self._proto
+        events = self._events
+        if not self._split:
+            proto.receive_data(data)
+            events.extend(proto.events_received())
+            return
+        buf = self._buf + data if self._buf else data
+        n = len(buf)
+        pos = 0
+        while n - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                head = 10
+            else:
+                head = 2
+            if b1 & 0x80:
+                head += 4
+            if length > self.max_message:
+                # too long to hold whole: from here on the protocol object gets everything (and
+                # refuses this frame with 1009)
+                self._split = False
+                proto.receive_data(buf[pos:])
+                events.extend(proto.events_received())
+                pos = n
+                break
+            end = pos + head + length
+            if end > n:
+                break
+            if b0 == 0x82 and b1 & 0x80 and not self._fragmented:  # FIN, no RSV, binary, masked
+                events.append(apply_mask(buf[pos + head:end], buf[pos + head - 4:pos + head]))
+            else:
+                op = b0 & 0x0F
+                if op == 1 or op == 2:
+                    self._fragmented = not b0 & 0x80
+                elif op == 0 and b0 & 0x80:
+                    self._fragmented = False
+                proto.receive_data(buf[pos:end])
+                events.extend(proto.events_received())
+                if proto.state is not State.OPEN:
+                    # closing or failed: the protocol object takes (or discards) the rest itself
+                    self._split = False
+                    if end < n:
+                        proto.receive_data(buf[end:])
+                        events.extend(proto.events_received())
+                    pos = n
+                    break
+            pos = end
+        self._buf = buf[pos:] if pos < n else b""
+
     def _handle(self, ev):
+        if ev.__class__ is bytes:  # an audio frame from `_take`
+            return ev
         if ev is _EOF or ev is _BROKEN:
             if ev is _EOF and self.close_code is None:
                 self.close_code = 1006
@@ -209,20 +331,24 @@ class ServerWebSocket:
                 raise WebSocketClosed(f"cannot send: {exc}") from None
             self._write(self._proto.data_to_send())
 
-    def _flush(self) -> None:
-        with self._send_lock:
-            try:
-                self._write(self._proto.data_to_send())
-            except WebSocketClosed:
-                pass
-
     def _write(self, chunks) -> None:
+        sock = self.sock
         for data in chunks:
             if not data:  # SEND_EOF: the protocol is done with the connection
                 continue
             try:
+                if self._try_send:
+                    # what the kernel takes at once (the usual case: no timer per frame); the rest,
+                    # if any, waits below with the send timeout
+                    try:
+                        sent = sock.send(data, 0, timeout=0.0)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent == len(data):
+                        continue
+                    data = data[sent:]
                 with gevent.Timeout(self.send_timeout, WebSocketClosed("send timeout")):
-                    self.sock.sendall(data)
+                    sock.sendall(data)
             except OSError as exc:
                 raise WebSocketClosed(f"send failed: {exc}") from None
 
@@ -241,9 +367,20 @@ class ServerWebSocket:
             except WebSocketClosed:
                 self.closed = True
                 self._shutdown()
+                return
+            # the peer has `close_timeout` s to answer; then the connection is dropped (a reader
+            # blocked in `receive` gets None)
+            gevent.spawn_later(self.close_timeout, self._close_expired)
         elif proto.state is not State.CLOSING:
             self.closed = True
             self._shutdown()
+
+    def _close_expired(self) -> None:
+        if not self.closed:
+            log.info("websocket %s: no Close from the peer within %.1fs: dropping it", self.peer,
+                     self.close_timeout)
+            self.close_code = 1006
+            self.abort()
 
     def abort(self) -> None:
         """Drop the TCP connection without a closing handshake."""

@@ -492,3 +492,31 @@ def test_relay_survives_garbage_and_bad_upgrades(tmp_path, relay, app):
     got = b"".join(base64.b64decode(m["media"]["payload"]) for m in media_of(conn))
     assert got == (pcm[:1600] + b"\x01" + pcm[1600:])[: len(got)]
     s.stop()
+
+
+def test_app_messages_arriving_in_one_write_are_all_handled_in_order(relay, app):
+    """The app reader reads whatever is there (not field by field): 30 playAudio messages, a ping
+    and a checkpoint in one TCP write, then a message larger than one read, all reach the module."""
+    from wsproto.events import Ping, TextMessage
+
+    s, fs, conn, events = _start_bidi(relay, app)
+    pcm = _tone(8000, 0.6)
+    chunks = [pcm[i:i + 320] for i in range(0, len(pcm), 320)]
+    texts = [json.dumps({"event": "playAudio", "media": {"contentType": "audio/x-l16", "sampleRate": 8000,
+                                                         "payload": base64.b64encode(c).decode()}})
+             for c in chunks]
+    with conn._lock:
+        conn.sock.sendall(b"".join(conn.ws.send(TextMessage(data=t)) for t in texts[:15])
+                          + conn.ws.send(Ping(payload=b"are you there"))
+                          + b"".join(conn.ws.send(TextMessage(data=t)) for t in texts[15:])
+                          + conn.ws.send(TextMessage(data='{"event":"checkpoint","name":"cp"}')))
+    big = _tone(8000, 1.0, freq=1000)  # 21 KB of JSON: several reads for one message
+    conn.send_text(json.dumps({"event": "playAudio", "media": {"contentType": "audio/x-l16", "sampleRate": 8000,
+                                                               "payload": base64.b64encode(big).decode()}}))
+    conn.wait_for(lambda c: any(json.loads(t).get("name") == "cp" for t in c.texts()), timeout=5)
+    fs.module.wait_for(lambda m: len(m.binary) >= 80, timeout=5)
+    got = b"".join(f for _, f in fs.module.binary)
+    assert got[: len(pcm)] == pcm                      # every small message, in order
+    assert big[:3200] in got[len(pcm):]                # and the big one after them
+    assert s.protocol_errors == 0
+    s.stop()

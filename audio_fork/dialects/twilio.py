@@ -9,8 +9,8 @@ App audio (`media.payload`) is in the stream's codec (`encoding`/`sample_rate`).
 """
 from __future__ import annotations
 
-import base64
 import json
+from binascii import b2a_base64  # what base64.b64encode calls, without its Python frame
 
 from ..errors import ProtocolError
 from .base import (Checkpoint, ClearAudio, PlayAudio, SendDigits, DTMF_DIGITS, check_audio,
@@ -84,7 +84,8 @@ class TwilioDialect:
         self.chunks[track] = chunk
         seq = self.sequence
         self.sequence = seq + 1
-        return self._media_fmt[track] % (seq, chunk, media_ms, base64.b64encode(payload).decode("ascii"))
+        return self._media_fmt[track] % (seq, chunk, media_ms,
+                                         b2a_base64(payload, newline=False).decode("ascii"))
 
     def played(self, name: str) -> str:
         return json.dumps({"event": "mark", "sequenceNumber": self._next_seq(), "streamSid": self.stream_id,

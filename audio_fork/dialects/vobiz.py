@@ -12,9 +12,9 @@ the ack); no in-band `stop` is ever sent (the socket closes with 1000).
 """
 from __future__ import annotations
 
-import base64
 import json
 import time
+from binascii import b2a_base64  # what base64.b64encode calls, without its Python frame
 
 from ..errors import ProtocolError
 from .base import (Checkpoint, ClearAudio, PlayAudio, StopStream, check_audio, decode_payload,
@@ -92,9 +92,11 @@ class VobizDialect:
 
     def media(self, track: str, payload: bytes, media_ms: int) -> str:
         """One media message; `media_ms` = position of this frame on the media clock."""
-        self.chunk += 1
-        return self._media_fmt[track] % (self._next_seq(), self.start_ms + media_ms, self.chunk,
-                                         base64.b64encode(payload).decode("ascii"))
+        self.chunk = chunk = self.chunk + 1
+        seq = self.sequence
+        self.sequence = seq + 1
+        return self._media_fmt[track] % (seq, self.start_ms + media_ms, chunk,
+                                         b2a_base64(payload, newline=False).decode("ascii"))
 
     def played(self, name: str) -> str:
         return json.dumps({"sequenceNumber": self._next_seq(), "event": "playedStream",
