@@ -1,4 +1,5 @@
 """python -m bench [relay|stream-start|calls|memory|all] [--record] [--quick] [--duration S] [--sizes 50,200]
+                   [--switch lean|sim]
 
 Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
 the machine and the git commit. Every run stops by itself (bounded loops, 127.0.0.1 only).
@@ -23,7 +24,7 @@ def _relay(args):
 def _calls(args):
     from bench import calls
 
-    return calls.run(quick=args.quick, duration=args.duration, all_sizes=args.all_sizes)
+    return calls.run(quick=args.quick, duration=args.duration, all_sizes=args.all_sizes, switch=args.switch)
 
 
 def _memory(args):
@@ -56,6 +57,10 @@ def main(argv=None) -> int:
     p.add_argument("--sizes", default=None, help="relay: comma-separated N (default 50,100,200,500,1000)")
     p.add_argument("--all-sizes", action="store_true",
                    help="relay/calls: run every N (offered rate) even after a smaller one was already overloaded (slow)")
+    p.add_argument("--switch", choices=["lean", "sim"], default="lean",
+                   help="calls: the FreeSWITCH stand-in: lean = bench/lean_switch.py (captured frames, 2-3 ms "
+                        "CPU per call, first app at once), sim = the simulator (switch_sim, 8-11 ms per call, "
+                        "0-20 ms park tick); memory always uses the simulator")
     args = p.parse_args(argv)
     names = list(BENCHMARKS) if args.which == "all" else [args.which]
     info = common.machine()

@@ -4,12 +4,15 @@
 Three processes besides the orchestrator, so `getrusage` of the callfork process is callfork's CPU
 and nothing else:
 
-    switch  (python -m bench.calls switch)    switch_sim.Simulator in-process + the call driver: it
-                                               places calls (`place_call`, the same path as
-                                               `sim_call`) and timestamps, per call, from inside the
-                                               simulator: created, the dialplan's `socket` app
-                                               starting, the first `sendmsg execute` arriving from
-                                               callfork, and the CHANNEL_EXECUTE of that app
+    switch  `--switch lean` (default):         bench/lean_switch.py: a lean FreeSWITCH stand-in
+            (python -m bench.lean_switch)       (captured frames, 2-3 ms CPU per call) + the call
+                                               driver; it runs the first app at once (no park tick)
+            `--switch sim`:                    switch_sim.Simulator in-process + the call driver:
+            (python -m bench.calls switch)     it places calls (`place_call`, the same path as
+                                               `sim_call`); 8-11 ms CPU per call, 0-20 ms park tick
+            Both timestamp, per call: created, the socket to callfork opening (sim: the dialplan's
+            `socket` app starting), the first `sendmsg execute` arriving from callfork, the
+            CHANNEL_EXECUTE of that app, the end (CHANNEL_HANGUP_COMPLETE)
     callfork (python -m bench.calls callfork)  esl_app.service.Service, the real thing (config ->
                                                start()), logging at INFO to a file as `callfork serve`
     app     (python -m bench.calls app)        a small gevent HTTP/1.1 keep-alive server: answers
@@ -20,7 +23,8 @@ and nothing else:
 
 Per call: overhead = (first verb's CHANNEL_EXECUTE - call created) - the app's own time for that
 call's answer request; "(to sendmsg)" the same up to callfork's `sendmsg` reaching the switch
-(callfork's part: the rest is the parked channel waiting for its next 20 ms media tick).
+(callfork's part: with the simulator the rest is the parked channel waiting for its next 20 ms media
+tick; the lean switch has none, so its overhead is callfork's part plus loopback).
 The document is `<Response><Speak>x</Speak></Response>`: its first app is `answer` (no audio time
 before it), then a short `speak`, then the document ends -> callfork hangs up (Vobiz 4010), so each
 call lives ~0.15 s and the test measures setup.
@@ -31,7 +35,8 @@ Two load shapes, on one set of processes (warmed up first):
 - closed loop: N callers, each placing its next call as soon as its previous one ended: N calls in
   flight all the time (N=1 is the unloaded latency; large N finds the maximum rate).
 callfork CPU per call = its user+sys over the row (placing the first call -> every call ended and
-its hangup webhook delivered) / calls.
+its hangup webhook delivered) / calls; switch CPU per call = the switch process's over its `run`.
+A call the lean switch could not model (a command, API or app it does not know) counts as failed.
 """
 if __name__ == "__main__":
     from gevent import monkey
@@ -62,6 +67,58 @@ def rss_kb() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+# --- the call driver (shared by the simulator and the lean switch) -------------------------------------
+
+CALL_KEYS = ("uuid", "created", "socket", "sendmsg", "exec", "app", "ended", "cause", "error")
+
+
+def drive(place, wait_end, mode: str, value: float, duration: float, max_inflight: int = 200) -> dict:
+    """Place calls with `place() -> state dict` and wait for each with `wait_end(state)`.
+    mode "open": `value` calls/s on an absolute schedule for `duration` s (at most `max_inflight`
+    in flight); "closed": `value` callers, each placing its next call when its last one ended."""
+    import gevent
+    from gevent.pool import Group
+
+    calls: list = []
+    group = Group()
+    c0 = common.cpu_times()
+    t0 = time.monotonic()
+    end = t0 + duration
+    held = 0
+
+    def one():
+        st = place()
+        calls.append(st)
+        wait_end(st)
+
+    if mode == "open":
+        i = 0
+        while True:
+            at = t0 + i / value
+            if at >= end:
+                break
+            d = at - time.monotonic()
+            if d > 0:
+                gevent.sleep(d)
+            while len(group) >= max_inflight and time.monotonic() < end:
+                gevent.sleep(0.005)  # bounded: an overloaded callfork must not pile up calls
+            if time.monotonic() >= end:
+                held = int(duration * value) - i   # offered in the window but never placed
+                break
+            group.spawn(one)
+            i += 1
+    else:
+        def caller():
+            while time.monotonic() < end:
+                one()
+
+        for _ in range(int(value)):
+            group.spawn(caller)
+    group.join(timeout=duration + 90)
+    c1 = common.cpu_times()
+    out = [{k: st.get(k) for k in CALL_KEYS} for st in calls]
+    return {"calls": out, "held": held, "cpu": [c0, c1], "wall": time.monotonic() - t0, "states": calls}
 
 # --- the switch: simulator + call driver ------------------------------------------------------------
 
@@ -126,52 +183,10 @@ class Driver:
 
     def c_run(self, mode: str, value: float, duration: float, to: str = "1000", max_inflight: int = 200) -> dict:
         """mode "open": `value` calls/s for `duration` s; "closed": `value` callers back to back."""
-        import gevent
-        from gevent.pool import Group
-
-        calls: list = []
-        group = Group()
-        c0 = common.cpu_times()
-        t0 = time.monotonic()
-        end = t0 + duration
-        held = 0
-
-        def one():
-            st = self._place(to)
-            calls.append(st)
-            self._wait_end(st)
-
-        if mode == "open":
-            i = 0
-            while True:
-                at = t0 + i / value
-                if at >= end:
-                    break
-                d = at - time.monotonic()
-                if d > 0:
-                    gevent.sleep(d)
-                while len(group) >= max_inflight and time.monotonic() < end:
-                    gevent.sleep(0.005)  # bounded: an overloaded callfork must not pile up calls
-                if time.monotonic() >= end:
-                    held = int(duration * value) - i   # offered in the window but never placed
-                    break
-                group.spawn(one)
-                i += 1
-        else:
-            def caller():
-                while time.monotonic() < end:
-                    one()
-
-            for _ in range(int(value)):
-                group.spawn(caller)
-        group.join(timeout=duration + 90)
-        c1 = common.cpu_times()
-        out = []
-        for st in calls:
-            out.append({k: st.get(k) for k in ("uuid", "created", "socket", "sendmsg", "exec", "app", "ended",
-                                                "cause")})
-        return {"calls": out, "held": held, "cpu": [c0, c1], "wall": time.monotonic() - t0,
-                "live": len(self.sim.channels)}
+        res = drive(lambda: self._place(to), self._wait_end, mode, value, duration, max_inflight)
+        res.pop("states")
+        res["live"] = len(self.sim.channels)
+        return res
 
     # memory benchmark: park calls
     def c_place(self, k: int, to: str, rate: float = 50.0) -> dict:
@@ -361,10 +376,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class Rig:
-    """app + switch (simulator) + callfork, fresh processes. `numbers`: to-number -> app path."""
+SWITCH_NAMES = {"sim": "the simulator (switch_sim; 0-20 ms park tick before the first app)",
+                "lean": "the lean switch (bench/lean_switch.py; first app at once, no park tick)"}
+SWITCHES = {"sim": ("bench.calls", "switch"), "lean": ("bench.lean_switch",)}
 
-    def __init__(self, numbers: dict | None = None, sink: bool = False):
+
+class Rig:
+    """app + switch + callfork, fresh processes. `numbers`: to-number -> app path; `switch`: "sim"
+    (switch_sim + driver, what the memory benchmark needs) or "lean" (bench/lean_switch.py)."""
+
+    def __init__(self, numbers: dict | None = None, sink: bool = False, switch: str = "sim"):
+        self.switch_kind = switch
         self.data_dir = tempfile.mkdtemp(prefix="callfork-bench-")
         self.children = []
         try:
@@ -373,7 +395,7 @@ class Rig:
                 self.children.append(self.sink)
             self.app = common.Child("bench.calls", "app", name="app")
             self.children.append(self.app)
-            self.switch = common.Child("bench.calls", "switch", name="switch")
+            self.switch = common.Child(*SWITCHES[switch], name="switch")
             self.children.append(self.switch)
             url = self.app.info["url"]
             numbers = numbers or {"*": "/answer"}
@@ -417,7 +439,8 @@ def run_row(rig: Rig, mode: str, value: float, duration: float) -> dict:
     wall = (k1["t_ns"] - k0["t_ns"]) / 1e9
     answers = rig.app.call("take")["answers"]
     calls = r["calls"]
-    ok = [c for c in calls if c.get("exec") and c["uuid"] in answers]
+    ok = [c for c in calls if c.get("exec") and c["uuid"] in answers and not c.get("error")]
+    errors = [f"{c['uuid']}: {c['error']}" for c in calls if c.get("error")] + r.get("control_errors", [])
     over, over_cf, app_ms, sim_ms, tick_ms = [], [], [], [], []
     for c in ok:
         t_app0, t_app1 = answers[c["uuid"]]
@@ -444,6 +467,7 @@ def run_row(rig: Rig, mode: str, value: float, duration: float) -> dict:
     return {
         "mode": mode, "value": value, "duration": duration, "placed": len(calls), "ok": len(ok),
         "failed": len(calls) - len(ok), "held": r["held"], "causes": causes,
+        "not_modelled": len(errors), "errors": errors[:5],
         "cps": len(ok) / span if span > 0 else None,
         "placed_cps": (len(calls) - 1) / placed_span if placed_span > 0 else None,
         "over_p50": p[0], "over_p99": p[1], "over_max": p[2],
@@ -451,6 +475,7 @@ def run_row(rig: Rig, mode: str, value: float, duration: float) -> dict:
         "tick_p50": common.pct(tick_ms, (50,))[0], "sim_p99": common.pct(sim_ms, (99,))[0],
         "app_p50": common.pct(app_ms, (50,))[0], "app_p99": common.pct(app_ms, (99,))[0],
         "cpu_ms_call": cf_cpu / len(calls) * 1e3 if calls else None,
+        "sw_ms_call": sw_cpu / len(calls) * 1e3 if calls else None,
         "cf_core": cf_cpu / wall, "sw_core": sw_cpu / r["wall"], "app_core": _cpu(a0, a1) / wall,
         "other_core": busy - (cf_cpu + _cpu(a0, a1)) / wall - sw_cpu / r["wall"],
         "rss_mb": k1["rss_kb"] / 1024, "wall": wall,
@@ -464,16 +489,20 @@ def _f(v, spec=".1f"):
 def table(rows: list, title: str) -> str:
     head = ["load", "calls ok/placed", "placed CPS", "achieved CPS", "overhead p50 ms", "p99 ms", "max ms",
             "(to sendmsg) p50 / p99 ms", "park tick wait p50 ms", "app own p50 / p99 ms",
-            "callfork CPU ms/call", "(= CPS/core)", "callfork cores", "switch+app cores", "other load (cores)"]
+            "callfork CPU ms/call", "(= CPS/core)", "switch CPU ms/call", "callfork cores", "switch+app cores",
+            "other load (cores)"]
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         load = f"{r['value']:g} CPS offered" if r["mode"] == "open" else f"N={r['value']:g} in flight"
         failed = f"{r['ok']}/{r['placed']}" + (f" ({r['held']} never placed: 200 in flight)" if r["held"] else "")
+        if r.get("not_modelled"):
+            failed += f" ({r['not_modelled']} not modelled by the lean switch: see its log)"
         lines.append("| " + " | ".join([
             load, failed, _f(r["placed_cps"]), _f(r["cps"]), _f(r["over_p50"]), _f(r["over_p99"]), _f(r["over_max"]),
             f"{_f(r['cf_p50'])} / {_f(r['cf_p99'])}", _f(r["tick_p50"]),
             f"{_f(r['app_p50'], '.2f')} / {_f(r['app_p99'], '.2f')}", _f(r["cpu_ms_call"], ".2f"),
-            _f(1e3 / r["cpu_ms_call"] if r["cpu_ms_call"] else None, ".0f"), _f(r["cf_core"], ".2f"),
+            _f(1e3 / r["cpu_ms_call"] if r["cpu_ms_call"] else None, ".0f"), _f(r.get("sw_ms_call"), ".2f"),
+            _f(r["cf_core"], ".2f"),
             f"{r['sw_core']:.2f}+{r['app_core']:.2f}", _f(r["other_core"], ".2f")]) + " |")
     return "\n".join(lines)
 
@@ -500,14 +529,15 @@ def summary(rows: list) -> str:
     return "\n".join(out)
 
 
-def run(quick: bool = False, duration: float | None = None, log=print, all_sizes: bool = False) -> list:
+def run(quick: bool = False, duration: float | None = None, log=print, all_sizes: bool = False,
+        switch: str = "lean") -> list:
     duration = duration or (4.0 if quick else 8.0)
     rates = QUICK_RATES if quick else RATES
     conc = QUICK_CONCURRENCY if quick else CONCURRENCY
     rows = []
-    rig = Rig()
+    rig = Rig(switch=switch)
     try:
-        log(f"calls: warm-up (1.5 s, 5 in flight); document {DOCUMENT}")
+        log(f"calls: switch {switch}; warm-up (1.5 s, 5 in flight); document {DOCUMENT}")
         rig.switch.call("run", timeout=120, mode="closed", value=5, duration=1.5)
         rig.wait_idle()
         for mode, values in (("open", rates), ("closed", conc)):
@@ -531,6 +561,7 @@ def run(quick: bool = False, duration: float | None = None, log=print, all_sizes
     finally:
         rig.close()
     title = (f"calls: answer-URL fetch to the first verb, `{DOCUMENT}`; {duration:.0f} s per row; "
+             f"switch: {SWITCH_NAMES[switch]}; "
              f"overhead = (first verb's CHANNEL_EXECUTE - call created) - the app's own time")
     t = table(rows, title) + "\n\n" + summary(rows)
     log(t + "\n")
