@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description="callfork benchmarks (see BENCHMARKS.md)")
     p.add_argument("which", nargs="?", default="all", choices=["all", *BENCHMARKS])
     p.add_argument("--record", action="store_true", help="append the tables to BENCHMARKS.md")
-    p.add_argument("--quick", action="store_true", help="fewer sizes, shorter windows (< 2 min)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer sizes, shorter windows (relay --quick: about 2 min, 45 s of it I/O floor rows)")
     p.add_argument("--duration", type=float, default=None, help="relay: measurement window per N (s); calls: seconds per row")
     p.add_argument("--sizes", default=None, help="relay: comma-separated N (default 50,100,200,500,1000)")
     p.add_argument("--all-sizes", action="store_true",

@@ -10,6 +10,8 @@ run, in the relay's own process (after its streams have stopped), with `time.pro
 - downstream (bidirectional), per playAudio message the app sends: `json.loads` of the message +
   `base64.b64decode` of its payload.
 Each figure is the median of `repeats` timed loops of `frames` iterations.
+The other baseline, the I/O floor (what the same frames cost a minimal relay that also does the
+recv/send/wake-up work), is bench/io_floor.py, run as its own process by bench/relay.py.
 """
 from __future__ import annotations
 

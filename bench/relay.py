@@ -9,12 +9,19 @@ seconds defined on the forks' send clock:
 - added latency = sink recv() time - fork send time (both CLOCK_MONOTONIC), p50/p99/max;
 - relay CPU = getrusage(RUSAGE_SELF) user+sys of the relay process over the window, per frame
   relayed (`Relay.frames_in`; bidirectional: frames_in + frames_out);
-- floor = bench.floor measured afterwards in the same relay process; ratio = CPU / floor.
+- floor = bench.floor measured afterwards in the same relay process; ratio = CPU / floor;
+- I/O floor (one-way rows; in full runs only the 8 kHz table, to keep `python -m bench all` under
+  10 minutes): right after the relay's row, the same N, rate, warm-up and window with fresh sink and
+  load generator and bench/io_floor.py in place of the relay (the leanest relay for the same wire
+  traffic: one epoll loop, one recv + one send per frame); its getrusage per frame, its lost and
+  latency, recv/send syscalls and epoll wake-ups per frame, and its per-frame Python measured alone
+  afterwards; "CPU/io floor" = the relay's CPU per frame / the I/O floor's.
 Bidirectional: the sink sends playAudio at 2x real time (one 40 ms message every 20 ms, a
 checkpoint every second), the relay paces it back to the fork; the fork records the gaps between
 the frames it gets back.
 
-The worker role (`python -m bench.relay worker <switch-port>`) is the relay process.
+The worker role (`python -m bench.relay worker <switch-port>`) is the relay process
+(`python -m bench.io_floor <switch-port>` in I/O floor rows).
 """
 if __name__ == "__main__":
     from gevent import monkey
@@ -174,12 +181,17 @@ def worker_main(switch_port: int) -> None:
 
 
 class Rig:
-    """sink + load generator + relay worker, fresh processes."""
+    """sink + load generator + relay worker (kind "relay") or the I/O floor relay (kind "io",
+    bench/io_floor.py), fresh processes."""
 
-    def __init__(self, bidi_rate: int = 0):
+    def __init__(self, bidi_rate: int = 0, kind: str = "relay"):
         self.sink = common.Child("bench.common", "sink", name="sink")
         self.loadgen = common.Child("bench.common", "loadgen", name="loadgen")
-        self.relay = common.Child("bench.relay", "worker", str(self.loadgen.info["switch"]), name="relay")
+        switch = str(self.loadgen.info["switch"])
+        if kind == "io":
+            self.relay = common.Child("bench.io_floor", switch, name="io_floor")
+        else:
+            self.relay = common.Child("bench.relay", "worker", switch, name="relay")
         self.sink.call("configure", bidi_rate=bidi_rate)
         self.sink_url = self.sink.info["url"]
 
@@ -193,8 +205,10 @@ def _delta_cpu(a: dict, b: dict) -> float:
 
 
 def run_one(n: int, rate: int = 8000, bidi: bool = False, duration: float = 10.0, warmup: float = 2.0,
-            log=print) -> dict:
-    rig = Rig(bidi_rate=8000 if bidi else 0)
+            log=print, kind: str = "relay") -> dict:
+    """One row: kind "relay" = callfork's relay (with the json floor measured afterwards in its
+    process), "io" = the I/O floor relay (bench/io_floor.py, one-way only) in the same harness."""
+    rig = Rig(bidi_rate=8000 if bidi else 0, kind=kind)
     try:
         st = rig.relay.call("start", timeout=300, n=n, sink_url=rig.sink_url, rate=rate, bidi=bidi)
         if st["failed"]:
@@ -224,8 +238,12 @@ def run_one(n: int, rate: int = 8000, bidi: bool = False, duration: float = 10.0
         frames_out = c1["frames_out"] - c0["frames_out"]
         # the app sends one playAudio per 20 ms per stream: n * 50 * wall messages in the window
         play_msgs_window = int(n * 50 * wall) if bidi else 0
-        fl = rig.relay.call("floor", timeout=300, frames=frames_in, frame_bytes=rate // 50 * 2,
-                            play_messages=play_msgs_window, play_bytes=640, play_rate=8000)
+        if kind == "io":
+            fl = {"up_json_s": 0.0, "up_template_s": 0.0, "down_s": 0.0}
+            fl.update(rig.relay.call("python_work", timeout=120, frame_bytes=rate // 50 * 2))
+        else:
+            fl = rig.relay.call("floor", timeout=300, frames=frames_in, frame_bytes=rate // 50 * 2,
+                                play_messages=play_msgs_window, play_bytes=640, play_rate=8000)
         floor_s = fl["up_json_s"] * frames_in + fl["down_s"] * play_msgs_window
         floor_tpl_s = fl["up_template_s"] * frames_in + fl["down_s"] * play_msgs_window
         relayed = frames_in + frames_out
@@ -252,6 +270,10 @@ def run_one(n: int, rate: int = 8000, bidi: bool = False, duration: float = 10.0
             "down_frames": gen["down_window"], "down_fps": gen["down_window"] / (n * wall) if bidi else None,
             "down_gap": gen["down_gap_ms"], "events": stop["events"], "wall": wall,
         }
+        if kind == "io" and frames_in:
+            # syscalls and wake-ups per frame: the I/O pattern the floor is made of
+            row["per_frame"] = {k: (c1[k] - c0[k]) / frames_in for k in ("recvs", "sends", "wakeups")}
+            row["python_us_frame"] = fl["python_s"] * 1e6
         return row
     finally:
         rig.close()
@@ -268,6 +290,8 @@ def table(rows: list, title: str) -> str:
             "other load (cores)", "gen late p99 ms"]
     if bidi:
         head += ["down fps/stream", "down gap p1/p50/p99/max ms"]
+    head += ["io floor us/frame (its Python part)", "CPU/io floor", "io floor lost", "io floor lat p50/p99 ms",
+             "io floor cores (sys share)", "io floor recv/send/wake-up per frame"]
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r["n"]), str(r["sent"]), f"{r['lost']}" + (f" (app q drop {r['app_dropped']})" if r["app_dropped"] else ""),
@@ -279,8 +303,35 @@ def table(rows: list, title: str) -> str:
         if bidi:
             g = r["down_gap"]
             cells += [_f(r["down_fps"], ".1f"), "/".join(_f(x, ".1f") for x in g)]
+        io = r.get("io")
+        if r["bidi"]:
+            cells += ["n/a (one-way only)"] + ["-"] * 5
+        elif io is None:
+            cells += ["not run (quick runs only)" if r.get("io_skipped") else "failed"] + ["-"] * 5
+        else:
+            pf = io.get("per_frame") or {}
+            cells += [f"{_f(io['cpu_us_frame'], '.1f')} ({_f(io.get('python_us_frame'), '.1f')})",
+                      _f(r.get("io_ratio"), ".1f") + "x", str(io["lost"]),
+                      f"{_f(io['lat_p50'], '.2f')}/{_f(io['lat_p99'], '.2f')}",
+                      f"{io['relay_core']:.2f} ({io['relay_sys_share']:.0%})",
+                      "/".join(_f(pf.get(k), ".2f") for k in ("recvs", "sends", "wakeups"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def run_io_floor(n: int, rate: int, duration: float, warmup: float, log=print) -> dict | None:
+    """The I/O floor row for the relay row just measured: same N, rate and window, fresh processes."""
+    t = time.monotonic()
+    try:
+        io = run_one(n, rate=rate, duration=duration, warmup=warmup, log=log, kind="io")
+    except Exception as exc:  # noqa: BLE001 - the relay row stands without it
+        log(f"  ! io floor at N={n} failed: {exc!r}")
+        return None
+    log("  io floor: " + json.dumps({k: io[k] for k in ("lost", "lat_p50", "lat_p99", "relay_core", "cpu_us_frame",
+                                                        "per_frame", "python_us_frame", "relay_sys_share",
+                                                        "other_core")}, default=str)
+        + f" ({time.monotonic() - t:.1f} s)")
+    return io
 
 
 def run(quick: bool = False, duration: float | None = None, sizes=None, log=print, all_sizes: bool = False) -> list:
@@ -311,6 +362,13 @@ def run(quick: bool = False, duration: float | None = None, sizes=None, log=prin
             log("  " + json.dumps({k: r[k] for k in ("lost", "lat_p50", "lat_p99", "lat_max", "relay_core",
                                                      "cpu_us_frame", "floor_us_frame", "ratio", "gen_core",
                                                      "sink_core", "gen_late_p99")}, default=str))
+            if not bidi and not quick and rate != 8000:
+                r["io"], r["io_skipped"] = None, True  # keeps `python -m bench all` under 10 minutes
+            elif not bidi:
+                r["io"] = run_io_floor(n, rate, duration, 1.5 if quick else 2.0, log)
+                io = r["io"]
+                r["io_ratio"] = (r["cpu_us_frame"] / io["cpu_us_frame"]
+                                 if io and io["cpu_us_frame"] and r["cpu_us_frame"] else None)
             rows.append(r)
         t = table(rows, f"{title}; window {duration:.0f} s per N")
         log(t + "\n")
