@@ -14,7 +14,8 @@ and nothing else:
             `socket` app starting), the first `sendmsg execute` arriving from callfork, the
             CHANNEL_EXECUTE of that app, the end (CHANNEL_HANGUP_COMPLETE)
     callfork (python -m bench.calls callfork)  esl_app.service.Service, the real thing (config ->
-                                               start()), logging at INFO to a file as `callfork serve`
+                                               start(), then freeze_startup_heap()), logging at INFO
+                                               to a file, as `callfork serve`
     app     (python -m bench.calls app)        a small gevent HTTP/1.1 keep-alive server: answers
                                                /answer with a fixed document and timestamps, per
                                                CallUUID, the first byte of the request and the end
@@ -34,6 +35,10 @@ Two load shapes, on one set of processes (warmed up first):
   200 in flight; once a rate is overloaded (< 90% set up) higher rates are skipped (`all_sizes`);
 - closed loop: N callers, each placing its next call as soon as its previous one ended: N calls in
   flight all the time (N=1 is the unloaded latency; large N finds the maximum rate).
+Logged per row besides the table: callfork's run-queue wait (/proc/self/schedstat: runnable but
+no CPU free, per call and as a share of the row), how many calls were still in setup when each
+call arrived, and the inter-arrival gaps (p50 far below the mean = calls arrive in bursts, as the
+closed loop's in-phase callers do).
 callfork CPU per call = its user+sys over the row (placing the first call -> every call ended and
 its hangup webhook delivered) / calls; switch CPU per call = the switch process's over its `run`.
 A call the lean switch could not model (a command, API or app it does not know) counts as failed.
@@ -350,9 +355,14 @@ def callfork_main(spec_json: str) -> None:
     service = Service(config).start()
     if not service.control.wait_connected(10):
         raise RuntimeError("callfork did not connect to the simulator's event socket")
+    freeze = getattr(sys.modules["esl_app.service"], "freeze_startup_heap", None)
+    if freeze is not None:   # as `callfork serve` does after start-up (absent in older overlays)
+        freeze()
 
     def c_state() -> dict:
         out = common.cpu_times()
+        with open("/proc/self/schedstat") as f:   # ns on a CPU, ns runnable but waiting for one, slices
+            out["runq_wait_ns"] = int(f.read().split()[1])
         out.update(rss_kb=rss_kb(), calls=len(service.calls), outbox=service.outbox.depth(),
                    streams=getattr(service.relay, "streams_live", 0),
                    frames_in=getattr(service.relay, "frames_in", 0))
@@ -452,6 +462,11 @@ def run_row(rig: Rig, mode: str, value: float, duration: float) -> dict:
             tick_ms.append((c["exec"] - c["sendmsg"]) / 1e6)
         if c.get("socket"):
             sim_ms.append((c["socket"] - c["created"]) / 1e6)
+    # per call, how many calls were still in setup (created, first app not yet executed) when it
+    # was created: a closed loop's callers stay in phase (equal call lengths) and arrive in bursts
+    spans = sorted((c["created"], c.get("exec") or c["created"]) for c in calls)
+    in_setup = [sum(1 for a, b in spans[max(0, i - 400):i] if b > t) for i, (t, _) in enumerate(spans)]
+    gaps = [(b - a) / 1e6 for (a, _), (b, _) in zip(spans, spans[1:])]   # inter-arrival, ms
     first = min((c["created"] for c in calls), default=0)
     last = max((c["exec"] for c in ok), default=first)
     span = (last - first) / 1e9
@@ -471,7 +486,8 @@ def run_row(rig: Rig, mode: str, value: float, duration: float) -> dict:
         "cps": len(ok) / span if span > 0 else None,
         "placed_cps": (len(calls) - 1) / placed_span if placed_span > 0 else None,
         "over_p50": p[0], "over_p99": p[1], "over_max": p[2],
-        "cf_p50": q[0], "cf_p99": q[1],
+        "cf_p50": q[0], "cf_p99": q[1], "in_setup_at_arrival_p50": common.pct(in_setup, (50,))[0],
+        "arrival_gap_p50_ms": common.pct(gaps, (50,))[0], "arrival_gap_mean_ms": sum(gaps) / len(gaps) if gaps else None,
         "tick_p50": common.pct(tick_ms, (50,))[0], "sim_p99": common.pct(sim_ms, (99,))[0],
         "app_p50": common.pct(app_ms, (50,))[0], "app_p99": common.pct(app_ms, (99,))[0],
         "cpu_ms_call": cf_cpu / len(calls) * 1e3 if calls else None,
@@ -479,6 +495,9 @@ def run_row(rig: Rig, mode: str, value: float, duration: float) -> dict:
         "cf_core": cf_cpu / wall, "sw_core": sw_cpu / r["wall"], "app_core": _cpu(a0, a1) / wall,
         "other_core": busy - (cf_cpu + _cpu(a0, a1)) / wall - sw_cpu / r["wall"],
         "rss_mb": k1["rss_kb"] / 1024, "wall": wall,
+        # callfork runnable but waiting for a CPU (the machine's other processes had it), per call
+        "cf_runq_wait_ms_call": (k1["runq_wait_ns"] - k0["runq_wait_ns"]) / 1e6 / len(calls) if calls else None,
+        "cf_runq_wait_share": (k1["runq_wait_ns"] - k0["runq_wait_ns"]) / 1e9 / wall,
     }
 
 

@@ -12,7 +12,9 @@ wrong (reference/freeswitch.md §1.2-1.4):
   notices; a handler that raises is logged and skipped; one that blocks is reported;
 - the disconnect notice: `Content-Disposition: linger` keeps the connection (`.lingering`), any
   other notice, EOF or a framing error ends it: pending replies fail with `ESLDisconnected` and
-  `on_close(reason)` runs after every event already received has been dispatched.
+  `on_close(reason)` runs after every event already received has been dispatched; then the
+  connection drops `on_close` and its handlers (they are usually bound methods of its owner: a
+  reference cycle that would leave every finished call to the cyclic GC).
 """
 import logging
 import socket
@@ -221,9 +223,14 @@ class ESLConnection(ESLProtocol):
                 break
             self.dispatch(item)
         self._closed.set()
-        if self.on_close is not None:
+        on_close, self.on_close = self.on_close, None
+        # nothing is dispatched any more: drop the handlers, which are usually bound methods of
+        # the object owning this connection (a cycle), so the call's objects are freed by
+        # reference counting at once instead of by the cyclic GC's full collections
+        self.event_handlers = {}
+        if on_close is not None:
             try:
-                self.on_close(self.close_reason)
+                on_close(self.close_reason)
             except Exception:
                 log.exception('[%s] on_close handler failed', self.label)
 

@@ -9,6 +9,7 @@ Each call runs in the outbound server's connection greenlet: `verbs.Interpreter`
 """
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import secrets
@@ -410,10 +411,21 @@ def _originate_value(name: str, value) -> str:
     return text
 
 
+def freeze_startup_heap() -> None:
+    """Once the service has started: collect, then move every object alive now (modules, config,
+    compiled templates, pools) to the GC's permanent generation. Full (generation 2) collections
+    then traverse only what was allocated since, instead of pausing the whole hub for tens of
+    ms to re-check start-up objects that live as long as the process. Costs no memory: nothing
+    is kept that refcounting would free, and the collect before it leaves no start-up garbage."""
+    gc.collect()
+    gc.freeze()
+
+
 def run_service(config_path: str | None = None, env=None) -> int:
     """`callfork serve`. Without a config file (no --config, no $CALLFORK_CONFIG) the loopback
     defaults apply and every number is answered by the built-in sample application, started
-    in-process on a free loopback port (DESIGN §7)."""
+    in-process on a free loopback port (DESIGN §7). Once the service runs, its start-up heap is
+    frozen (`freeze_startup_heap`)."""
     import dataclasses
     import os
 
@@ -439,6 +451,7 @@ def run_service(config_path: str | None = None, env=None) -> int:
         print(f"callfork serve: cannot start: {exc} (is another callfork running? the listen addresses are "
               f"[server] outbound_listen, http_listen, relay_listen)", file=sys.stderr, flush=True)
         return 1
+    freeze_startup_heap()
     fs = config.freeswitch
     print(f"callfork: HTTP API http://{service.http.address[0]}:{service.http.address[1]} "
           f"(auth id {config.server.auth_id}), FreeSWITCH socket app -> "

@@ -73,7 +73,10 @@ class Interpreter:
                 ctx.session.hangup(end.fs_cause)
             except Exception as exc:  # FreeSWITCH slow or gone: the call must still be finished
                 log.error("call %s: hangup (%s) failed: %r", ctx.uuid, end.fs_cause, exc)
-        return self._finish(end)
+        try:
+            return self._finish(end)
+        finally:
+            ctx.interpreter = None   # no cycle left: the call's objects are freed at once, not by the GC
 
     def _run_document(self, doc) -> None:
         ctx = self.ctx

@@ -7,15 +7,22 @@ machinery (prepare_request, merge_environment_settings, hooks, cookie jars) cost
 the HTTP exchange itself (BENCHMARKS.md, "Calls and memory", C3). What requests did for us is done
 here: TLS verified against requests' CA bundle (certifi), no proxies or .netrc from the environment,
 no cookies (urllib3 keeps none), the same Accept-Encoding, redirects handled by the callers.
+
+Before reusing a kept-alive connection urllib3 checks it was not dropped (`is_connected`: a poll
+with a zero timeout). Under gevent's monkey-patching that poll switches to the hub and back, one
+more trip round every other call's ready work per request; our connection classes ask the OS
+directly (the unpatched `select.poll`), which never blocks: same answer, no hub trip.
 """
 import functools
 import http.client
 import importlib.metadata
 import json
+import select
 from urllib.parse import urlencode
 
 import requests
 import urllib3
+from gevent import monkey
 
 from .signing import param_pairs, with_query
 
@@ -35,6 +42,35 @@ def default_user_agent():
     return 'callfork/%s' % version
 
 
+_os_poll = monkey.get_original('select', 'poll')
+
+
+def _readable_now(sock):
+    """True if `sock` has data or EOF waiting: one poll(2) with a zero timeout, straight to the OS."""
+    poller = _os_poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+class _Connection(urllib3.connection.HTTPConnection):
+    @property
+    def is_connected(self):
+        # an idle kept-alive connection that is readable was closed (or spoken on) by the server
+        return self.sock is not None and not _readable_now(self.sock)
+
+
+class _TLSConnection(urllib3.connection.HTTPSConnection):
+    is_connected = _Connection.is_connected
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
 def new_pool(pool_size=32, hosts=32):
     """A urllib3 PoolManager: per host (up to `hosts` of them, least recently used dropped), up to
     `pool_size` keep-alive connections are kept for reuse. More requests than that may be in flight
@@ -42,8 +78,10 @@ def new_pool(pool_size=32, hosts=32):
     after use (urllib3 logs "Connection pool is full, discarding connection"), and the next burst
     pays new TCP connects: size it to the expected concurrency. No proxies, no cookies; HTTPS is
     verified against the CA bundle requests uses."""
-    return urllib3.PoolManager(num_pools=hosts, maxsize=pool_size, block=False, retries=False,
-                               cert_reqs='CERT_REQUIRED', ca_certs=requests.certs.where())
+    manager = urllib3.PoolManager(num_pools=hosts, maxsize=pool_size, block=False, retries=False,
+                                  cert_reqs='CERT_REQUIRED', ca_certs=requests.certs.where())
+    manager.pool_classes_by_scheme = {'http': _Pool, 'https': _TLSPool}
+    return manager
 
 
 class RequestFailed(Exception):

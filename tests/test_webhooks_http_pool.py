@@ -1,0 +1,89 @@
+"""webhooks.http_client's pools: a kept-alive connection's "was it dropped?" check answers from the
+OS without a trip through the gevent hub, and still sees a connection the server closed."""
+import socket
+
+import gevent
+import greenlet
+from gevent.server import StreamServer
+
+from webhooks import http_client
+
+
+def _server(close_after_response):
+    requests_seen = []
+
+    def handle(sock, _peer):
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = sock.recv(65536)
+                if not data:
+                    sock.close()
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            requests_seen.append(head.split(b"\r\n", 1)[0])
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK")
+            if close_after_response:
+                gevent.sleep(0.05)             # the client has the response and keeps the connection
+                sock.close()
+                return
+
+    server = StreamServer(("127.0.0.1", 0), handle)
+    server.start()
+    return server, requests_seen
+
+
+def _get(pool, url):
+    response = http_client.send(pool, "GET", url, None, {}, (2, 2))
+    body = response.read()
+    http_client.release(response, True)
+    return body
+
+
+def test_the_dropped_check_on_a_kept_alive_connection_never_switches_to_the_hub():
+    server, _ = _server(close_after_response=False)
+    try:
+        pool = http_client.new_pool()
+        url = "http://127.0.0.1:%d/x" % server.server_port
+        assert _get(pool, url) == b"OK"
+        conn = pool.connection_from_url(url).pool.queue[-1]
+        assert conn is not None and conn.sock is not None
+        switches = []
+        previous = greenlet.settrace(lambda event, args: switches.append(event))
+        try:
+            connected = conn.is_connected
+        finally:
+            greenlet.settrace(previous)
+        assert connected is True
+        assert switches == []       # urllib3's own check polls through gevent: a switch to the hub
+    finally:
+        server.stop()
+
+
+def test_a_connection_the_server_closed_is_replaced_not_reused():
+    server, seen = _server(close_after_response=True)
+    try:
+        pool = http_client.new_pool()
+        url = "http://127.0.0.1:%d/x" % server.server_port
+        assert _get(pool, url) == b"OK"
+        conn = pool.connection_from_url(url).pool.queue[-1]
+        gevent.sleep(0.2)                       # the server has closed it by now
+        assert conn.is_connected is False
+        assert _get(pool, url) == b"OK"          # retries=False: reusing the dead socket would fail
+        assert len(seen) == 2
+    finally:
+        server.stop()
+
+
+def test_readable_now_sees_pending_data_and_eof():
+    a, b = socket.socketpair()
+    try:
+        assert http_client._readable_now(a) is False
+        b.sendall(b"x")
+        assert http_client._readable_now(a) is True
+        a.recv(1)
+        b.close()
+        assert http_client._readable_now(a) is True      # EOF
+    finally:
+        a.close()
