@@ -202,9 +202,14 @@ def _exit_with_parent() -> None:
 
     start = monkey.get_original("_thread", "start_new_thread")
 
+    fd = sys.stdin.fileno()
+
     def watch():
+        # the raw fd, not sys.stdin.buffer: a thread blocked inside the buffered reader holds its
+        # lock, which makes a normal interpreter exit abort ("_enter_buffered_busy")
         try:
-            sys.stdin.buffer.read()
+            while os.read(fd, 65536):
+                pass
         finally:
             os._exit(0)
 
