@@ -3,6 +3,7 @@ OS without a trip through the gevent hub, and still sees a connection the server
 import socket
 
 import gevent
+import gevent.event
 import greenlet
 from gevent.server import StreamServer
 
@@ -11,6 +12,7 @@ from webhooks import http_client
 
 def _server(close_after_response):
     requests_seen = []
+    closed = gevent.event.Event()   # set once the server has closed a connection after its response
 
     def handle(sock, _peer):
         buf = b""
@@ -27,10 +29,12 @@ def _server(close_after_response):
             if close_after_response:
                 gevent.sleep(0.05)             # the client has the response and keeps the connection
                 sock.close()
+                closed.set()
                 return
 
     server = StreamServer(("127.0.0.1", 0), handle)
     server.start()
+    server.conn_closed = closed
     return server, requests_seen
 
 
@@ -68,7 +72,7 @@ def test_a_connection_the_server_closed_is_replaced_not_reused():
         url = "http://127.0.0.1:%d/x" % server.server_port
         assert _get(pool, url) == b"OK"
         conn = pool.connection_from_url(url).pool.queue[-1]
-        gevent.sleep(0.2)                       # the server has closed it by now
+        assert server.conn_closed.wait(5)       # the server has closed it
         assert conn.is_connected is False
         assert _get(pool, url) == b"OK"          # retries=False: reusing the dead socket would fail
         assert len(seen) == 2
