@@ -7,6 +7,11 @@ returns the pending marks unfired (Vobiz voids them, Twilio echoes them: the cal
 Memory is bounded: at most `max_seconds` of audio is held; audio appended beyond that is dropped
 (tail drop, so what is already queued still plays in order) and counted in `dropped_bytes`.
 Owned by one stream; not shared between greenlets except through these methods (no awaits inside).
+
+The queue holds audio as `bytes` and marks as their name (`str`), nothing else: neither is a
+container the cyclic GC tracks, so a queue of seconds of audio for hundreds of streams adds
+nothing to what each collection traverses (one tracked list per queued message did: thousands
+of survivors that made the GC's young collections pass them on to every older one).
 """
 from __future__ import annotations
 
@@ -14,10 +19,6 @@ from collections import deque
 from typing import Callable
 
 __all__ = ["PlayoutQueue"]
-
-_AUDIO = 0
-_MARK = 1
-
 
 class PlayoutQueue:
     def __init__(self, frame_bytes: int = 320, on_mark: Callable[[str], None] | None = None,
@@ -29,7 +30,8 @@ class PlayoutQueue:
         self.on_mark = on_mark
         self.max_bytes = int(max_seconds * 1000 / frame_ms) * frame_bytes
         self.max_marks = max_marks
-        self._items: deque = deque()  # [_AUDIO, bytes, offset] | [_MARK, name]
+        self._items: deque = deque()  # audio (bytes) | a mark's name (str), in order
+        self._head_off = 0  # bytes of the first item (audio) already pulled
         self._queued = 0  # audio bytes not yet pulled
         self._marks = 0
         self._carry = b""  # odd byte carried to the next append
@@ -59,11 +61,12 @@ class PlayoutQueue:
             audio = audio[:keep]
             if not audio:
                 return 0
-        last = self._items[-1] if self._items else None
-        if last is not None and last[0] == _AUDIO and last[2] == 0 and len(last[1]) < self.frame_bytes:
-            last[1] = last[1] + audio  # keep small appends together (cheap: < one frame)
+        items = self._items
+        last = items[-1] if items else None
+        if last is not None and last.__class__ is bytes and len(last) < self.frame_bytes:
+            items[-1] = last + audio  # keep small appends together (cheap: < one frame)
         else:
-            self._items.append([_AUDIO, bytes(audio), 0])
+            items.append(bytes(audio))
         self._queued += len(audio)
         return len(audio)
 
@@ -75,7 +78,7 @@ class PlayoutQueue:
         if self._marks >= self.max_marks:
             self.dropped_marks += 1
             return False
-        self._items.append([_MARK, name])
+        self._items.append(str(name))
         self._marks += 1
         return False
 
@@ -84,13 +87,14 @@ class PlayoutQueue:
         partial = self._queued % self.frame_bytes
         if partial:
             pad = self.frame_bytes - partial
-            self._items.append([_AUDIO, b"\x00" * pad, 0])
+            self._items.append(b"\x00" * pad)
             self._queued += pad
 
     def clear(self) -> list[str]:
         """Drop all queued audio; return the names of the pending marks (not fired)."""
-        names = [item[1] for item in self._items if item[0] == _MARK]
+        names = [item for item in self._items if item.__class__ is str]
         self._items.clear()
+        self._head_off = 0
         self._queued = 0
         self._marks = 0
         self._carry = b""
@@ -108,25 +112,26 @@ class PlayoutQueue:
         need = n
         items = self._items
         while need and items:
-            item = items[0]
-            if item[0] == _MARK:
+            data = items[0]
+            if data.__class__ is str:
                 break  # partial frame followed by a mark: pad it
-            data, off = item[1], item[2]
+            off = self._head_off
             take = min(need, len(data) - off)
             parts.append(data[off:off + take])
             need -= take
             if off + take == len(data):
                 items.popleft()
+                self._head_off = 0
             else:
-                item[2] = off + take
+                self._head_off = off + take
         got = n - need
         self._queued -= got
         if need:
             parts.append(b"\x00" * need)
         self.frames_pulled += 1
-        while items and items[0][0] == _MARK:
+        while items and items[0].__class__ is str:
             self._marks -= 1
-            self._fire(items.popleft()[1])
+            self._fire(items.popleft())
         return b"".join(parts) if len(parts) != 1 else parts[0]
 
     def has_frame(self) -> bool:
@@ -142,7 +147,7 @@ class PlayoutQueue:
         if not self._queued:
             return False
         for item in self._items:
-            if item[0] == _MARK:
+            if item.__class__ is str:
                 return True
         return False
 

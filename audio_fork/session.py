@@ -27,6 +27,12 @@ The dialect's `start` message is sent when the module's WebSocket attaches, from
 greenlet, just before the first media message: the app never sees `start` for a stream that never
 carried audio, and `start` is always first on the wire. Twilio's `connected` carries no stream
 data and is sent as soon as the app connection is up, as Twilio does.
+
+An ended stream is in no reference cycle, so refcounting frees it at once (not the cyclic GC,
+whose full collections pause the hub): the playout queue's mark callback is a list's `append`,
+not a method of the session; the app connection's frame reader reads the socket, not `ws._recv`;
+stop() forgets the stream's greenlets (a killed one keeps a traceback holding the session).
+tests/test_audio_fork_gc.py pins this.
 """
 from __future__ import annotations
 
@@ -150,7 +156,12 @@ class StreamSession:
         self._plain = (self.mix == "mono" and spec.encoding == "l16" and not self._up_resample
                        and spec.l16_byte_order != "be")
         self._down_resample: dict = {}
-        self.playout = PlayoutQueue(PLAYOUT_FRAME, on_mark=self._on_mark_played,
+        # marks whose audio went to the module, acked by _ack_marks() once the module has played
+        # it. Filled by the playout queue inside pull()/add_mark() and emptied in place (never
+        # rebound): its `append` is the queue's callback, which holds the list and not the session
+        # (a bound method of the session would put the session in a reference cycle)
+        self._marks_due: list = []
+        self.playout = PlayoutQueue(PLAYOUT_FRAME, on_mark=self._marks_due.append,
                                     max_seconds=spec.max_playout_seconds)
         self._outbox = AppOutbox(spec.app_queue_messages)
         self._app_ws = None
@@ -171,7 +182,6 @@ class StreamSession:
         self._degraded = False
         self._closing_app = False
         self._unsupported_logged = False
-        self._marks_due: list = []  # marks whose audio went to the module, waiting for its flush
         self._module_buffer = ModuleBuffer()
         # counters
         self.frames_in = 0
@@ -189,8 +199,11 @@ class StreamSession:
             log.exception("[%s %s] on_event(%s) failed", self.call_uuid, self.stream_id, name)
 
     def _spawn(self, fn, *args):
+        greenlets = self._greenlets
+        if len(greenlets) >= 8:  # delayed acks come and go on a long stream: keep the live ones
+            greenlets[:] = [g for g in greenlets if not g.dead]
         g = gevent.spawn(fn, *args)
-        self._greenlets.append(g)
+        greenlets.append(g)
         return g
 
     def _call_api(self, cmd: str) -> str:
@@ -233,6 +246,7 @@ class StreamSession:
             self._finish("app_failed")
             raise StreamStartError(f"app connection failed: {error}") from None
         ws.settimeout(None)
+        _own_frame_reader(ws)
         self._app_ws = ws
         sock = ws.sock
         # inline writes need a non-blocking send (gevent's timeout=0.0); TLS sockets ignore it
@@ -485,17 +499,7 @@ class StreamSession:
 
     def _app_reader(self) -> None:
         ws = self._app_ws
-        sock_recv = ws.sock.recv
-
-        def recv(_wanted: int) -> bytes:
-            # websocket-client's frame reader asks for exactly what the next field needs (3 recv
-            # syscalls per message); it keeps whatever more it gets, so read what is there
-            data = sock_recv(APP_READ_SIZE)
-            if not data:
-                raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
-            return data
-
-        frames = websocket.frame_buffer(recv, True)  # its own parser; nothing else reads this socket
+        frames = ws.frame_buffer  # _own_frame_reader's; nothing else reads this socket
         while True:
             try:
                 frame = frames.recv_frame()
@@ -603,18 +607,14 @@ class StreamSession:
         self._down_resample.clear()
         self._audio_ready.set()
 
-    def _on_mark_played(self, name: str) -> None:
-        # called inside PlayoutQueue.pull()/add_mark(); acked by _ack_marks() once the frame
-        # that completed the audio before the mark has been handed to the module
-        self._marks_due.append(name)
-
     def _ack_marks(self) -> None:
         """Ack the due marks once the caller has heard their audio: at once when the module has
         nothing of ours waiting, else when its buffer has played out (the tail of an utterance
         still in its prebuffer is flushed by the pacer's padding, which calls this again)."""
         if not self._marks_due or self._module_buffer.pending:
             return
-        names, self._marks_due = self._marks_due, []
+        names = self._marks_due[:]
+        self._marks_due.clear()
         delay = self._module_buffer.audio_end - time.monotonic()
         if delay <= 0.005:
             self._send_acks(names)
@@ -766,7 +766,8 @@ class StreamSession:
                 log.warning("[%s %s] uuid_broadcast failed: %s", self.call_uuid, self.stream_id, exc)
                 _unlink(path)
                 # the audio did not play: its marks are void (Vobiz) / returned (Twilio), as on a clear
-                names, self._marks_due = self._marks_due, []
+                names = self._marks_due[:]
+                self._marks_due.clear()
                 for name in names:
                     text = self.dialect.mark_cleared(name)
                     if text:
@@ -838,9 +839,13 @@ class StreamSession:
         if writer is not None and writer is not me:
             writer.join(timeout=0.2 if self._degraded else 2.0)  # a stalled app gets no grace
         self._close_app()
-        for g in self._greenlets:
+        greenlets, self._greenlets = self._greenlets, []
+        for g in greenlets:
             if g is not me and not g.dead:
                 g.kill(block=False)
+        # a killed greenlet keeps its GreenletExit, whose traceback holds its frame and so this
+        # session: the session must not hold the greenlet (a reference cycle), so it forgets them
+        self._writer_g = self._reader_g = None
         self.relay.unregister(self.stream_id)
         self._finish(reason)
 
@@ -882,6 +887,25 @@ class StreamSession:
     @property
     def ended(self) -> bool:
         return self._done.is_set()
+
+
+def _own_frame_reader(ws) -> None:
+    """Give the app connection a frame reader (websocket-client's `frame_buffer`, its own parser)
+    that reads the socket directly, in place of the one it built over `ws._recv`:
+    - websocket-client's reader asks for exactly what the next field needs (3 recv syscalls per
+      message); it keeps whatever more it gets, so this one reads what is there (APP_READ_SIZE);
+    - its reader holds a bound method of `ws`, a reference cycle (ws -> frame_buffer -> ws._recv
+      -> ws) that would leave every ended stream's app connection to the cyclic GC; this one
+      holds only the socket's recv."""
+    sock_recv = ws.sock.recv
+
+    def recv(_wanted: int) -> bytes:
+        data = sock_recv(APP_READ_SIZE)
+        if not data:
+            raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
+        return data
+
+    ws.frame_buffer = websocket.frame_buffer(recv, True)
 
 
 def _describe_connect_error(exc: Exception) -> str:

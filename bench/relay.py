@@ -21,7 +21,9 @@ checkpoint every second), the relay paces it back to the fork; the fork records 
 the frames it gets back.
 
 The worker role (`python -m bench.relay worker <switch-port>`) is the relay process
-(`python -m bench.io_floor <switch-port>` in I/O floor rows).
+(`python -m bench.io_floor <switch-port>` in I/O floor rows); once its relay has started, and before
+any stream, it freezes its start-up heap (`esl_app.service.freeze_startup_heap`) as `callfork serve`
+does.
 """
 if __name__ == "__main__":
     from gevent import monkey
@@ -173,7 +175,10 @@ class Worker:
 
 
 def worker_main(switch_port: int) -> None:
+    from esl_app.service import freeze_startup_heap
+
     w = Worker(switch_port)
+    freeze_startup_heap()  # as `callfork serve` does once started: the streams start after this
     common.serve_control({"start": w.c_start, "cpu": w.c_cpu, "stop_all": w.c_stop_all,
                           "floor": w.c_floor, "starts": w.c_starts})
 
