@@ -181,6 +181,7 @@ class StreamSession:
         self._start_sent = False
         self._degraded = False
         self._closing_app = False
+        self._app_lost = False       # app_failed/app_closed reported (once per stream)
         self._unsupported_logged = False
         self._module_buffer = ModuleBuffer()
         # counters
@@ -197,6 +198,18 @@ class StreamSession:
             self.on_event(name, detail or {})
         except Exception:  # noqa: BLE001 - a broken listener must not break the stream
             log.exception("[%s %s] on_event(%s) failed", self.call_uuid, self.stream_id, name)
+
+    def _app_lost_as(self, name: str, detail: dict, stopping_too: bool = False) -> None:
+        """The app connection is gone (`app_failed`: a send failed; `app_closed`: its Close, or a
+        broken read): reported once, then the stream stops. An app that closes while media is
+        going out is often noticed twice, by a send (EPIPE) and by the reader (the Close), in
+        either order: one lost connection is one event (one DroppedStream). `stopping_too`: the
+        app's own Close is reported even while the stream is stopping (as it always was)."""
+        if self._app_lost or (self._stopping and not stopping_too):
+            return
+        self._app_lost = True
+        self._emit(name, detail)
+        gevent.spawn(self.stop, name)
 
     def _spawn(self, fn, *args):
         greenlets = self._greenlets
@@ -447,10 +460,9 @@ class StreamSession:
             sent = 0
         except OSError as exc:
             self._app_sock = None
-            if not self._stopping:
+            if not self._stopping and not self._app_lost:
                 log.warning("[%s %s] send to app failed: %r", self.call_uuid, self.stream_id, exc)
-                self._emit("app_failed", {"error": repr(exc)})
-                gevent.spawn(self.stop, "app_failed")
+            self._app_lost_as("app_failed", {"error": repr(exc)})
             return True
         if sent < len(data):
             self._outbox.put_raw(data[sent:])
@@ -492,9 +504,9 @@ class StreamSession:
             except Exception as exc:  # noqa: BLE001
                 if self._stopping:
                     return
-                log.warning("[%s %s] send to app failed: %r", self.call_uuid, self.stream_id, exc)
-                self._emit("app_failed", {"error": repr(exc)})
-                gevent.spawn(self.stop, "app_failed")
+                if not self._app_lost:
+                    log.warning("[%s %s] send to app failed: %r", self.call_uuid, self.stream_id, exc)
+                self._app_lost_as("app_failed", {"error": repr(exc)})
                 return
 
     def _app_reader(self) -> None:
@@ -506,9 +518,9 @@ class StreamSession:
             except Exception as exc:  # noqa: BLE001
                 if self._stopping or self._closing_app:
                     return
-                log.warning("[%s %s] app connection lost: %r", self.call_uuid, self.stream_id, exc)
-                self._emit("app_closed", {"code": None, "error": repr(exc)})
-                gevent.spawn(self.stop, "app_closed")
+                if not self._app_lost:
+                    log.warning("[%s %s] app connection lost: %r", self.call_uuid, self.stream_id, exc)
+                self._app_lost_as("app_closed", {"code": None, "error": repr(exc)})
                 return
             op = frame.opcode
             if op in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_CONT):
@@ -546,8 +558,7 @@ class StreamSession:
                     pass
                 self._closing_app = True
                 log.info("[%s %s] app closed the stream (code %s)", self.call_uuid, self.stream_id, code)
-                self._emit("app_closed", {"code": code})
-                gevent.spawn(self.stop, "app_closed")
+                self._app_lost_as("app_closed", {"code": code}, stopping_too=True)
                 return
 
     def _protocol_error(self, exc: ProtocolError) -> None:
