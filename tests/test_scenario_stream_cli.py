@@ -25,14 +25,20 @@ CALLFORK = [sys.executable, "-c", "import sys; from esl_app.cli import main; sys
 
 
 def _echo(conn, seconds=4.0):
-    """Echo every 5 media frames back as playAudio; after `seconds` of audio, checkpoint, then stop."""
+    """Echo the media back as playAudio: the first 10 frames (200 ms) at once, then every 5 frames;
+    after `seconds` of audio, checkpoint, then stop. The first message carries one chunk more than
+    the app's 100 ms cadence needs, as a real echo bot's jitter buffer would: echoing each 100 ms
+    the moment it is complete leaves the playout no slack at all, and a chunk that arrives a few ms
+    after the previous one has played out is a 20 ms gap of silence in what the caller hears
+    (measured: that is how this test failed in 1-2 runs of 6)."""
     conn.wait_for(lambda c: c.texts())
     sid = json.loads(conn.texts()[0])["start"]["streamId"]
     done, frames = 0, 0
     while frames < seconds * 50:
-        conn.wait_for(lambda c: len(c.texts()) > 1 + done + 4, 5)
-        batch = [json.loads(t) for t in conn.texts()[1 + done:1 + done + 5]]
-        done += 5
+        n = 10 if done == 0 else 5
+        conn.wait_for(lambda c: len(c.texts()) > 1 + done + n - 1, 5)
+        batch = [json.loads(t) for t in conn.texts()[1 + done:1 + done + n]]
+        done += n
         media = [m for m in batch if m.get("event") == "media"]
         frames += len(media)
         conn.send_text(json.dumps({"event": "playAudio", "streamId": sid, "media": {
