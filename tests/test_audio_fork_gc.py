@@ -11,28 +11,12 @@ import weakref
 
 import pytest
 
-from audio_fork import Relay, StreamSession, StreamSpec
+from audio_fork import StreamSession, StreamSpec
 
 from audio_fork_fakes import FakeSwitch
+from relay_support import CALL, app, relay  # noqa: F401 (fixtures)
 from waiting import wait_until
-from wsapp import AppServer
 
-CALL = "9dd7090c-3e3e-4b8c-8117-90d534a05e15"
-
-
-@pytest.fixture
-def relay():
-    r = Relay(("127.0.0.1", 0))
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def app():
-    server = AppServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -13,29 +13,14 @@ import pytest
 import soundfile
 import websocket
 
-from audio_fork import Relay, StreamSession, StreamSpec
+from audio_fork import StreamSession, StreamSpec
 from audio_fork.errors import StreamStartError
 
 from audio_fork_fakes import FakeSwitch, g711_ulaw_decode, g711_ulaw_encode, module_start_args
+from relay_support import CALL, app, relay  # noqa: F401 (fixtures)
 from waiting import wait_until
 from wsapp import AppServer
 
-CALL = "9dd7090c-3e3e-4b8c-8117-90d534a05e15"
-
-
-@pytest.fixture
-def relay():
-    r = Relay(("127.0.0.1", 0))
-    r.start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture
-def app():
-    server = AppServer().start()
-    yield server
-    server.stop()
 
 
 def make_wav(path, rate, seconds, channels=1, seed=7):

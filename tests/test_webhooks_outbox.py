@@ -15,32 +15,11 @@ import gevent
 import pytest
 
 from http_receiver import HttpReceiver, Reply
+from outbox_support import TOKEN, db_path, outboxes  # noqa: F401 (fixtures)
 from webhooks import Outbox, verify_v2, verify_v3
 from webhooks.signing import signature_v1
 
-TOKEN = 'OUTBOX_TOKEN'
-FAST = dict(auth_token=TOKEN, backoff_base_s=0.01, backoff_max_s=0.05, connect_timeout_s=1, read_timeout_s=5)
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    return str(tmp_path / 'callfork.db')
-
-
-@pytest.fixture
-def outboxes():
-    made = []
-
-    def make(db_path, **kw):
-        args = dict(FAST)
-        args.update(kw)
-        box = Outbox(db_path, **args)
-        made.append(box)
-        return box
-    yield make
-    for box in made:
-        box.stop(timeout=1)
 
 
 def key_of(req):

@@ -6,34 +6,11 @@ import sqlite3
 import time
 
 import gevent
-import pytest
 
 from http_receiver import HttpReceiver, Reply
+from outbox_support import db_path, outboxes  # noqa: F401 (fixtures)
 from waiting import wait_until
-from webhooks import Outbox
 
-TOKEN = 'OUTBOX_TOKEN'
-FAST = dict(auth_token=TOKEN, backoff_base_s=0.01, backoff_max_s=0.05, connect_timeout_s=1, read_timeout_s=5)
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    return str(tmp_path / 'callfork.db')
-
-
-@pytest.fixture
-def outboxes():
-    made = []
-
-    def make(db_path, **kw):
-        args = dict(FAST)
-        args.update(kw)
-        box = Outbox(db_path, **args)
-        made.append(box)
-        return box
-    yield make
-    for box in made:
-        box.stop(timeout=1)
 
 
 def seq_of(req):
