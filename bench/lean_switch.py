@@ -10,7 +10,7 @@ Owns, in one gevent process (`python -m bench.lean_switch`, the same control com
 * per call, what `socket <callfork> async full` does: connect to callfork's outbound server, then
   answer, in order (commands may arrive pipelined), `connect` (the captured CHANNEL_DATA reply),
   `linger [N]`, `nolinger`, `myevents [plain|json]` (FreeSWITCH's myevents list, this call only),
-  `event plain|json ...` (adds names; the last one sets the format), `api uuid_setvar` (the
+  `event plain|json ...` (adds names; the last one sets the format), `api uuid_setvar` and `uuid_setvar_multi` (the
   variable then appears in later events), `api uuid_kill`, `api uuid_break`, `sendmsg` with
   `call-command: execute` (event-lock, Event-UUID = Application-UUID, arg in a header or the body)
   or `call-command: hangup`, and `exit` (`+OK bye`, the final disconnect notice, close);
@@ -338,10 +338,16 @@ class LeanCall:
     def api(self, args: str) -> None:
         command, _, rest = args.partition(" ")
         parts = rest.split(" ", 2)
-        if command in ("uuid_setvar", "uuid_kill", "uuid_break") and parts and parts[0] != self.uuid:
+        if command in ("uuid_setvar", "uuid_setvar_multi", "uuid_kill", "uuid_break") and parts and parts[0] != self.uuid:
             raise NotModelled("api %s for another channel (%s)" % (command, parts[0]))
         if command == "uuid_setvar" and len(parts) >= 2:
             self.set_var(parts[1], parts[2] if len(parts) > 2 else "")
+            self.out.append(api_response("+OK\n"))
+        elif command == "uuid_setvar_multi" and len(parts) >= 2:
+            for item in " ".join(parts[1:]).split(";"):
+                name, _, value = item.partition("=")
+                if name:
+                    self.set_var(name, value)
             self.out.append(api_response("+OK\n"))
         elif command == "uuid_kill":
             self.out.append(api_response("+OK\n"))

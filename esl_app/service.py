@@ -270,6 +270,9 @@ class Service:
             "origination_caller_id_name": caller_name or from_number,
             "originate_timeout": ring_timeout,
             "callfork_request_uuid": request_uuid,
+            # the call is answered before callfork gets it: park must find this set when media came
+            # up, or it writes no audio while the call idles (verbs/idle_audio.py)
+            "send_silence_when_idle": -1,
             "callfork_to": to,
             "callfork_answer_url": answer_url,
             "callfork_answer_method": answer_method,
@@ -282,7 +285,7 @@ class Service:
         # Only what FreeSWITCH needs goes into the originate command; the URLs stay here, keyed by
         # the call's uuid (a URL's commas would be split by originate's {a=b,c=d} parsing).
         on_channel = ("origination_uuid", "origination_caller_id_number", "origination_caller_id_name",
-                      "originate_timeout", "callfork_request_uuid")
+                      "originate_timeout", "callfork_request_uuid", "send_silence_when_idle")
         var_text = ",".join(f"{k}='{_originate_value(k, variables[k])}'" for k in on_channel)
         dialstring = self.config.freeswitch.originate_dialstring.replace("{to}", to)
         command = (f"originate {{{var_text}}}{dialstring} "

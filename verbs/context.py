@@ -25,6 +25,8 @@ import gevent.event
 
 from esl_app import CallGone
 
+from . import idle_audio
+
 log = logging.getLogger("callfork.call")
 
 
@@ -52,6 +54,7 @@ class CallContext:
         self.current_verb = None
         self.streams = {}                # stream_id -> stream handle (background streams live here)
         self.recordings = []             # session recordings to finish at hangup
+        self._after_fork = []            # what waits for the next stream's fork (a nested <Stream>'s <Record>)
         self.hangup_requested = None     # CallEnd chosen by a verb or the API before hanging up
         self.pending_transfer = None     # (url, method) set by the REST API
         self.errors = []                 # error texts surfaced in the call record and webhook
@@ -63,7 +66,7 @@ class CallContext:
         self.swml_controls = {}          # SWML control_id registries (streams, recordings)
         self.interrupted = gevent.event.Event()  # set to stop the running verb (transfer, REST)
         self._lock = threading.RLock()   # only for what the REST API touches (transfer, hangup)
-        self._media_ready = False        # playback_terminators set (see _media_defaults)
+        self.idle = idle_audio.IdleAudio()  # what FreeSWITCH writes while no app plays
         self.answered_at = None          # when callfork answered (epoch s), if it did
 
     # -- facts -----------------------------------------------------------------------------------
@@ -127,18 +130,17 @@ class CallContext:
             self.timeline("pre_answered", {})
 
     def _media_defaults(self) -> None:
-        """Once per call, before the first media verb: FreeSWITCH's default playback terminator is
-        `*` (a `*` pressed during any speak/playback would cut it short); Vobiz only lets digits
-        interrupt <Gather> prompts and <Record>, which set their own terminators."""
-        if self._media_ready:
-            return
-        self._media_ready = True
-        self.session.set_var("playback_terminators", "none")
+        """Once per call, before the first media verb (answer or pre-answer): the channel variables
+        of verbs/idle_audio.py (silence written while the call idles, no playback terminator:
+        Vobiz only lets digits interrupt <Gather> prompts and <Record>, which set their own)."""
+        idle_audio.prepare(self)
 
     def sleep(self, seconds: float) -> bool:
         """Wait on the engine's clock (DTMF does not end it, except a digit that barges into
         <GetInput>/<GetDigits> prompts). Raises CallGone if the call ends; returns False if the
         verb was interrupted (transfer, barge-in), True when the time ran out."""
+        if idle_audio.needed(self):   # FreeSWITCH would write nothing meanwhile: a live stream needs frames
+            return idle_audio.hold(self, lambda: False, seconds)
         deadline = time.monotonic() + seconds
         while True:
             if self.interrupted.is_set() or self.barged_in():
@@ -148,6 +150,34 @@ class CallContext:
                 return True
             if self.session.wait_gone(min(remaining, 0.1)):
                 raise CallGone(self.session.hangup_cause, self.uuid)
+
+    def after_next_fork(self, fn) -> None:
+        """Run `fn` once the next stream's fork is attached, or has failed to be (None: forget
+        what is still waiting)."""
+        if fn is None:
+            self._after_fork = []
+        else:
+            self._after_fork.append(fn)
+
+    def stream_forked(self, stream, attached: bool) -> None:
+        """A stream's fork was just attached (or could not be): recordings that started earlier
+        are moved behind it when it mixes audio into what the caller hears, then what waited for
+        it runs."""
+        if attached:
+            self.reattach_recordings(stream)
+        waiting, self._after_fork = self._after_fork, []
+        for fn in waiting:
+            fn()
+
+    def reattach_recordings(self, stream) -> None:
+        """Media bugs run in attach order: a recording started before `stream`'s fork would miss
+        the stream's audio (verbs/recording.py BackgroundRecording)."""
+        if not stream.injects_audio:
+            return
+        for recording in list(self.recordings):
+            reattach = getattr(recording, "reattach", None)
+            if reattach is not None:
+                reattach()
 
     def barged_in(self) -> bool:
         """Inside <Gather> prompts: True once the caller pressed a digit (stop prompting)."""

@@ -117,20 +117,88 @@ def wav_duration_ms(path: Path) -> int | None:
     return int(info.frames * 1000 / info.samplerate)
 
 
-class SessionRecording:
+class BackgroundRecording:
+    """A `record_session` running while the document goes on (Vobiz recordSession / nested Stream,
+    SWML record_call). `start()` attaches it; `reattach()` moves its media bug behind a stream's
+    fork that was attached later. FreeSWITCH runs media bugs in the order they were attached, and
+    a recording's bug copies each written frame when its turn comes: a bug attached before
+    mod_audio_fork's SMBF_WRITE_REPLACE bug records the frame before the stream's audio is mixed
+    in (switch_core_media.c, the write path). So after such a fork attaches, the recording is
+    stopped and started again on the same file, appending (RECORD_APPEND); the one frame or two
+    between the two is lost. The RECORD_STOP the restart causes is not the recording's end."""
+
+    def __init__(self, call, rec: Recording, limit_s: int | None, rec_vars: dict):
+        self.call = call
+        self.rec = rec
+        self.limit_s = limit_s
+        self.rec_vars = dict(rec_vars)
+        self.started = None
+        self._expected_stops = 0
+
+    @property
+    def records_written_audio(self) -> bool:
+        return self.rec_vars.get("RECORD_READ_ONLY") != "true"
+
+    def start(self) -> None:
+        session = self.call.session
+        for name, value in self.rec_vars.items():
+            session.set_var(name, value)
+        limit = f" +{self.limit_s}" if self.limit_s else ""
+        session.execute("record_session", f"{self.rec.wav_path}{limit}")
+        self.started = time.monotonic()
+
+    def reattach(self) -> None:
+        """Stop and start again on the same file, appending (`uuid_record`, an API: it does not
+        wait behind the app the call is running). Runs in whichever greenlet attached the fork."""
+        if self.rec.finished or self.started is None or not self.records_written_audio:
+            return
+        limit = 0
+        if self.limit_s:
+            limit = int(self.limit_s - (time.monotonic() - self.started))
+            if limit <= 0:
+                return
+        variables = dict(self.rec_vars, RECORD_APPEND="true")
+        args = ",".join(f"{k}={v}" for k, v in variables.items())
+        session = self.call.session
+        path = str(self.rec.wav_path)
+        self._expected_stops += 1
+        stopped = session.api(f"uuid_record {session.uuid} stop {path}")
+        if not stopped.startswith("+OK"):
+            self._expected_stops -= 1
+            self.call.error(f"recording {self.rec.id}: could not move it behind the stream's audio "
+                            f"({stopped.strip()}); it will not contain what the stream plays")
+            return
+        started = session.api(f"uuid_record {session.uuid} start {path} {limit} {{{args}}}")
+        if not started.startswith("+OK"):
+            self.call.error(f"recording {self.rec.id}: FreeSWITCH did not restart it ({started.strip()}); "
+                            "the file ends here")
+            return
+        self.call.timeline("recording_reattached", {"id": self.rec.id})
+
+    def is_our_stop(self, event) -> bool:
+        """A RECORD_STOP that ends this recording (not one of reattach(), not after hangup). The
+        RECORD_STOP of reattach()'s stop may come after its api reply: it is counted, not timed."""
+        if event.get("Record-File-Path") != str(self.rec.wav_path):
+            return False
+        if self._expected_stops:
+            self._expected_stops -= 1
+            return False
+        return not self.call.session.gone
+
+
+class SessionRecording(BackgroundRecording):
     """A whole-call recording running in the background: ends at maxLength or at hangup, then the
     RecordStop callback goes out (after the hangup webhook when the call ended, as on Vobiz)."""
 
     def __init__(self, call, rec: Recording, verb):
-        self.call = call
-        self.rec = rec
+        super().__init__(call, rec, verb.max_length, {"RECORD_STEREO": "true"})
         self.callback_url = verb.callback_url
         self.callback_method = verb.callback_method
         call.session.on_event("RECORD_STOP", self._on_record_stop)
 
     def _on_record_stop(self, event) -> None:
         # runs in the ESL dispatch greenlet: never block here
-        if event.get("Record-File-Path") != str(self.rec.wav_path) or self.call.session.gone:
+        if not self.is_our_stop(event):
             return
         try:
             duration = int(event.get("variable_record_ms") or "")

@@ -21,6 +21,8 @@ import gevent.event
 
 from audio_fork import StreamSession, StreamSpec, StreamStartError
 
+from . import idle_audio
+
 log = logging.getLogger("callfork.stream")
 
 # why a stream ended -> whether Vobiz posts StopStream (server-side stops only)
@@ -82,11 +84,14 @@ class LiveStream:
             call.error(f"stream {self.stream_id}: {self.error}")
             self._callback("DroppedStream", Error=self.error)
             self._end("failed")
+            call.stream_forked(self, False)
             return False
         self._timer = gevent.spawn_later(self.options.stream_timeout, self.stop, "timeout")
         try:
             while True:
-                if self._open():
+                opened = self._open()
+                call.stream_forked(self, opened)
+                if opened:
                     return True
                 if not self._retry():
                     self._end("failed")
@@ -96,6 +101,17 @@ class LiveStream:
                 self.error = self.error or repr(exc)
                 self._end("hangup" if call.session.gone else "failed")
             raise
+
+    @property
+    def needs_written_frames(self) -> bool:
+        """The stream only works while FreeSWITCH writes frames to the caller: the jambonz module
+        mixes the app's audio into them, and a stereo fork takes its second track from them."""
+        return self.options.bidirectional or self.options.track != "inbound"
+
+    @property
+    def injects_audio(self) -> bool:
+        """mod_audio_fork itself mixes the app's audio into the written frames (a write-replace bug)."""
+        return self.options.bidirectional and self.call.config.audio_fork.flavor == "jambonz"
 
     def _open(self) -> bool:
         call, o = self.call, self.options
@@ -120,6 +136,17 @@ class LiveStream:
             return False
         return True
 
+    def _reopen(self) -> bool:
+        """A reconnect after a drop (its own greenlet): the new fork is a new media bug, so
+        recordings that mix in the stream must move behind it again."""
+        opened = self._open()
+        if opened:
+            try:
+                self.call.reattach_recordings(self)
+            except Exception:  # noqa: BLE001 - the call may be going away; the stream goes on
+                log.exception("call %s: recordings not moved behind stream %s", self.call.uuid, self.stream_id)
+        return opened
+
     def _retry(self) -> bool:
         """maxRetries: reconnect with a new stream id (the old fork is already stopped)."""
         if self.retries_left <= 0 or self._stop_reason or self.call.session.gone:
@@ -137,6 +164,10 @@ class LiveStream:
     def wait(self) -> str | None:
         """Block until the stream ends (keepCallAlive, SWML connect); raises CallGone on hangup.
         A REST transfer interrupts it: the stream closes quietly (no StopStream, as on Vobiz)."""
+        if idle_audio.needed(self.call):    # FreeSWITCH writes nothing while the call idles: keep an app writing
+            if not idle_audio.hold(self.call, self.ended.is_set) and self.call.interrupted.is_set():
+                self.on_call_end("transfer")
+            return self.end_reason
         while not self.ended.wait(0.2):
             if self.call.interrupted.is_set():
                 self.on_call_end("transfer")
@@ -203,10 +234,10 @@ class LiveStream:
                               "connection disconnected with the media server")
         stop = self._stop_reason
         if stop is None and not self.call.session.gone and self._retry():
-            if self._open():
+            if self._reopen():
                 return
             while self._retry():
-                if self._open():
+                if self._reopen():
                     return
         self._end(stop or ("hangup" if self.call.session.gone else "dropped"))
 

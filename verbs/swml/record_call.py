@@ -13,7 +13,7 @@ import gevent
 
 from ..base import Attr, Enum, Float, Int, Text
 from ..errors import NotSupportedError
-from ..recording import Recording, wav_duration_ms
+from ..recording import BackgroundRecording, Recording, wav_duration_ms
 from .method import BOOL, HTTP_URL, SwmlMethod, call_registry, call_vars, swml_event
 
 BEEP = "tone_stream://%(500,0,1000)"
@@ -48,30 +48,28 @@ class RecordCall(SwmlMethod):
         control_id = self.control_id or rec.id
         if self.beep:
             call.session.execute("playback", BEEP)
-        session = call.session
-        session.set_var("RECORD_STEREO", "true" if self.stereo else "false")
-        session.set_var("RECORD_READ_ONLY", "true" if self.direction == "speak" else "false")
-        session.set_var("RECORD_WRITE_ONLY", "true" if self.direction == "listen" else "false")
-        limit = f" +{self.max_length}" if self.max_length else ""
-        session.execute("record_session", f"{rec.wav_path}{limit}")
-        handle = SwmlRecording(call, rec, control_id, self.status_url)
+        handle = SwmlRecording(call, rec, control_id, self.status_url, self.max_length, {
+            "RECORD_STEREO": "true" if self.stereo else "false",
+            "RECORD_READ_ONLY": "true" if self.direction == "speak" else "false",
+            "RECORD_WRITE_ONLY": "true" if self.direction == "listen" else "false"})
+        handle.start()
         call_registry(call, "recordings")[control_id] = handle
         call.recordings.append(handle)
         variables.update(record_call_url=rec.url, record_call_result="success", record_control_id=control_id)
 
 
-class SwmlRecording:
+class SwmlRecording(BackgroundRecording):
     """One record_call: finished by stop_record_call, by max_length (RECORD_STOP) or at hangup."""
 
-    def __init__(self, call, rec: Recording, control_id: str, status_url: str | None):
-        self.call = call
-        self.rec = rec
+    def __init__(self, call, rec: Recording, control_id: str, status_url: str | None,
+                 max_length: int | None, rec_vars: dict):
+        super().__init__(call, rec, max_length, rec_vars)
         self.control_id = control_id
         self.status_url = status_url
         call.session.on_event("RECORD_STOP", self._on_record_stop)
 
     def _on_record_stop(self, event) -> None:
-        if event.get("Record-File-Path") != str(self.rec.wav_path) or self.call.session.gone:
+        if not self.is_our_stop(event):
             return
         gevent.spawn(self.finish, "maxLength")   # runs in the ESL dispatch greenlet: never block
 

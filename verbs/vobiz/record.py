@@ -155,16 +155,25 @@ class Record(VobizVerb):
     def _run_session(self, call) -> None:
         """Non-blocking: record the whole call in stereo (caller left, what the caller hears right,
         including audio a stream injects) from now to hangup or maxLength. The action gets
-        Event=Record at once (durations -1); callbackUrl gets Event=RecordStop when it ends."""
+        Event=Record at once (durations -1); callbackUrl gets Event=RecordStop when it ends.
+        A nested <Stream> is started first, so that the recording's media bug comes after the
+        fork's and records the stream's audio (verbs/recording.py BackgroundRecording)."""
         call.ensure_answered()
         rec = Recording(call, self.file_format, "session")
-        call.session.set_var("RECORD_STEREO", "true")
-        call.session.execute("record_session", f"{rec.wav_path} +{self.max_length}")
-        call.recordings.append(SessionRecording(call, rec, self))
+        recording = SessionRecording(call, rec, self)
+        if self.stream is not None:
+            call.after_next_fork(lambda: self._start(call, recording))
+            try:
+                call.run_nested(self.stream)
+            finally:
+                call.after_next_fork(None)   # the stream never got as far as its fork: drop it
+        self._start(call, recording)
+
+    def _start(self, call, recording) -> None:
+        recording.start()
+        call.recordings.append(recording)
         if self.action:
-            params = rec.record_params("Record")
+            params = recording.rec.record_params("Record")
             if self.redirect and not self.stream:
                 raise NextDocument(self.action, self.method, params, "action")
             call.post(self.action, self.method, params, "Record")
-        if self.stream is not None:
-            call.run_nested(self.stream)
