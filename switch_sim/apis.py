@@ -305,7 +305,7 @@ def api_sim_call(sim, args):
         script = CallScript(to=str(spec['to']), from_=str(spec.get('from') or '15551230001'),
                             audio=spec.get('audio'), dtmf=dtmf,
                             hangup_after=spec.get('hangup_after'), save_heard=spec.get('save_heard'),
-                            caller_name=str(spec.get('caller_name') or ''))
+                            caller_name=str(spec.get('caller_name') or ''), vad=bool(spec.get('vad')))
         call = sim.place_call(script)
     except Exception as exc:
         return '-ERR %s\n' % str(exc).replace('\n', ' ')

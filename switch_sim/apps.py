@@ -30,8 +30,10 @@ import gevent
 import numpy as np
 
 from .argsplit import separate_string
+from .channel import silence_divisor
 from .media import (RATE, ArraySource, MediaError, dtmf_tone, open_source, parse_tts,
                     silence, to_rate, tts_source)
+from .media_bug import BugBuffers, compose, sln_silence
 
 log = logging.getLogger('switch_sim.apps')
 
@@ -196,6 +198,8 @@ def app_sleep(ch, data):
     eat = ch.get_variable('sleep_eat_digits') == 'true'
     terminators = _terminators(ch)
     frames = max(0, ms // 20)
+    if ch.answered or ch.early_media:      # switch_ivr_sleep reads it on every call
+        ch.silence_writer = silence_divisor(ch.get_variable('send_silence_when_idle'))
     for _ in range(frames):
         if not ch.wait_frame():
             return
@@ -236,7 +240,6 @@ def app_wait_for_silence(ch, data):
             return
         ch.write_source = src
     collector = _ReadCollector(ch)
-    ch.media_bugs[collector.name] = collector   # silent helper bug: sees each read frame
     samples_left = 8 * timeout_ms
     org_hits, listening, countdown = silence_hits, 0, 0
     try:
@@ -254,9 +257,9 @@ def app_wait_for_silence(ch, data):
                 continue
             if not collector.frames:
                 continue
-            frame = np.frombuffer(collector.frames[-1], dtype='<i2').astype(np.int32)
+            last = collector.frames[-1]
             collector.frames.clear()
-            score = int(np.mean(np.abs(frame)))
+            score = 1 if last is None else int(np.mean(np.abs(np.frombuffer(last, dtype='<i2').astype(np.int32))))
             if score >= thresh:
                 listening += 1
             if listening > listen_hits and score < thresh:
@@ -266,7 +269,7 @@ def app_wait_for_silence(ch, data):
             else:
                 silence_hits = org_hits
     finally:
-        ch.media_bugs.pop(collector.name, None)
+        collector.close()
         if src is not None and ch.write_source is src:
             ch.write_source = None
 
@@ -378,6 +381,17 @@ def write_wav(path: str, samples: np.ndarray, rate: int, channels: int) -> int:
     return os.path.getsize(path)
 
 
+def _record_divisor(value, default: int) -> int:
+    """record_waste_resources / record_fill_cng: "true" = 1400, a number (< 0 = 0), unset = default."""
+    if value is None:
+        return default
+    if str(value).lower() == 'true':
+        return 1400
+    m = re.match(r'\s*([+-]?\d+)', str(value))
+    n = int(m.group(1)) if m else 0
+    return max(0, n)
+
+
 def _prepare_path(path: str) -> None:
     directory = os.path.dirname(path)
     if directory:
@@ -400,22 +414,30 @@ def _parse_recording_vars(text: str) -> list[tuple[str, str]]:
 
 
 class RecordSessionBug:
-    """record_session's media bug: collects read/write frames, writes the WAV when it stops."""
+    """record_session's media bug (SMBF_READ_STREAM | SMBF_WRITE_STREAM | SMBF_READ_PING, stereo
+    with RECORD_STEREO): on each read frame it takes what switch_core_media_bug_read gives (the
+    first read of a tick fills a missing side with 0xFFFF, later ones do not); it writes the WAV
+    when it stops (appending with RECORD_APPEND). Its limit is wall-clock, as the bug's stop_time."""
 
     function = 'session_record'
+    read_ping = True
 
     def __init__(self, ch, path: str, limit_s: float | None = None, rec_vars=()):
         self.ch = ch
         self.path = path
         self.target = path
         self.name = 'session_record:%s' % path
-        self.limit_frames = int(limit_s * 50) if limit_s else None
         self.rec_vars = list(rec_vars)
         var = self._var
         self.stereo = var('RECORD_STEREO') == 'true'
         self.swap = var('RECORD_STEREO_SWAP') == 'true'
         self.read_only = var('RECORD_READ_ONLY') == 'true'
         self.write_only = var('RECORD_WRITE_ONLY') == 'true'
+        self.append = var('RECORD_APPEND') == 'true'
+        self.reads_stream = not self.write_only
+        self.writes_stream = not self.read_only
+        self.buffers = BugBuffers(read=self.reads_stream, write=self.writes_stream)
+        self.stop_at = (ch._frames + int(limit_s * 50)) if limit_s else None
         try:
             self.rate = int(var('record_sample_rate') or RATE)
         except ValueError:
@@ -438,24 +460,25 @@ class RecordSessionBug:
     def on_init(self):
         self.ch.fire_event('RECORD_START', self._extra())
 
-    def on_media(self, read: bytes, write: bytes):
+    def on_read(self, data: bytes):
+        self.buffers.push_read(data)
+
+    def on_write(self, data: bytes):
+        self.buffers.push_write(data)
+
+    def on_read_ping(self):
         if self.closed:
             return
-        r = np.frombuffer(read, dtype='<i2')
-        w = np.frombuffer(write, dtype='<i2')
-        if self.stereo:
-            left, right = (w, r) if self.swap else (r, w)
-            frame = np.empty(len(left) * 2, dtype=np.int16)
-            frame[0::2] = left
-            frame[1::2] = right
-        elif self.read_only:
-            frame = r
-        elif self.write_only:
-            frame = w
-        else:
-            frame = np.clip(r.astype(np.int32) + w, -32768, 32767).astype(np.int16)
-        self.frames.append(frame.tobytes())
-        if self.limit_frames and len(self.frames) >= self.limit_frames:
+        first = True
+        while True:
+            got = self.buffers.read(fill=not first)
+            first = False
+            if got is None:
+                break
+            read, write = got
+            self.frames.append(compose(read, write, self.stereo, self.swap))
+        if self.stop_at is not None and self.ch._frames >= self.stop_at:
+            self.stop_at = None
             self.completion_cause = 'success-maxtime'
             gevent.spawn(self.ch.remove_media_bug, self)
 
@@ -472,12 +495,23 @@ class RecordSessionBug:
                 data = np.stack(cols, axis=1).reshape(-1)
             else:
                 data = to_rate(data, self.rate)
-        try:
-            size = write_wav(self.path, data, self.rate, channels)
-        except Exception as exc:
-            log.error('[%s] record_session: cannot write %s: %s', self.ch.uuid, self.path, exc)
-            size = 0
         ch = self.ch
+        size = 0
+        if not self.frames and not self.append:
+            # switch_ivr_async.c: nothing written and not appending: the file is removed
+            ch.set_variable('RECORD_DISCARDED', 'true')
+            self.completion_cause = 'empty-file'
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+        else:
+            try:
+                if self.append:
+                    data = _existing_samples(self.path, self.rate, channels, data)
+                size = write_wav(self.path, data, self.rate, channels)
+            except Exception as exc:
+                log.error('[%s] record_session: cannot write %s: %s', ch.uuid, self.path, exc)
         ch.set_variable('record_file_size', str(size))
         ch.set_variable('record_samples', str(samples_8k))
         ch.set_variable('record_seconds', str(samples_8k // RATE))
@@ -486,13 +520,28 @@ class RecordSessionBug:
         ch.fire_event('RECORD_STOP', self._extra() + [('Record-Completion-Cause', self.completion_cause)])
 
 
+def _existing_samples(path: str, rate: int, channels: int, new: np.ndarray) -> np.ndarray:
+    """RECORD_APPEND: what the file already holds (same rate and channels), then `new`."""
+    import soundfile
+    try:
+        old, old_rate = soundfile.read(path, dtype='int16', always_2d=True)
+    except Exception:
+        return new
+    if old_rate != rate or old.shape[1] != channels:
+        log.error('append to %s: it is %d Hz x %d, not %d Hz x %d', path, old_rate, old.shape[1], rate, channels)
+        return new
+    return np.concatenate([old.reshape(-1), new])
+
+
 def start_record_session(ch, path: str, limit_s: float | None = None, rec_vars=()) -> bool:
     name = 'session_record:%s' % path
     if name in ch.media_bugs:
         log.info('[%s] Already recording %s', ch.uuid, path)
         return True
+    appending = dict(rec_vars).get('RECORD_APPEND', ch.get_variable('RECORD_APPEND')) == 'true'
     try:
-        _prepare_path(path)
+        if not (appending and os.path.exists(path)):
+            _prepare_path(path)
     except OSError as exc:
         log.error('[%s] record_session: cannot open %s: %s', ch.uuid, path, exc)
         return False
@@ -561,11 +610,16 @@ def app_record(ch, data):
         return
     ch.pre_answer()
     ch.fire_event('RECORD_START', [('Record-File-Path', path)], location='RECORD_START/record')
+    # switch_ivr_record_file writes low noise to the caller while recording (record_waste_resources,
+    # on unless set false), and writes a CNG read frame to the file only with record_fill_cng
+    ch.silence_writer = _record_divisor(ch.get_variable('record_waste_resources'), default=1400)
+    fill_cng = _record_divisor(ch.get_variable('record_fill_cng'), default=0)
     collector = _ReadCollector(ch)
-    ch.media_bugs[collector.name] = collector   # silent helper bug (no MEDIA_BUG events)
+    recorded: list[bytes] = []
     silent_frames = 0
     hits = silence_hits_s * 50
     exhausted = False
+    started = ch._frames
     try:
         while True:
             if not ch.wait_frame():
@@ -578,17 +632,25 @@ def app_record(ch, data):
                 if d and d in terminators:
                     ch.set_variable('playback_terminator_used', d)
                     break
-            if limit_s and len(collector.frames) >= limit_s * 50:
+            if limit_s and ch._frames - started >= limit_s * 50:
                 break
-            if thresh and hits and collector.frames:
-                energy = float(np.mean(np.abs(np.frombuffer(collector.frames[-1], dtype='<i2').astype(np.int32))))
+            frames, collector.frames = collector.frames, []
+            for frame in frames:
+                if frame is not None:
+                    recorded.append(frame)
+                elif fill_cng:
+                    recorded.append(sln_silence(160, fill_cng).tobytes())
+            if thresh and hits and frames:
+                last = frames[-1]
+                energy = 1.0 if last is None else float(
+                    np.mean(np.abs(np.frombuffer(last, dtype='<i2').astype(np.int32))))
                 silent_frames = silent_frames + 1 if energy < thresh else 0
                 if silent_frames >= hits:
                     exhausted = True
                     break
     finally:
-        ch.media_bugs.pop(collector.name, None)
-    data_arr = np.frombuffer(b''.join(collector.frames), dtype=np.int16)
+        collector.close()
+    data_arr = np.frombuffer(b''.join(recorded), dtype=np.int16)
     rate = RATE
     try:
         rate = int(ch.get_variable('record_rate') or RATE)
@@ -611,17 +673,20 @@ def app_record(ch, data):
 
 
 class _ReadCollector:
-    """Collects the caller's (read) frames for the blocking `record` app."""
+    """The read frames an app reads itself (`record`, `wait_for_silence`): bytes, or None for a
+    CNG frame (the caller sent nothing). A read tap of the channel, not a media bug."""
 
     def __init__(self, ch):
-        self.name = 'record:%s' % id(self)
-        self.frames: list[bytes] = []
+        self.ch = ch
+        self.frames: list = []
+        ch.read_taps.append(self._tap)
 
-    def on_media(self, read, write):
-        self.frames.append(read)
+    def _tap(self, frame) -> None:
+        self.frames.append(None if frame is None else frame.tobytes())
 
-    def on_close(self):
-        pass
+    def close(self) -> None:
+        if self._tap in self.ch.read_taps:
+            self.ch.read_taps.remove(self._tap)
 
 
 # --------------------------------------------------------------------------- digit collection
@@ -647,6 +712,8 @@ def ivr_read(ch, min_digits, max_digits, prompt, var_name, timeout_ms, terminato
         status = 'success'
     else:
         last = time.monotonic()
+        # switch_ivr_collect_digits_*: silence is written while waiting only with send_silence_when_idle
+        ch.silence_writer = silence_divisor(ch.get_variable('send_silence_when_idle'))
         while True:
             if not ch.wait_frame():
                 status = 'failure'
@@ -667,6 +734,7 @@ def ivr_read(ch, min_digits, max_digits, prompt, var_name, timeout_ms, terminato
             if time.monotonic() - last >= limit:
                 status = 'timeout'
                 break
+        ch.silence_writer = None
     if terminator:
         ch.set_variable('read_terminator_used', terminator)
     if len(digits) < min_digits and status != 'failure' and not (status == 'timeout' and not digits):

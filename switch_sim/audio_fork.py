@@ -7,14 +7,17 @@ quotes group and are removed, backslash escapes, ``^^X`` delimiter prefix, the l
 unsplit rest; 7 slots drachtio, 10 jambonz), the metadata-vs-bugname heuristic, bug-name
 uniqueness, every reply text (``+OK Success``, ``-ERR Operation Failed``, empty = mod_event_socket's
 ``-ERR no reply``, the flavour's ``-USAGE:`` line byte for byte), the media-bug side (mono / mixed /
-stereo L=read R=write, 8 kHz or resampled, dropped before the socket is open, pause/resume,
+stereo L=read R=write through the bug's buffers (switch_sim/media_bug.py), 8 kHz or resampled,
+not taken from the buffers before the socket is open, pause/resume,
 graceful-shutdown, the fixed-size send buffer and ``buffer_overrun`` once), the server messages
 (playAudio -> temp file + ``play_audio``; killAudio; transcription / transfer / error / disconnect /
 json events with the data re-printed compactly like cJSON_PrintUnformatted; unknown or non-JSON:
 nothing) and, for jambonz with ``true true <rate>``, the bidirectional playout: binary L16 in,
 odd byte carried over, prebuffered (1280*df samples first, then 640*df: the source's constants,
-which the captured mark timings match), resampled to 8 kHz, mixed into what the caller hears through
-a write injector, and marks (at most 30) echoed when playout reaches them, ``cleared`` on killAudio.
+which the captured mark timings match), resampled to 8 kHz, mixed into
+the frames the channel writes (the SMBF_WRITE_REPLACE bug, in bug order: nothing is mixed, and
+nothing leaves the module's buffer, while the channel writes nothing), and marks (at most 30) echoed
+when playout reaches them, ``cleared`` on killAudio (which also sets CF_BREAK on the channel).
 The WebSocket client itself is `switch_sim.fork_ws.AudioPipe`.
 
 Approximated (not in the captures):
@@ -47,6 +50,7 @@ import numpy as np
 
 from . import fork_ws
 from .argsplit import separate_string
+from .media_bug import BugBuffers, compose
 
 log = logging.getLogger('switch_sim.audio_fork')
 
@@ -451,20 +455,6 @@ class Playout:
         return None
 
 
-class _Injector:
-    """The SMBF_WRITE_REPLACE side of a fork, registered with `channel.add_write_injector`."""
-
-    def __init__(self, playout: Playout):
-        self.playout = playout
-
-    def pull(self, nbytes: int):
-        try:
-            return self.playout.pull(nbytes)
-        except Exception:  # noqa: BLE001 - never break the media loop
-            log.exception('playout failed')
-            return None
-
-
 # ---------------------------------------------------------------------------------------------
 # one fork (lws_glue private_t + the media bug)
 # ---------------------------------------------------------------------------------------------
@@ -497,7 +487,7 @@ class ForkSession:
         self.frame_bytes = (FRAME_SIZE_8000 * self.rate // CHANNEL_RATE) * self.channels
         self.resampler = LinearResampler(CHANNEL_RATE, self.rate, self.channels) if self.rate != CHANNEL_RATE else None
         self.playout = Playout(self.send_mark, cmd.bidi_rate) if self.flavor == 'jambonz' else None
-        self.injector = _Injector(self.playout) if self.write_replace else None
+        self.buffers = BugBuffers(read=True, write=self.mix in ('mixed', 'stereo'))
         buflen = FRAME_SIZE_8000 * self.rate // 8000 * self.channels * 1000 // 20 * _buffer_secs()
         variables = getattr(channel, 'variables', {}) or {}
         username = variables.get('MOD_AUDIO_BASIC_AUTH_USERNAME')
@@ -520,24 +510,59 @@ class ForkSession:
         self.bad_target = target is None
 
     # --- media bug interface ----------------------------------------------------------------------
+    # flags: SMBF_READ_STREAM, + SMBF_WRITE_STREAM for mixed/stereo, + SMBF_WRITE_REPLACE for
+    # jambonz `true true <rate>`; the channel calls on_read / on_write / replace_write in bug order
 
-    def on_media(self, read: bytes, write: bytes) -> None:
-        """fork_frame: called on every 20 ms tick; hands the raw frame to the pipe's buffer."""
+    reads_stream = True
+
+    @property
+    def writes_stream(self) -> bool:
+        return self.mix in ('mixed', 'stereo')
+
+    def on_read(self, data: bytes) -> None:
+        """SWITCH_ABC_TYPE_READ: the frame is in the bug's read buffer; fork_frame drains what
+        switch_core_media_bug_read gives (always with fill: a stereo or mixed fork gets nothing
+        while the channel writes nothing)."""
+        self.buffers.push_read(data)
         pipe = self.pipe
         if self.paused or self.graceful or pipe is None or pipe.state != fork_ws.CONNECTED:
             return
-        if self.resampler is None:
-            if pipe.space_available() < MIN_FREE:
-                self._overrun()
-                pipe.reset_audio()
-            if pipe.space_available() >= self.frame_bytes:
-                pipe.push_audio((read, write), self.frame_bytes)
-        else:
-            if pipe.space_available() >= self.frame_bytes:
-                pipe.push_audio((read, write), self.frame_bytes)
-            if pipe.space_available() < MIN_FREE:
-                self._overrun()
+        while True:
+            got = self.buffers.read(fill=True)
+            if got is None:
+                break
+            read, write = got
+            frame = read if self.mix == 'mono' else compose(read, write, stereo=self.mix == 'stereo')
+            if self.resampler is None:
+                if pipe.space_available() < MIN_FREE:
+                    self._overrun()
+                    pipe.reset_audio()
+                if pipe.space_available() >= self.frame_bytes:
+                    pipe.push_audio(frame, self.frame_bytes)
+            else:
+                if pipe.space_available() >= self.frame_bytes:
+                    pipe.push_audio(frame, self.frame_bytes)
+                if pipe.space_available() < MIN_FREE:
+                    self._overrun()
+                    break
         pipe.request_write()
+
+    def on_write(self, data: bytes) -> None:
+        self.buffers.push_write(data)
+
+    def replace_write(self, frame):
+        """dub_speech_frame: the app's audio is added to the frame the channel writes."""
+        try:
+            extra = self.playout.pull(FRAME_SIZE_8000)
+        except Exception:  # noqa: BLE001 - never break the media loop
+            log.exception('playout failed')
+            return frame
+        if not extra:
+            return frame
+        add = np.frombuffer(extra[:FRAME_SIZE_8000], dtype='<i2').astype(np.int32)
+        out = frame.astype(np.int32)
+        out[:len(add)] += add
+        return np.clip(out, -32768, 32767).astype(np.int16)
 
     def on_close(self) -> None:
         """SWITCH_ABC_TYPE_CLOSE: the channel is closing."""
@@ -546,21 +571,7 @@ class ForkSession:
     # --- called from the pipe's greenlets ------------------------------------------------------
 
     def _encode(self, frames) -> bytes:
-        reads = np.concatenate([_pcm(r) for r, _ in frames]).astype(np.int32)
-        if self.mix == 'mono':
-            out = reads
-        else:
-            writes = np.concatenate([_pcm(w) if len(w) else np.zeros(len(r) // 2, dtype=np.int16)
-                                     for r, w in frames]).astype(np.int32)
-            if len(writes) != len(reads):
-                writes = np.resize(writes, len(reads))
-            if self.mix == 'mixed':
-                out = np.clip(reads + writes, -32768, 32767)
-            else:
-                out = np.empty(len(reads) * 2, dtype=np.int32)
-                out[0::2] = reads
-                out[1::2] = writes
-        out = out.astype(np.int16)
+        out = np.frombuffer(b''.join(frames), dtype='<i2')
         if self.resampler is not None:
             out = self.resampler.process(out)
         return out.astype('<i2').tobytes()
@@ -620,7 +631,7 @@ class ForkSession:
         elif mtype == 'killAudio':
             self._fire('kill_audio')
             try:
-                self.channel.break_playback(all_files=True)
+                self.channel.break_playback()
             except Exception:  # noqa: BLE001
                 log.exception('break_playback failed')
             if jambonz:
@@ -802,8 +813,6 @@ class AudioForkModule:
         except ValueError:  # another module's bug has that name
             return FAILED
         self.sessions[(channel.uuid, cmd.bugname)] = session
-        if session.injector is not None:
-            channel.add_write_injector(session.injector)
         self.pipes.add(session.pipe)
         if session.bad_target:
             # the module goes on with an uninitialised host buffer: model it as an unreachable host
@@ -827,11 +836,6 @@ class AudioForkModule:
                 channel.remove_media_bug(session)
             except Exception:  # noqa: BLE001
                 log.exception('remove_media_bug failed')
-        if session.injector is not None:
-            try:
-                channel.remove_write_injector(session.injector)
-            except Exception:  # noqa: BLE001
-                log.exception('remove_write_injector failed')
         for path in session.files:
             try:
                 os.remove(path)

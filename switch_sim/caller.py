@@ -3,7 +3,7 @@
 Owns: `CallScript` (what the caller does: number dialled, caller id, the audio they speak, DTMF at
 given seconds after the call starts, when they hang up, where to save what they heard),
 `CallerModel` (feeds the channel's read frames from the script audio once media is up — resampled
-to 8 kHz mono, silence after it ends —, queues the scripted DTMF, hangs up at `hangup_after`
+to 8 kHz mono, silence after it ends; with `vad`, a silent frame is not sent at all (CNG) —, queues the scripted DTMF, hangs up at `hangup_after`
 with NORMAL_CLEARING (the far end hanging up), keeps every write frame as
 the heard capture and saves it as a WAV when the call ends) and `SimCall` (`uuid`, `channel`,
 `wait(timeout) -> summary dict`).
@@ -31,6 +31,7 @@ class CallScript:
     caller_name: str = ''
     variables: dict = dataclasses.field(default_factory=dict)
     keep_heard: bool = False          # keep the heard audio in memory (SimCall.heard()) without a file
+    vad: bool = False                 # the phone sends no packet for a silent frame: FreeSWITCH reads CNG
 
     def validate(self) -> None:
         for item in self.dtmf:
@@ -63,13 +64,17 @@ class CallerModel:
     def media_started(self, ch) -> None:
         self.media_up = True
 
-    def read_frame(self) -> np.ndarray:
+    def read_frame(self):
+        """The caller's next 20 ms (silence after the script's audio), or None for a frame the
+        phone did not send (`vad` and all zero): the channel reads CNG then."""
         if self.pos >= len(self.audio):
-            return np.zeros(FRAME_SAMPLES, dtype=np.int16)
+            return None if self.script.vad else np.zeros(FRAME_SAMPLES, dtype=np.int16)
         chunk = self.audio[self.pos:self.pos + FRAME_SAMPLES]
         self.pos += FRAME_SAMPLES
         if len(chunk) < FRAME_SAMPLES:
             chunk = np.concatenate([chunk, np.zeros(FRAME_SAMPLES - len(chunk), dtype=np.int16)])
+        if self.script.vad and not chunk.any():
+            return None
         return chunk
 
     def tick(self, ch, write: np.ndarray, elapsed: float) -> None:

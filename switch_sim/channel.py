@@ -4,13 +4,29 @@ Owns, per channel: the caller profile and channel state (Channel-State / Call-St
 the state number, kept separately as FreeSWITCH does), the ordered variable list (setting a variable
 moves it to the end, an empty value unsets it, as switch_channel_set_variable), firing events with the
 channel data block, the media clock greenlet (absolute-deadline pacing, 8 kHz L16 mono, 160-sample
-frames: read = the scripted caller, write = the current playback source + write injectors, then media
-bugs), the DTMF queue (DTMF events fire when a digit is dequeued), the private message queue fed by
+frames; see "Media" below), the DTMF queue (DTMF events fire when a digit is dequeued), the private message queue fed by
 `sendmsg`, the session greenlet that runs the dialplan/park loop/apps, and the hangup path
 (CHANNEL_HANGUP -> EXECUTE_COMPLETE of the running app -> UNPARK -> EXECUTE_COMPLETE(socket) ->
 CHANNEL_STATE(CS_HANGUP) -> CHANNEL_CALLSTATE -> media bugs closed (RECORD_STOP, MEDIA_BUG_STOP) ->
 CHANNEL_STATE(CS_REPORTING) -> CHANNEL_HANGUP_COMPLETE -> listeners told -> CHANNEL_DESTROY once the
 controlling socket let go).
+
+Media, per 20 ms tick, as FreeSWITCH's read and write paths do it (switch_core_io.c,
+switch_core_media.c; each step is pinned by a replay of a real FreeSWITCH capture):
+* read: once media is up, the caller's frame, or CNG when the caller sent none (a phone that
+  suppresses silence; the caller's `vad`); read taps (the blocking `record` and `wait_for_silence`
+  apps) see it with its CNG flag; every bug with a read stream gets it (CNG as 0xFFFF samples),
+  then every READ_PING bug is called;
+* write: a frame only when the running app writes one: a playback source (playback, speak, tones),
+  or the silence of `silence_writer`, which the running app sets: park reads
+  `send_silence_when_idle` once, when media first comes up; sleep and digit collection read it on
+  every call; `record` writes low noise (record_waste_resources, on by default). Any other app, and
+  park without that variable, writes nothing: then no bug sees a write, nothing is mixed in by a
+  SMBF_WRITE_REPLACE bug (mod_audio_fork's bidirectional audio stays in its buffer) and the caller
+  hears silence. A written frame goes through the bugs in the order they were attached: a
+  WRITE_STREAM bug copies it as it is at its turn, a WRITE_REPLACE bug changes it for the next ones;
+* then `write_injectors` (digits `uuid_send_dtmf` sends, which go out of band even when nothing
+  is written) are added to what the caller hears.
 
 Approximated:
 * Nesting: a message queued while a non-locked message's playback/speak/sleep/record/digit
@@ -42,6 +58,7 @@ from gevent.event import Event as GEvent
 
 from .events import header_value
 from .media import FRAME_SAMPLES
+from .media_bug import CNG_FILL, sln_silence
 
 log = logging.getLogger('switch_sim.channel')
 
@@ -80,6 +97,18 @@ HANGUP_CAUSES = set(Q850) | {
     'BAD_IDENTITY_INFO', 'UNSUPPORTED_CERTIFICATE', 'INVALID_IDENTITY'}
 
 _VAR_RE = re.compile(r'\$\{([^{}]+)\}')
+
+
+def silence_divisor(value) -> int | None:
+    """`send_silence_when_idle` as the apps read it: None (write nothing) for 0 or no number;
+    SWITCH_IVR_VERIFY_SILENCE_DIVISOR makes other values below 1 (but -1) 400."""
+    m = re.match(r'\s*([+-]?\d+)', str(value or ''))
+    n = int(m.group(1)) if m else 0
+    if n == 0:
+        return None
+    if n <= 0 and n != -1:
+        return 400
+    return n
 
 
 def normalize_cause(cause: str | None) -> str:
@@ -161,6 +190,8 @@ class Channel:
 
         # media
         self.write_source = None
+        self.silence_writer = None    # the running app writes this silence when it has nothing else (divisor)
+        self.read_taps: list = []     # callables(frame | None) of apps that read frames themselves
         self._break = False
         self._tick_event = GEvent()
         self._media_greenlet = None
@@ -432,16 +463,16 @@ class Channel:
 
     def _tick(self) -> None:
         self._frames += 1
-        media_up = self.answered or self.early_media
         caller = self.caller
-        if caller is not None and media_up:
-            read = caller.read_frame()
-        else:
-            read = _ZERO_FRAME
-        src = self.write_source
-        write = src.read(FRAME_SAMPLES) if src is not None else _ZERO_FRAME
+        if self.answered or self.early_media:
+            read = caller.read_frame() if caller is not None else _ZERO_FRAME
+            self._read(read)
+        write = self._written_frame()
+        if write is not None and self.media_bugs:
+            write = self._write_through_bugs(write)
+        heard = write
         if self.write_injectors:
-            acc = write.astype(np.int32)
+            acc = (write if write is not None else _ZERO_FRAME).astype(np.int32)
             for inj in list(self.write_injectors):
                 try:
                     data = inj.pull(FRAME_BYTES)
@@ -451,17 +482,55 @@ class Channel:
                 if data:
                     extra = np.frombuffer(data[:FRAME_BYTES], dtype='<i2')
                     acc[:len(extra)] += extra
-            write = np.clip(acc, -32768, 32767).astype(np.int16)
-        if self.media_bugs:
-            read_b = read.tobytes()
-            write_b = write.tobytes()
-            for bug in list(self.media_bugs.values()):
+            heard = np.clip(acc, -32768, 32767).astype(np.int16)
+        if caller is not None:
+            caller.tick(self, heard if heard is not None else _ZERO_FRAME, time.monotonic() - self._created_mono)
+
+    def _read(self, read) -> None:
+        """One read frame (None = CNG) to the read taps, the read-stream bugs, then READ_PING bugs."""
+        for tap in list(self.read_taps):
+            try:
+                tap(read)
+            except Exception:
+                log.exception('[%s] read tap failed', self.uuid)
+        if not self.media_bugs:
+            return
+        data = CNG_FILL if read is None else read.tobytes()
+        bugs = list(self.media_bugs.values())
+        for bug in bugs:
+            if getattr(bug, 'reads_stream', False):
                 try:
-                    bug.on_media(read_b, write_b)
+                    bug.on_read(data)
                 except Exception:
                     log.exception('[%s] media bug %s failed', self.uuid, getattr(bug, 'name', bug))
-        if caller is not None:
-            caller.tick(self, write, time.monotonic() - self._created_mono)
+        for bug in bugs:
+            if getattr(bug, 'read_ping', False):
+                try:
+                    bug.on_read_ping()
+                except Exception:
+                    log.exception('[%s] media bug %s failed', self.uuid, getattr(bug, 'name', bug))
+
+    def _written_frame(self):
+        """The frame the running app writes this tick, or None when it writes nothing."""
+        src = self.write_source
+        if src is not None:
+            return src.read(FRAME_SAMPLES)
+        if self.silence_writer:
+            return sln_silence(FRAME_SAMPLES, self.silence_writer, self._frames * FRAME_SAMPLES)
+        return None
+
+    def _write_through_bugs(self, frame):
+        """The bugs in attach order: a WRITE_STREAM bug copies the frame as it is at its turn, a
+        WRITE_REPLACE bug changes it for the bugs after it and for the caller."""
+        for bug in list(self.media_bugs.values()):
+            try:
+                if getattr(bug, 'writes_stream', False):
+                    bug.on_write(frame.tobytes())
+                if getattr(bug, 'write_replace', False):
+                    frame = bug.replace_write(frame)
+            except Exception:
+                log.exception('[%s] media bug %s failed', self.uuid, getattr(bug, 'name', bug))
+        return frame
 
     # ------------------------------------------------------------------ messages (sendmsg)
     def queue_message(self, msg: Message) -> None:
@@ -548,6 +617,11 @@ class Channel:
         previous = self._current_app
         self._current_app = (app, data, app_uuid)
         self.last_app, self.last_arg = app, data     # the app log's last entry = the last app started
+        # what writes frames is the running app: an outer one (park, a playback running this one
+        # nested) writes nothing until this one returns; CF_BREAK is cleared as each app starts
+        writer = (self.write_source, self.silence_writer)
+        self.write_source = self.silence_writer = None
+        self._break = False
         try:
             func(self, data)
         except AppError as exc:
@@ -556,6 +630,8 @@ class Channel:
             log.exception('[%s] app %s crashed', self.uuid, app)
         finally:
             self._current_app = previous
+            if not self.hungup:
+                self.write_source, self.silence_writer = writer
         response = self.variables.get('current_application_response') or '_none_'
         self.fire_event('CHANNEL_EXECUTE_COMPLETE', head + [('Application-Response', response)] + tail)
         return response
@@ -565,10 +641,15 @@ class Channel:
         (or `until()` turns true); digits pressed meanwhile are dequeued (DTMF events)."""
         self.parked = True
         self.fire_event('CHANNEL_PARK')
+        media_checked = False
         try:
             while not self.hungup and self._transfer is None:
                 if until is not None and until():
                     break
+                if not media_checked and (self.answered or self.early_media):
+                    # switch_ivr_park: the variable is read once, the first time media is ready
+                    media_checked = True
+                    self.silence_writer = silence_divisor(self.get_variable('send_silence_when_idle'))
                 if not self.wait_frame():
                     break
                 self._break = False
@@ -580,6 +661,7 @@ class Channel:
                         break
         finally:
             self.parked = False
+            self.silence_writer = None
             self.fire_event('CHANNEL_UNPARK')
 
     # ------------------------------------------------------------------ lifecycle

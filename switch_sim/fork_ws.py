@@ -269,10 +269,17 @@ class AudioPipe:
             head, trailing = data.split(b'\r\n\r\n', 1)
             check_response(head, key, self.subprotocol)
             sock.settimeout(None)
-            try:  # libwebsockets sets SO_SNDBUF to the protocol rx buffer size + LWS_PRE
-                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, 1024 + 16)
-            except OSError:
-                pass
+            # the kernel's send buffer is left as it is: on a real FreeSWITCH the module's socket
+            # autotunes to megabytes (`ss -m` showed tb 3939840 with 400 KB queued to an app that
+            # never read), so an app that stops reading fills the module's own buffer
+            # (buffer_overrun) only minutes later. SWITCH_SIM_FORK_SNDBUF=<bytes> emulates a host
+            # with a small tcp_wmem, where that happens within seconds.
+            sndbuf = os.environ.get('SWITCH_SIM_FORK_SNDBUF')
+            if sndbuf and sndbuf.isdigit():
+                try:
+                    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, int(sndbuf))
+                except OSError:
+                    pass
             return sock, trailing
         except HandshakeError:
             _close_quietly(sock)

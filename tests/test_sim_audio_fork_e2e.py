@@ -251,7 +251,10 @@ def test_frame_sizes_rates_and_channels(env, captures_dir):
     for name, mix, rate, size, stats in rows:
         c = conns[name]
         assert c.closed.wait(5)
-        assert {len(d) for _, d in c.binaries} == {size}, name
+        # one frame per message; frames read before the socket opened wait in the bug's buffer and
+        # leave together in the first message (a coalesced double frame was captured too)
+        sizes = [len(d) for _, d in c.binaries]
+        assert set(sizes[1:]) == {size} and sizes[0] % size == 0, (name, sizes[:3])
         assert c.close_code == 1000
         pcm = np.frombuffer(b''.join(d for _, d in c.binaries[5:]), dtype='<i2')
         out_rate = 16000 if rate in ('16k', '16000') else 8000
@@ -421,6 +424,8 @@ def test_basic_auth_and_connect_failed_reasons(env):
 
 def test_buffer_overrun_fires_once(tmp_path, monkeypatch):
     monkeypatch.setenv('MOD_AUDIO_FORK_BUFFER_SECS', '1')
+    # a host whose kernel send buffer stays small (tcp_wmem): FreeSWITCH's own is megabytes
+    monkeypatch.setenv('SWITCH_SIM_FORK_SNDBUF', '1040')
     sim = Simulator(esl=('127.0.0.1', 0), flavor='jambonz').start()
     server = start_server(slow_paths=['/slow'])
     esl = ESL(sim.esl_address)
