@@ -94,21 +94,32 @@ class AppServer(HttpReceiver):
 
 
 class RealCall:
-    """A call on a real FreeSWITCH: `originate loopback/callfork<to>/default &playback(<audio>)`.
-    The B leg runs the dialplan and reaches callfork; the A leg is the caller: it plays `audio`
-    (a path FreeSWITCH can read: the tests run on the FreeSWITCH host), sends `dtmf` with
-    `uuid_send_dtmf` at the given seconds, and hangs up after `hangup_after` seconds.
-    The summary comes from the Hangup webhook callfork posts (events: not observed here)."""
+    """A call on a real FreeSWITCH: a loopback call to `callfork<to>` whose B leg runs the dialplan
+    and reaches callfork; the A leg is the caller. Its inline apps keep what it hears
+    (`record_session` with RECORD_READ_ONLY: what the B leg writes), play `audio` (a path
+    FreeSWITCH can read: the tests run on the FreeSWITCH host), then stay on the line (`park`):
+    a phone that sends silence after its audio (`send_silence_when_idle`), or with `vad`, one that
+    sends nothing (the far leg then reads CNG). Digits in `dtmf` go with `uuid_send_dtmf` at the
+    given seconds; `hangup_after` seconds end the call from the caller's side. The summary comes
+    from the Hangup webhook callfork posts (events: not observed here)."""
 
-    def __init__(self, stack, to, audio=None, dtmf=(), hangup_after=None, **ignored):
+    def __init__(self, stack, to, audio=None, dtmf=(), hangup_after=None, vad=False, **ignored):
         self.stack = stack
         control = stack.service.control
-        app = f"playback({audio})" if audio else "park()"
         self.a_uuid = str(uuidlib.uuid4())
+        self.heard_path = stack.data_dir / f"heard-{self.a_uuid}.wav"
+        apps = ["set:RECORD_READ_ONLY=true", f"record_session:{self.heard_path}"]
+        if not vad:
+            apps.append("set:send_silence_when_idle=-1")
+        if audio:
+            apps.append(f"playback:{audio}")
+        apps.append("park")
         variables = f"origination_uuid={self.a_uuid},origination_caller_id_number=15551230001"
-        reply = control.bgapi(f"originate {{{variables}}}loopback/callfork{to}/default &{app}", timeout=30)
+        reply = control.bgapi(f"originate {{{variables}}}loopback/callfork{to}/default '{','.join(apps)}' inline",
+                              timeout=30)
         if not reply.startswith("+OK"):
             raise RuntimeError(f"originate failed: {reply.strip()}")
+        self.uuid = None
         for digits, at in dtmf:
             control.api(f"sched_api +{max(1, round(at))} none uuid_send_dtmf {self.a_uuid} {digits}")
         if hangup_after:
@@ -116,9 +127,21 @@ class RealCall:
 
     def wait(self, timeout: float = 30.0) -> dict:
         form = self.stack.app.wait_event("Hangup", timeout=timeout).form
-        return {"uuid": form.get("CallUUID"), "answered": bool(form.get("AnswerTime")),
+        self.uuid = form.get("CallUUID")
+        return {"uuid": self.uuid, "answered": bool(form.get("AnswerTime")),
                 "hangup_cause": form.get("HangupCause"), "duration_s": float(form.get("Duration") or 0),
                 "events": []}
+
+    def heard(self, timeout: float = 15.0):
+        """What the caller heard, once the call has ended (FreeSWITCH finishes the file then)."""
+        import numpy as np
+        import soundfile
+        control = self.stack.service.control
+        wait_until(lambda: control.api(f"uuid_exists {self.a_uuid}").strip() != "true", timeout)
+        wait_until(lambda: self.heard_path.exists() and self.heard_path.stat().st_size > 44, 5)
+        time.sleep(0.2)
+        data, _rate = soundfile.read(str(self.heard_path), dtype="int16", always_2d=True)
+        return np.ascontiguousarray(data[:, 0])
 
 
 class Stack:
