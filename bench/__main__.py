@@ -1,4 +1,4 @@
-"""python -m bench [relay|stream-start|calls|memory|all] [--record] [--quick] [--duration S] [--sizes 50,200]
+"""python -m bench [relay|stream-start|calls|memory|latency|all] [--record] [--quick] [--duration S] [--sizes 50,200]
                    [--switch lean|sim]
 
 Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
@@ -33,6 +33,12 @@ def _memory(args):
     return memory.run(quick=args.quick)
 
 
+def _latency(args):
+    from bench import latency
+
+    return latency.run(quick=args.quick)
+
+
 def _stream_start(args):
     from bench import stream_start
 
@@ -45,6 +51,7 @@ BENCHMARKS = {
     "stream-start": _stream_start,
     "calls": _calls,
     "memory": _memory,
+    "latency": _latency,
 }
 
 
