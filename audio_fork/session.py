@@ -92,6 +92,15 @@ class ModuleBuffer:
         self.heard_end = 0.0           # monotonic time when everything flushed so far has played
         self.audio_end = 0.0           # ... and when the last non-padding sample has played
 
+    def playing(self, now: float) -> bool:
+        """The caller is still hearing audio the module took from us."""
+        return self.heard_end > now
+
+    def killed(self, now: float) -> None:
+        """killAudio emptied the module's playout (its prebuffer was flushed into it first)."""
+        self.pending = self.pending_audio = 0
+        self.heard_end = self.audio_end = now
+
     def push(self, samples: int, now: float, padding: bool = False) -> bool:
         """`samples` sent at `now` (`padding`: silence we added); True when that flushed the
         prebuffer into playout."""
@@ -116,8 +125,12 @@ class StreamSession:
     ended {reason}."""
 
     def __init__(self, spec: StreamSpec, relay, api: Callable[[str], str],
-                 on_event: Callable[[str, dict], None] | None = None):
+                 on_event: Callable[[str, dict], None] | None = None,
+                 may_kill_audio: Callable[[], bool] | None = None):
         spec.validate()
+        # whether the module may be sent killAudio now (it sets CF_BREAK on the channel, which
+        # ends whatever app the channel runs): the call knows, the stream does not
+        self.may_kill_audio = may_kill_audio
         self.spec = spec
         self.relay = relay
         self.api = api
@@ -651,10 +664,8 @@ class StreamSession:
             text = self.dialect.mark_cleared(name)
             if text:
                 self._to_app(text, control=True)
-        # No killAudio to the module: on FreeSWITCH it also breaks whatever the channel is playing
-        # (CF_BREAK), e.g. a <Play> running beside a background stream, and `stop_play` only works
-        # on the default bug name. The pacer keeps the module's own buffer at its ~80 ms pre-buffer,
-        # so flushing our queue stops the app's audio within that.
+        if self.spec.bidirectional and self.spec.flavor == "jambonz":
+            self._kill_module_audio()
         if self.spec.bidirectional and self.spec.flavor != "jambonz":
             # the file fallback: stop the file playing now (and, unavoidably, whatever else plays)
             self._module_buffer.audio_end = self._module_buffer.heard_end = time.monotonic()
@@ -666,6 +677,32 @@ class StreamSession:
         if text:
             self._to_app(text, control=True)
         self._emit("cleared", {"marks": names})
+
+    def _kill_module_audio(self) -> None:
+        """Barge-in: empty what mod_audio_fork holds of ours, not only our queue. Its killAudio
+        empties the playout buffer at the next written frame, but not its prebuffer, whose rest
+        would start the next utterance: so the prebuffer is first filled to its threshold with
+        silence (which moves it into the playout), then killed. killAudio also sets CF_BREAK on the
+        channel, which ends the app running there: only when the call says nothing but our own
+        writer runs (`may_kill_audio`). Otherwise what the module holds plays out (up to ~160 ms)."""
+        module = self._module
+        if module is None or self.may_kill_audio is None:
+            return
+        try:
+            allowed = self.may_kill_audio()
+        except Exception:  # noqa: BLE001 - the call may be going away: no kill then
+            allowed = False
+        if not allowed:
+            return
+        buffered = self._module_buffer
+        try:
+            if buffered.pending:
+                module.send_bytes(b"\x00" * ((buffered.threshold - buffered.pending) * 2))
+            module.send_text('{"type":"killAudio"}')
+        except Exception as exc:  # noqa: BLE001 - the module went away: nothing left to clear
+            log.info("[%s %s] killAudio: %r", self.call_uuid, self.stream_id, exc)
+            return
+        buffered.killed(time.monotonic())
 
     def _send_digits(self, digits: str) -> None:
         try:
@@ -683,40 +720,47 @@ class StreamSession:
     # -- playout pacer ----------------------------------------------------------------------------
 
     def _pacer(self) -> None:
-        """One 20 ms frame to the module per tick, on absolute deadlines. When the queue runs dry
-        with audio still short of a frame here or in the module's prebuffer, wait
-        TAIL_GRACE_FRAMES ticks for more (a jittery app), then send the partial frame and silence
-        until the module has flushed it (ModuleBuffer), so an utterance's end is heard now."""
+        """Frames to the module: at once while the caller hears nothing of ours (mod_audio_fork
+        plays nothing until its prebuffer holds 160 ms, then 80 ms: so an utterance starts as soon
+        as the module can play it), then one per 20 ms on absolute deadlines. `paced_until` is
+        when what was sent would have finished at real-time pace: when the queue runs dry with
+        audio still short of a frame here or in the module's prebuffer, the pacer waits until
+        TAIL_GRACE_FRAMES past it (the app may just be sending in real time), then sends the partial
+        frame and silence until the module has flushed it (ModuleBuffer), so an utterance's end is
+        heard now and not with the next one."""
         period = 0.020
+        grace = TAIL_GRACE_FRAMES * period
         deadline = None
+        paced_until = None
         playout = self.playout
         module_buffer = self._module_buffer
-        idle_ticks = 0
         silence = b"\x00" * PLAYOUT_FRAME
         while not self._stopping:
             padding = None
             silent = False
+            now = time.monotonic()
             if playout.has_frame():
-                idle_ticks = 0
+                pass
             elif playout.queued_bytes or module_buffer.pending:
-                if idle_ticks < TAIL_GRACE_FRAMES:
-                    idle_ticks += 1
+                late = (paced_until or now) + grace
+                if now < late:
                     deadline = None
                     self._audio_ready.clear()
-                    self._audio_ready.wait(period)
+                    self._audio_ready.wait(min(period, late - now))
                     continue
                 padding = playout.pull(partial=True)
                 if padding is None:
                     padding, silent = silence, True
             else:
-                deadline = None
-                idle_ticks = 0
+                deadline = paced_until = None
                 self._audio_ready.clear()
                 if not playout.has_frame() and not playout.queued_bytes:
                     self._audio_ready.wait(0.1)
                 continue
-            now = time.monotonic()
-            if deadline is None:
+            if padding is None and not module_buffer.playing(now):
+                # the caller hears nothing of ours: fill the module's prebuffer at once
+                deadline = now
+            elif deadline is None:
                 deadline = now
             elif deadline > now:
                 gevent.sleep(deadline - now)
@@ -729,11 +773,14 @@ class StreamSession:
                 log.warning("[%s %s] playout to module failed: %r", self.call_uuid, self.stream_id, exc)
                 return
             self.relay.frames_out += 1
-            module_buffer.push(len(frame) // 2, time.monotonic(), padding=silent)
+            now = time.monotonic()
+            module_buffer.push(len(frame) // 2, now, padding=silent)
+            if not silent:
+                paced_until = (now if paced_until is None or paced_until < now else paced_until) + period
             self._ack_marks()
-            deadline += period
-            if time.monotonic() - deadline > 0.2:  # fell far behind (hub stalled): resync, no burst
-                deadline = time.monotonic()
+            deadline = deadline + period if module_buffer.playing(now) else now
+            if now - deadline > 0.2:  # fell far behind (hub stalled): resync, no burst
+                deadline = now
 
     # -- drachtio fallback: app audio as files played on the channel --------------------------------
 

@@ -14,12 +14,12 @@ CLOCK_MONOTONIC when a message arrives here.
 The probe is what the caller hears and says:
 - FreeSWITCH (CALLFORK_FS_ESL=host:port:password, its dialplan sending `callfork<N>` to callfork on
   127.0.0.1:8084): the caller is the A leg of `loopback/callfork1`, sending silence between its
-  words (send_silence_when_idle) as a phone sends RTP; a second mod_audio_fork on that A leg,
-  stereo, goes straight to the probe's WebSocket (left: what the A leg reads = hears; right: what
-  it writes = says). The caller's words are a 1 kHz burst played on the A leg (uuid_broadcast).
-  Upstream is the app's arrival minus the probe's arrival of the same burst in "says": it leaves
-  out the module's own send (the same for both forks) and keeps the loopback hop, callfork's relay
-  and the app's socket. Downstream and barge-in include the probe fork's send (a few ms) on top.
+  words (send_silence_when_idle) as a phone sends RTP; its words are a 1 kHz burst played on the A
+  leg (uuid_broadcast). Two more mod_audio_fork bugs, mono, go straight to the probe: one on the
+  A leg (what it reads = what the caller hears), one on the B leg, callfork's channel (what it
+  reads = what the caller said, as FreeSWITCH got it). Upstream is the app's arrival minus the
+  probe's arrival of the same frame: callfork's relay and the app's socket; the module's own send
+  is in both and cancels out. Downstream and barge-in include the probe fork's send (a few ms).
 - simulator: the caller model itself (its heard frames and the frames it sends, stamped at the
   channel's 20 ms media tick, in this process).
 
@@ -175,7 +175,11 @@ class App:
 # -- probes --------------------------------------------------------------------------------------
 
 class FreeSwitchCaller:
-    """The A leg of a loopback call, forked (stereo) to a probe WebSocket."""
+    """The A leg of a loopback call; two plain mod_audio_fork probes straight to this process: one
+    on the A leg (what it reads = what the caller hears), one on the B leg (what callfork's channel
+    reads = what the caller said, as FreeSWITCH got it). A stereo fork cannot be the probe: it
+    pairs a read with a write frame, and on a leg that once read without writing, the read side
+    then lags for good."""
 
     def __init__(self, esl: str, work: str):
         from gevent.server import StreamServer
@@ -200,10 +204,12 @@ class FreeSwitchCaller:
                                    timeout=30)
         if not reply.startswith("+OK"):
             raise RuntimeError(f"originate: {reply.strip()}")
-        url = f"ws://127.0.0.1:{self.server.server_port}/probe"
-        reply = self.control.api(f"uuid_audio_fork {self.uuid} start {url} stereo 8k probe {{}}")
-        if not reply.startswith("+OK"):
-            raise RuntimeError(f"probe fork: {reply.strip()}")
+        b_leg = self.control.api(f"uuid_getvar {self.uuid} other_loopback_leg_uuid").strip()
+        base = f"ws://127.0.0.1:{self.server.server_port}"
+        for uuid, path in ((self.uuid, "hears"), (b_leg, "says")):
+            reply = self.control.api(f"uuid_audio_fork {uuid} start {base}/{path} mono 8k probe_{path} {{}}")
+            if not reply.startswith("+OK"):
+                raise RuntimeError(f"probe fork: {reply.strip()}")
 
     def _probe(self, sock, _peer):
         from wsproto import ConnectionType, WSConnection
@@ -212,6 +218,7 @@ class FreeSwitchCaller:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         ws = WSConnection(ConnectionType.SERVER)
         buf = b""
+        timeline = None
         while True:
             data = sock.recv(65536)
             now = time.monotonic()
@@ -220,15 +227,14 @@ class FreeSwitchCaller:
             ws.receive_data(data)
             for ev in ws.events():
                 if isinstance(ev, Request):
+                    timeline = self.hears if ev.target.endswith("hears") else self.says
                     sock.sendall(ws.send(AcceptConnection(subprotocol=(ev.subprotocols or [None])[0])))
                 elif isinstance(ev, BytesMessage):
                     buf += bytes(ev.data)
                     if not ev.message_finished:
                         continue
-                    stereo = np.frombuffer(buf[: len(buf) // 4 * 4], dtype="<i2")
+                    timeline.add(now, np.frombuffer(buf[: len(buf) // 2 * 2], dtype="<i2"))
                     buf = b""
-                    self.hears.add(now, stereo[0::2])
-                    self.says.add(now, stereo[1::2])
                 elif isinstance(ev, CloseConnection):
                     return
 

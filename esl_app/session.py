@@ -393,6 +393,10 @@ class CallSession:
         """Run `app arg` and wait for its CHANNEL_EXECUTE_COMPLETE (matched on Application-UUID)."""
         return self.execute_async(app, arg).wait(timeout)
 
+    def running_apps(self):
+        """Names of the apps sent with sendmsg whose EXECUTE_COMPLETE has not come yet."""
+        return [execution.app for execution in list(self._executions.values())]
+
     def api(self, command, timeout=10.0):
         """`api <command>` on this socket (needs `full`); returns the api/response body as is."""
         self._raise_if_gone()

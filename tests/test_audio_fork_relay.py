@@ -207,10 +207,11 @@ def _tone(rate, seconds, freq=440):
     return (8000 * np.sin(2 * math.pi * freq * np.arange(int(rate * seconds)) / rate)).astype("<i2").tobytes()
 
 
-def _start_bidi(relay, app, **kw):
+def _start_bidi(relay, app, may_kill_audio=None, **kw):
     fs = FakeSwitch([])
     events = Events()
-    s = StreamSession(spec(app.url, bidirectional=True, **kw), relay, fs.api, events)
+    s = StreamSession(spec(app.url, bidirectional=True, **kw), relay, fs.api, events,
+                      may_kill_audio=may_kill_audio)
     s.start()
     conn = app.wait_connection()
     fs.started.wait(3)
@@ -273,9 +274,55 @@ def test_clear_audio_voids_checkpoints_and_stops_feeding_the_module(relay, app):
     names = [json.loads(t).get("name") for t in conn.texts() if json.loads(t)["event"] == "playedStream"]
     assert names == ["after"]
     assert count < 100 and len(fs.module.binary) <= count + 5
-    # no killAudio: on FreeSWITCH it would also break a <Play> running beside the stream
+    # no killAudio unless the call allows it (no may_kill_audio here): on FreeSWITCH it also
+    # breaks whatever app the channel runs, e.g. a <Play> beside the stream
     assert '{"type":"killAudio"}' not in fs.module.texts
     assert ("cleared", {"marks": ["never"]}) in events.items
+    s.stop()
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_clear_audio_kills_the_modules_audio_when_the_call_allows_it(relay, app, allowed):
+    asked = []
+
+    def may_kill_audio():
+        asked.append(True)
+        return allowed
+    s, fs, conn, events = _start_bidi(relay, app, may_kill_audio=may_kill_audio)
+    pcm = _tone(8000, 2.0)
+    conn.send_text(json.dumps({"event": "playAudio", "media": {"contentType": "audio/x-l16", "sampleRate": 8000,
+                                                               "payload": base64.b64encode(pcm).decode()}}))
+    fs.module.wait_for(lambda m: len(m.binary) >= 14)   # the 8-frame start, then paced frames
+    conn.send_text('{"event":"clearAudio","streamId":"st-1"}')
+    conn.wait_for(lambda c: any(json.loads(t)["event"] == "clearedAudio" for t in c.texts()))
+    assert asked
+    if not allowed:
+        assert '{"type":"killAudio"}' not in fs.module.texts
+        s.stop()
+        return
+    fs.module.wait_for(lambda m: '{"type":"killAudio"}' in m.texts)
+    # what the module's prebuffer held is topped up to its threshold with silence first (it then
+    # moves into the playout, which killAudio empties): nothing stale starts the next utterance
+    audio = sum(len(f) for _, f in fs.module.binary if any(f)) // 2
+    pad = sum(len(f) for _, f in fs.module.binary if not any(f)) // 2
+    assert audio >= 1280 + 640
+    assert (audio - 1280) % 640 + pad in (0, 640), (audio, pad)
+    s.stop()
+
+
+def test_an_utterance_reaches_the_module_prebuffer_at_once_then_is_paced(relay, app):
+    s, fs, conn, events = _start_bidi(relay, app)
+    sent = time.monotonic()
+    conn.send_text(json.dumps({"event": "playAudio", "media": {"contentType": "audio/x-l16", "sampleRate": 8000,
+                                                               "payload": base64.b64encode(_tone(8000, 1.0)).decode()}}))
+    fs.module.wait_for(lambda m: len(m.binary) >= 20)
+    times = [t for t, _ in fs.module.binary]
+    # mod_audio_fork plays nothing before its prebuffer holds 1280 samples (160 ms): those go
+    # at once, not over 160 ms; then one frame per 20 ms
+    assert times[7] - sent < 0.1
+    assert times[7] - times[0] < 0.02
+    gaps = [b - a for a, b in zip(times[8:20], times[9:20])]
+    assert 0.015 <= statistics.median(gaps) <= 0.025
     s.stop()
 
 

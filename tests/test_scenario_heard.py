@@ -151,6 +151,28 @@ def test_clear_audio_stops_what_the_caller_hears(scene, tmp_path):
 
 
 @switch_modes()
+def test_clear_audio_beside_a_play_leaves_the_play_alone(scene, tmp_path):
+    """clearAudio while a <Play> runs next to a background stream: callfork does not send
+    mod_audio_fork killAudio then (it would break the playback too): the Play is heard to its end."""
+    stack, app = scene
+    calls = Docs(stack)
+    calls.add("1", f'<Response><Stream bidirectional="true">{app.ws.url}</Stream>'
+                   f'<Play>{calls.serve_wav("/900.wav", tone(900, 3.0))}</Play></Response>')
+    call = _call(stack, tmp_path)
+    conn = app.ws.wait_connection(20)
+    sid = _start(conn)["start"]["streamId"]
+    _play(conn, sid, tone(700, 2.0))
+    time.sleep(0.5)
+    conn.send_text(json.dumps({"event": "clearAudio", "streamId": sid}))
+    conn.wait_for(lambda c: any(json.loads(t).get("event") == "clearedAudio" for t in c.texts()), 5)
+    call.wait(30)
+    heard = call.heard()
+    # the Play's last 2 s are heard alone, to its end
+    assert windows_with(heard, 900) >= 18
+    assert windows_with(heard, 700) <= 8
+
+
+@switch_modes()
 def test_background_stream_is_heard_during_a_wait(scene, tmp_path):
     stack, app = scene
     calls = Docs(stack)

@@ -11,6 +11,7 @@ sends no StopStream (as Vobiz). StopStream is sent only for stops callfork initi
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid as uuidlib
@@ -123,7 +124,8 @@ class LiveStream:
             extra_headers_mode=call.config.audio_fork.extra_headers_mode,
             l16_byte_order=_byte_order(call), flavor=call.config.audio_fork.flavor,
             account_id=call.auth_id)
-        self.session = StreamSession(spec, call.services.relay, call.session.api, self._on_event)
+        self.session = StreamSession(spec, call.services.relay, call.session.api, self._on_event,
+                                     may_kill_audio=functools.partial(_only_idle_writer_runs, call.session))
         self._record(status="in-progress", start_time=time.time())
         try:
             call.ensure_answered()
@@ -299,6 +301,12 @@ class LiveStream:
                 status_callback_method=o.status_method, **fields)
         except Exception:
             log.exception("call %s: could not record stream %s", self.call.uuid, self.stream_id)
+
+
+def _only_idle_writer_runs(session) -> bool:
+    """killAudio sets CF_BREAK, which ends the app the channel runs: allowed while none runs but
+    the `sleep` that keeps an idle call writing (verbs/idle_audio.py restarts it)."""
+    return all(app == "sleep" for app in session.running_apps())
 
 
 def _byte_order(call) -> str:
