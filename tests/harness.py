@@ -111,8 +111,10 @@ class RealCall:
         apps = ["set:RECORD_READ_ONLY=true", f"record_session:{self.heard_path}"]
         if not vad:
             apps.append("set:send_silence_when_idle=-1")
-        if audio:
-            apps.append(f"playback:{audio}")
+            if audio:
+                apps.append(f"playback:{audio}")
+        elif audio:
+            apps += _vad_apps(audio, stack.data_dir / f"caller-{self.a_uuid}")
         apps.append("park")
         variables = f"origination_uuid={self.a_uuid},origination_caller_id_number=15551230001"
         reply = control.bgapi(f"originate {{{variables}}}loopback/callfork{to}/default '{','.join(apps)}' inline",
@@ -142,6 +144,33 @@ class RealCall:
         time.sleep(0.2)
         data, _rate = soundfile.read(str(self.heard_path), dtype="int16", always_2d=True)
         return np.ascontiguousarray(data[:, 0])
+
+
+def _vad_apps(audio: str, prefix) -> list:
+    """A phone that sends no packet for a silent 20 ms frame (as the simulator's `vad` caller):
+    its voiced stretches are played, its silent ones are `sleep`s (which write nothing without
+    send_silence_when_idle), so the far leg reads CNG there."""
+    import numpy as np
+    import soundfile
+    data, rate = soundfile.read(audio, dtype="int16", always_2d=True)
+    if rate != 8000:
+        raise ValueError("vad callers need 8 kHz audio")
+    x = data[:, 0]
+    n = len(x) // 160
+    voiced = [bool(x[i * 160:(i + 1) * 160].any()) for i in range(n)]
+    apps, start = [], 0
+    while start < n:
+        end = start
+        while end < n and voiced[end] == voiced[start]:
+            end += 1
+        if voiced[start]:
+            path = f"{prefix}-{start}.wav"
+            soundfile.write(path, x[start * 160:end * 160], 8000, subtype="PCM_16")
+            apps.append(f"playback:{path}")
+        else:
+            apps.append(f"sleep:{(end - start) * 20}")
+        start = end
+    return apps
 
 
 class Stack:

@@ -622,8 +622,8 @@ def run(target, name: str) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def compare(expected: dict, got: dict) -> list:
-    """Differences beyond TOLERANCES, as text."""
+def compare(expected: dict, got: dict, label: str = "simulator") -> list:
+    """Differences beyond TOLERANCES, as text (`label`: what produced `got`)."""
     problems = []
     for key, want in expected.items():
         have = got.get(key)
@@ -632,9 +632,9 @@ def compare(expected: dict, got: dict) -> list:
             absolute, relative = TOLERANCES.get(key, (0, 0.0))
             allowed = max(absolute, relative * abs(want))
             if abs(have - want) > allowed:
-                problems.append(f"{key}: FreeSWITCH {want}, simulator {have} (allowed ±{allowed:g})")
+                problems.append(f"{key}: captured {want}, {label} {have} (allowed ±{allowed:g})")
         elif have != want:
-            problems.append(f"{key}: FreeSWITCH {want!r}, simulator {have!r}")
+            problems.append(f"{key}: captured {want!r}, {label} {have!r}")
     return problems
 
 

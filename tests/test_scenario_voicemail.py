@@ -68,3 +68,18 @@ def test_recording_is_served_with_auth(tmp_path, real_fs):
         audio, rate = soundfile.read(str(path), dtype="int16")
         # the caller's 300 Hz tone is in the file
         assert rate == 8000 and np.abs(audio).max() > 3000
+
+
+@switch_modes()
+def test_voicemail_from_a_phone_that_sends_nothing_while_silent(tmp_path, real_fs):
+    """A phone that suppresses silence (no packets: FreeSWITCH reads CNG) talks 2.5 s, then says
+    nothing: FreeSWITCH's `record` keeps no CNG frame, so without record_fill_cng the file would
+    hold only the 2.5 s of talk; callfork sets it, and the recording lasts as long as it ran
+    (talk, then the 2 s silence timeout), as with a phone that sends silence."""
+    with Stack(real=real_fs) as stack:
+        stack.app.document("/answer", VOICEMAIL.format(app=stack.app.url("").rstrip("/")))
+        call = stack.call(audio=str(speech_wav(tmp_path / "caller.wav")), hangup_after=30, vad=True)
+        call.wait(40)
+        stop = stack.app.wait_event("RecordStop", timeout=10).form
+    assert stop["RecordingEndReason"] == "RecordingTimeout"
+    assert 3500 <= int(stop["RecordingDurationMs"]) <= 8000

@@ -12,6 +12,7 @@ record_fill_cng; killAudio empties the module's buffer and breaks a playback; ho
 closes on hangup; that the module's send buffer does not overrun within seconds; playback event
 timing."""
 import json
+import os
 
 import pytest
 
@@ -36,4 +37,14 @@ def test_every_scenario_was_captured():
 def test_simulator_matches_freeswitch(simulator, name):
     got = media_truth.run(simulator, name)
     problems = media_truth.compare(CAPTURED[name]["result"], got)
+    assert not problems, f"{name}: " + "; ".join(problems)
+
+
+@pytest.mark.freeswitch
+@pytest.mark.parametrize("name", sorted(media_truth.SCENARIOS))
+def test_freeswitch_still_behaves_as_captured(name):
+    """The capture stays true: the same scenarios on the FreeSWITCH of CALLFORK_FS_ESL."""
+    target = media_truth.RealFreeSWITCH(os.environ["CALLFORK_FS_ESL"])
+    got = media_truth.run(target, name)
+    problems = media_truth.compare(CAPTURED[name]["result"], got, "this FreeSWITCH")
     assert not problems, f"{name}: " + "; ".join(problems)
