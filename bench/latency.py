@@ -76,8 +76,11 @@ class Timeline:
         self.frames: deque = deque(maxlen=3000)   # (t, int16 frame)
 
     def add(self, t: float, pcm: np.ndarray) -> None:
-        for i in range(0, len(pcm) - FRAME + 1, FRAME):
-            self.frames.append((t, pcm[i:i + FRAME]))
+        """One message's frames: the last one arrived at `t`, an earlier one 20 ms before each (a
+        sender that fell behind sends several frames at once; the first of them is older)."""
+        n = len(pcm) // FRAME
+        for i in range(n):
+            self.frames.append((t - (n - 1 - i) * 0.020, pcm[i * FRAME:(i + 1) * FRAME]))
 
     def first(self, hz: float, after: float, present: bool = True, timeout: float = 3.0):
         import gevent
@@ -91,6 +94,42 @@ class Timeline:
             seen = len(items)
             gevent.sleep(0.005)
         return None if seen >= 0 else None
+
+
+def _serve_ws(sock, on_message, on_request) -> None:
+    """One server-side WebSocket connection (wsproto): the upgrade is accepted (with the first
+    subprotocol offered: mod_audio_fork asks for one), `on_request(target, send_text)` is told,
+    then `on_message(arrival time, str | bytes)` gets each whole message until the peer closes."""
+    from gevent.lock import Semaphore
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request, TextMessage
+
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    ws = WSConnection(ConnectionType.SERVER)
+    lock = Semaphore()
+
+    def send(text):
+        with lock:
+            sock.sendall(ws.send(TextMessage(data=text)))
+    parts = []
+    while True:
+        data = sock.recv(65536)
+        now = time.monotonic()
+        if not data:
+            return
+        ws.receive_data(data)
+        for ev in ws.events():
+            if isinstance(ev, Request):
+                with lock:
+                    sock.sendall(ws.send(AcceptConnection(subprotocol=(ev.subprotocols or [None])[0])))
+                on_request(ev.target, send)
+            elif isinstance(ev, (TextMessage, BytesMessage)):
+                parts.append(ev.data if isinstance(ev, TextMessage) else bytes(ev.data))
+                if ev.message_finished:
+                    on_message(now, "".join(parts) if isinstance(ev, TextMessage) else b"".join(parts))
+                    parts = []
+            elif isinstance(ev, CloseConnection):
+                return
 
 
 # -- the app: answer document + the stream's WebSocket ------------------------------------------------
@@ -117,41 +156,16 @@ class App:
         return [self.doc if environ["PATH_INFO"] == "/answer" else b"<Response/>"]
 
     def _ws(self, sock, _peer):
-        from gevent.lock import Semaphore
-        from wsproto import ConnectionType, WSConnection
-        from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+        def on_message(now, msg):
+            msg = json.loads(msg) if isinstance(msg, str) else {}
+            if msg.get("event") == "start":
+                self.stream_id = msg["start"]["streamId"]
+            elif msg.get("event") == "media":
+                self.heard.add(now, np.frombuffer(base64.b64decode(msg["media"]["payload"]), dtype="<i2"))
 
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ws = WSConnection(ConnectionType.SERVER)
-        lock = Semaphore()
-
-        def send(text):
-            with lock:
-                sock.sendall(ws.send(TextMessage(data=text)))
-        parts = []
-        while True:
-            data = sock.recv(65536)
-            now = time.monotonic()
-            if not data:
-                return
-            ws.receive_data(data)
-            for ev in ws.events():
-                if isinstance(ev, Request):
-                    sock.sendall(ws.send(AcceptConnection()))
-                elif isinstance(ev, TextMessage):
-                    parts.append(ev.data)
-                    if not ev.message_finished:
-                        continue
-                    msg = json.loads("".join(parts))
-                    parts = []
-                    if msg.get("event") == "start":
-                        self.stream_id = msg["start"]["streamId"]
-                        self._send = send
-                    elif msg.get("event") == "media":
-                        pcm = np.frombuffer(base64.b64decode(msg["media"]["payload"]), dtype="<i2")
-                        self.heard.add(now, pcm)
-                elif isinstance(ev, CloseConnection):
-                    return
+        def on_request(_target, send):
+            self._send = send
+        _serve_ws(sock, on_message, on_request)
 
     def play(self, samples: np.ndarray) -> float:
         msg = {"event": "playAudio", "streamId": self.stream_id,
@@ -212,31 +226,15 @@ class FreeSwitchCaller:
                 raise RuntimeError(f"probe fork: {reply.strip()}")
 
     def _probe(self, sock, _peer):
-        from wsproto import ConnectionType, WSConnection
-        from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
+        timeline = []
 
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ws = WSConnection(ConnectionType.SERVER)
-        buf = b""
-        timeline = None
-        while True:
-            data = sock.recv(65536)
-            now = time.monotonic()
-            if not data:
-                return
-            ws.receive_data(data)
-            for ev in ws.events():
-                if isinstance(ev, Request):
-                    timeline = self.hears if ev.target.endswith("hears") else self.says
-                    sock.sendall(ws.send(AcceptConnection(subprotocol=(ev.subprotocols or [None])[0])))
-                elif isinstance(ev, BytesMessage):
-                    buf += bytes(ev.data)
-                    if not ev.message_finished:
-                        continue
-                    timeline.add(now, np.frombuffer(buf[: len(buf) // 2 * 2], dtype="<i2"))
-                    buf = b""
-                elif isinstance(ev, CloseConnection):
-                    return
+        def on_request(target, _send):
+            timeline.append(self.hears if target.endswith("hears") else self.says)
+
+        def on_message(now, data):
+            if isinstance(data, bytes) and timeline:
+                timeline[0].add(now, np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2"))
+        _serve_ws(sock, on_message, on_request)
 
     def say(self) -> None:
         self.control.api(f"uuid_broadcast {self.uuid} {self.burst} aleg")
@@ -323,20 +321,11 @@ def run_case(switch: str, trials: int, esl: str | None = None) -> dict:
             # upstream
             t0 = time.monotonic()
             caller.say()
-            said = caller.says.first(SAY_HZ, t0)
-            got = app.heard.first(SAY_HZ, t0)
-            if said is not None and got is not None:
-                up.append((got - said) * 1000)
-            else:
-                lost += 1
+            lost += _sample(up, caller.says.first(SAY_HZ, t0), app.heard.first(SAY_HZ, t0))
             gevent.sleep(0.3)
             # downstream, first audio
             sent = app.play(_tone(PLAY_HZ, 0.3))
-            heard = caller.hears.first(PLAY_HZ, sent)
-            if heard is not None:
-                down.append((heard - sent) * 1000)
-            else:
-                lost += 1
+            lost += _sample(down, sent, caller.hears.first(PLAY_HZ, sent))
             gevent.sleep(0.5)
             # barge-in
             sent = app.play(_tone(BARGE_HZ, 2.0))
@@ -346,11 +335,7 @@ def run_case(switch: str, trials: int, esl: str | None = None) -> dict:
                 continue
             gevent.sleep(max(0.0, heard + 0.3 - time.monotonic()))
             cleared = app.clear()
-            silent = caller.hears.first(BARGE_HZ, cleared, present=False)
-            if silent is not None:
-                barge.append((silent - cleared) * 1000)
-            else:
-                lost += 1
+            lost += _sample(barge, cleared, caller.hears.first(BARGE_HZ, cleared, present=False))
             gevent.sleep(0.5)
     finally:
         caller.hangup()
@@ -362,6 +347,14 @@ def run_case(switch: str, trials: int, esl: str | None = None) -> dict:
     return {"switch": switch, "trials": trials, "lost": lost,
             "up": common.pct(up, (50, 95, 99)), "down": common.pct(down, (50, 95, 99)),
             "barge": common.pct(barge, (50, 95, 99)), "n": (len(up), len(down), len(barge))}
+
+
+def _sample(into: list, start, end) -> int:
+    """One trial's ms into `into`; 1 (lost) when a time is missing."""
+    if start is None or end is None:
+        return 1
+    into.append((end - start) * 1000)
+    return 0
 
 
 def _free_port() -> int:
@@ -389,7 +382,7 @@ def run(quick: bool = False, trials: int | None = None, log=print) -> list:
     if esl:
         cases.insert(0, ("freeswitch", esl, "FreeSWITCH 1.10.12, jambonz mod_audio_fork 30f21899"))
     for switch, where, label in cases:
-        log(f"latency: {label}, {trials} trials ...", flush=True)
+        log(f"latency: {label}, {trials} trials ...")
         # its own process: the app, the probe and the simulator run on gevent (patched at start)
         out = subprocess.run([sys.executable, "-m", "bench.latency", switch, str(trials), where or ""],
                              cwd=str(common.ROOT), capture_output=True, text=True, timeout=1800)
@@ -399,10 +392,12 @@ def run(quick: bool = False, trials: int | None = None, log=print) -> list:
         r["label"] = label
         rows.append(r)
         log(f"  upstream p50/p95/p99 {r['up']}, downstream {r['down']}, barge-in {r['barge']} ms "
-            f"(lost {r['lost']})", flush=True)
+            f"(lost {r['lost']})")
     title = ("Voice-agent latency, ms (targets on FreeSWITCH: upstream p99 <= 40, downstream first audio "
              "p99 <= 120, barge-in p99 <= 60)")
-    return [(title, table(rows, title), rows)]
+    text = table(rows, title)
+    log(text + "\n")
+    return [(title, text, rows)]
 
 
 if __name__ == "__main__":

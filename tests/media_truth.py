@@ -291,6 +291,13 @@ def _app_plays_tone(conn, seconds: float, mark: str | None = "m1") -> float:
     return sent
 
 
+def _fork_and_play(b: BLeg, wait_s: float = 2.5) -> dict:
+    """A bidirectional fork whose app plays a second of tone at once; the result after `wait_s`."""
+    conn = b.fork()
+    sent = _app_plays_tone(conn, 1.0)
+    return _bidi_result(b, conn, sent, wait_s)
+
+
 def _bidi_result(b: BLeg, conn, sent: float, wait_s: float) -> dict:
     gevent.sleep(wait_s)
     marks = mark_times(conn)
@@ -304,9 +311,7 @@ def bidi_parked_without_send_silence(b: BLeg) -> dict:
     """Answered by the controller, send_silence_when_idle never set: park writes nothing, so the
     module mixes the app's audio into nothing; the caller hears none of it, no mark comes back."""
     b.execute("answer")
-    conn = b.fork()
-    sent = _app_plays_tone(conn, 1.0)
-    return _bidi_result(b, conn, sent, 2.5)
+    return _fork_and_play(b)
 
 
 @scenario()
@@ -315,9 +320,7 @@ def bidi_parked_with_send_silence_before_answer(b: BLeg) -> dict:
     the app's audio into them; the caller hears the second of tone, the mark comes after it."""
     b.setvar("send_silence_when_idle", "-1")
     b.execute("answer")
-    conn = b.fork()
-    sent = _app_plays_tone(conn, 1.0)
-    return _bidi_result(b, conn, sent, 2.5)
+    return _fork_and_play(b)
 
 
 @scenario()
@@ -326,9 +329,7 @@ def bidi_parked_send_silence_set_after_answer(b: BLeg) -> dict:
     b.execute("answer")
     gevent.sleep(0.3)
     b.setvar("send_silence_when_idle", "-1")
-    conn = b.fork()
-    sent = _app_plays_tone(conn, 1.0)
-    return _bidi_result(b, conn, sent, 2.5)
+    return _fork_and_play(b)
 
 
 @scenario()
@@ -377,43 +378,37 @@ def stereo_fork_while_nothing_is_written(b: BLeg) -> dict:
             "upstream_frames_writing": upstream_frames(conn, writing_from, writing_until + 0.1)}
 
 
+def _record_session_and_fork(b: BLeg, record_first: bool) -> dict:
+    b.setvar("send_silence_when_idle", "-1")
+    b.execute("answer")
+    path = b.work / f"rec-{b.uuid}.wav"
+    b.setvar("RECORD_STEREO", "true")
+    if record_first:
+        b.execute("record_session", str(path))
+    conn = b.fork()
+    if not record_first:
+        b.execute("record_session", str(path))
+    sent = _app_plays_tone(conn, 1.0)
+    result = _bidi_result(b, conn, sent, 2.0)
+    b.execute("stop_record_session", str(path))
+    gevent.sleep(0.2)
+    result["recording_app_ms"] = tone_ms(read_wav(path)[:, 1], APP_HZ)
+    return result
+
+
 @scenario()
 def record_session_before_bidi_fork(b: BLeg) -> dict:
     """Media bugs run in attach order: the recording's bug, attached first, copies each written
     frame before the fork's WRITE_REPLACE mixes the app's audio in: the right channel (what the
     caller hears) lacks the app's tone."""
-    b.setvar("send_silence_when_idle", "-1")
-    b.execute("answer")
-    path = b.work / f"rec-{b.uuid}.wav"
-    b.setvar("RECORD_STEREO", "true")
-    b.execute("record_session", str(path))
-    conn = b.fork()
-    sent = _app_plays_tone(conn, 1.0)
-    result = _bidi_result(b, conn, sent, 2.0)
-    b.execute("stop_record_session", str(path))
-    gevent.sleep(0.2)
-    rec = read_wav(path)
-    result["recording_app_ms"] = tone_ms(rec[:, 1], APP_HZ)
-    return result
+    return _record_session_and_fork(b, record_first=True)
 
 
 @scenario()
 def record_session_after_bidi_fork(b: BLeg) -> dict:
     """The fork first, then the recording: its bug comes after the fork's and records the app's
     audio in what the caller hears."""
-    b.setvar("send_silence_when_idle", "-1")
-    b.execute("answer")
-    conn = b.fork()
-    path = b.work / f"rec-{b.uuid}.wav"
-    b.setvar("RECORD_STEREO", "true")
-    b.execute("record_session", str(path))
-    sent = _app_plays_tone(conn, 1.0)
-    result = _bidi_result(b, conn, sent, 2.0)
-    b.execute("stop_record_session", str(path))
-    gevent.sleep(0.2)
-    rec = read_wav(path)
-    result["recording_app_ms"] = tone_ms(rec[:, 1], APP_HZ)
-    return result
+    return _record_session_and_fork(b, record_first=False)
 
 
 @scenario()
