@@ -4,7 +4,12 @@ Each app is `func(channel, data)` running in the channel's session greenlet; it 
 channel's 20 ms media clock (`channel.wait_frame()`), so DTMF, uuid_break (CF_BREAK) and hangup are
 seen within one frame, as in FreeSWITCH's play/record loops; on each frame the media loops also
 service queued messages (`channel.service_messages()`: nested execution unless event-locked). Results go into channel variables and
-`current_application_response` (the Application-Response of CHANNEL_EXECUTE_COMPLETE).
+`current_application_response` (the Application-Response of CHANNEL_EXECUTE_COMPLETE). What an app
+writes while it runs (switch_sim/channel.py "Media"): playback/speak their audio; sleep and digit
+collection silence only with `send_silence_when_idle`; record low noise (record_waste_resources);
+the others nothing. record keeps a CNG read frame only with `record_fill_cng`; record_session reads
+its media bug's buffers as switch_core_media_bug_read does (switch_sim/media_bug.py) and appends
+with RECORD_APPEND.
 
 Apps: answer, pre_answer, ring_ready, playback, endless_playback, speak, sleep, wait_for_silence,
 record_session, stop_record_session, record, play_and_get_digits, read, send_dtmf, set, export, unset, multiset,
@@ -16,7 +21,7 @@ Approximated:
   otherwise `failure`; a failure extension is not transferred to (logged as not implemented).
 * record: the energy measure is the mean absolute sample value of each 20 ms frame of the caller's
   audio, compared with the threshold (FreeSWITCH's record loop does the same per frame); no
-  `record_fill_cng`, `record_restart_limit_on_dtmf`, append or `RECORD_MIN_SEC` handling.
+  `record_restart_limit_on_dtmf`, append (of `record`) or `RECORD_MIN_SEC` handling.
 * record_session writes the file when recording stops (the bytes are the same; nothing is streamed).
 """
 from __future__ import annotations

@@ -150,7 +150,6 @@ def _vad_apps(audio: str, prefix) -> list:
     """A phone that sends no packet for a silent 20 ms frame (as the simulator's `vad` caller):
     its voiced stretches are played, its silent ones are `sleep`s (which write nothing without
     send_silence_when_idle), so the far leg reads CNG there."""
-    import numpy as np
     import soundfile
     data, rate = soundfile.read(audio, dtype="int16", always_2d=True)
     if rate != 8000:

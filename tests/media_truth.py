@@ -104,11 +104,6 @@ def first_tone_ms(x: np.ndarray, hz: float):
     return int(hits[0]) * 20 if len(hits) else None
 
 
-def last_tone_ms(x: np.ndarray, hz: float):
-    hits = np.flatnonzero(tone_frames(x, hz))
-    return int(hits[-1] + 1) * 20 if len(hits) else None
-
-
 def read_wav(path) -> np.ndarray:
     data, _rate = soundfile.read(str(path), dtype="int16", always_2d=True)
     return data

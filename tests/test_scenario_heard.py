@@ -21,8 +21,7 @@ import requests
 import soundfile
 
 from harness import Stack, switch_modes
-from stream_scenarios import (Calls, b64, media, messages, payload_bytes, pcm, tone, wait_until, windows_with,
-                              write_wav)
+from stream_scenarios import Calls, b64, media, messages, payload_bytes, pcm, tone, windows_with, write_wav
 from wsapp import AppServer as WsApp
 
 CALLER_HZ = 300

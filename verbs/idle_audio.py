@@ -17,9 +17,9 @@ So before callfork answers or pre-answers a call (`prepare`) it sets, in one `uu
 - `sleep_eat_digits=true` so a caller's digit neither ends the writer below nor stays queued.
 
 When the call reached callfork with media already up (the dialplan answered, or an outbound call)
-and the variable unset, park never writes. Then, when `needed`, `hold()` keeps FreeSWITCH's `sleep` app running
-while a stream that needs written frames blocks the document or a <Wait> runs, and a warning says
-once per call how to configure FreeSWITCH so that this is not needed.
+and the variable unset, park never writes. Then, when `needed`, `hold()` keeps FreeSWITCH's `sleep`
+app running while a stream that needs written frames blocks the document or a <Wait> runs, and a
+warning says once per call how to configure FreeSWITCH so that this is not needed.
 """
 from __future__ import annotations
 
