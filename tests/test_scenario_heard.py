@@ -21,6 +21,7 @@ import requests
 import soundfile
 
 from harness import Stack, switch_modes
+from pipecat_support import Driver, needs_pipecat
 from stream_scenarios import Calls, b64, media, messages, payload_bytes, pcm, tone, windows_with, write_wav
 from wsapp import AppServer as WsApp
 
@@ -344,10 +345,10 @@ def test_caller_digits_reach_the_app(scene, tmp_path):
 
 # -- pipecat -----------------------------------------------------------------------------------------
 
+@needs_pipecat
 @switch_modes()
 @pytest.mark.parametrize("provider", ["vobiz", "twilio"])
 def test_pipecat_bot_is_heard(scene, tmp_path, provider):
-    from test_scenario_stream_pipecat import Driver
     stack, app = scene
     calls = Docs(stack)
     if provider == "vobiz":

@@ -6,47 +6,16 @@ stop; Twilio media / clear) is accepted by our relay and reaches the caller."""
 import audioop
 import base64
 import json
-import os
-import subprocess
-import tempfile
-from pathlib import Path
 
 import gevent
 import numpy as np
-import pytest
 
 from harness import Stack
+from pipecat_support import Driver, needs_pipecat
 from stream_scenarios import Calls, assert_exact, messages, noise, pcm, tone, wait_until, windows_with, write_wav
 from wsapp import AppServer as WsApp
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = os.environ.get("CALLFORK_SERIALIZERS_PYTHON") or str(ROOT / ".venv-serializers" / "bin" / "python")
-
-pytestmark = pytest.mark.skipif(not os.path.exists(PYTHON),
-                                reason=f"pipecat serializers venv not found ({PYTHON}); "
-                                       "set CALLFORK_SERIALIZERS_PYTHON")
-
-
-class Driver:
-    """One pipecat_driver.py subprocess (one serializer)."""
-
-    def __init__(self):
-        self.err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([PYTHON, str(Path(__file__).parent / "pipecat_driver.py")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err)
-
-    def __call__(self, **req):
-        self.proc.stdin.write((json.dumps(req) + "\n").encode())
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            self.err.seek(0)
-            raise AssertionError("pipecat driver died: " + self.err.read().decode()[-2000:])
-        return json.loads(line)
-
-    def close(self):
-        self.proc.stdin.close()
-        self.proc.wait(5)
+pytestmark = needs_pipecat
 
 
 def _vobiz_bot(conn, sim, driver, encoding, rate, order, result, pipeline_rate=16000):
