@@ -240,7 +240,13 @@ class StreamSession:
 
     @property
     def accepting_module(self) -> bool:
+        """The fork was started and its module has not connected yet."""
         return self.state in ("starting",) and self._module is None
+
+    @property
+    def forking(self) -> bool:
+        """The module is connected and the stream is not stopping."""
+        return self._module is not None and not self._stopping
 
     @property
     def app_dropped(self) -> int:
@@ -863,8 +869,9 @@ class StreamSession:
                 self._emit("module_failed", {"reason": reason})
                 gevent.spawn(self.stop, "module_failed")
         elif name == "buffer_overrun":
-            log.warning("[%s %s] mod_audio_fork buffer overrun", self.call_uuid, self.stream_id)
-            self._emit("degraded", {"reason": "module buffer overrun"})
+            log.warning("[%s %s] mod_audio_fork buffer overrun: it drops the call's audio", self.call_uuid,
+                        self.stream_id)
+            self._emit("degraded", {"reason": "mod_audio_fork buffer overrun, audio to the app dropped"})
         else:
             log.debug("[%s %s] module event %s %s", self.call_uuid, self.stream_id, subclass, body)
 

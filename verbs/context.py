@@ -55,6 +55,7 @@ class CallContext:
         self.streams = {}                # stream_id -> stream handle (background streams live here)
         self.recordings = []             # session recordings to finish at hangup
         self._after_fork = []            # what waits for the next stream's fork (a nested <Stream>'s <Record>)
+        self._stream_events = False      # DTMF and mod_audio_fork events go to the streams (hook_stream_events)
         self.hangup_requested = None     # CallEnd chosen by a verb or the API before hanging up
         self.pending_transfer = None     # (url, method) set by the REST API
         self.errors = []                 # error texts surfaced in the call record and webhook
@@ -150,6 +151,18 @@ class CallContext:
                 return True
             if self.session.wait_gone(min(remaining, 0.1)):
                 raise CallGone(self.session.hangup_cause, self.uuid)
+
+    def hook_stream_events(self, on_dtmf, on_module_event, module_events) -> None:
+        """Once per call, when its first stream starts: the call's DTMF and the module's events
+        (`module_events`) reach its streams through `on_dtmf(ctx, event)` and
+        `on_module_event(ctx, event)` (verbs/streaming.py). Callbacks run in the ESL dispatch
+        greenlet and must not block."""
+        if self._stream_events:
+            return
+        self._stream_events = True
+        self.session.on_event("DTMF", lambda ev: on_dtmf(self, ev))
+        for name in module_events:
+            self.session.on_event(name, lambda ev: on_module_event(self, ev))
 
     def after_next_fork(self, fn) -> None:
         """Run `fn` once the next stream's fork is attached, or has failed to be (None: forget

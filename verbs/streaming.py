@@ -72,12 +72,7 @@ class LiveStream:
         """Connect and fork (with retries). True once audio flows to the app's socket."""
         call = self.call
         call.streams[self.stream_id] = self
-        if not hasattr(call, "_stream_dtmf_hooked"):
-            call._stream_dtmf_hooked = True
-            call.session.on_event("DTMF", lambda ev: _forward_dtmf(call, ev))
-            # events do not say which bug they are for; only a stream still waiting for its module
-            # can take a connect_failed (the relay itself sees closes and disconnects)
-            call.session.on_event("mod_audio_fork::connect_failed", lambda ev: _forward_module_event(call, ev))
+        call.hook_stream_events(_forward_dtmf, route_module_event, MODULE_EVENTS)
         try:
             self.options.url = call.services.check_url(self.options.url, ("ws", "wss"))
         except ValueError as exc:  # e.g. a private address while [server] allow_private_urls = false
@@ -209,7 +204,8 @@ class LiveStream:
         elif name == "cleared":
             self._callback("ClearedAudio")
         elif name == "degraded":
-            self._callback("DegradedStream", Error="connection degraded")
+            reason = detail.get("reason")
+            self._callback("DegradedStream", Error=f"connection degraded: {reason}" if reason else "connection degraded")
         elif name == "app_stop":
             self._stop_reason = self._stop_reason or "app_stop"
         elif name == "app_closed":
@@ -325,11 +321,27 @@ def _forward_dtmf(call, event) -> None:
             stream.session.send_dtmf(digit, duration_ms)
 
 
-def _forward_module_event(call, event) -> None:
+# what a stream does with mod_audio_fork's events (the relay itself sees closes and disconnects)
+MODULE_EVENTS = ("mod_audio_fork::connect_failed", "mod_audio_fork::buffer_overrun")
+
+
+def route_module_event(call, event) -> None:
+    """A mod_audio_fork event to the stream it is for. A module that names its bug
+    (`media-bugname`, as newer builds do) reaches that stream only. Without a name (the pinned
+    jambonz and drachtio builds): a connect_failed goes to the stream that has waited longest for
+    its module to connect (forks connect in the order they were started), so one failure fails one
+    stream; a buffer_overrun to every stream whose fork is running (they all send to the relay)."""
+    bugname = event.get("media-bugname") or event.get("Media-Bugname")
+    live = [s for s in list(call.streams.values()) if s.session is not None and not s.ended.is_set()]
+    if bugname:
+        targets = [s for s in live if s.session.bugname == bugname]
+    elif event.subclass == "mod_audio_fork::connect_failed":
+        targets = [s for s in live if s.session.accepting_module][:1]
+    else:
+        targets = [s for s in live if s.session.forking]
     body = event.json() if hasattr(event, "json") else None
-    for stream in list(call.streams.values()):
-        if stream.session is not None and stream.session.accepting_module:
-            stream.session.on_module_event(event.subclass, body)
+    for stream in targets:
+        stream.session.on_module_event(event.subclass, body)
 
 
 CONTENT_TYPES = {"audio/x-l16;rate=8000": ("l16", 8000), "audio/x-l16;rate=16000": ("l16", 16000),
