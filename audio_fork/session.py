@@ -58,7 +58,7 @@ from .command import fork_start, fork_stop, mix_for_track, parse_reply
 from .dialects import (Checkpoint, ClearAudio, PlayAudio, SendDigits, StopStream, make_dialect)
 from .errors import (ForkCommandError, NotSupportedByFlavour, ProtocolError, StreamStartError)
 from .framing import FrameAssembler, frame_bytes
-from .outbox import AppOutbox
+from .app_queue import AppSendQueue
 from .playout import PlayoutQueue
 from .spec import StreamSpec
 
@@ -176,7 +176,7 @@ class StreamSession:
         self._marks_due: list = []
         self.playout = PlayoutQueue(PLAYOUT_FRAME, on_mark=self._marks_due.append,
                                     max_seconds=spec.max_playout_seconds)
-        self._outbox = AppOutbox(spec.app_queue_messages)
+        self._app_queue = AppSendQueue(spec.app_queue_messages)
         self._app_ws = None
         self._module = None
         self._module_attached = Event()
@@ -250,7 +250,7 @@ class StreamSession:
 
     @property
     def app_dropped(self) -> int:
-        return self._outbox.dropped
+        return self._app_queue.dropped
 
     # -- start ------------------------------------------------------------------------------------
 
@@ -287,7 +287,7 @@ class StreamSession:
         self._last_app_send = time.monotonic()
         self._emit("app_connected")
         if spec.dialect == "twilio":
-            self._outbox.put(self.dialect.connected(), control=True)
+            self._app_queue.put(self.dialect.connected(), control=True)
         self._writer_g = self._spawn(self._app_writer)
         self._reader_g = self._spawn(self._app_reader)
 
@@ -344,7 +344,7 @@ class StreamSession:
         self._module = conn
         self.state = "streaming"
         for text in self.dialect.opening():
-            self._outbox.put(text, control=True)
+            self._app_queue.put(text, control=True)
         self._start_sent = True
         self._module_attached.set()
         self._emit("started")
@@ -431,30 +431,30 @@ class StreamSession:
         if self._held is not None:
             self._held.append((text, control))
             return
-        outbox = self._outbox
-        if self._app_sock is not None and not outbox.items and not self._writer_busy and not outbox.closed:
+        queue = self._app_queue
+        if self._app_sock is not None and not queue.items and not self._writer_busy and not queue.closed:
             # nothing queued or in flight: write it now, from this greenlet, if the socket takes it
             # without blocking (saves the hand-off to the writer: an Event and two switches per frame)
             if self._send_inline(text):
                 self._degraded = False
                 return
-        if outbox.put(text, control):
-            if self._degraded and len(outbox) < outbox.limit // 2:
+        if queue.put(text, control):
+            if self._degraded and len(queue) < queue.limit // 2:
                 self._degraded = False
             return
-        if not self._degraded and not outbox.closed:
+        if not self._degraded and not queue.closed:
             self._degraded = True
             log.warning("[%s %s] app is not keeping up: send queue full, dropping media",
                         self.call_uuid, self.stream_id)
-            self._emit("degraded", {"dropped": outbox.dropped})
+            self._emit("degraded", {"dropped": queue.dropped})
 
     def _flush_held(self) -> None:
         held, self._held = self._held, None
         if not held:
             return
-        outbox = self._outbox
-        if (len(held) > 1 and self._app_sock is not None and not outbox.items and not self._writer_busy
-                and not outbox.closed and self._send_inline([t for t, _ in held])):
+        queue = self._app_queue
+        if (len(held) > 1 and self._app_sock is not None and not queue.items and not self._writer_busy
+                and not queue.closed and self._send_inline([t for t, _ in held])):
             self._degraded = False
             return
         for text, control in held:
@@ -462,7 +462,7 @@ class StreamSession:
 
     def _send_inline(self, text) -> bool:
         """One frame straight to the app socket, never blocking: what the kernel does not take now
-        goes to the writer greenlet (which then owns the order). False: use the outbox instead."""
+        goes to the writer greenlet (which then owns the order). False: use the send queue instead."""
         # websocket-client's send lock (its pings, pongs and close; the writer) held means another
         # greenlet is part-way through a frame: then queue. It is checked, not taken: nothing below
         # switches greenlets (the send never waits), so no other sender can start meanwhile, and
@@ -484,7 +484,7 @@ class StreamSession:
             self._app_lost_as("app_failed", {"error": repr(exc)})
             return True
         if sent < len(data):
-            self._outbox.put_raw(data[sent:])
+            self._app_queue.put_raw(data[sent:])
         self.messages_to_app += count
         self._last_app_send = time.monotonic()
         return True
@@ -492,11 +492,11 @@ class StreamSession:
     def _app_writer(self) -> None:
         ws = self._app_ws
         keepalive = self.spec.keepalive_seconds
-        outbox = self._outbox
+        queue = self._app_queue
         while True:
             self._writer_busy = False
             try:
-                text = outbox.get(timeout=min(5.0, keepalive))
+                text = queue.get(timeout=min(5.0, keepalive))
             except EOFError:
                 return
             if text is None:
@@ -510,7 +510,7 @@ class StreamSession:
                     self._last_app_send = time.monotonic()
                 continue
             self._writer_busy = True  # until this batch is out, inline writes would overtake it
-            batch = [text] + outbox.drain(63)
+            batch = [text] + queue.drain(63)
             try:
                 # everything queued goes out in one sendall (under websocket-client's send lock):
                 # one syscall and one timeout per batch, not per message
@@ -897,8 +897,8 @@ class StreamSession:
         if self._start_sent:
             text = self.dialect.closing()
             if text:
-                self._outbox.put(text, control=True)
-        self._outbox.close()
+                self._app_queue.put(text, control=True)
+        self._app_queue.close()
         # let the writer drain what is queued (bounded), then close the app socket
         writer = self._writer_g
         if writer is not None and writer is not me:

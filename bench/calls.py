@@ -13,7 +13,7 @@ and nothing else:
             Both timestamp, per call: created, the socket to callfork opening (sim: the dialplan's
             `socket` app starting), the first `sendmsg execute` arriving from callfork, the
             CHANNEL_EXECUTE of that app, the end (CHANNEL_HANGUP_COMPLETE)
-    callfork (python -m bench.calls callfork)  esl_app.service.Service, the real thing (config ->
+    callfork (python -m bench.calls callfork)  callfork.service.Service, the real thing (config ->
                                                start(), then freeze_startup_heap()), logging at INFO
                                                to a file, as `callfork serve`
     app     (python -m bench.calls app)        a small gevent HTTP/1.1 keep-alive server: answers
@@ -327,7 +327,7 @@ def callfork_main(spec_json: str) -> None:
     import logging
 
     from esl_app import load_config
-    from esl_app.service import Service
+    from callfork.service import Service
 
     spec = json.loads(spec_json)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,   # as `callfork serve` (cli._setup_logging)
@@ -355,7 +355,7 @@ def callfork_main(spec_json: str) -> None:
     service = Service(config).start()
     if not service.control.wait_connected(10):
         raise RuntimeError("callfork did not connect to the simulator's event socket")
-    freeze = getattr(sys.modules["esl_app.service"], "freeze_startup_heap", None)
+    freeze = getattr(sys.modules["callfork.service"], "freeze_startup_heap", None)
     if freeze is not None:   # as `callfork serve` does after start-up (absent in older overlays)
         freeze()
 

@@ -22,7 +22,7 @@ the frames it gets back.
 
 The worker role (`python -m bench.relay worker <switch-port>`) is the relay process
 (`python -m bench.io_floor <switch-port>` in I/O floor rows); once its relay has started, and before
-any stream, it freezes its start-up heap (`esl_app.service.freeze_startup_heap`) as `callfork serve`
+any stream, it freezes its start-up heap (`callfork.service.freeze_startup_heap`) as `callfork serve`
 does.
 """
 if __name__ == "__main__":
@@ -175,7 +175,7 @@ class Worker:
 
 
 def worker_main(switch_port: int) -> None:
-    from esl_app.service import freeze_startup_heap
+    from callfork.service import freeze_startup_heap
 
     w = Worker(switch_port)
     freeze_startup_heap()  # as `callfork serve` does once started: the streams start after this

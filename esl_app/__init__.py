@@ -1,16 +1,10 @@
 """esl_app: the ESL layer (FreeSWITCH event socket on top of greenswitch), the per-call
 CallSession, the outbound socket server, the inbound control connection and the configuration.
-Other packages import only what is listed here (docs/internals.md).
-
-The service is gevent throughout, so importing it patches the standard library first: the
-`callfork` console script imports this package before esl_app.cli runs, and greenswitch, requests,
-sqlite3 users and threading must all see the patched modules.
+Other packages import only what is listed here (docs/internals.md). It runs on gevent, and does
+not patch the standard library itself: the entry point does (callfork/cli.py), as the test
+configuration does.
 """
-from gevent import monkey
-
-monkey.patch_all()
-
-from .config import Config, load_config  # noqa: E402
+from .config import Config, load_config
 from .control import ControlConnection
 from .errors import CallGone, ConfigError, ESLError, ESLTimeout
 from .events import ESLEvent, ESLParser

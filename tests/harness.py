@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from esl_app import load_config
-from esl_app.service import Service
+from callfork.service import Service
 from switch_sim import CallScript, Simulator
 
 from http_receiver import HttpReceiver, Reply

@@ -15,7 +15,7 @@ from gevent.server import StreamServer
 from bench.lean_events import Frames
 from bench.lean_switch import LeanSwitch
 from esl_app import ESLParser, load_config
-from esl_app.service import Service
+from callfork.service import Service
 from switch_sim.events import Event
 
 from harness import AppServer, free_port

@@ -17,7 +17,7 @@ from wsapp import AppServer as WsApp
 from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-CALLFORK = [sys.executable, "-m", "esl_app.cli"]
+CALLFORK = [sys.executable, "-m", "callfork.cli"]
 
 
 def _env(http_port=None, token="test-token", **extra):

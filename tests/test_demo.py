@@ -13,7 +13,7 @@ def test_demo_runs_a_call_end_to_end(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
     env.pop("CALLFORK_CONFIG", None)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "esl_app.cli", "demo"], cwd=str(tmp_path), env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "callfork.cli", "demo"], cwd=str(tmp_path), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         out, _ = proc.communicate(timeout=60)

@@ -14,14 +14,14 @@ import numpy as np
 import requests
 import soundfile
 
-from esl_app.demo import caller_voice
+from callfork.demo import caller_voice
 from harness import AppServer, free_port
 from stream_scenarios import b64, payload_bytes
 from wsapp import AppServer as WsApp
 from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-CALLFORK = [sys.executable, "-c", "import sys; from esl_app.cli import main; sys.exit(main())"]
+CALLFORK = [sys.executable, "-c", "import sys; from callfork.cli import main; sys.exit(main())"]
 
 
 def _echo(conn, seconds=4.0):

@@ -6,7 +6,7 @@ generation."""
 import gc
 
 from esl_app.protocol import ESLConnection
-from esl_app.service import freeze_startup_heap
+from callfork.service import freeze_startup_heap
 from esl_app.session import CallSession
 from verbs import CallContext, Interpreter
 

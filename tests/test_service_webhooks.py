@@ -31,7 +31,7 @@ from switch_sim import CallScript, Simulator
 from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
-CALLFORK = [sys.executable, "-m", "esl_app.cli"]
+CALLFORK = [sys.executable, "-m", "callfork.cli"]
 
 RECORDING_DOC = """<Response>
   <Record recordSession="true" fileFormat="wav" redirect="false" maxLength="60"

@@ -13,7 +13,8 @@ import gevent
 import pytest
 
 from waiting import wait_until
-from webhooks import Outbox, Store
+from records import Store
+from webhooks import Outbox
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -184,7 +185,7 @@ def test_close_and_a_clean_exit_write_kept_rows(tmp_path):
     child = textwrap.dedent('''
         from gevent import monkey; monkey.patch_all()
         import sys
-        from webhooks import Store
+        from records import Store
         store = Store(sys.argv[1], flush_delay_s=60)
         store.add_event('u2', 'verb', {})
         store.add_event('u2', 'error', {'message': 'x'})

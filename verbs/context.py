@@ -4,14 +4,17 @@ A verb never touches sockets: it calls the ESL `CallSession` (through `ctx.sessi
 context for the standard Vobiz request parameters, fetches the next document, posts status
 callbacks through the durable outbox, and records what happened in the call's timeline.
 
-The context is built by the service (esl_app) with a `services` object that provides:
+The context is built by the service (callfork/service.py) with a `services` object
+(callfork/verb_services.py) that provides:
   fetch(url, method, params) -> webhooks.FetchResult          (synchronous, signed, with timeouts)
+  check_url(url, schemes) -> url                               (a URL the app gave; ValueError)
   post(call_uuid, url, method, params, event, encoding='form') (durable, fire-and-forget)
-  store                                                        (webhooks.Store: records, timeline)
-  media_file(url) -> local path                                (download + cache; raises MediaError)
-  start_stream(ctx, spec_kwargs) -> stream handle              (audio_fork, see verbs/vobiz/stream.py)
+  record_event(call_uuid, kind, detail)                        (the call's timeline)
+  media_file(url) -> local path                                (download + cache; raises on failure)
+  store                                                        (records.Store: records, timeline)
+  relay                                                        (audio_fork.Relay, for streams)
   config (esl_app.Config), number (the matched [[numbers]] entry)
-  recordings_dir (pathlib.Path), public_url (str), auth_id (str)
+  recordings_dir (pathlib.Path), public_url (str), auth_id (str), auth_token (str)
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ import gevent
 import gevent.event
 import gevent.pool
 
-from .db import Database
+from records import Database
 from .http_client import (ACCEPT_ENCODING, RequestFailed, build_request, default_user_agent, drain, new_pool,
                           release, send)
 from .signing import param_pairs, sign_headers

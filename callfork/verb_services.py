@@ -9,7 +9,7 @@ from __future__ import annotations
 from webhooks import UrlError, clean_url, fetch_document
 
 
-class CallServices:
+class VerbServices:
     def __init__(self, service, number):
         self._service = service
         self.config = service.config
@@ -50,6 +50,3 @@ class CallServices:
     def media_file(self, url: str):
         return self._service.media.local_file(url)
 
-    def control_api(self, command: str) -> str:
-        """An API command on the inbound control connection (not tied to this call's socket)."""
-        return self._service.control.api(command)

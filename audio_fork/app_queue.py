@@ -1,4 +1,4 @@
-"""`AppOutbox`: the bounded queue of text frames from one stream to its app (owned by the stream;
+"""`AppSendQueue`: the bounded queue of text frames from one stream to its app (owned by the stream;
 drained by its writer greenlet). Items are texts, or bytes already framed (`put_raw`)."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from collections import deque
 
 from gevent.event import Event
 
-__all__ = ["AppOutbox"]
+__all__ = ["AppSendQueue"]
 
 
-class AppOutbox:
+class AppSendQueue:
     """Bounded FIFO of text frames for the app. Media beyond `limit` is dropped (and counted);
     control messages (start, acks, dtmf, stop) always go in, up to a hard cap of 4x."""
 

@@ -27,14 +27,14 @@ import uuid as uuidlib
 from gevent.pywsgi import WSGIServer
 
 from audio_fork import Relay
+from esl_app import Config, ControlConnection, OutboundESLServer, load_config
+from records import Store
 from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, rest_stream_options
-from webhooks import Outbox, Store, create_app
+from webhooks import Outbox
 
-from .call_services import CallServices
-from .config import Config, load_config
-from .control import ControlConnection
+from .http_api import create_app
 from .media_cache import MediaCache
-from .outbound import OutboundESLServer
+from .verb_services import VerbServices
 
 log = logging.getLogger("callfork.service")
 
@@ -127,7 +127,7 @@ class Service:
             self.outbox.flush(timeout=5)
             self.outbox.stop()
         if self.store is not None:
-            self.store.flush()   # the timeline rows the store still holds (webhooks.store: flush_delay_s)
+            self.store.flush()   # the timeline rows the store still holds (records/store.py: flush_delay_s)
 
     def _close_stale_calls(self) -> None:
         """Calls a previous process left live (it was killed): they are over, say so in their record."""
@@ -166,7 +166,7 @@ class Service:
                       session.uuid, session.destination_number)
             session.hangup("UNALLOCATED_NUMBER")
             return
-        ctx = CallContext(session, CallServices(self, number))
+        ctx = CallContext(session, VerbServices(self, number))
         if getattr(number, "to", None):
             ctx.to_number = number.to  # what the REST caller asked to dial
         answered = bool(session.answered)  # a REST call is answered before it reaches us
@@ -198,7 +198,7 @@ class Service:
     def live_call(self, uuid: str):
         return self.calls.get(uuid)
 
-    # -- what the HTTP API asks (webhooks/app.py) -------------------------------------------------
+    # -- what the HTTP API asks (callfork/http_api.py) -------------------------------------------------
     def record_event(self, call_uuid: str, kind: str, detail: dict) -> None:
         self.store.add_event(call_uuid, kind, detail)
         if kind == "answered":
@@ -432,7 +432,7 @@ def run_service(config_path: str | None = None, env=None) -> int:
     import dataclasses
     import os
 
-    from .config import NumberConfig
+    from esl_app.config import NumberConfig
 
     env = os.environ if env is None else env
     config = load_config(config_path, env=env)

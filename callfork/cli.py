@@ -1,13 +1,14 @@
 """The `callfork` command line: `serve`, `validate`, `sim serve|call`, `demo`, and the ops commands.
 
-gevent's monkey-patching happens when the esl_app package is imported (esl_app/__init__.py), before
-this module and anything it imports. Each subcommand
-imports what it needs lazily, so `callfork validate` does not start a service and `callfork sim`
-does not import the service at all.
+`main()` is the entry point: it patches the standard library for gevent before anything else is
+imported (greenswitch, urllib3, sqlite3 users and threading must see the patched modules), which
+is why this module imports nothing else at its top. No other module patches on import. Each
+subcommand imports what it needs lazily, so `callfork validate` does not start a service and
+`callfork sim` does not import the service at all.
 """
 import argparse
 import logging
-import sys  # noqa: E402
+import sys
 
 OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "retry-webhooks")
 
@@ -102,6 +103,8 @@ def _split_global(argv):
 
 
 def main(argv=None) -> int:
+    from gevent import monkey
+    monkey.patch_all()
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     globals_, rest = _split_global(argv)
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     handler = {"serve": _serve, "validate": _validate, "demo": _demo}[args.command]
-    from .errors import ConfigError
+    from esl_app import ConfigError
 
     try:
         return handler(args)

@@ -36,7 +36,7 @@ from pathlib import Path
 from gevent.queue import Empty
 from flask import Flask, Response, jsonify, request, send_file
 
-from .urls import UrlError, clean_url
+from webhooks import UrlError, clean_url
 
 
 class ApiError(Exception):

@@ -1,7 +1,7 @@
 """`callfork demo`: one real call through the whole product, with no FreeSWITCH and no internet.
 
 It starts the built-in FreeSWITCH simulator, the callfork service (outbound ESL server, relay,
-HTTP API, outbox) and the sample application (esl_app/demo_app.py), places one simulated call
+HTTP API, outbox) and the sample application (callfork/demo_app.py), places one simulated call
 whose caller speaks a WAV, and prints what happened: the call's events, the stream events the app
 got, the recording, every webhook delivered, and where the files are.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from .config import load_config
+from esl_app import load_config
 from .demo_app import SampleApp
 
 

@@ -17,8 +17,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from .config import load_config
-from .errors import ConfigError
+from esl_app import ConfigError, load_config
 
 console = Console()
 
