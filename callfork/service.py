@@ -110,9 +110,9 @@ class Service:
         # hang the live calls up while their sockets are still open, so each call greenlet sees the
         # hangup and posts its webhook (SYSTEM_SHUTDOWN, by callfork); only then close the server
         for ctx in list(self.calls.values()):
-            ctx.hangup_requested = CallEnd(5000, "Vobiz", "SYSTEM_SHUTDOWN", "callfork was shut down")
             try:
-                ctx.session.hangup("SYSTEM_SHUTDOWN")
+                ctx.request_hangup(CallEnd(5000, "Vobiz", "SYSTEM_SHUTDOWN", "callfork was shut down"),
+                                   "SYSTEM_SHUTDOWN")
             except Exception as exc:
                 log.warning("call %s: hangup at shutdown failed: %r", ctx.uuid, exc)
         deadline = time.monotonic() + 6
@@ -225,8 +225,7 @@ class Service:
         ctx = self.calls.get(uuid)
         if ctx is None or ctx.session.gone:
             return False
-        ctx.hangup_requested = CallEnd(4000, SOURCE_API, "NORMAL_CLEARING")
-        ctx.session.hangup("NORMAL_CLEARING")
+        ctx.request_hangup(CallEnd(4000, SOURCE_API, "NORMAL_CLEARING"))
         return True
 
     def transfer_call(self, uuid: str, url: str, method: str) -> bool:
@@ -245,7 +244,7 @@ class Service:
         deadline = time.monotonic() + limit_s
         while time.monotonic() < deadline:
             gevent.sleep(every_s)
-            if ctx.pending_transfer is None or ctx.session.gone:
+            if not ctx.transfer_requested() or ctx.session.gone:
                 return
             try:
                 ctx.session.break_media()

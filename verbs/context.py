@@ -18,8 +18,8 @@ The context is built by the service (callfork/service.py) with a `services` obje
 """
 from __future__ import annotations
 
+import collections
 import logging
-import threading
 import time
 from datetime import datetime, timezone
 
@@ -59,8 +59,8 @@ class CallContext:
         self.recordings = []             # session recordings to finish at hangup
         self._after_fork = []            # what waits for the next stream's fork (a nested <Stream>'s <Record>)
         self._stream_events = False      # DTMF and mod_audio_fork events go to the streams (hook_stream_events)
-        self.hangup_requested = None     # CallEnd chosen by a verb or the API before hanging up
-        self.pending_transfer = None     # (url, method) set by the REST API
+        self.hangup_requested = None     # CallEnd chosen before hanging up (a verb, or taken from a request)
+        self._requests = collections.deque()  # what other greenlets asked of this call (request_*)
         self.errors = []                 # error texts surfaced in the call record and webhook
         self.early_media_only = False    # inside <PreAnswer>: media verbs pre-answer instead of answering
         self.verb_position = 0           # index of the running verb in its document (0 = first)
@@ -69,7 +69,6 @@ class CallContext:
         self.vars = {}                   # SWML `vars` scope (stream_result, record_call_url, ...)
         self.swml_controls = {}          # SWML control_id registries (streams, recordings)
         self.interrupted = gevent.event.Event()  # set to stop the running verb (transfer, REST)
-        self._lock = threading.RLock()   # only for what the REST API touches (transfer, hangup)
         self.idle = idle_audio.IdleAudio()  # what FreeSWITCH writes while no app plays
         self.answered_at = None          # when callfork answered (epoch s), if it did
 
@@ -231,15 +230,42 @@ class CallContext:
         self.errors.append(message)
         self.timeline("error", {"message": message})
 
-    # -- requests from outside the call greenlet (REST API) --------------------------------------
+    # -- requests from other greenlets (the REST API, shutdown) --------------------------------
+    # They never change the call's state: they leave a request and wake the call's greenlet, which
+    # takes it (take_transfer / take_requested_end) between verbs or when the call is gone.
     def request_transfer(self, url: str, method: str = "POST") -> None:
         """Interrupt the running verb and continue with the document at `url` (Transfer API)."""
-        with self._lock:
-            self.pending_transfer = (url, method)
+        self._requests.append(("transfer", url, method))
         self.interrupted.set()  # ends <Wait>/sleeps and Speak/Play loops; the interpreter clears it
-        verb = self.current_verb
-        if verb is not None:
-            gevent.spawn(verb.stop)
         # the running app only: `uuid_break all` would also drop queued apps (an async <DTMF>'s
         # followers), whose completions then never come
         self.session.break_media()
+
+    def request_hangup(self, end, cause: str = "NORMAL_CLEARING") -> None:
+        """End the call now (REST hangup, shutdown): why, for the hangup webhook, then uuid_kill."""
+        self._requests.append(("hangup", end))
+        self.session.hangup(cause)
+
+    def transfer_requested(self) -> bool:
+        return any(r[0] == "transfer" for r in list(self._requests))
+
+    def take_transfer(self):
+        """In the call's greenlet: the latest transfer asked for, as (url, method), or None."""
+        transfer = None
+        for request in self._take("transfer"):
+            transfer = request[1:]
+        if transfer is not None:
+            self.interrupted.clear()
+        return transfer
+
+    def take_requested_end(self):
+        """In the call's greenlet: the CallEnd a request gave the hangup, else the one a verb chose."""
+        for request in self._take("hangup"):
+            self.hangup_requested = self.hangup_requested or request[1]
+        return self.hangup_requested
+
+    def _take(self, kind: str) -> list:
+        taken = [r for r in self._requests if r[0] == kind]
+        for r in taken:
+            self._requests.remove(r)
+        return taken

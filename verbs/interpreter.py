@@ -55,14 +55,14 @@ class Interpreter:
                     doc = self._fetch(nxt.url, nxt.method, nxt.params, nxt.kind)
         except EndCall as stop:
             end = stop.end
-            if end.error and ctx.session.gone and ctx.hangup_requested is None:
+            if end.error and ctx.session.gone and ctx.take_requested_end() is None:
                 # the caller hung up while a document was fetched: that, not the fetch, ended the
                 # call (the fetch problem is still worth a line in the log)
                 log.warning("call %s: after the call ended: %s", ctx.uuid, end.error)
                 end = None
         except CallGone:
             # the caller, FreeSWITCH, or the REST API (which leaves its reason) ended it
-            end = ctx.hangup_requested
+            end = ctx.take_requested_end()
         except Exception as exc:  # a bug of ours must still end the call cleanly and be reported
             log.exception("call %s: internal error", ctx.uuid)
             end = codes.CallEnd(5000, codes.SOURCE_ERROR, "NORMAL_CLEARING", f"internal error: {exc}")
@@ -130,10 +130,9 @@ class Interpreter:
 
     def _check_transfer(self) -> None:
         ctx = self.ctx
-        if ctx.pending_transfer is not None:
-            url, method = ctx.pending_transfer
-            ctx.pending_transfer = None
-            ctx.interrupted.clear()
+        transfer = ctx.take_transfer()
+        if transfer is not None:
+            url, method = transfer
             raise NextDocument(url, method, ctx.params(Event="Transfer"), "transfer")
 
     def _doc_kind(self) -> str:
