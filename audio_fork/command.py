@@ -11,7 +11,7 @@ fs-captures/audio-fork-ws-transcript.md §8). So:
 - free text (`stop`/`send_text`) is escaped with FreeSWITCH's backslash escapes (`\\s` for a space);
 - the bug name is always given explicitly, so the "metadata if it starts with `{`" heuristic never
   has to guess.
-Track mapping (DESIGN §5): inbound -> mono; both -> stereo (split); outbound -> stereo, right only.
+Track mapping (docs/decisions.md, Streams): inbound -> mono; both -> stereo (split); outbound -> stereo, right only.
 """
 from __future__ import annotations
 

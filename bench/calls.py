@@ -1,4 +1,4 @@
-"""calls benchmark: new calls per second through the answer-URL fetch to the first verb (DESIGN §8:
+"""calls benchmark: new calls per second through the answer-URL fetch to the first verb (BENCHMARKS.md, target:
 >= 100 calls/s on one core, setup overhead p99 <= 20 ms beyond the app's own response time).
 
 Three processes besides the orchestrator, so `getrusage` of the callfork process is callfork's CPU

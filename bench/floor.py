@@ -2,7 +2,7 @@
 run, in the relay's own process (after its streams have stopped), with `time.process_time()`.
 
 - upstream, per 20 ms frame: `base64.b64encode` of the frame's PCM + `json.dumps` of the same Vobiz
-  `media` message callfork sends (same keys, same compact separators). This is DESIGN §8's
+  `media` message callfork sends (same keys, same compact separators). This is the benchmark's
   "unavoidable base64+JSON work".
 - upstream, stricter variant (`template`): the same text built by %-formatting a pre-escaped
   template around the base64, which is what `audio_fork.dialects.vobiz` does. Reported for

@@ -1,4 +1,4 @@
-"""latency benchmark: what a voice agent feels (DESIGN §8), on a real FreeSWITCH and on the simulator.
+"""latency benchmark: what a voice agent feels (BENCHMARKS.md), on a real FreeSWITCH and on the simulator.
 
 - upstream: the caller says something -> the app receives it (its first 20 ms frame);
 - downstream: the app sends `playAudio` -> the caller hears its first frame (callfork's playout,

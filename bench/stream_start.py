@@ -1,4 +1,4 @@
-"""stream-start benchmark: `StreamSession.start()` begins -> the app receives `start` (DESIGN §8:
+"""stream-start benchmark: `StreamSession.start()` begins -> the app receives `start` (BENCHMARKS.md, target:
 <= 50 ms p99, loopback).
 
 `count` sequential starts (one every `interval` s, each stream stopped `hold` s later), with the

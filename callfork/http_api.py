@@ -1,6 +1,6 @@
 """The HTTP API (Flask, served by gevent pywsgi): Vobiz-style REST, recordings, ops JSON, health, metrics.
 
-Routes (DESIGN §7), all under `/api/v1/Account/<auth_id>/` and authenticated with
+Routes (the Vobiz-style REST API of the README), all under `/api/v1/Account/<auth_id>/` and authenticated with
 `X-Auth-ID`/`X-Auth-Token` or HTTP Basic (constant-time compare; 401 otherwise):
   Call/                          POST originate, GET list (live calls; `?status=all` adds ended ones)
   Call/<uuid>/                   GET, POST transfer (aleg_url), DELETE hangup
@@ -90,7 +90,8 @@ def _iso(epoch):
 
 
 def _stream_object(stream: dict, account: str) -> dict:
-    """A stream record in the Vobiz stream-object shape (reference/vobiz.md §3.7): ISO UTC times,
+    """A stream record in the Vobiz stream-object shape
+    (https://docs.vobiz.ai/audio-streams/stream-object): ISO UTC times,
     end_time null while live, resource_uri."""
     out = dict(stream)
     out.update(start_time=_iso(stream.get("start_time")), end_time=_iso(stream.get("end_time")),

@@ -1,6 +1,6 @@
 """The ops commands: `callfork calls | call UUID | streams | hangup UUID | stop-stream UUID [ID] | tail [UUID]`.
 
-They talk to a running service through its HTTP API only (DESIGN §7), with the credentials from
+They talk to a running service through its HTTP API only (README, The command line), with the credentials from
 the same config the service reads (`[server] http_listen`, `auth_id`, `auth_token`, or the token
 the service generated into `data_dir/auth_token`). Output is readable tables (rich); `--json`
 prints the API's JSON for scripts. When the service is not running, the error says how to start it.

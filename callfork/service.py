@@ -426,7 +426,7 @@ def freeze_startup_heap() -> None:
 def run_service(config_path: str | None = None, env=None) -> int:
     """`callfork serve`. Without a config file (no --config, no $CALLFORK_CONFIG) the loopback
     defaults apply and every number is answered by the built-in sample application, started
-    in-process on a free loopback port (DESIGN §7). Once the service runs, its start-up heap is
+    in-process on a free loopback port (README, Configuration). Once the service runs, its start-up heap is
     frozen (`freeze_startup_heap`)."""
     import dataclasses
     import os

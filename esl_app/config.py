@@ -1,4 +1,4 @@
-"""Configuration (DESIGN §7): `callfork.toml` read with tomllib, overridden by
+"""Configuration (README, Configuration): `callfork.toml` read with tomllib, overridden by
 `CALLFORK_<SECTION>_<KEY>` environment variables, on top of the loopback defaults.
 `load_config(path=None, env=os.environ) -> Config`. Every value is typed (ints stay ints, booleans
 are booleans); unknown keys and bad values raise `ConfigError` naming the key."""
@@ -320,7 +320,7 @@ def _env_overrides(env):
 
 
 def load_config(path=None, env=None):
-    """Defaults (DESIGN §7) <- TOML file (`path`, else $CALLFORK_CONFIG, else none) <- environment."""
+    """Defaults (README, Configuration) <- TOML file (`path`, else $CALLFORK_CONFIG, else none) <- environment."""
     env = os.environ if env is None else env
     if path is None:
         path = env.get('CALLFORK_CONFIG') or None

@@ -1,7 +1,8 @@
 """ESL frames as Python objects: `ESLEvent` (one frame FreeSWITCH sent) and `ESLParser`
 (incremental, byte-exact framing of the FreeSWITCH -> client byte stream).
 
-Framing rules (reference/freeswitch.md §2.1, §2.3.1): a header block ends at the first empty line;
+Framing rules (as FreeSWITCH's mod_event_socket.c and switch_event.c write frames): a header block
+ends at the first empty line;
 if it carries `Content-Length: N`, exactly N body bytes follow (no trailing newline guaranteed).
 `text/event-plain` bodies are a serialized event: URL-encoded `Name: value` lines, an empty line,
 and, when the event has a body, an inner `Content-Length` and that many bytes. `text/event-json`

@@ -1,6 +1,6 @@
 """The ESL transport: `ESLConnection`, a subclass of greenswitch's `ESLProtocol` that keeps its
 plumbing (handler registry, reply FIFO, receive + dispatch greenlets) and replaces what it gets
-wrong (reference/freeswitch.md §1.2-1.4):
+wrong (docs/internals.md esl_app):
 
 - reading: raw `recv` fed to our byte-exact `ESLParser` (greenswitch decodes and unquotes whole
   blocks and merges event bodies into the headers);

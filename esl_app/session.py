@@ -2,7 +2,8 @@
 matching, api over the socket, event queues and callbacks, hangup/linger handling), `Execution`
 (a running app) and `EventQueue` (events picked by name for one consumer).
 
-Rules (DESIGN §3, reference/freeswitch.md §2.6-2.8):
+Rules (docs/internals.md esl_app; mod_event_socket:
+https://developer.signalwire.com/freeswitch/FreeSWITCH-Explained/Modules/mod_event_socket_1048924):
 - every `sendmsg` is `execute` with `event-lock: true`, a fresh `Event-UUID` and the arg in the
   body (`content-type: text/plain`, byte-counted); completion = the CHANNEL_EXECUTE_COMPLETE
   whose `Application-UUID` is that Event-UUID, never the app name;

@@ -37,7 +37,7 @@ Approximated:
 * `${var}` expansion handles plain `${name}` only (no `${api(...)}` and no nested expressions).
 * CHANNEL_PARK is fired when the controller sends its first command after `connect` (or 200 ms after
   `connect`), so a controller that subscribes right away sees it, as it does with FreeSWITCH.
-* The hangup_cause_q850 table covers the usual causes; others get 0.
+* The cause table covers the usual causes; others get 0 in hangup_cause_q850.
 * Caller DTMF is reported with `DTMF-Source: RTP` (a SIP caller's RFC 2833 digits; the loopback
   capture shows UNKNOWN) and `DTMF-Duration: 2000`.
 * The caller profile is a SIP-like inbound leg (Source mod_sofia, Context public, no callee id):
@@ -79,8 +79,11 @@ Q850 = {
     'FACILITY_REJECTED': 29, 'NORMAL_UNSPECIFIED': 31, 'NORMAL_CIRCUIT_CONGESTION': 34,
     'NETWORK_OUT_OF_ORDER': 38, 'NORMAL_TEMPORARY_FAILURE': 41, 'SWITCH_CONGESTION': 42,
     'REQUESTED_CHAN_UNAVAIL': 44, 'SERVICE_UNAVAILABLE': 63, 'INCOMPATIBLE_DESTINATION': 88,
-    'RECOVERY_ON_TIMER_EXPIRE': 102, 'INTERWORKING': 127, 'ORIGINATOR_CANCEL': 487,
-    'MANAGER_REQUEST': 503, 'LOSE_RACE': 502, 'ALLOTTED_TIMEOUT': 602, 'SYSTEM_SHUTDOWN': 503,
+    'RECOVERY_ON_TIMER_EXPIRE': 102, 'INTERWORKING': 127,
+    # FreeSWITCH's own causes (switch_types.h switch_call_cause_t): not Q.850; hangup_cause_q850
+    # reports them as 16 (switch_channel_cause_q850: above INTERWORKING -> NORMAL_CLEARING)
+    'ORIGINATOR_CANCEL': 487, 'SYSTEM_SHUTDOWN': 701, 'LOSE_RACE': 702, 'MANAGER_REQUEST': 703,
+    'ALLOTTED_TIMEOUT': 802,
 }
 HANGUP_CAUSES = set(Q850) | {
     'NONE', 'CALL_AWARDED_DELIVERED', 'EXCHANGE_ROUTING_ERROR', 'RESPONSE_TO_STATUS_ENQUIRY',
@@ -778,7 +781,8 @@ class Channel:
 
         sv = self.set_variable
         sv('hangup_cause', self.hangup_cause)
-        sv('hangup_cause_q850', str(Q850.get(self.hangup_cause, 0)))
+        code = Q850.get(self.hangup_cause, 0)
+        sv('hangup_cause_q850', str(code if code <= 127 else 16))
         sv('digits_dialed', self.digits_dialed or 'none')
         sv('start_stamp', stamp(start_us))
         sv('profile_start_stamp', stamp(start_us))

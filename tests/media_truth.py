@@ -4,19 +4,19 @@ order (what a recording holds of a stream's audio), what a stereo fork sends whi
 written, CNG from a silent caller in a `record`, killAudio, a hangup mid-fork, the module's send
 buffer, and the timing of a playback's events.
 
-One scenario = one call: a caller (on a real FreeSWITCH the A leg of `loopback/stream1`, whose
+One scenario = one call: a caller (on a real FreeSWITCH the A leg of `loopback/callfork90`, whose
 inline `record_session` (RECORD_READ_ONLY) keeps what it hears; on the simulator a `sim_call` with
-`save_heard`) dials `stream1`, the B leg reaches the outbound socket server here, and the scenario
+`save_heard`) dials `callfork90`, the B leg reaches the outbound socket server here, and the scenario
 drives it with a callfork `CallSession` (api, execute) and a WebSocket server playing the app.
 What it measures is JSON: counts and milliseconds, nothing that depends on the run's uuids.
 
     python tests/media_truth.py capture --esl 127.0.0.1:8021:ClueCon --out tests/fixtures/fs-captures/media-truth-jambonz.json
     python tests/media_truth.py sim [SCENARIO ...]          # the same on the simulator, printed
 
-The capture runs against the real FreeSWITCH of ../shared/freeswitch-test (its dialplan sends
-`stream\\d*` to 127.0.0.1:8084); tests/test_sim_media_truth.py replays every scenario on the
-simulator and compares with the capture, within the tolerances named per measurement in
-`TOLERANCES`.
+The capture runs against a FreeSWITCH set up as freeswitch/README.md says (its dialplan sends
+`callfork<N>` to 127.0.0.1:8084; callfork itself must not be running then).
+tests/test_sim_media_truth.py replays every scenario on the simulator and compares with the
+capture, within the tolerances named per measurement in `TOLERANCES`.
 """
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def read_wav(path) -> np.ndarray:
 
 # -- where the calls go --------------------------------------------------------------------------
 class RealFreeSWITCH:
-    """The FreeSWITCH of ../shared/freeswitch-test: loopback callers, `stream1` -> socket :8084."""
+    """A FreeSWITCH set up as freeswitch/README.md says: loopback callers, `callfork90` -> socket :8084."""
 
     name = "freeswitch"
 
@@ -139,7 +139,7 @@ class RealFreeSWITCH:
             apps.append(f"playback:{path}")
         apps.append("park")
         reply = control.bgapi(f"originate {{origination_uuid={a_uuid},origination_caller_id_number=15551230001}}"
-                              f"loopback/stream1/default '{','.join(apps)}' inline", timeout=30)
+                              f"loopback/callfork90/default '{','.join(apps)}' inline", timeout=30)
         if not reply.startswith("+OK"):
             raise RuntimeError(f"originate: {reply.strip()}")
         return {"uuid": a_uuid, "heard": heard}
@@ -178,7 +178,7 @@ class Simulator:
 
     def place_caller(self, control, work: Path, audio: np.ndarray | None, silent: bool) -> dict:
         heard = work / f"heard-{uuidlib.uuid4()}.wav"
-        spec = {"to": "stream1", "save_heard": str(heard), "vad": silent}
+        spec = {"to": "callfork90", "save_heard": str(heard), "vad": silent}
         if audio is not None:
             path = work / f"caller-{uuidlib.uuid4()}.wav"
             soundfile.write(str(path), audio, RATE, subtype="PCM_16")

@@ -3,11 +3,11 @@ auth, JSON errors, make call (originate → socket → answer URL → hangup URL
 originates, list/get/hang up, transfer during a prompt, /healthz and /metrics."""
 import base64
 import json
-import re
 import time
 
 import requests
 
+from api_support import error_json, parse_metrics
 from harness import Stack
 from switch_sim import Simulator
 
@@ -27,14 +27,6 @@ def _delete(stack, path):
     return requests.delete(stack.api_url(path), headers=stack.api_headers(), timeout=10)
 
 
-def _error_json(resp, status):
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"].startswith("application/json")
-    body = resp.json()
-    assert body["error"] and body["api_id"]
-    return body
-
-
 def _speaking(events) -> bool:
     """The simulated channel runs an app after the answer (the lazy answer, then <Speak>)."""
     return "CHANNEL_ANSWER" in events and "CHANNEL_EXECUTE" in events[events.index("CHANNEL_ANSWER"):]
@@ -45,41 +37,16 @@ def _live_uuid(stack, timeout=10):
     return next(iter(stack.service.calls))
 
 
-# -- Prometheus text format: every line is a comment (# HELP / # TYPE) or `name{labels} value` -----
-PROM_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*"'
-                         r'(?:,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*")*\})? '
-                         r'([-+]?(?:[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?|NaN|[-+]?Inf))( -?[0-9]+)?$')
-PROM_META = re.compile(r'^# (HELP [a-zA-Z_:][a-zA-Z0-9_:]* .*|TYPE [a-zA-Z_:][a-zA-Z0-9_:]* '
-                       r'(counter|gauge|histogram|summary|untyped))$')
-
-
-def parse_metrics(text: str) -> dict:
-    assert text.endswith("\n")
-    values, typed = {}, set()
-    for line in text.splitlines():
-        if line.startswith("#"):
-            m = PROM_META.match(line)
-            assert m, f"bad metadata line: {line!r}"
-            if line.startswith("# TYPE"):
-                typed.add(line.split()[2])
-            continue
-        m = PROM_SAMPLE.match(line)
-        assert m, f"bad sample line: {line!r}"
-        assert m.group(1) in typed, f"sample before its # TYPE: {line!r}"
-        values[m.group(1)] = float(m.group(3))
-    return values
-
-
 def test_auth_errors_health_and_metrics():
     with Stack() as stack:
         url = stack.api_url("/Call/")
-        _error_json(requests.get(url, timeout=5), 401)
+        error_json(requests.get(url, timeout=5), 401)
         resp = requests.get(url, headers={"X-Auth-ID": "MA_LOCAL", "X-Auth-Token": "wrong"}, timeout=5)
-        _error_json(resp, 401)
+        error_json(resp, 401)
         assert resp.headers.get("WWW-Authenticate", "").startswith("Basic")
-        _error_json(requests.get(url, headers={"X-Auth-ID": "MA_LOCAL"}, timeout=5), 401)
-        _error_json(requests.get(url, auth=("MA_LOCAL", "wrong"), timeout=5), 401)
-        _error_json(requests.get(url, headers={"Authorization": "Basic !!!notbase64"}, timeout=5), 401)
+        error_json(requests.get(url, headers={"X-Auth-ID": "MA_LOCAL"}, timeout=5), 401)
+        error_json(requests.get(url, auth=("MA_LOCAL", "wrong"), timeout=5), 401)
+        error_json(requests.get(url, headers={"Authorization": "Basic !!!notbase64"}, timeout=5), 401)
         assert requests.get(url, auth=("MA_LOCAL", "test-token"), timeout=5).status_code == 200
         basic = base64.b64encode(b"MA_LOCAL:test-token").decode()
         assert requests.get(url, headers={"Authorization": f"Basic {basic}"}, timeout=5).status_code == 200
@@ -88,30 +55,30 @@ def test_auth_errors_health_and_metrics():
         # another account: 404 (after auth); unknown call / stream / route: 404 JSON
         other = requests.get(f"{stack.http_url}/api/v1/Account/MA_OTHER/Call/", headers=stack.api_headers(),
                              timeout=5)
-        _error_json(other, 404)
+        error_json(other, 404)
         unknown = "0b7c4c1e-5a0e-4f7e-9d55-000000000000"
-        _error_json(_get(stack, f"/Call/{unknown}/"), 404)
-        _error_json(_get(stack, f"/Call/{unknown}/Timeline/"), 404)
-        _error_json(_delete(stack, f"/Call/{unknown}/"), 404)
-        _error_json(_post(stack, f"/Call/{unknown}/", {"aleg_url": stack.app.url("/x")}), 404)
-        _error_json(_post(stack, f"/Call/{unknown}/Stream/", {"service_url": "ws://127.0.0.1:1/x"}), 404)
-        _error_json(_get(stack, f"/Call/{unknown}/Stream/"), 404)
-        _error_json(_delete(stack, f"/Call/{unknown}/Stream/"), 404)
-        assert _error_json(_get(stack, f"/Call/{unknown}/Stream/{unknown}/"), 404)["error"] == "Stream not found"
-        _error_json(_delete(stack, f"/Call/{unknown}/Stream/{unknown}/"), 404)
-        _error_json(requests.get(f"{stack.http_url}/nothing-here", timeout=5), 404)
-        _error_json(requests.put(url, headers=stack.api_headers(), timeout=5), 405)
+        error_json(_get(stack, f"/Call/{unknown}/"), 404)
+        error_json(_get(stack, f"/Call/{unknown}/Timeline/"), 404)
+        error_json(_delete(stack, f"/Call/{unknown}/"), 404)
+        error_json(_post(stack, f"/Call/{unknown}/", {"aleg_url": stack.app.url("/x")}), 404)
+        error_json(_post(stack, f"/Call/{unknown}/Stream/", {"service_url": "ws://127.0.0.1:1/x"}), 404)
+        error_json(_get(stack, f"/Call/{unknown}/Stream/"), 404)
+        error_json(_delete(stack, f"/Call/{unknown}/Stream/"), 404)
+        assert error_json(_get(stack, f"/Call/{unknown}/Stream/{unknown}/"), 404)["error"] == "Stream not found"
+        error_json(_delete(stack, f"/Call/{unknown}/Stream/{unknown}/"), 404)
+        error_json(requests.get(f"{stack.http_url}/nothing-here", timeout=5), 404)
+        error_json(requests.put(url, headers=stack.api_headers(), timeout=5), 405)
         # recordings need auth, and unknown ones are 404
         rec = f"{stack.http_url}/recordings/{unknown}.wav"
-        _error_json(requests.get(rec, timeout=5), 401)
-        _error_json(requests.get(rec, headers=stack.api_headers(), timeout=5), 404)
+        error_json(requests.get(rec, timeout=5), 401)
+        error_json(requests.get(rec, headers=stack.api_headers(), timeout=5), 404)
         # make call: bad input is 400 and nothing is dialled
         for body in ({"to": "1000", "answer_url": stack.app.url("/a")},
                      {"from": "1", "to": "1000 &hupall", "answer_url": stack.app.url("/a")},
                      {"from": "1", "to": "1000", "answer_url": "ftp://x/y"},
                      {"from": "1", "to": "1000", "answer_url": stack.app.url("/a"), "caller_name": "x}y"},
                      {"from": "1", "to": "1000", "answer_url": stack.app.url("/a"), "time_limit": "soon"}):
-            _error_json(_post(stack, "/Call/", body), 400)
+            error_json(_post(stack, "/Call/", body), 400)
         assert stack.sim.channels == {}
 
         health = requests.get(f"{stack.http_url}/healthz", timeout=5)
@@ -219,7 +186,7 @@ def test_list_get_and_hang_up_a_live_call():
         hangup = stack.app.wait_event("Hangup", timeout=10).form
         assert hangup["HangupSource"] == "API Request" and hangup["HangupCauseCode"] == "4000"
         stack.wait(lambda: not stack.service.calls)
-        _error_json(_delete(stack, f"/Call/{uuid}/"), 404)
+        error_json(_delete(stack, f"/Call/{uuid}/"), 404)
         assert _get(stack, "/Call/").json()["objects"] == []
 
 
@@ -247,7 +214,7 @@ def test_transfer_interrupts_the_prompt_and_runs_the_new_document():
                  if e["kind"] == "verb"]
         assert verbs == ["Speak", "Speak", "Hangup"]  # the first prompt, then the new document
         bad = _post(stack, f"/Call/{uuid}/", {"aleg_url": stack.app.url("/transfer")})
-        _error_json(bad, 404)
+        error_json(bad, 404)
         assert json.loads(bad.text)["error"]
 
 
@@ -324,7 +291,7 @@ def test_make_call_with_a_fallback_url():
         assert fallback["Direction"] == "outbound" and fallback["RequestUUID"] == resp.json()["request_uuid"]
         hangup = stack.app.wait_event("Hangup", timeout=10, path="/fb-hangup").form
         assert hangup["HangupCauseCode"] == "4010"
-        _error_json(_post(stack, "/Call/", {"from": "1", "to": "1000", "answer_url": stack.app.url("/a"),
+        error_json(_post(stack, "/Call/", {"from": "1", "to": "1000", "answer_url": stack.app.url("/a"),
                                             "fallback_method": "PUT"}), 400)
 
 

@@ -1,11 +1,11 @@
-"""Streams through the REST API on a live call (reference/vobiz.md §3.7), and the call record the API
+"""Streams through the REST API on a live call (https://docs.vobiz.ai/audio-streams/start-audio-stream), and the call record the API
 returns afterwards (call, verbs, events, streams, recordings, webhooks with their status codes)."""
 import json
 
 import requests
 
+from api_support import error_json, parse_metrics
 from harness import Stack
-from test_api_rest import _error_json, parse_metrics
 from wsapp import AppServer as WsApp
 
 DOCUMENT = """<Response>
@@ -39,8 +39,8 @@ def test_rest_streams_and_the_call_record():
             assert _api(stack, "DELETE", f"/Call/{uuid}/Stream/").status_code == 204
 
             bad = _api(stack, "POST", f"/Call/{uuid}/Stream/", json={"service_url": "http://not-ws/"})
-            _error_json(bad, 400)
-            _error_json(_api(stack, "POST", f"/Call/{uuid}/Stream/", json={}), 400)
+            error_json(bad, 400)
+            error_json(_api(stack, "POST", f"/Call/{uuid}/Stream/", json={}), 400)
 
             resp = _api(stack, "POST", f"/Call/{uuid}/Stream/",
                         json={"service_url": ws.url, "audio_track": "inbound", "bidirectional": "true",
@@ -72,9 +72,9 @@ def test_rest_streams_and_the_call_record():
             assert conn.closed.is_set()
             stack.wait(lambda: _api(stack, "GET", f"/Call/{uuid}/Stream/{stream_id}/").json()["status"]
                        == "completed")
-            assert _error_json(_api(stack, "DELETE", f"/Call/{uuid}/Stream/{stream_id}/"), 404)["error"] \
+            assert error_json(_api(stack, "DELETE", f"/Call/{uuid}/Stream/{stream_id}/"), 404)["error"] \
                 == "Stream not found"
-            _error_json(_api(stack, "GET", f"/Call/{uuid}/Stream/no-such-stream/"), 404)
+            error_json(_api(stack, "GET", f"/Call/{uuid}/Stream/no-such-stream/"), 404)
             stack.app.wait_event("StopStream", timeout=5)
             # the call goes on: the REST stop does not advance the document
             assert uuid in stack.service.calls

@@ -1,5 +1,5 @@
 """audio_fork.dialects: message shapes (field names, nesting, JSON types) against the documented
-examples of reference/vobiz.md §3 and reference/signalwire_twilio.md §3-§5, counters, and parsing
+examples of Vobiz's stream-events pages and Twilio's media-streams websocket-messages page, counters, and parsing
 of what apps send (including pipecat's exact frames)."""
 import base64
 import json

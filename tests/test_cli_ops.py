@@ -5,14 +5,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 from harness import Stack, free_port
 from switch_sim import CallScript, Simulator
-from test_service_webhooks import ServeProcess
+from serve_support import ServeProcess
 from wsapp import AppServer as WsApp
 from waiting import wait_until
 

@@ -1,10 +1,10 @@
-"""load_config: DESIGN §7 defaults, TOML file, CALLFORK_<SECTION>_<KEY> overrides (typed),
+"""load_config: the documented defaults (README, Configuration), TOML file, CALLFORK_<SECTION>_<KEY> overrides (typed),
 [[numbers]] with `*` wildcards, and clear errors for unknown keys and bad values."""
 import pytest
 
 from esl_app import ConfigError, load_config
 
-DESIGN_DEFAULTS = {       # DESIGN.md §7, literally
+DESIGN_DEFAULTS = {       # README, Configuration, literally
     ('freeswitch', 'esl_host'): '127.0.0.1',
     ('freeswitch', 'esl_port'): 8021,
     ('freeswitch', 'esl_password'): 'ClueCon',

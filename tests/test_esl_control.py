@@ -1,7 +1,7 @@
 """ControlConnection against a scripted inbound ESL server (real TCP): auth ok / wrong password,
 api, bgapi with BACKGROUND_JOB, a dropped connection -> reconnect and the subscription sent again.
 Replies are the captured FreeSWITCH frames; the BACKGROUND_JOB event is serialized by the rules of
-reference/freeswitch.md §2.3 / §2.3.1, in the format the last `event` command asked for (callfork
+FreeSWITCH's switch_event.c, in the format the last `event` command asked for (callfork
 asks for json; esl_capture_tools' json serializer is checked against real frames in
 test_esl_json_events.py)."""
 import logging

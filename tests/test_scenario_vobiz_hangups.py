@@ -10,9 +10,7 @@ import requests
 import soundfile
 
 from harness import Stack
-from test_scenario_vobiz_flow import HANGUP_FIELDS
-from test_scenario_vobiz_support import Scenarios
-from test_scenario_vobiz_verbs import WAV, caller_audio
+from vobiz_scenarios import HANGUP_FIELDS, WAV, Scenarios, caller_audio
 
 LONG = "This is a long sentence that the caller will not hear to the end at all"   # ~4.7 s
 

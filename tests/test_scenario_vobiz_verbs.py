@@ -12,35 +12,12 @@ import soundfile
 
 from harness import Stack
 from http_receiver import Reply
-from test_scenario_vobiz_support import Scenarios, refused_url
+from vobiz_scenarios import MP3, WAV, Scenarios, caller_audio, refused_url, tone, wav_bytes
 
-RATE = 8000
 CLOSED = refused_url()
 TTS_CONFIG = '[tts]\nvoices = { WOMAN = "slt", MAN = "awb" }\n'   # the default is MAN = "rms"
 
 
-def tone(seconds, freq=300.0, amp=0.3, rate=RATE):
-    t = np.arange(int(seconds * rate)) / rate
-    return (amp * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
-
-
-def wav_bytes(samples, rate=RATE, fmt="WAV"):
-    buf = io.BytesIO()
-    soundfile.write(buf, samples, rate, format=fmt, **({"subtype": "PCM_16"} if fmt == "WAV" else {}))
-    return buf.getvalue()
-
-
-def caller_audio(tmp_dir, name, talk_from, talk_until, seconds=12.0):
-    """The caller is silent, talks (a 300 Hz tone) from `talk_from` to `talk_until`, then is silent."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    audio = 0.3 * np.sin(2 * np.pi * 300 * t) * ((t >= talk_from) & (t < talk_until))
-    path = tmp_dir / f"{name}.wav"
-    soundfile.write(str(path), (audio * 32767).astype(np.int16), RATE)
-    return str(path)
-
-
-WAV = wav_bytes(tone(0.4, 440))
-MP3 = wav_bytes(tone(0.4, 660), fmt="MP3")
 
 
 class Media:

@@ -1,4 +1,4 @@
-"""Webhooks that never get lost, at the service level (DESIGN §8): a receiver outage, a `kill -9` of
+"""Webhooks that never get lost, at the service level (README, What works): a receiver outage, a `kill -9` of
 `callfork serve` with webhooks in the outbox, a slow receiver next to other calls, 5xx retried and
 4xx not, and signatures checked with the vobiz SDK's own validators.
 
@@ -13,11 +13,6 @@ Signatures, checked against vobiz-python 0.1.1 on real webhooks:
   `[webhooks] v3_mode = "docs"` the SDK rejects callfork's V3 (as it would reject the documented
   form from anyone); with `v3_mode = "sdk"` it accepts it. The two forms never agree when a webhook
   has parameters, and every callfork webhook has some."""
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,10 +23,9 @@ from vobiz.utils.signature_v3 import validate_v3_signature
 from harness import AppServer, Stack, free_port
 from http_receiver import HttpReceiver, Reply
 from switch_sim import CallScript, Simulator
+from serve_support import ServeProcess
 from waiting import wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-CALLFORK = [sys.executable, "-m", "callfork.cli"]
 
 RECORDING_DOC = """<Response>
   <Record recordSession="true" fileFormat="wav" redirect="false" maxLength="60"
@@ -188,54 +182,6 @@ def test_a_slow_receiver_blocks_neither_calls_nor_other_calls_webhooks():
 
 
 # -- kill -9 of a real `callfork serve` ---------------------------------------------------------------
-class ServeProcess:
-    """`callfork --config FILE serve` as a subprocess (output in files, killed in the end)."""
-
-    def __init__(self, config_file: Path, http_port: int, env: dict | None = None, args=None):
-        self.config_file = config_file
-        self.http_url = f"http://127.0.0.1:{http_port}"
-        self.env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.env.update(env or {})
-        self.args = args
-        self.proc = None
-        self.log = None
-
-    def start(self, timeout=15.0) -> "ServeProcess":
-        self.log = tempfile.NamedTemporaryFile(prefix="callfork-serve-", suffix=".log", delete=False)
-        args = self.args if self.args is not None else ["--config", str(self.config_file), "serve"]
-        self.proc = subprocess.Popen(CALLFORK + args, cwd=str(self.config_file.parent), env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
-        def healthy():
-            assert self.proc.poll() is None, f"callfork serve exited: {self.output()}"
-            try:
-                return requests.get(self.http_url + "/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-        try:
-            wait_until(healthy, timeout, "callfork serve healthy", interval=0.05)
-        except AssertionError:
-            raise AssertionError(f"callfork serve not healthy in {timeout}s: {self.output()}") from None
-        return self
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace") if self.log else ""
-
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.log is not None:
-            self.log.close()
-
-
 def write_config(path: Path, ports: dict, numbers: str, extra: str = "") -> Path:
     path.write_text(f"""[freeswitch]
 esl_port = {ports['esl']}

@@ -462,7 +462,7 @@ def _two_playbacks(lock):
 
 
 def test_non_locked_messages_nest_inside_a_running_playback():
-    """reference/freeswitch.md §2.6: without event-lock a queued message runs nested in the
+    """mod_event_socket (FreeSWITCH's switch_ivr_parse_all_events): without event-lock a queued message runs nested in the
     running app (the outer playback pauses); with event-lock they run one after the other."""
     orders = {}
     for lock in (False, True):

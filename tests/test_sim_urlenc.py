@@ -1,5 +1,5 @@
 """switch_sim.urlenc: FreeSWITCH's switch_url_encode_opt rule, checked against the rule's definition
-(reference/freeswitch.md §2.3.1) and against values seen on the wire in the captures."""
+(FreeSWITCH's switch_event.c) and against values seen on the wire in the captures."""
 import pytest
 
 from sim_support import captured_events

@@ -1,4 +1,4 @@
-"""SWML documents (reference/signalwire_twilio.md §1 and §5.3): shape, methods, parameters, errors with positions."""
+"""SWML documents (SignalWire's SWML docs: github.com/signalwire/docs, fern/products/swml): shape, methods, parameters, errors with positions."""
 import json
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Vobiz XML elements: every attribute's default and validation (reference/vobiz.md §2-§4)."""
+"""Vobiz XML elements: every attribute's default and validation (https://docs.vobiz.ai/xml)."""
 import pytest
 
 from verbs import NotSupportedError, XMLError, parse_document

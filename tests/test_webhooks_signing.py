@@ -1,4 +1,4 @@
-"""Signatures: the worked examples of reference/vobiz.md §5.5 exactly, V1 from first principles
+"""Signatures: the worked examples of https://docs.vobiz.ai/concepts/validating-callbacks exactly, V1 from first principles
 (hashlib/hmac on the Plivo V1 message), verification, nonces, and the vobiz SDK's own V2 validator
 when the package is installed."""
 import base64
@@ -16,7 +16,7 @@ NONCE = '12345678901234567890'
 URL = 'https://app.example.com/answer?x=1'
 PARAMS = {'CallUUID': 'abc', 'Direction': 'inbound', 'From': '14155550100', 'To': '14155550101'}
 
-# reference/vobiz.md §5.5 worked examples
+# the worked examples of https://docs.vobiz.ai/concepts/validating-callbacks
 DOCS_V2 = 'ayqe29bSrpCYJI67Jp7ACifS89WLf8QfGnVs+0LLMBE='
 DOCS_V3 = '23dXe5K+YjS9gpIRqep4z2nDlZPp7aJskndguZonYyc='
 SDK_V3_POST = 'jEiNpLQp1IYWxm1j2sgr7F/45pp7cbGHMAmRBUHUOwc='

@@ -1,4 +1,4 @@
-"""clean_url (DESIGN §6): fragments stripped, schemes enforced, private targets refused on request."""
+"""clean_url (docs/decisions.md): fragments stripped, schemes enforced, private targets refused on request."""
 import pytest
 
 from webhooks import UrlError, clean_url

@@ -87,7 +87,7 @@ class CallContext:
         return "in-progress" if self.answered else "ringing"
 
     def params(self, **extra) -> dict:
-        """The standard Vobiz request parameters (reference/vobiz.md §5.2), plus `extra`."""
+        """The standard Vobiz request parameters (https://docs.vobiz.ai/xml/request), plus `extra`."""
         p = {
             "CallUUID": self.uuid,
             "From": self.from_number,
@@ -114,7 +114,7 @@ class CallContext:
         return self.document_index == 1 and self.verb_position == 0
 
     def ensure_answered(self) -> None:
-        """Lazy answer (DESIGN §4.3): the first verb that needs media answers the call.
+        """Lazy answer (docs/internals.md, verbs): the first verb that needs media answers the call.
         Inside <PreAnswer> it only opens early media."""
         if self.early_media_only:
             self.ensure_early_media()

@@ -2,7 +2,7 @@
 
 A verb that hands the call to a new document (Redirect, an action with redirect=true, a REST
 transfer) raises `NextDocument`; a verb that decides the call is over raises `EndCall`. The
-interpreter catches both (DESIGN §4). Hangup by the caller arrives as `esl_app.CallGone`.
+interpreter catches both (docs/internals.md, verbs). Hangup by the caller arrives as `esl_app.CallGone`.
 """
 from __future__ import annotations
 

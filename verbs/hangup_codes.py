@@ -1,6 +1,6 @@
 """Vobiz hangup codes: why a call ended, as the hangup webhook reports it.
 
-Owns the table of HangupCauseCode / HangupCauseName / HangupSource values (reference/vobiz.md §5.3)
+Owns the table of HangupCauseCode / HangupCauseName / HangupSource values (https://docs.vobiz.ai/concepts/hangup-causes)
 and the mapping from FreeSWITCH hangup causes to them. `CallEnd` is the value the interpreter
 carries from the moment it decides to end a call to the hangup webhook.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# code -> name, as documented (reference/vobiz.md §5.3, docs.vobiz.ai/concepts/hangup-causes)
+# code -> name, as documented (https://docs.vobiz.ai/concepts/hangup-causes)
 CODE_NAMES = {
     1000: "Canceled",
     3000: "No Answer",

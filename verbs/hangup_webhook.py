@@ -1,4 +1,4 @@
-"""The parameters of the Vobiz hangup webhook (reference/vobiz.md §5.3), built from
+"""The parameters of the Vobiz hangup webhook (https://docs.vobiz.ai/xml/request/call-status), built from
 FreeSWITCH's CHANNEL_HANGUP_COMPLETE.
 
 Times are the server's local time (`YYYY-MM-DD HH:MM:SS`, as Vobiz uses the console's timezone);

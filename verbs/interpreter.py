@@ -1,4 +1,4 @@
-"""The call loop (DESIGN §4): answer URL → document → verbs in order → next document → hangup webhook.
+"""The call loop (docs/internals.md, verbs): answer URL → document → verbs in order → next document → hangup webhook.
 
 `Interpreter(ctx).run()` runs in the call's greenlet. It fetches the answer document (with the
 fallback URL), runs its verbs one after another, replaces the document on Redirect / action

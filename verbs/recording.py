@@ -3,7 +3,7 @@
 FreeSWITCH always records WAV (mod_sndfile) into the data directory; when the document asked for
 MP3 the WAV is converted with soundfile in gevent's thread pool (the hub is never blocked) and the
 WAV removed. The file is then served at `<public_url>/recordings/<RecordingID>.<ext>`.
-`record_params()` gives the Vobiz Record/RecordStop fields (reference/vobiz.md §4.2).
+`record_params()` gives the Vobiz Record/RecordStop fields (https://docs.vobiz.ai/xml/record).
 """
 from __future__ import annotations
 

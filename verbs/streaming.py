@@ -349,7 +349,7 @@ CONTENT_TYPES = {"audio/x-l16;rate=8000": ("l16", 8000), "audio/x-l16;rate=16000
 
 
 def rest_stream_options(body: dict) -> StreamOptions:
-    """Options for REST `POST /Call/{uuid}/Stream/` (reference/vobiz.md §3.7). ValueError says
+    """Options for REST `POST /Call/{uuid}/Stream/` (https://docs.vobiz.ai/audio-streams/start-audio-stream). ValueError says
     what is wrong. `bidirectional` accepts the string "true" (what Vobiz requires) and a JSON true
     (which Vobiz silently treats as one-way; callfork does what the caller meant)."""
     url = str(body.get("service_url") or "").strip()

@@ -1,6 +1,6 @@
 """Request signing for outgoing webhooks: the X-Vobiz-Signature headers (V1, V2, V3, MA-V2, MA-V3).
 
-Algorithms (reference/vobiz.md §5.5, DESIGN §6):
+Algorithms (https://docs.vobiz.ai/concepts/validating-callbacks; docs/decisions.md):
 - V1: base64(HMAC-SHA1(token, full URL + concat(sorted key+value of the POST params))) (the Plivo V1 rule).
 - V2: base64(HMAC-SHA256(token, baseURL + nonce)), baseURL = scheme://host/path (no query, no fragment).
 - V3 "docs": base64(HMAC-SHA256(token, baseURL + "." + nonce)).

@@ -1,4 +1,4 @@
-"""Checking URLs an application gives us (DESIGN §6): fragment stripped, allowed schemes only, and
+"""Checking URLs an application gives us (docs/decisions.md): fragment stripped, allowed schemes only, and
 private/loopback targets refused unless allowed. Raises `UrlError` with a message fit for a log line."""
 import ipaddress
 import socket

@@ -1,5 +1,5 @@
 """The Twilio Media Streams dialect, as a superset that SignalWire-style parsers also accept
-(reference/signalwire_twilio.md §3.5, §4.2, §4.3): builds `connected`, `start`, `media`, `dtmf`,
+(https://www.twilio.com/docs/voice/media-streams/websocket-messages): builds `connected`, `start`, `media`, `dtmf`,
 `mark` (echo) and `stop`; parses `media`, `mark`, `clear` and SignalWire's `dtmf` from the app.
 
 Counters owned here: `sequenceNumber` (string, from "1", +1 per message after `connected`),

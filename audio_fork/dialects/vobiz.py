@@ -1,11 +1,11 @@
-"""The Vobiz (Plivo-style) stream protocol (reference/vobiz.md §3): builds `start`, `media`,
+"""The Vobiz (Plivo-style) stream protocol (https://docs.vobiz.ai/xml/stream/stream-events): builds `start`, `media`,
 `playedStream`, `clearedAudio` and `dtmf` text frames and parses `playAudio`, `checkpoint`,
 `clearAudio` and `stop` from the app.
 
 Counters owned here: `sequenceNumber` (0 on `start`, +1 per message sent) and `chunk` (per-stream,
 +1 per media message, from 1). `media.timestamp` is a string of epoch milliseconds: the stream's
 start time plus the media clock (20 ms per frame), so it never runs backwards.
-Decisions (DESIGN §6): `extra_headers` is the literal "{}" unless `extra_headers_mode="plivo"`
+Decisions (docs/decisions.md): `extra_headers` is the literal "{}" unless `extra_headers_mode="plivo"`
 (then `k=v;k2=v2`); `playedStream` carries `sequenceNumber` and `streamId` besides the documented
 minimum `event`+`name` (Plivo's shape; harmless extras that let an app with several streams route
 the ack); no in-band `stop` is ever sent (the socket closes with 1000).
@@ -117,7 +117,7 @@ class VobizDialect:
                            "extra_headers": self.extra_headers}, separators=(",", ":"))
 
     def closing(self) -> str | None:
-        """Vobiz sends no in-band stop: the socket just closes (DESIGN §6)."""
+        """Vobiz sends no in-band stop: the socket just closes (docs/decisions.md)."""
         return None
 
     # -- from the app -----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """<Record>: voicemail-style recording, a whole-call session recording, or (in <Dial>) from B-leg answer.
 
-The older docs nest a <Stream> inside <Record>: kept as the single child (DESIGN §6).
+The older docs nest a <Stream> inside <Record>: kept as the single child (docs/decisions.md).
 """
 from esl_app import CallGone, ESLTimeout
 

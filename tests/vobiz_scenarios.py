@@ -12,6 +12,7 @@ event delivery), the log records mentioning it, and the call record.
 from __future__ import annotations
 
 import collections
+import io
 import itertools
 import logging
 import socket
@@ -19,6 +20,8 @@ import threading
 import time
 
 import gevent
+import numpy as np
+import soundfile
 
 from http_receiver import Reply
 
@@ -275,3 +278,37 @@ class Scenarios:
         res = CallResult(self, name, call, summary)
         res.hangup  # noqa: B018  (the hangup webhook is the end of every scenario)
         return res
+
+
+# -- shared by the Vobiz scenario modules ------------------------------------------------------
+
+RATE = 8000
+
+HANGUP_FIELDS = ("CallUUID", "From", "To", "Direction", "CallStatus", "CallerName", "Event", "HangupCause",
+                 "HangupCauseCode", "HangupCauseName", "HangupSource", "Duration", "BillDuration",
+                 "StartTime", "AnswerTime", "EndTime", "SessionStart", "ParentAuthID", "BillRate",
+                 "TotalCost", "STIRAttestation", "STIRVerification", "Error")
+
+
+def tone(seconds, freq=300.0, amp=0.3, rate=RATE):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * 32767 * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def wav_bytes(samples, rate=RATE, fmt="WAV"):
+    buf = io.BytesIO()
+    soundfile.write(buf, samples, rate, format=fmt, **({"subtype": "PCM_16"} if fmt == "WAV" else {}))
+    return buf.getvalue()
+
+
+def caller_audio(tmp_dir, name, talk_from, talk_until, seconds=12.0):
+    """The caller is silent, talks (a 300 Hz tone) from `talk_from` to `talk_until`, then is silent."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    audio = 0.3 * np.sin(2 * np.pi * 300 * t) * ((t >= talk_from) & (t < talk_until))
+    path = tmp_dir / f"{name}.wav"
+    soundfile.write(str(path), (audio * 32767).astype(np.int16), RATE)
+    return str(path)
+
+
+WAV = wav_bytes(tone(0.4, 440))
+MP3 = wav_bytes(tone(0.4, 660), fmt="MP3")

@@ -1,0 +1,62 @@
+"""`callfork serve` as a real subprocess, for the tests that kill it or talk to it from outside."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import requests
+
+from waiting import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+CALLFORK = [sys.executable, "-m", "callfork.cli"]
+
+
+class ServeProcess:
+    """`callfork --config FILE serve` as a subprocess (output in files, killed in the end)."""
+
+    def __init__(self, config_file: Path, http_port: int, env: dict | None = None, args=None):
+        self.config_file = config_file
+        self.http_url = f"http://127.0.0.1:{http_port}"
+        self.env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.env.update(env or {})
+        self.args = args
+        self.proc = None
+        self.log = None
+
+    def start(self, timeout=15.0) -> "ServeProcess":
+        self.log = tempfile.NamedTemporaryFile(prefix="callfork-serve-", suffix=".log", delete=False)
+        args = self.args if self.args is not None else ["--config", str(self.config_file), "serve"]
+        self.proc = subprocess.Popen(CALLFORK + args, cwd=str(self.config_file.parent), env=self.env,
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        def healthy():
+            assert self.proc.poll() is None, f"callfork serve exited: {self.output()}"
+            try:
+                return requests.get(self.http_url + "/healthz", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+        try:
+            wait_until(healthy, timeout, "callfork serve healthy", interval=0.05)
+        except AssertionError:
+            raise AssertionError(f"callfork serve not healthy in {timeout}s: {self.output()}") from None
+        return self
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace") if self.log else ""
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.log is not None:
+            self.log.close()
