@@ -37,9 +37,7 @@ class PlayoutQueue:
         self._carry = b""  # odd byte carried to the next append
         # counters
         self.dropped_bytes = 0
-        self.dropped_marks = 0
         self.overflows = 0
-        self.frames_pulled = 0
 
     # -- input ------------------------------------------------------------------------------------
 
@@ -76,7 +74,6 @@ class PlayoutQueue:
             self._fire(name)
             return True
         if self._marks >= self.max_marks:
-            self.dropped_marks += 1
             return False
         self._items.append(str(name))
         self._marks += 1
@@ -128,7 +125,6 @@ class PlayoutQueue:
         self._queued -= got
         if need:
             parts.append(b"\x00" * need)
-        self.frames_pulled += 1
         while items and items[0].__class__ is str:
             self._marks -= 1
             self._fire(items.popleft())

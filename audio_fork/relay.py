@@ -37,6 +37,11 @@ class Relay:
         self.frames_out = 0     # 20 ms frames sent back to mod_audio_fork (playout)
         self.streams_live = 0   # module connections currently attached
         self.rejected = 0       # upgrades answered with an HTTP error
+        # summed over every stream (exported in /metrics)
+        self.app_dropped = 0            # messages to an app dropped: its send queue was full
+        self.protocol_errors = 0        # app messages ignored (bad JSON, unknown event, ...)
+        self.playout_dropped_bytes = 0  # app audio dropped: its playout queue was full
+        self.module_overruns = 0        # mod_audio_fork buffer_overrun events
 
     # -- lifecycle --------------------------------------------------------------------------------
 

@@ -69,7 +69,6 @@ __all__ = ["StreamSpec", "StreamSession", "VERSION"]
 VERSION = "0.1.0"
 PLAYOUT_RATE = 8000          # what the pacer sends to the module (`true true 8000`)
 PLAYOUT_FRAME = 320          # 20 ms of L16 8 kHz mono
-PLAYOUT_SAMPLES = PLAYOUT_FRAME // 2
 TAIL_GRACE_FRAMES = 2        # an empty queue this long ends an utterance: flush its tail
 APP_READ_SIZE = 8192         # one read from the app socket (the frame reader copies what it keeps)
 
@@ -198,9 +197,7 @@ class StreamSession:
         self._unsupported_logged = False
         self._module_buffer = ModuleBuffer()
         # counters
-        self.frames_in = 0
-        self.messages_to_app = 0
-        self.protocol_errors = 0
+        self.protocol_errors = 0     # app messages ignored (also summed in the relay's counters)
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -380,7 +377,6 @@ class StreamSession:
                     continue  # graceful-shutdown marker
                 frames = feed(msg)
                 n = len(frames)
-                self.frames_in += n
                 relay.frames_in += n
                 for frame in frames:
                     try:
@@ -442,6 +438,8 @@ class StreamSession:
             if self._degraded and len(queue) < queue.limit // 2:
                 self._degraded = False
             return
+        if not queue.closed:
+            self.relay.app_dropped += 1
         if not self._degraded and not queue.closed:
             self._degraded = True
             log.warning("[%s %s] app is not keeping up: send queue full, dropping media",
@@ -469,10 +467,8 @@ class StreamSession:
         # taking + releasing gevent's lock would cost 0.7 us per frame against 0.1 for the check.
         if self._app_ws.lock.locked():
             return False
-        if text.__class__ is str:
-            data, count = text_frame(text), 1
-        else:  # a list of texts: one write
-            data, count = text_frames(text), len(text)
+        # one text, or a list of texts in one write
+        data = text_frame(text) if text.__class__ is str else text_frames(text)
         try:
             sent = self._app_sock.send(data, 0, timeout=0.0)
         except BlockingIOError:
@@ -485,7 +481,6 @@ class StreamSession:
             return True
         if sent < len(data):
             self._app_queue.put_raw(data[sent:])
-        self.messages_to_app += count
         self._last_app_send = time.monotonic()
         return True
 
@@ -518,7 +513,6 @@ class StreamSession:
                 with gevent.Timeout(self.spec.send_timeout, TimeoutError("send timeout")):
                     with ws.lock:
                         ws.sock.sendall(data)
-                self.messages_to_app += sum(1 for t in batch if not isinstance(t, bytes))
                 self._last_app_send = time.monotonic()
             except Exception as exc:  # noqa: BLE001
                 if self._stopping:
@@ -582,6 +576,7 @@ class StreamSession:
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         self.protocol_errors += 1
+        self.relay.protocol_errors += 1
         log.warning("[%s %s] ignored app message: %s", self.call_uuid, self.stream_id, exc)
 
     def _handle_app_text(self, text: str) -> None:
@@ -604,6 +599,7 @@ class StreamSession:
             self._protocol_error(exc)
         except NotSupportedByFlavour as exc:
             self.protocol_errors += 1
+            self.relay.protocol_errors += 1
             if not self._unsupported_logged:
                 self._unsupported_logged = True
                 log.error("[%s %s] %s", self.call_uuid, self.stream_id, exc)
@@ -626,6 +622,7 @@ class StreamSession:
             pcm = rs.process(pcm)
         accepted = self.playout.append(pcm)
         if accepted < len(pcm):
+            self.relay.playout_dropped_bytes += len(pcm) - accepted
             self._emit("degraded", {"reason": "playout queue full", "dropped_bytes": self.playout.dropped_bytes})
         self._audio_ready.set()
 
@@ -869,6 +866,7 @@ class StreamSession:
                 self._emit("module_failed", {"reason": reason})
                 gevent.spawn(self.stop, "module_failed")
         elif name == "buffer_overrun":
+            self.relay.module_overruns += 1
             log.warning("[%s %s] mod_audio_fork buffer overrun: it drops the call's audio", self.call_uuid,
                         self.stream_id)
             self._emit("degraded", {"reason": "mod_audio_fork buffer overrun, audio to the app dropped"})

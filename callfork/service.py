@@ -43,11 +43,6 @@ log = logging.getLogger("callfork.service")
 CONTROL_EVENTS = ("BACKGROUND_JOB",)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return (host.strip("[]") or "127.0.0.1", int(port))
-
-
 def _version() -> str:
     try:
         from importlib.metadata import version
@@ -90,15 +85,15 @@ class Service:
         self._close_stale_calls()
         self.media = MediaCache(self.data_dir / "media", user_agent=f"callfork/{self.version}",
                                 allow_private=self.config.server.allow_private_urls)
-        self.relay = Relay(listen=parse_listen(self.config.server.relay_listen))
+        self.relay = Relay(listen=self.config.server.relay_address)
         self.relay.start()
         fs = self.config.freeswitch
         self.control = ControlConnection(fs.esl_host, fs.esl_port, fs.esl_password, events=CONTROL_EVENTS)
         self.control.start()
-        self.outbound = OutboundESLServer(listen=parse_listen(self.config.server.outbound_listen),
+        self.outbound = OutboundESLServer(listen=self.config.server.outbound_address,
                                           handler=self.handle_call)
         self.outbound.start()
-        self.http = WSGIServer(parse_listen(self.config.server.http_listen), create_app(self), log=None)
+        self.http = WSGIServer(self.config.server.http_address, create_app(self), log=None)
         self.http.start()
         log.info("callfork %s: FreeSWITCH socket app → %s:%s, relay %s:%s, HTTP http://%s:%s",
                  self.version, *self.outbound.address, *self.relay.address, *self.http.address)
@@ -194,9 +189,6 @@ class Service:
                                hangup_method=v.get("callfork_hangup_method", "POST"),
                                fallback_url=v.get("callfork_fallback_url", ""),
                                fallback_method=v.get("callfork_fallback_method", "POST"), l16_byte_order=None)
-
-    def live_call(self, uuid: str):
-        return self.calls.get(uuid)
 
     # -- what the HTTP API asks (callfork/http_api.py) -------------------------------------------------
     def record_event(self, call_uuid: str, kind: str, detail: dict) -> None:
@@ -376,9 +368,19 @@ class Service:
         relay = self.relay
         return {
             "live_calls": ("gauge", "calls in progress", len(self.calls)),
-            "live_streams": ("gauge", "audio streams in progress", getattr(relay, "streams_live", 0)),
+            "live_streams": ("gauge", "audio streams in progress", relay.streams_live),
             "frames_relayed_total": ("counter", "20 ms audio frames relayed (both directions)",
-                                     getattr(relay, "frames_in", 0) + getattr(relay, "frames_out", 0)),
+                                     relay.frames_in + relay.frames_out),
+            "app_messages_dropped_total": ("counter", "messages to stream apps dropped: an app did not keep up",
+                                           relay.app_dropped),
+            "app_protocol_errors_total": ("counter", "messages from stream apps ignored as malformed or unknown",
+                                          relay.protocol_errors),
+            "playout_dropped_bytes_total": ("counter", "app audio dropped: a stream's playout queue was full",
+                                            relay.playout_dropped_bytes),
+            "module_overruns_total": ("counter", "mod_audio_fork buffer overruns (audio to an app dropped)",
+                                      relay.module_overruns),
+            "relay_rejected_total": ("counter", "module connections refused (unknown stream or bad token)",
+                                     relay.rejected),
             "webhook_queue_depth": ("gauge", "webhooks waiting for delivery", self.outbox.depth()),
             "webhook_failed_total": ("counter", "webhooks given up after all retries", self.outbox.failed_count()),
             "webhook_delivered_total": ("counter", "webhooks delivered", self.outbox.delivered_count()),

@@ -30,6 +30,7 @@ def _listen(value, key):
 
 
 def split_listen(value):
+    """A `host:port` the config accepted (`_listen`) as (host, port): the one parser of them."""
     host, _, port = value.rpartition(':')
     return host.strip('[]'), int(port)
 
@@ -161,6 +162,7 @@ class Config:
         return wild[0][1]
 
     def byte_order_for(self, number_config):
+        """L16 byte order on the app side: the number's own, else [audio_fork]'s."""
         return (number_config.l16_byte_order if number_config and number_config.l16_byte_order
                 else self.audio_fork.l16_byte_order)
 

@@ -15,24 +15,13 @@ from .session import CallSession
 log = logging.getLogger(__name__)
 
 
-def parse_listen(listen, default_port=8084):
-    """('host', port) or 'host:port' -> ('host', port)."""
-    if isinstance(listen, (tuple, list)) and len(listen) == 2:
-        return str(listen[0]), int(listen[1])
-    if isinstance(listen, str):
-        host, sep, port = listen.rpartition(':')
-        if not sep:
-            return listen, default_port
-        return host.strip('[]') or '127.0.0.1', int(port)
-    raise ValueError('bad listen address %r' % (listen,))
-
-
 class OutboundESLServer:
     def __init__(self, listen=('127.0.0.1', 8084), handler=None, connect_timeout=5.0,
                  command_timeout=10.0, backlog=1024):
         if handler is None or not callable(handler):
             raise ValueError('OutboundESLServer needs a handler(session) callable')
-        self.listen = parse_listen(listen)
+        host, port = listen   # (host, port): a config's *_address
+        self.listen = (str(host), int(port))
         self.handler = handler
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout

@@ -10,6 +10,9 @@ streams for connect_failed, whose moment (both forks still connecting) a call ca
 import json
 from types import SimpleNamespace
 
+import requests
+
+from api_support import parse_metrics
 from esl_app import ESLEvent
 from harness import Stack
 from stream_scenarios import Calls, wait_until
@@ -33,6 +36,11 @@ def _two_streams(stack, app_a, app_b):
     return call, sid
 
 
+def _metrics(stack) -> dict:
+    text = requests.get(stack.http_url + "/metrics", timeout=5).text
+    return parse_metrics(text)
+
+
 def _degraded(stack, path):
     return [r.form for r in stack.app.requests if r.path == path and r.form.get("Event") == "DegradedStream"]
 
@@ -52,6 +60,13 @@ def test_buffer_overrun_posts_degraded_stream_for_the_named_stream_or_all():
             # the pinned module names no bug: every running fork may be the one
             channel.fire_event("CUSTOM", subclass="mod_audio_fork::buffer_overrun")
             wait_until(lambda: _degraded(stack, "/a") and len(_degraded(stack, "/b")) == 2, 5, "both degraded")
+            # an app message callfork cannot use is ignored, and counted
+            app_a.connections[0].send_text("{not json")
+            metrics = {}
+            wait_until(lambda: metrics.update(_metrics(stack)) or metrics["callfork_app_protocol_errors_total"] >= 1,
+                       5, "protocol error counted")
+            assert metrics["callfork_module_overruns_total"] == 3
+            assert metrics["callfork_relay_rejected_total"] == 0
             call.wait(20)
     finally:
         app_a.stop()

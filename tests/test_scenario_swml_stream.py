@@ -101,7 +101,7 @@ def test_swml_document_with_streams_recording_and_play(tmp_path):
             agent = gevent.spawn(_connect_app, apps["agent"].wait_connection(5), sims["6002"], log)
 
             # the variables the methods set stay on the call context
-            contexts = {to: wait_until(lambda: stack.service.live_call(sims[to].uuid), 5, f"{to} live")
+            contexts = {to: wait_until(lambda: stack.service.calls.get(sims[to].uuid), 5, f"{to} live")
                         for to in ("6001", "6005")}
             agent.get(timeout=20)
             summaries = {to: c.wait(20) for to, c in sims.items()}

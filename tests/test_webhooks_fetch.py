@@ -1,11 +1,12 @@
-"""fetch_document / fetch_with_fallback against real HTTP receivers on loopback."""
+"""fetch_document against real HTTP receivers on loopback (the fallback URL is the interpreter's:
+tests/test_scenario_vobiz_flow.py)."""
 import socket
 import time
 
 import pytest
 
 from http_receiver import HttpReceiver, Reply
-from webhooks import FetchError, fetch_document, fetch_with_fallback, verify_v2, verify_v3
+from webhooks import FetchError, fetch_document, verify_v2, verify_v3
 from webhooks.signing import signature_v1
 
 TOKEN = 'TEST_TOKEN'
@@ -32,7 +33,6 @@ def test_form_post_body_and_headers(receiver):
     url = receiver.url('/answer?app=1#ct=2000')
     result = fetch_document(url, 'POST', PARAMS, auth_token=TOKEN)
     assert result.status == 200 and result.body == XML and result.content_type == 'application/xml'
-    assert not result.used_fallback
     (req,) = receiver.requests
     assert req.method == 'POST' and req.path == '/answer' and req.query == 'app=1'
     assert req.headers['content-type'] == 'application/x-www-form-urlencoded'
@@ -151,41 +151,6 @@ def test_redirect_followed_and_resigned(receiver):
     assert req.method == 'GET'  # 302 after POST becomes GET, like browsers
     assert verify_v2(receiver.url('/next'), req.headers['x-vobiz-signature-v2-nonce'],
                      req.headers['x-vobiz-signature-v2'], TOKEN)
-
-
-def test_fallback_used_when_primary_fails(receiver):
-    with HttpReceiver(lambda req: Reply(status=503)) as broken:
-        result = fetch_with_fallback(broken.url('/answer'), receiver.url('/fallback'), 'POST', PARAMS,
-                                     auth_token=TOKEN)
-        assert len(broken.requests) == 1
-    assert result.used_fallback and result.body == XML
-    (req,) = receiver.requests
-    assert req.path == '/fallback' and req.form == PARAMS
-
-    refused = 'http://127.0.0.1:%d/answer' % free_port()
-    result = fetch_with_fallback(refused, receiver.url('/fallback'), 'GET', PARAMS, auth_token=TOKEN)
-    assert result.used_fallback and receiver.requests[-1].args == PARAMS
-
-
-def test_fallback_not_used_when_primary_answers(receiver):
-    with HttpReceiver(lambda req: Reply(body=b'<Response/>')) as fallback:
-        result = fetch_with_fallback(receiver.url(), fallback.url(), 'POST', PARAMS, auth_token=TOKEN)
-        assert fallback.requests == []
-    assert not result.used_fallback and result.body == XML
-
-
-def test_both_failing_reports_both():
-    with HttpReceiver(lambda req: Reply(status=500)) as a, HttpReceiver(lambda req: Reply(status=404)) as b:
-        with pytest.raises(FetchError) as info:
-            fetch_with_fallback(a.url(), b.url(), 'POST', PARAMS, auth_token=TOKEN)
-    assert info.value.status == 404 and info.value.primary_error.status == 500
-
-
-def test_no_fallback_configured_raises_primary_error():
-    with HttpReceiver(lambda req: Reply(status=500)) as a:
-        with pytest.raises(FetchError) as info:
-            fetch_with_fallback(a.url(), '', 'POST', PARAMS, auth_token=TOKEN)
-    assert info.value.status == 500
 
 
 def test_gzip_body_is_decoded_and_limited_after_decoding():

@@ -117,7 +117,7 @@ class LiveStream:
             headers=list(o.headers), custom_parameters=dict(o.custom_parameters),
             extra_headers=dict(o.extra_headers),
             extra_headers_mode=call.config.audio_fork.extra_headers_mode,
-            l16_byte_order=_byte_order(call), flavor=call.config.audio_fork.flavor,
+            l16_byte_order=call.config.byte_order_for(call.number), flavor=call.config.audio_fork.flavor,
             account_id=call.auth_id)
         self.session = StreamSession(spec, call.services.relay, call.session.api, self._on_event,
                                      may_kill_audio=functools.partial(_only_idle_writer_runs, call.session))
@@ -303,11 +303,6 @@ def _only_idle_writer_runs(session) -> bool:
     """killAudio sets CF_BREAK, which ends the app the channel runs: allowed while none runs but
     the `sleep` that keeps an idle call writing (verbs/idle_audio.py restarts it)."""
     return all(app == "sleep" for app in session.running_apps())
-
-
-def _byte_order(call) -> str:
-    order = getattr(call.number, "l16_byte_order", None)
-    return order or call.config.audio_fork.l16_byte_order
 
 
 def _forward_dtmf(call, event) -> None:

@@ -37,7 +37,6 @@ class FetchResult:
     content_type: str
     body: bytes
     url: str
-    used_fallback: bool = False
 
 
 class FetchError(Exception):
@@ -53,7 +52,6 @@ class FetchError(Exception):
         self.message = message
         self.status = status
         self.url = url
-        self.primary_error = None  # set by fetch_with_fallback when the fallback failed too
 
     def __str__(self):
         return '%s: %s' % (self.kind, self.message)
@@ -139,26 +137,3 @@ def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v
         finally:
             release(response, consumed)
     raise FetchError('http_status', 'more than %d redirects starting at %s' % (MAX_REDIRECTS, url), url=url)
-
-
-def fetch_with_fallback(primary, fallback, method, params, **kwargs):
-    """fetch_document(primary); when that fails as unreachable or http_status and a fallback URL is
-    set, fetch_document(fallback) with the same method and params. The result says which one
-    answered (used_fallback). If both fail, the fallback's FetchError is raised with
-    `.primary_error` set. Optional `call_uuid=` only labels the log line."""
-    call_uuid = kwargs.pop('call_uuid', None)
-    try:
-        return fetch_document(primary, method, params, **kwargs)
-    except FetchError as exc:
-        if not fallback or exc.kind not in ('unreachable', 'http_status'):
-            raise
-        primary_error = exc
-    log.warning('call %s: %s failed (%s); trying fallback %s', call_uuid or '-', primary, primary_error,
-                fallback)
-    try:
-        result = fetch_document(fallback, method, params, **kwargs)
-    except FetchError as exc:
-        exc.primary_error = primary_error
-        raise
-    result.used_fallback = True
-    return result
