@@ -29,7 +29,7 @@ from gevent.pywsgi import WSGIServer
 from audio_fork import Relay
 from esl_app import Config, ControlConnection, OutboundESLServer, load_config
 from records import Store
-from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, rest_stream_options
+from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, hangup_fields, rest_stream_options
 from webhooks import Outbox
 
 from .http_api import create_app
@@ -303,19 +303,17 @@ class Service:
         url = variables["callfork_hangup_url"] or variables["callfork_answer_url"]
         status, end = _ORIGINATE_FAILURES.get(cause, ("failed", CallEnd(5000, "Carrier", cause)))
         now = datetime.now(timezone.utc)
-        stamp = now.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         error = f"originate failed: {result.strip()}"
-        params = {"Event": "Hangup", "CallUUID": call_uuid, "RequestUUID": request_uuid,
-                  "ALegUUID": call_uuid, "ALegRequestUUID": request_uuid, "Direction": "outbound",
-                  "CallStatus": status, "From": variables["origination_caller_id_number"],
-                  "To": variables["callfork_to"], "CallerName": variables["origination_caller_id_name"],
-                  "HangupCause": cause, "HangupCauseCode": str(end.code), "HangupCauseName": end.name,
-                  "HangupSource": end.source, "Duration": "0", "BillDuration": "0", "BillRate": "0",
-                  "TotalCost": "0.00000", "StartTime": started.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
-                  "AnswerTime": "", "EndTime": stamp,
-                  "SessionStart": started.strftime("%Y-%m-%d %H:%M:%S.%f"),
-                  "STIRAttestation": "Not Applicable", "STIRVerification": "Not Applicable",
-                  "ParentAuthID": self.config.server.auth_id, "Error": error}
+        base = {"CallUUID": call_uuid, "RequestUUID": request_uuid, "ALegUUID": call_uuid,
+                "ALegRequestUUID": request_uuid, "Direction": "outbound",
+                "From": variables["origination_caller_id_number"], "To": variables["callfork_to"],
+                "CallerName": variables["origination_caller_id_name"], "BillRate": "0",
+                "SessionStart": started.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                "STIRAttestation": "Not Applicable", "STIRVerification": "Not Applicable",
+                "ParentAuthID": self.config.server.auth_id}
+        # never answered, never reached callfork: no call context, and a Duration of 0
+        params = hangup_fields(base, end, cause, start=started.timestamp(), answer=None, finish=now.timestamp(),
+                               error=error, status=status, duration=0)
         self.store.upsert_call(call_uuid, direction="outbound", from_number=variables["origination_caller_id_number"],
                                to_number=variables["callfork_to"], answer_url=variables["callfork_answer_url"],
                                status=status, start_time=started.timestamp(), end_time=now.timestamp(),

@@ -6,16 +6,17 @@ hangup webhook, recordings and live streams.
 
 Public API (docs/internals.md): parse_document, Document, DocumentError, XMLError, SWMLError,
 NotSupportedError, validate_source, CallContext, Interpreter, CallEnd, SOURCE_API, LiveStream,
-StreamOptions, rest_stream_options.
+StreamOptions, rest_stream_options, hangup_fields.
 """
 from .context import CallContext
 from .document import Document, parse_document
 from .errors import DocumentError, NotSupportedError, SWMLError, XMLError
 from .hangup_codes import SOURCE_API, CallEnd
+from .hangup_webhook import hangup_fields
 from .interpreter import Interpreter
 from .streaming import LiveStream, StreamOptions, rest_stream_options
 from .validate import validate_source
 
 __all__ = ["parse_document", "Document", "DocumentError", "XMLError", "SWMLError", "NotSupportedError",
            "validate_source", "CallContext", "Interpreter", "CallEnd", "SOURCE_API", "LiveStream",
-           "StreamOptions", "rest_stream_options"]
+           "StreamOptions", "rest_stream_options", "hangup_fields"]

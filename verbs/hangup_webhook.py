@@ -32,17 +32,28 @@ def _epoch(complete, name: str) -> float | None:
 
 
 def hangup_params(ctx, complete, end: CallEnd, fs_cause: str | None) -> dict:
-    now = time.time()
+    """The webhook of a call that reached callfork: its times from CHANNEL_HANGUP_COMPLETE."""
     start = _epoch(complete, "start") or ctx.session_start.timestamp()
     # without CHANNEL_HANGUP_COMPLETE (socket lost) the answer time callfork saw is used
     answer = _epoch(complete, "answer") if complete is not None else getattr(ctx, "answered_at", None)
-    finish = _epoch(complete, "end") or now
-    duration = max(0, int(round(finish - start)))
+    finish = _epoch(complete, "end") or time.time()
+    # every problem of the call, in order (skipped <Play>s, ignored <DTMF>, ..., then what ended it)
+    return hangup_fields(ctx.params(), end, fs_cause, start=start, answer=answer, finish=finish,
+                         error="; ".join(ctx.errors) or end.error)
+
+
+def hangup_fields(base: dict, end: CallEnd, fs_cause: str | None, *, start: float, answer: float | None,
+                  finish: float, error: str, status: str | None = None, duration: int | None = None) -> dict:
+    """The hangup webhook: `base` (the call's request parameters) plus how and when it ended. Also
+    for an outbound call that never reached callfork (its originate failed), which has no context."""
+    duration = max(0, int(round(finish - start))) if duration is None else duration
     billed = max(0.0, finish - answer) if answer else 0.0
     # an answered call is billed at least one 60 s pulse, however short it was
     bill_duration = max(1, int(math.ceil(billed / 60.0))) * 60 if answer else 0
-    status = "completed" if answer else {3010: "busy", 3000: "no-answer", 1000: "cancel"}.get(end.code, "completed")
-    return ctx.params(
+    if status is None:
+        status = "completed" if answer else {3010: "busy", 3000: "no-answer", 1000: "cancel"}.get(end.code, "completed")
+    fields = dict(base)
+    fields.update(
         Event="Hangup",
         CallStatus=status,
         HangupCause=fs_cause or end.fs_cause,
@@ -55,6 +66,6 @@ def hangup_params(ctx, complete, end: CallEnd, fs_cause: str | None) -> dict:
         AnswerTime=_stamp(answer),
         EndTime=_stamp(finish),
         TotalCost="0.00000",
-        # every problem of the call, in order (skipped <Play>s, ignored <DTMF>, ..., then what ended it)
-        Error="; ".join(ctx.errors) or end.error,
+        Error=error or "",
     )
+    return {k: "" if v is None else str(v) for k, v in fields.items()}
