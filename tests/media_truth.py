@@ -293,6 +293,16 @@ def _fork_and_play(b: BLeg, wait_s: float = 2.5) -> dict:
     return _bidi_result(b, conn, sent, wait_s)
 
 
+def _fork_and_play_while_sleeping(b: BLeg) -> dict:
+    """As _fork_and_play, while the channel runs FreeSWITCH's `sleep` (3 s)."""
+    conn = b.fork()
+    running = b.session.execute_async("sleep", "3000")
+    sent = _app_plays_tone(conn, 1.0)
+    result = _bidi_result(b, conn, sent, 2.5)
+    running.wait(5)
+    return result
+
+
 def _bidi_result(b: BLeg, conn, sent: float, wait_s: float) -> dict:
     gevent.sleep(wait_s)
     marks = mark_times(conn)
@@ -331,12 +341,7 @@ def bidi_parked_send_silence_set_after_answer(b: BLeg) -> dict:
 def bidi_sleep_without_send_silence(b: BLeg) -> dict:
     """`sleep` without the variable writes nothing either: nothing is heard, no mark."""
     b.execute("answer")
-    conn = b.fork()
-    running = b.session.execute_async("sleep", "3000")
-    sent = _app_plays_tone(conn, 1.0)
-    result = _bidi_result(b, conn, sent, 2.5)
-    running.wait(5)
-    return result
+    return _fork_and_play_while_sleeping(b)
 
 
 @scenario()
@@ -346,12 +351,7 @@ def bidi_sleep_after_answer(b: BLeg) -> dict:
     b.execute("answer")
     gevent.sleep(0.3)
     b.setvar("send_silence_when_idle", "-1")
-    conn = b.fork()
-    running = b.session.execute_async("sleep", "3000")
-    sent = _app_plays_tone(conn, 1.0)
-    result = _bidi_result(b, conn, sent, 2.5)
-    running.wait(5)
-    return result
+    return _fork_and_play_while_sleeping(b)
 
 
 @scenario(caller_audio=tone(6.0, CALLER_HZ))
