@@ -20,7 +20,6 @@ import os
 import shutil
 import socket
 import tempfile
-import time
 import uuid as uuidlib
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from callfork.service import Service
 from switch_sim import CallScript, Simulator
 
 from http_receiver import HttpReceiver, Reply
-from waiting import wait_until
+from waiting import wait_until, wav_complete
 
 
 def switch_modes():
@@ -140,8 +139,7 @@ class RealCall:
         import soundfile
         control = self.stack.service.control
         wait_until(lambda: control.api(f"uuid_exists {self.a_uuid}").strip() != "true", timeout)
-        wait_until(lambda: self.heard_path.exists() and self.heard_path.stat().st_size > 44, 5)
-        time.sleep(0.2)
+        wait_until(lambda: wav_complete(self.heard_path), 5, "the caller's recording finished")
         data, _rate = soundfile.read(str(self.heard_path), dtype="int16", always_2d=True)
         return np.ascontiguousarray(data[:, 0])
 

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from esl_app import ControlConnection, OutboundESLServer  # noqa: E402
 from fork_ws_server import ForkWSServer  # noqa: E402
+from waiting import wait_until, wav_complete  # noqa: E402
 
 RATE = 8000
 APP_HZ = 440          # what the app (the fork's server) plays
@@ -56,7 +57,6 @@ TOLERANCES = {
     "heard_app_ms": (120, 0.0),
     "heard_app_first_ms": (120, 0.0),
     "mark_after_ms": (150, 0.0),
-    "upstream_frames": (8, 0.05),
     "upstream_frames_idle": (3, 0.0),
     "upstream_frames_writing": (10, 0.1),
     "upstream_caller_ms": (120, 0.0),
@@ -145,12 +145,8 @@ class RealFreeSWITCH:
         return {"uuid": a_uuid, "heard": heard}
 
     def heard(self, control, caller: dict) -> np.ndarray:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if control.api(f"uuid_exists {caller['uuid']}").strip() != "true":
-                break
-            gevent.sleep(0.1)
-        gevent.sleep(0.3)
+        wait_until(lambda: control.api(f"uuid_exists {caller['uuid']}").strip() != "true", 15, "caller gone")
+        wait_until(lambda: wav_complete(caller["heard"]), 5, "the caller's recording finished")
         return read_wav(caller["heard"])[:, 0]
 
 
@@ -189,10 +185,7 @@ class Simulator:
         return {"uuid": reply.split()[1], "heard": heard}
 
     def heard(self, control, caller: dict) -> np.ndarray:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not caller["heard"].exists():
-            gevent.sleep(0.1)
-        gevent.sleep(0.1)
+        wait_until(lambda: wav_complete(caller["heard"]), 15, "the caller's heard audio saved")
         return read_wav(caller["heard"])[:, 0]
 
 
@@ -229,7 +222,8 @@ class BLeg:
     def fork(self, mix: str = "mono", bidi: bool = True, path: str = "/mt"):
         extra = " true true 8000" if bidi else ""
         before = len(self.ws.connections)
-        reply = self.api(f"uuid_audio_fork {self.uuid} start {self.ws.url(path)} {mix} 8k mt {{}}{extra}")
+        bug = "mt" if path == "/mt" else "mt_" + path.strip("/")   # one bug name per fork of the call
+        reply = self.api(f"uuid_audio_fork {self.uuid} start {self.ws.url(path)} {mix} 8k {bug} {{}}{extra}")
         assert reply.startswith("+OK"), reply
         conn = self.ws.wait_connection(count=before + 1, timeout=5)
         assert conn is not None, "mod_audio_fork did not connect"
@@ -237,6 +231,9 @@ class BLeg:
 
     def event_times(self, name: str, subclass: str | None = None) -> list:
         return [t for t, n, sc, _h in self.events if n == name and (subclass is None or sc == subclass)]
+
+    def record_stops(self, path) -> int:
+        return sum(1 for _t, n, _sc, h in self.events if n == "RECORD_STOP" and h.get("Record-File-Path") == str(path))
 
 
 def mark_times(conn) -> list:
@@ -259,6 +256,20 @@ def upstream_frames(conn, since=None, until=None) -> int:
         size = size or 320
         n += len(data) // size
     return n
+
+
+def after_frames(conn, count: int, timeout: float = 10.0) -> None:
+    """Wait `count` more 20 ms frames from the module: the switch's own media clock."""
+    target = upstream_frames(conn) + count
+    assert conn.wait_until(lambda: upstream_frames(conn) >= target, timeout), f"{count} frames not seen"
+
+
+def quiet(conn, seconds: float = 0.1, timeout: float = 3.0) -> None:
+    """Wait until the module has sent nothing for `seconds` (what was in flight has arrived)."""
+    def settled():
+        last = conn.messages[-1][0] if conn.messages else 0.0
+        return time.monotonic() - last >= seconds
+    wait_until(settled, timeout, "the module went quiet")
 
 
 def upstream_audio(conn) -> np.ndarray:
@@ -286,29 +297,29 @@ def _app_plays_tone(conn, seconds: float, mark: str | None = "m1") -> float:
     return sent
 
 
-def _fork_and_play(b: BLeg, wait_s: float = 2.5) -> dict:
-    """A bidirectional fork whose app plays a second of tone at once; the result after `wait_s`."""
+def _fork_and_play(b: BLeg, set_silence_after_media: bool = False, sleeping: bool = False) -> dict:
+    """A bidirectional fork whose app plays a second of tone at once (`set_silence_after_media`:
+    send_silence_when_idle is set once the module's frames show the channel reads media, i.e.
+    after park looked for it; `sleeping`: while the channel runs FreeSWITCH's `sleep`)."""
     conn = b.fork()
-    sent = _app_plays_tone(conn, 1.0)
-    return _bidi_result(b, conn, sent, wait_s)
-
-
-def _fork_and_play_while_sleeping(b: BLeg) -> dict:
-    """As _fork_and_play, while the channel runs FreeSWITCH's `sleep` (3 s)."""
-    conn = b.fork()
-    running = b.session.execute_async("sleep", "3000")
+    if set_silence_after_media:
+        after_frames(conn, 3)
+        b.setvar("send_silence_when_idle", "-1")
+    running = b.session.execute_async("sleep", "3000") if sleeping else None
     sent = _app_plays_tone(conn, 1.0)
     result = _bidi_result(b, conn, sent, 2.5)
-    running.wait(5)
+    if running is not None:
+        running.wait(5)
     return result
 
 
 def _bidi_result(b: BLeg, conn, sent: float, wait_s: float) -> dict:
-    gevent.sleep(wait_s)
+    """The mark, if it comes within `wait_s` (a channel that writes nothing never sends it)."""
+    conn.wait_until(lambda: mark_times(conn), wait_s)
     marks = mark_times(conn)
     return {"mark_received": bool(marks),
             "mark_after_ms": int((marks[0][0] - sent) * 1000) if marks else None,
-            "upstream_frames": upstream_frames(conn)}
+            "upstream_flows": upstream_frames(conn) >= 10}
 
 
 @scenario()
@@ -332,16 +343,14 @@ def bidi_parked_with_send_silence_before_answer(b: BLeg) -> dict:
 def bidi_parked_send_silence_set_after_answer(b: BLeg) -> dict:
     """The variable set only after media came up: park read it once already; nothing is heard."""
     b.execute("answer")
-    gevent.sleep(0.3)
-    b.setvar("send_silence_when_idle", "-1")
-    return _fork_and_play(b)
+    return _fork_and_play(b, set_silence_after_media=True)
 
 
 @scenario()
 def bidi_sleep_without_send_silence(b: BLeg) -> dict:
     """`sleep` without the variable writes nothing either: nothing is heard, no mark."""
     b.execute("answer")
-    return _fork_and_play_while_sleeping(b)
+    return _fork_and_play(b, sleeping=True)
 
 
 @scenario()
@@ -349,9 +358,7 @@ def bidi_sleep_after_answer(b: BLeg) -> dict:
     """The variable set after answer, then the `sleep` app: sleep reads it on every call and
     writes silence, so the app's audio is heard while it runs."""
     b.execute("answer")
-    gevent.sleep(0.3)
-    b.setvar("send_silence_when_idle", "-1")
-    return _fork_and_play_while_sleeping(b)
+    return _fork_and_play(b, set_silence_after_media=True, sleeping=True)
 
 
 @scenario(caller_audio=tone(6.0, CALLER_HZ))
@@ -361,14 +368,14 @@ def stereo_fork_while_nothing_is_written(b: BLeg) -> dict:
     b.execute("answer")
     conn = b.fork(mix="stereo", bidi=False)
     idle_from = time.monotonic()
-    gevent.sleep(1.5)
+    gevent.sleep(1.5)   # a window in which nothing must arrive: there is nothing to wait for
     idle_until = time.monotonic()
     path = b.work / "one-second.wav"
     soundfile.write(str(path), tone(1.0, APP_HZ), RATE, subtype="PCM_16")
     writing_from = time.monotonic()
     b.execute("playback", str(path))
     writing_until = time.monotonic()
-    gevent.sleep(0.3)
+    quiet(conn)
     return {"upstream_frames_idle": upstream_frames(conn, idle_from + 0.1, idle_until),
             "upstream_frames_writing": upstream_frames(conn, writing_from, writing_until + 0.1)}
 
@@ -386,7 +393,7 @@ def _record_session_and_fork(b: BLeg, record_first: bool) -> dict:
     sent = _app_plays_tone(conn, 1.0)
     result = _bidi_result(b, conn, sent, 2.0)
     b.execute("stop_record_session", str(path))
-    gevent.sleep(0.2)
+    wait_until(lambda: b.record_stops(path), 5, "RECORD_STOP")
     result["recording_app_ms"] = tone_ms(read_wav(path)[:, 1], APP_HZ)
     return result
 
@@ -416,14 +423,17 @@ def record_session_appended_after_bidi_fork(b: BLeg) -> dict:
     path = b.work / f"rec-{b.uuid}.wav"
     b.setvar("RECORD_STEREO", "true")
     b.execute("record_session", str(path))
-    gevent.sleep(1.0)
+    # a second of recording before the stream, on the switch's clock: the frames of a read-only
+    # fork (its bug neither copies nor changes what is written)
+    clock = b.fork(mix="mono", bidi=False, path="/clock")
+    after_frames(clock, 50)
     conn = b.fork()
     stop = b.api(f"uuid_record {b.uuid} stop {path}")
     start = b.api(f"uuid_record {b.uuid} start {path} 0 {{RECORD_APPEND=true,RECORD_STEREO=true}}")
     sent = _app_plays_tone(conn, 1.0)
     result = _bidi_result(b, conn, sent, 2.0)
     b.api(f"uuid_record {b.uuid} stop {path}")
-    gevent.sleep(0.3)
+    wait_until(lambda: b.record_stops(path) >= 2, 5, "the second RECORD_STOP")
     rec = read_wav(path)
     result.update({"uuid_record_stop": stop.strip(), "uuid_record_start": start.strip(),
                    "recording_app_ms": tone_ms(rec[:, 1], APP_HZ),
@@ -473,9 +483,9 @@ def kill_audio_clears_the_module_buffer(b: BLeg) -> dict:
     b.execute("answer")
     conn = b.fork()
     _app_plays_tone(conn, 3.0)
-    gevent.sleep(1.0)
+    after_frames(conn, 50)   # a second into the audio, on the switch's clock
     conn.send_text(json.dumps({"type": "killAudio"}))
-    gevent.sleep(1.5)
+    conn.wait_until(lambda: mark_times(conn), 3)
     marks = mark_times(conn)
     return {"marks": [m[2] for m in marks],
             "kill_audio_event": bool(b.event_times("CUSTOM", "mod_audio_fork::kill_audio"))}
@@ -490,13 +500,13 @@ def kill_audio_breaks_a_playback(b: BLeg) -> dict:
     path = b.work / "three-seconds.wav"
     soundfile.write(str(path), tone(3.0, 600), RATE, subtype="PCM_16")
     running = b.session.execute_async("playback", str(path))
-    gevent.sleep(1.0)
-    killed = time.monotonic()
+    wait_until(lambda: b.event_times("PLAYBACK_START"), 5, "PLAYBACK_START")
+    after_frames(conn, 50)   # a second into the playback
     conn.send_text(json.dumps({"type": "killAudio"}))
     done = running.wait(5)
     ended = time.monotonic()
     stops = [h for _t, n, _sc, h in b.events if n == "PLAYBACK_STOP"]
-    return {"playback_ms": int((ended - killed) * 1000) + 1000,
+    return {"playback_ms": int((ended - b.event_times("PLAYBACK_START")[0]) * 1000),
             "playback_status": stops[-1].get("Playback-Status") if stops else None,
             "application_response": done.get("Application-Response")}
 
@@ -506,12 +516,12 @@ def hangup_while_forking(b: BLeg) -> dict:
     """uuid_kill while a fork streams: how the module's socket closes and which events come."""
     b.execute("answer")
     conn = b.fork(mix="mono", bidi=False)
-    gevent.sleep(1.0)
+    after_frames(conn, 50)
     killed = time.monotonic()
     b.api(f"uuid_kill {b.uuid}")
     conn.closed.wait(5)
     closed = time.monotonic()
-    gevent.sleep(0.5)
+    wait_until(lambda: b.event_times("CHANNEL_HANGUP_COMPLETE"), 5, "CHANNEL_HANGUP_COMPLETE")
     names = [n if n != "CUSTOM" else sc for _t, n, sc, _h in b.events
              if n in ("CHANNEL_HANGUP", "MEDIA_BUG_STOP", "CHANNEL_HANGUP_COMPLETE")
              or (n == "CUSTOM" and sc and sc.startswith("mod_audio_fork"))]
@@ -530,10 +540,11 @@ def module_send_buffer_overrun(b: BLeg) -> dict:
     started = time.monotonic()
     reply = b.api(f"uuid_audio_fork {b.uuid} start {b.ws.url('/slow')} mono 8k mt {{}}")
     assert reply.startswith("+OK"), reply
-    deadline = time.monotonic() + 12
-    while time.monotonic() < deadline and not b.event_times("CUSTOM", "mod_audio_fork::buffer_overrun"):
-        gevent.sleep(0.1)
-    gevent.sleep(1.0)
+    try:
+        wait_until(lambda: b.event_times("CUSTOM", "mod_audio_fork::buffer_overrun"), 12, "buffer_overrun")
+        gevent.sleep(1.0)   # a window in which a second one must not come
+    except AssertionError:
+        pass                # none: what FreeSWITCH does
     overruns = b.event_times("CUSTOM", "mod_audio_fork::buffer_overrun")
     return {"buffer_overrun_events": len(overruns),
             "overrun_after_ms": int((overruns[0] - started) * 1000) if overruns else None}
@@ -547,7 +558,8 @@ def playback_event_timing(b: BLeg) -> dict:
     soundfile.write(str(path), tone(1.0, 600), RATE, subtype="PCM_16")
     b.events.clear()
     b.execute("playback", str(path))
-    gevent.sleep(0.2)
+    wait_until(lambda: [1 for _t, n, _sc, h in b.events if n == "CHANNEL_EXECUTE_COMPLETE"
+                        and h.get("Application") == "playback"], 5, "EXECUTE_COMPLETE")
     ex = [t for t, n, _sc, h in b.events if n == "CHANNEL_EXECUTE" and h.get("Application") == "playback"]
     start = b.event_times("PLAYBACK_START")
     stop = b.event_times("PLAYBACK_STOP")

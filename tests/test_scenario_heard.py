@@ -23,6 +23,7 @@ import soundfile
 from harness import Stack, switch_modes
 from pipecat_support import Driver, needs_pipecat
 from stream_scenarios import Calls, b64, media, messages, payload_bytes, pcm, tone, windows_with, write_wav
+from waiting import wait_until
 from wsapp import AppServer as WsApp
 
 CALLER_HZ = 300
@@ -54,6 +55,18 @@ def _acked_at(conn, name):
         if msg.get("event") == "playedStream" and msg.get("name") == name:
             return at
     return None
+
+
+def _after_frames(conn, count, timeout=10):
+    """Wait until the app has received `count` more 20 ms frames of the caller: the call's own
+    media clock, not this process's."""
+    target = len(media(messages(conn))) + count
+    conn.wait_for(lambda c: len(media(messages(c))) >= target, timeout)
+
+
+def _timeline(stack, uuid):
+    resp = requests.get(stack.api_url(f"/Call/{uuid}/Timeline/"), headers=stack.api_headers(), timeout=10)
+    return [e["kind"] for e in resp.json().get("timeline", [])] if resp.status_code == 200 else []
 
 
 def _inbound_pcm(conn, track=None):
@@ -140,7 +153,7 @@ def test_clear_audio_stops_what_the_caller_hears(scene, tmp_path):
     sid = _start(conn)["start"]["streamId"]
     _play(conn, sid, tone(700, 3.0))
     _checkpoint(conn, sid, "never")
-    time.sleep(1.0)
+    _after_frames(conn, 50)   # a second into the app's audio
     conn.send_text(json.dumps({"event": "clearAudio", "streamId": sid}))
     conn.wait_for(lambda c: any(json.loads(t).get("event") == "clearedAudio" for t in c.texts()), 5)
     call.wait(30)
@@ -162,7 +175,7 @@ def test_clear_audio_beside_a_play_leaves_the_play_alone(scene, tmp_path):
     conn = app.ws.wait_connection(20)
     sid = _start(conn)["start"]["streamId"]
     _play(conn, sid, tone(700, 2.0))
-    time.sleep(0.5)
+    _after_frames(conn, 25)   # half a second into it
     conn.send_text(json.dumps({"event": "clearAudio", "streamId": sid}))
     conn.wait_for(lambda c: any(json.loads(t).get("event") == "clearedAudio" for t in c.texts()), 5)
     call.wait(30)
@@ -279,8 +292,11 @@ def test_recording_holds_the_streams_audio(scene, tmp_path, form):
         calls.add("1", f'<Response><Record recordSession="true" {rec}/><Wait length="1"/>{stream}</Response>')
     call = _call(stack, tmp_path)
     conn = app.ws.wait_connection(20)
-    sid = _start(conn)["start"]["streamId"]
-    time.sleep(0.5)
+    start = _start(conn)["start"]
+    sid = start["streamId"]
+    # the recording's media bug is behind the stream's fork: started after it, or moved behind it
+    behind = "recording_started" if form == "nested" else "recording_reattached"
+    wait_until(lambda: behind in _timeline(stack, start["callId"]), 10, behind)
     _play(conn, sid, tone(700, 1.5))
     call.wait(30)
     stop = stack.app.wait_event("RecordStop", timeout=15).form
@@ -379,7 +395,10 @@ def test_pipecat_bot_is_heard(scene, tmp_path, provider):
         conn.wait_for(lambda c: len(media(messages(c))) >= 100, 10)
         got = driver(op="deserialize", messages=[t for t in conn.texts() if '"media"' in t])
         if provider == "twilio":
-            time.sleep(2.0)
+            # a mark behind the reply comes back once the caller has heard it; then the bot hangs up
+            sid = detect["call_data"]["stream_id"]
+            conn.send_text(json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": "said"}}))
+            conn.wait_for(lambda c: any(json.loads(t).get("event") == "mark" for t in c.texts()), 10)
             conn.close()
         call.wait(30)
         caller_audio = np.frombuffer(base64.b64decode(got["audio"]), dtype="<i2")

@@ -146,6 +146,7 @@ class BackgroundRecording:
         limit = f" +{self.limit_s}" if self.limit_s else ""
         session.execute("record_session", f"{self.rec.wav_path}{limit}")
         self.started = time.monotonic()
+        self.call.timeline("recording_started", {"id": self.rec.id})
 
     def reattach(self) -> None:
         """Stop and start again on the same file, appending (`uuid_record`, an API: it does not
