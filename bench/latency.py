@@ -47,6 +47,7 @@ from collections import deque
 import numpy as np
 
 from bench import common
+from bench.calls import free_port
 
 RATE = 8000
 FRAME = 160
@@ -293,14 +294,14 @@ def run_case(switch: str, trials: int, esl: str | None = None) -> dict:
     os.chmod(work, 0o777)
     app = App()
     sim = None
-    ports = {k: _free_port() for k in ("http", "relay")}
+    ports = {k: free_port() for k in ("http", "relay")}
     if switch == "freeswitch":
         esl_port = int(esl.split(":")[1])
         ports["outbound"] = 8084
     else:
         from switch_sim import Simulator
-        esl_port = _free_port()
-        ports["outbound"] = _free_port()
+        esl_port = free_port()
+        ports["outbound"] = free_port()
         sim = Simulator(esl=("127.0.0.1", esl_port), password="ClueCon",
                         socket_target=("127.0.0.1", ports["outbound"]), flavor="jambonz")
         sim.start()
@@ -355,12 +356,6 @@ def _sample(into: list, start, end) -> int:
         return 1
     into.append((end - start) * 1000)
     return 0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def table(rows: list, title: str) -> str:

@@ -233,12 +233,16 @@ def create_app(service) -> Flask:
         return jsonify({"api_id": _api_id(), "meta": {"limit": limit, "offset": offset, "count": len(calls)},
                         "objects": [_call_object(c, account, c["uuid"] in service.calls) for c in calls]})
 
-    @app.get(base + "/<uuid>/")
-    def get_call(account: str, uuid: str):
+    def stored_call(account: str, uuid: str) -> dict:
         check_account(account)
         call = service.store.get_call(uuid)
         if call is None:
             raise ApiError(404, "call not found")
+        return call
+
+    @app.get(base + "/<uuid>/")
+    def get_call(account: str, uuid: str):
+        call = stored_call(account, uuid)
         return jsonify(dict(_call_object(call, account, uuid in service.calls), api_id=_api_id()))
 
     @app.post(base + "/<uuid>/")
@@ -270,10 +274,7 @@ def create_app(service) -> Flask:
 
     @app.get(base + "/<uuid>/Timeline/")
     def timeline(account: str, uuid: str):
-        check_account(account)
-        call = service.store.get_call(uuid)
-        if call is None:
-            raise ApiError(404, "call not found")
+        call = stored_call(account, uuid)
         return jsonify({"api_id": _api_id(), "call": call, "timeline": service.store.timeline(uuid),
                         "streams": service.store.list_streams(uuid),
                         "recordings": service.store.list_recordings(uuid),
@@ -296,9 +297,7 @@ def create_app(service) -> Flask:
 
     @app.get(base + "/<uuid>/Stream/")
     def list_streams(account: str, uuid: str):
-        check_account(account)
-        if service.store.get_call(uuid) is None:
-            raise ApiError(404, "call not found")
+        stored_call(account, uuid)
         streams = [_stream_object(st, account) for st in service.store.list_streams(uuid)]
         return jsonify({"api_id": _api_id(), "meta": {"count": len(streams)}, "objects": streams})
 

@@ -30,7 +30,6 @@ class BugBuffers:
         self.read_buf = bytearray() if read else None
         self.write_buf = bytearray() if write else None
         self.frame = frame_bytes
-        self.dropped = 0
 
     def push_read(self, data: bytes) -> None:
         self._push(self.read_buf, data)
@@ -42,7 +41,6 @@ class BugBuffers:
         if buf is None:
             return
         if len(buf) + len(data) > MAX_BUG_BUFFER:
-            self.dropped += len(data)
             return
         buf += data
 

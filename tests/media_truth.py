@@ -28,7 +28,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
-import socket  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -44,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from esl_app import ControlConnection, OutboundESLServer  # noqa: E402
 from fork_ws_server import ForkWSServer  # noqa: E402
+from harness import free_port  # noqa: E402
+from stream_scenarios import tone  # noqa: E402
 from waiting import wait_until, wav_complete  # noqa: E402
 
 RATE = 8000
@@ -76,11 +77,6 @@ TOLERANCES = {
 
 
 # -- audio ---------------------------------------------------------------------------------------
-def tone(seconds: float, hz: float, amp: float = 0.3) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (amp * 32767 * np.sin(2 * np.pi * hz * t)).astype(np.int16)
-
-
 def tone_frames(x: np.ndarray, hz: float, min_rms: float = 300.0, min_share: float = 0.5) -> np.ndarray:
     """Per 20 ms frame: True where `hz` carries most of a frame that is not silence."""
     n = len(x) // FRAME
@@ -157,8 +153,8 @@ class Simulator:
 
     def __init__(self, flavor: str = "jambonz"):
         self.flavor = flavor
-        self.socket_port = _free_port()
-        self.esl = ("127.0.0.1", _free_port(), "ClueCon")
+        self.socket_port = free_port()
+        self.esl = ("127.0.0.1", free_port(), "ClueCon")
         self.sim = None
 
     def start(self):
@@ -187,12 +183,6 @@ class Simulator:
     def heard(self, control, caller: dict) -> np.ndarray:
         wait_until(lambda: wav_complete(caller["heard"]), 15, "the caller's heard audio saved")
         return read_wav(caller["heard"])[:, 0]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the B leg, as a scenario drives it -------------------------------------------------------------
@@ -291,7 +281,7 @@ def scenario(caller_audio=None, silent=False):
 def _app_plays_tone(conn, seconds: float, mark: str | None = "m1") -> float:
     """The app sends `seconds` of APP_HZ in one message, then a mark; returns when it sent them."""
     sent = time.monotonic()
-    conn.send_bytes(tone(seconds, APP_HZ).tobytes())
+    conn.send_bytes(tone(APP_HZ, seconds).tobytes())
     if mark:
         conn.send_text(json.dumps({"type": "mark", "data": {"name": mark}}))
     return sent
@@ -361,7 +351,7 @@ def bidi_sleep_after_answer(b: BLeg) -> dict:
     return _fork_and_play(b, set_silence_after_media=True, sleeping=True)
 
 
-@scenario(caller_audio=tone(6.0, CALLER_HZ))
+@scenario(caller_audio=tone(CALLER_HZ, 6.0))
 def stereo_fork_while_nothing_is_written(b: BLeg) -> dict:
     """A stereo fork (read + write) on a parked channel that writes nothing gets nothing from
     switch_core_media_bug_read; once a playback writes, frames flow."""
@@ -371,7 +361,7 @@ def stereo_fork_while_nothing_is_written(b: BLeg) -> dict:
     gevent.sleep(1.5)   # a window in which nothing must arrive: there is nothing to wait for
     idle_until = time.monotonic()
     path = b.work / "one-second.wav"
-    soundfile.write(str(path), tone(1.0, APP_HZ), RATE, subtype="PCM_16")
+    soundfile.write(str(path), tone(APP_HZ, 1.0), RATE, subtype="PCM_16")
     writing_from = time.monotonic()
     b.execute("playback", str(path))
     writing_until = time.monotonic()
@@ -468,7 +458,7 @@ def record_fill_cng_from_a_caller_sending_nothing(b: BLeg) -> dict:
     return _voicemail(b, "65536")
 
 
-@scenario(caller_audio=tone(0.6, CALLER_HZ), silent=True)
+@scenario(caller_audio=tone(CALLER_HZ, 0.6), silent=True)
 def record_from_a_caller_who_talks_then_sends_nothing(b: BLeg) -> dict:
     """The caller talks for the first 0.6 s of the call, then sends nothing: only what they said is
     in the file."""
@@ -498,7 +488,7 @@ def kill_audio_breaks_a_playback(b: BLeg) -> dict:
     b.execute("answer")
     conn = b.fork()
     path = b.work / "three-seconds.wav"
-    soundfile.write(str(path), tone(3.0, 600), RATE, subtype="PCM_16")
+    soundfile.write(str(path), tone(600, 3.0), RATE, subtype="PCM_16")
     running = b.session.execute_async("playback", str(path))
     wait_until(lambda: b.event_times("PLAYBACK_START"), 5, "PLAYBACK_START")
     after_frames(conn, 50)   # a second into the playback
@@ -555,7 +545,7 @@ def playback_event_timing(b: BLeg) -> dict:
     """A 1 s file: EXECUTE -> PLAYBACK_START -> PLAYBACK_STOP -> EXECUTE_COMPLETE, in ms."""
     b.execute("answer")
     path = b.work / "one-second-600.wav"
-    soundfile.write(str(path), tone(1.0, 600), RATE, subtype="PCM_16")
+    soundfile.write(str(path), tone(600, 1.0), RATE, subtype="PCM_16")
     b.events.clear()
     b.execute("playback", str(path))
     wait_until(lambda: [1 for _t, n, _sc, h in b.events if n == "CHANNEL_EXECUTE_COMPLETE"

@@ -64,6 +64,12 @@ def _after_frames(conn, count, timeout=10):
     conn.wait_for(lambda c: len(media(messages(c))) >= target, timeout)
 
 
+def _twilio_mark_played(conn, sid, timeout=10):
+    """A Twilio-dialect mark behind what the app sent comes back once the caller has heard it."""
+    conn.send_text(json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": "played"}}))
+    conn.wait_for(lambda c: any(json.loads(t).get("event") == "mark" for t in c.texts()), timeout)
+
+
 def _timeline(stack, uuid):
     resp = requests.get(stack.api_url(f"/Call/{uuid}/Timeline/"), headers=stack.api_headers(), timeout=10)
     return [e["kind"] for e in resp.json().get("timeline", [])] if resp.status_code == 200 else []
@@ -330,8 +336,7 @@ def test_swml_stream_and_connect(scene, tmp_path):
         ulaw = audioop.lin2ulaw(tone(700, 1.0).astype("<i2").tobytes(), 2)
         conn.send_text(json.dumps({"event": "media", "streamSid": sid,
                                    "media": {"payload": base64.b64encode(ulaw).decode()}}))
-        conn.send_text(json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": "m"}}))
-        conn.wait_for(lambda c: any(json.loads(t).get("event") == "mark" for t in c.texts()), 6)
+        _twilio_mark_played(conn, sid)
         conn.close()
         call.wait(30)
         inbound = audioop.ulaw2lin(payload_bytes(media(messages(conn))), 2)
@@ -396,9 +401,7 @@ def test_pipecat_bot_is_heard(scene, tmp_path, provider):
         got = driver(op="deserialize", messages=[t for t in conn.texts() if '"media"' in t])
         if provider == "twilio":
             # a mark behind the reply comes back once the caller has heard it; then the bot hangs up
-            sid = detect["call_data"]["stream_id"]
-            conn.send_text(json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": "said"}}))
-            conn.wait_for(lambda c: any(json.loads(t).get("event") == "mark" for t in c.texts()), 10)
+            _twilio_mark_played(conn, detect["call_data"]["stream_id"])
             conn.close()
         call.wait(30)
         caller_audio = np.frombuffer(base64.b64decode(got["audio"]), dtype="<i2")
