@@ -34,7 +34,7 @@ import time
 import gevent
 import numpy as np
 
-from .argsplit import separate_string
+from .argsplit import atoi, separate_string
 from .channel import silence_divisor
 from .media import (RATE, ArraySource, MediaError, dtmf_tone, open_source, parse_tts,
                     silence, to_rate, tts_source)
@@ -392,9 +392,7 @@ def _record_divisor(value, default: int) -> int:
         return default
     if str(value).lower() == 'true':
         return 1400
-    m = re.match(r'\s*([+-]?\d+)', str(value))
-    n = int(m.group(1)) if m else 0
-    return max(0, n)
+    return max(0, atoi(value))
 
 
 def _prepare_path(path: str) -> None:

@@ -5,8 +5,11 @@ Space-delimited; single quotes group (and are stripped); a backslash escapes a q
 or \\n \\r \\t \\s (other backslashes are kept, so a regex like ``\\d+`` survives); a leading
 ``^^X`` switches the delimiter to X; once `max_parts` is reached the last part gets the unsplit
 remainder. Used by the dialplan apps and by the mod_audio_fork emulation (7 or 10 slots).
+Also `atoi`, how FreeSWITCH and its modules read a number from an argument or a variable.
 """
 from __future__ import annotations
+
+import re
 
 
 
@@ -110,3 +113,12 @@ def separate_string(cmd: str, delim: str = ' ', max_parts: int | None = None) ->
                 ptr += 1
         cleanup_delim = delim
     return [_cleanup(buf, s, cleanup_delim) for s in starts]
+
+
+def atoi(value) -> int:
+    """C's atoi on a string (or None): leading blanks, a sign and digits; 0 when there are none;
+    clamped to a 32-bit int."""
+    m = re.match(r'\s*([+-]?\d+)', str(value or ''))
+    if not m:
+        return 0
+    return max(min(int(m.group(1)), 2 ** 31 - 1), -2 ** 31)

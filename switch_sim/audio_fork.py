@@ -49,7 +49,7 @@ import gevent
 import numpy as np
 
 from . import fork_ws
-from .argsplit import separate_string
+from .argsplit import atoi, separate_string
 from .media_bug import BugBuffers, compose
 
 log = logging.getLogger('switch_sim.audio_fork')
@@ -111,14 +111,6 @@ class Command:
         return bool(self.bidi_enable and self.bidi_stream and self.bidi_rate)
 
 
-def _atoi(s: str) -> int:
-    m = re.match(r'\s*([+-]?\d+)', s or '')
-    if not m:
-        return 0
-    v = int(m.group(1))
-    return max(min(v, 2 ** 31 - 1), -2 ** 31)
-
-
 def _is_json_start(s: str) -> bool:
     return bool(s) and s[0] in '{['
 
@@ -167,7 +159,7 @@ def parse_command(args: str, flavor: str) -> Command:
                 cmd.metadata = argv[6]
             cmd.bidi_enable = 1 if argv[7] == 'true' else 0
             cmd.bidi_stream = 1 if argv[8] == 'true' else 0
-            cmd.bidi_rate = _atoi(argv[9])
+            cmd.bidi_rate = atoi(argv[9])
         elif argc > 6:
             cmd.bugname, cmd.metadata = argv[5], argv[6]
         elif argc > 5:
@@ -187,7 +179,7 @@ def parse_command(args: str, flavor: str) -> Command:
         elif argv[4] == '8k':
             cmd.rate = 8000
         else:
-            cmd.rate = _atoi(argv[4])
+            cmd.rate = atoi(argv[4])
     else:
         cmd.action = 'unsupported'
     return cmd
@@ -211,7 +203,7 @@ def parse_ws_uri(url: str, flavor: str):
         return None
     host = m.group(1)
     if m.group(2):
-        port = _atoi(m.group(2))
+        port = atoi(m.group(2))
     path = m.group(3) or '/'
     return host, port, path, tls
 
@@ -460,7 +452,7 @@ class Playout:
 # ---------------------------------------------------------------------------------------------
 
 def _buffer_secs() -> int:
-    return max(1, min(_atoi(os.environ['MOD_AUDIO_FORK_BUFFER_SECS']) if os.environ.get(
+    return max(1, min(atoi(os.environ['MOD_AUDIO_FORK_BUFFER_SECS']) if os.environ.get(
         'MOD_AUDIO_FORK_BUFFER_SECS') is not None else 2, 5))
 
 

@@ -56,6 +56,7 @@ import gevent
 import numpy as np
 from gevent.event import Event as GEvent
 
+from .argsplit import atoi
 from .events import header_value
 from .media import FRAME_SAMPLES
 from .media_bug import CNG_FILL, sln_silence
@@ -105,8 +106,7 @@ _VAR_RE = re.compile(r'\$\{([^{}]+)\}')
 def silence_divisor(value) -> int | None:
     """`send_silence_when_idle` as the apps read it: None (write nothing) for 0 or no number;
     SWITCH_IVR_VERIFY_SILENCE_DIVISOR makes other values below 1 (but -1) 400."""
-    m = re.match(r'\s*([+-]?\d+)', str(value or ''))
-    n = int(m.group(1)) if m else 0
+    n = atoi(value)
     if n == 0:
         return None
     if n <= 0 and n != -1:
