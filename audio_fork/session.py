@@ -438,9 +438,10 @@ class StreamSession:
             if self._degraded and len(queue) < queue.limit // 2:
                 self._degraded = False
             return
-        if not queue.closed:
-            self.relay.app_dropped += 1
-        if not self._degraded and not queue.closed:
+        if queue.closed:
+            return
+        self.relay.app_dropped += 1
+        if not self._degraded:
             self._degraded = True
             log.warning("[%s %s] app is not keeping up: send queue full, dropping media",
                         self.call_uuid, self.stream_id)
@@ -574,9 +575,13 @@ class StreamSession:
                 self._app_lost_as("app_closed", {"code": code}, stopping_too=True)
                 return
 
-    def _protocol_error(self, exc: ProtocolError) -> None:
+    def _ignored(self) -> None:
+        """Count an app message that was not acted on (here and in the relay's totals)."""
         self.protocol_errors += 1
         self.relay.protocol_errors += 1
+
+    def _protocol_error(self, exc: ProtocolError) -> None:
+        self._ignored()
         log.warning("[%s %s] ignored app message: %s", self.call_uuid, self.stream_id, exc)
 
     def _handle_app_text(self, text: str) -> None:
@@ -598,8 +603,7 @@ class StreamSession:
         except ProtocolError as exc:
             self._protocol_error(exc)
         except NotSupportedByFlavour as exc:
-            self.protocol_errors += 1
-            self.relay.protocol_errors += 1
+            self._ignored()
             if not self._unsupported_logged:
                 self._unsupported_logged = True
                 log.error("[%s %s] %s", self.call_uuid, self.stream_id, exc)
@@ -742,9 +746,12 @@ class StreamSession:
             padding = None
             silent = False
             now = time.monotonic()
-            if playout.has_frame():
-                pass
-            elif playout.queued_bytes or module_buffer.pending:
+            if not playout.has_frame():
+                if not (playout.queued_bytes or module_buffer.pending):
+                    deadline = paced_until = None
+                    self._audio_ready.clear()
+                    self._audio_ready.wait(0.1)
+                    continue
                 late = (paced_until or now) + grace
                 if now < late:
                     deadline = None
@@ -754,17 +761,8 @@ class StreamSession:
                 padding = playout.pull(partial=True)
                 if padding is None:
                     padding, silent = silence, True
-            else:
-                deadline = paced_until = None
-                self._audio_ready.clear()
-                if not playout.has_frame() and not playout.queued_bytes:
-                    self._audio_ready.wait(0.1)
-                continue
-            if padding is None and not module_buffer.playing(now):
-                # the caller hears nothing of ours: fill the module's prebuffer at once
-                deadline = now
-            elif deadline is None:
-                deadline = now
+            if deadline is None or not module_buffer.playing(now):
+                deadline = now  # the caller hears nothing of ours: fill the module's prebuffer at once
             elif deadline > now:
                 gevent.sleep(deadline - now)
             frame = padding if padding is not None else playout.pull()
@@ -779,9 +777,9 @@ class StreamSession:
             now = time.monotonic()
             module_buffer.push(len(frame) // 2, now, padding=silent)
             if not silent:
-                paced_until = (now if paced_until is None or paced_until < now else paced_until) + period
+                paced_until = max(paced_until or now, now) + period
             self._ack_marks()
-            deadline = deadline + period if module_buffer.playing(now) else now
+            deadline += period
             if now - deadline > 0.2:  # fell far behind (hub stalled): resync, no burst
                 deadline = now
 
