@@ -68,7 +68,7 @@ def test_receive_batch_returns_everything_one_read_brought():
         frame = client_frame(Opcode.BINARY, b"\x05" * 320)
         g = gevent.spawn(conn.receive_batch, None)
         client.sendall(frame[:100])
-        gevent.sleep(0.05)
+        gevent.sleep(0.05)  # a negative check: with part of a frame read, the call must still be waiting
         assert not g.ready()
         client.sendall(frame[100:])
         assert g.get(timeout=5) == [b"\x05" * 320]
