@@ -8,7 +8,8 @@ fs-captures/audio-fork-ws-transcript.md §8). So:
   control characters, and JSON's own backslash escapes) is written as a `\\uXXXX` escape: the
   token has no space, no quote and no backslash sequence FreeSWITCH interprets, and the text the
   module sends is still the same JSON value;
-- free text (`stop`/`send_text`) is escaped with FreeSWITCH's backslash escapes (`\\s` for a space);
+- free text (`stop`/`send_text`) is escaped with FreeSWITCH's backslash escapes (`\\s` for a space;
+  fsargs.quote_api_arg, shared with esl_app);
 - the bug name is always given explicitly, so the "metadata if it starts with `{`" heuristic never
   has to guess.
 Track mapping (docs/decisions.md, Streams): inbound -> mono; both -> stereo (split); outbound -> stereo, right only.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import json
 import re
+
+from fsargs import quote_api_arg
 
 from .errors import ForkCommandError
 
@@ -78,26 +81,11 @@ def encode_metadata(metadata) -> str:
 
 
 def escape_arg(text: str) -> str:
-    """Free text as one FreeSWITCH API token (backslash escapes; no literal space or quote)."""
+    """Free text (`stop`/`send_text`) as one FreeSWITCH API token (fsargs.quote_api_arg); the
+    module has nothing to send for an empty text, so that is refused."""
     if not text:
         raise ValueError("empty text")
-    out = []
-    for ch in text:
-        if ch in "\\'\"":
-            out.append("\\" + ch)
-        elif ch == " ":
-            out.append("\\s")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 0x20 or ch == "\x7f":
-            raise ValueError(f"control character {ch!r} cannot be passed in an API argument")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return quote_api_arg(text)
 
 
 def _check_uuid(uuid: str) -> str:

@@ -23,6 +23,8 @@ import uuid as uuid_mod
 import gevent
 import gevent.event
 
+from fsargs import quote_api_arg
+
 from .errors import CallGone, ESLDisconnected, ESLError, ESLTimeout
 from .protocol import ESLConnection, build_command
 
@@ -44,51 +46,22 @@ _CAUSE = re.compile(r'^[A-Z0-9_]+$')
 
 
 def escape_app_arg(text):
-    """Make `text` survive FreeSWITCH's `${...}` expansion unchanged.
+    """Make `text` survive FreeSWITCH's `${...}` expansion of an app arg unchanged.
 
+    Not the API-argument quoting of `fsargs.quote_api_arg`: an app arg travels whole in the
+    sendmsg body and is never split into arguments; what can change it is variable expansion.
     FreeSWITCH expands an app arg only when it contains `${` or escaped data (a backslash
     followed by one of `\\ n s t '`); during expansion `\\\\` -> `\\`, `\\$` -> `$`, `\\'` -> ``.
     So text that would not trigger expansion is returned as is, and otherwise every backslash and
-    every `$` is escaped. Use it where `app_disable_expand_variables` does not apply (e.g. strings
-    built into originate/dialplan args). Not needed for CallSession.execute.
+    every `$` is escaped. Use it where `app_disable_expand_variables` does not apply (e.g. the
+    `set` app, which expands its value itself, or strings built into originate/dialplan args).
+    Not needed for CallSession.execute.
     """
     text = str(text)
     needs = '${' in text or re.search(r"\\[\\nst']", text) is not None
     if not needs:
         return text
     return text.replace('\\', '\\\\').replace('$', '\\$')
-
-
-def escape_api_value(text):
-    """Quote a value for the last argument of a space-separated API command (uuid_setvar ...).
-
-    FreeSWITCH splits such commands with switch_separate_string(' ') and cleans every argument
-    (switch_utils.c cleanup_separated_string, delimiter 0): unescaped single quotes are removed,
-    leading and trailing blanks trimmed, and `\\'`, `\\"`, `\\\\`, `\\n`, `\\r`, `\\t`, `\\s` unescaped.
-    Newlines must not reach the command line at all (it ends the ESL command)."""
-    text = str(text)
-    out = []
-    for ch in text:
-        if ch == '\\':
-            out.append('\\\\')
-        elif ch in '\'"':
-            out.append('\\' + ch)
-        elif ch == '\n':
-            out.append('\\n')
-        elif ch == '\r':
-            out.append('\\r')
-        elif ch == '\t':
-            out.append('\\t')
-        else:
-            out.append(ch)
-    escaped = ''.join(out)
-    # leading/trailing blanks would be trimmed: spell them \s
-    body = escaped.strip(' ')
-    if not body:
-        return '\\s' * len(escaped)
-    lead = len(escaped) - len(escaped.lstrip(' '))
-    trail = len(escaped) - len(escaped.rstrip(' '))
-    return '\\s' * lead + body + '\\s' * trail
 
 
 def _wait_s(timeout):
@@ -454,7 +427,9 @@ class CallSession:
 
     def set_var(self, name, value):
         """Set channel variable `name` to any text (`uuid_setvar`). FreeSWITCH refuses values
-        containing `${` there, so those go through the `set` app with an escaped arg."""
+        containing `${` there, so those go through the `set` app with an escaped arg. Otherwise a control
+        character other than tab, newline and carriage return raises ValueError (no API argument
+        carries it unchanged: fsargs.quote_api_arg)."""
         if not isinstance(name, str) or not _VAR_NAME.match(name):
             raise ValueError('bad channel variable name %r' % (name,))
         value = '' if value is None else str(value)
@@ -464,7 +439,7 @@ class CallSession:
             return
         command = 'uuid_setvar %s %s' % (self.uuid, name)
         if value:
-            command += ' ' + escape_api_value(value)
+            command += ' ' + quote_api_arg(value)
         self._api_ok(command)
 
     def get_var(self, name):
