@@ -2,7 +2,7 @@
 
 Owns: opening a playback path into a `Source` (`open_source`), the WAV loader with its cache
 (`MediaLoader`, one per Simulator), `tone_stream://`, `silence_stream://`, `file_string://`, `tts://`,
-the synthetic speech used for `speak`/`tts://`, and DTMF tone generation.
+the synthetic speech used for `speak`/`tts://`, and DTMF tone generation (`dtmf_sequence`).
 
 Approximated (documented, deterministic):
 * TTS: mod_flite is not available, so speech is a synthetic voiced signal: ~65 ms per character
@@ -195,6 +195,18 @@ def dtmf_tone(digit: str, ms: int) -> np.ndarray:
     if not freqs:
         return silence(ms)
     return tone(freqs, ms, amplitude=12000.0)
+
+
+def dtmf_sequence(digits: str, ms: int):
+    """What `send_dtmf` / `uuid_send_dtmf` play for `digits`: each digit's tone for `ms` then 50 ms
+    of silence, `w` a 500 ms and `W` a 1 s pause, `+` nothing. None when there is nothing to play."""
+    pieces = []
+    for c in digits:
+        if c in 'wW':
+            pieces.append(silence(500 if c == 'w' else 1000))
+        elif c != '+':
+            pieces += [dtmf_tone(c, ms), silence(50)]
+    return np.concatenate(pieces) if pieces else None
 
 
 def synth_speech(text: str) -> np.ndarray:

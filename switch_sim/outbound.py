@@ -24,7 +24,7 @@ import gevent
 from gevent.event import Event as GEvent
 
 from .apps import APPS, AppError
-from .channel import Message
+from .channel_exec import Message
 from .listener import ConnectionClosed, ESLConnection
 
 log = logging.getLogger('switch_sim.outbound')

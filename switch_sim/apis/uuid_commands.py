@@ -1,0 +1,182 @@
+"""The API commands that act on one channel by uuid: uuid_kill, uuid_break, uuid_exists,
+uuid_getvar, uuid_setvar, uuid_setvar_multi, uuid_answer, uuid_pre_answer, uuid_send_dtmf,
+uuid_transfer, uuid_record, uuid_broadcast; each `handler(sim, args) -> str`, replying as
+FreeSWITCH 1.10.12 does.
+
+Approximated: `uuid_send_dtmf` plays the DTMF tones to the caller (what FreeSWITCH sends out over
+RTP), it does not queue DTMF on the channel itself (use the call script or `sim_dtmf` for that).
+"""
+from __future__ import annotations
+
+import gevent
+
+from ..apps.record_session import parse_recording_vars, start_record_session, stop_record_session
+from ..argsplit import separate_string
+from ..channel_exec import Message
+from ..media import ArraySource, dtmf_sequence
+
+NO_CHANNEL = '-ERR No such channel!\n'
+
+
+def find_channel(sim, uuid):
+    return sim.get_channel(uuid) if uuid else None
+
+
+def uuid_api(usage: str | None, need: int = 1, missing: str = NO_CHANNEL, split=str.split, at: int = 0):
+    """Make `func(sim, ch, parts)` an API handler `(sim, args) -> str`: the arguments split by
+    `split`; `usage` when there are fewer than `need` of them, `missing` when `parts[at]` names no
+    channel; otherwise what `func` replies."""
+    def wrap(func):
+        def handler(sim, args):
+            parts = split(args)
+            if len(parts) < need:
+                return usage
+            ch = find_channel(sim, parts[at])
+            if ch is None:
+                return missing
+            return func(sim, ch, parts)
+        handler.__name__ = handler.__qualname__ = func.__name__
+        handler.__doc__ = func.__doc__
+        return handler
+    return wrap
+
+
+def _whole(args: str) -> list[str]:
+    return [args.strip()]
+
+
+@uuid_api('-USAGE: <uuid> [cause]\n')
+def api_uuid_kill(sim, ch, parts):
+    ch.hangup(parts[1] if len(parts) > 1 else 'NORMAL_CLEARING')
+    return '+OK\n'
+
+
+@uuid_api('-USAGE: <uuid> [all]\n')
+def api_uuid_break(sim, ch, parts):
+    ch.break_playback(all_files=len(parts) > 1 and parts[1] == 'all')
+    return '+OK\n'
+
+
+def api_uuid_exists(sim, args):
+    return 'true' if find_channel(sim, args.strip()) is not None else 'false'
+
+
+@uuid_api('-USAGE: <uuid> <var>\n', need=2)
+def api_uuid_getvar(sim, ch, parts):
+    value = ch.get_variable(parts[1])
+    return value if value not in (None, '') else '_undef_'
+
+
+@uuid_api('-USAGE: <uuid> <var> [value]\n', need=2, split=lambda args: args.split(None, 2))
+def api_uuid_setvar(sim, ch, parts):
+    ch.set_variable(parts[1], parts[2] if len(parts) > 2 else None)
+    return '+OK\n'
+
+
+@uuid_api('-USAGE: <uuid> <var>=<value>;<var>=<value>...\n', need=2, split=lambda args: args.split(None, 1))
+def api_uuid_setvar_multi(sim, ch, parts):
+    for item in parts[1].split(';'):
+        name, _, value = item.partition('=')
+        if name.strip():
+            ch.set_variable(name.strip(), value)
+    return '+OK\n'
+
+
+@uuid_api(None, need=0, missing='-ERR no such channel\n', split=_whole)
+def api_uuid_answer(sim, ch, parts):
+    ch.answer()
+    return '+OK\n'
+
+
+@uuid_api(None, need=0, missing='-ERR no such channel\n', split=_whole)
+def api_uuid_pre_answer(sim, ch, parts):
+    ch.pre_answer()
+    return '+OK\n'
+
+
+class _ToneInjector:
+    """Plays a fixed sample array into the write stream (mixed), then removes itself."""
+
+    def __init__(self, ch, samples):
+        self.ch = ch
+        self.src = ArraySource(samples)
+
+    def pull(self, nbytes):
+        data = self.src.read(nbytes // 2)
+        if self.src.done:
+            gevent.spawn(self.ch.remove_write_injector, self)
+        return data.tobytes()
+
+
+@uuid_api('-USAGE: <uuid> <dtmf_data>\n', need=2, missing='-ERR no such channel\n')
+def api_uuid_send_dtmf(sim, ch, parts):
+    digits, _, dur = parts[1].partition('@')
+    samples = dtmf_sequence(digits, int(dur) if dur.isdigit() else 250)
+    if samples is not None:
+        ch.add_write_injector(_ToneInjector(ch, samples))
+    return '+OK Success\n'
+
+
+def parse_inline_apps(text: str) -> list[tuple[str, str]]:
+    """The inline dialplan: `app:arg,app2:arg` (`^^X` prefix switches the delimiter, as in FS)."""
+    apps = []
+    for item in separate_string(text, delim=','):
+        item = item.strip()
+        if not item:
+            continue
+        app, _, arg = item.partition(':')
+        apps.append((app.strip(), arg))
+    return apps
+
+
+@uuid_api('-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n', need=2, split=separate_string)
+def api_uuid_transfer(sim, ch, parts):
+    rest = [p for p in parts[1:] if p not in ('-bleg', '-both')]
+    if not rest:
+        return '-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n'
+    dest = rest[0]
+    dialplan = rest[1] if len(rest) > 1 else 'XML'
+    if dialplan == 'inline':
+        apps = parse_inline_apps(dest)
+    else:
+        ch.destination = dest
+        apps = sim.route(dest)
+    ch.transfer(apps)
+    return '+OK\n'
+
+
+@uuid_api('-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n', need=3,
+          missing='-ERR Cannot locate session!\n', split=separate_string)
+def api_uuid_record(sim, ch, parts):
+    action, path = parts[1].lower(), parts[2]
+    if action == 'start':
+        limit = None
+        rec_vars = []
+        for p in parts[3:]:
+            if p.lstrip('+').isdigit():
+                limit = int(p.lstrip('+'))
+            elif p.startswith('{'):
+                rec_vars = parse_recording_vars(p)
+        return '+OK Success\n' if start_record_session(ch, path, limit, rec_vars) else '-ERR Cannot record session!\n'
+    if action == 'stop':
+        return '+OK Success\n' if stop_record_session(ch, path) else '-ERR Cannot stop record session!\n'
+    return '-ERR %s is not implemented by the simulator\n' % action
+
+
+@uuid_api('-USAGE: <uuid> <path> [aleg|bleg|both]\n', need=2, missing='-ERR invalid uuid\n',
+          split=lambda args: separate_string(args, max_parts=3))
+def api_uuid_broadcast(sim, ch, parts):
+    path = parts[1]
+    if '::' in path:
+        app, _, arg = path.partition('::')
+    else:
+        app, arg = 'playback', path
+    cause = None
+    if '!' in app:
+        app, _, cause = app.partition('!')
+    headers = [('call-command', 'execute'), ('execute-app-name', app), ('execute-app-arg', arg),
+               ('event-lock', 'true')]
+    ch.queue_message(Message(headers, None, ''))
+    if cause:
+        ch.queue_message(Message([('call-command', 'hangup'), ('hangup-cause', cause)], None, ''))
+    return '+OK Message sent\n'
