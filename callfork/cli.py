@@ -14,7 +14,7 @@ OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "re
 
 
 def _serve(args) -> int:
-    from .service import run_service
+    from .serve import run_service
 
     return run_service(config_path=args.config)
 

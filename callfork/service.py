@@ -5,35 +5,31 @@ from a previous run go out first; calls a killed process left "live" are closed 
 → media cache → audio relay → FreeSWITCH control connection
 (reconnects by itself) → outbound ESL server (FreeSWITCH's `socket` app connects here) → HTTP API.
 Each call runs in the outbound server's connection greenlet: `verbs.Interpreter` over a
-`verbs.CallContext`.
+`verbs.CallContext`. What the HTTP API asks of the running service is here too; calls it places
+(originate) are in originate.py, the `callfork serve` command in serve.py.
 """
 from __future__ import annotations
 
 import gc
 import logging
-import re
 import secrets
-import signal
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import gevent
-import gevent.event
 import gevent.queue
-import uuid as uuidlib
 from gevent.pywsgi import WSGIServer
 
 from audio_fork import Relay
-from esl_app import Config, ControlConnection, OutboundESLServer, load_config
+from esl_app import Config, ControlConnection, OutboundESLServer
 from records import Store
-from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, hangup_fields, rest_stream_options
+from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, rest_stream_options
 from webhooks import Outbox
 
 from .http_api import create_app
 from .media_cache import MediaCache
+from .originate import Originations
 from .verb_services import VerbServices
 
 log = logging.getLogger("callfork.service")
@@ -65,7 +61,7 @@ class Service:
         self.outbound = self.http = None
         self.auth_token = ""
         self._feeds = []
-        self._originations: dict[str, dict] = {}   # call uuid -> what a REST originate asked for
+        self.originations = Originations(self)   # calls placed by the REST API, until they reach us
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Service":
@@ -155,7 +151,7 @@ class Service:
     # -- calls -----------------------------------------------------------------------------------
     def handle_call(self, session) -> None:
         """One call, start to end (runs in the outbound connection's greenlet)."""
-        number = self._outbound_number(session) or self.config.find_number(session.destination_number)
+        number = self.originations.number_for(session) or self.config.find_number(session.destination_number)
         if number is None:
             log.error("call %s: no [[numbers]] entry matches %r: rejecting it (UNALLOCATED_NUMBER)",
                       session.uuid, session.destination_number)
@@ -175,20 +171,6 @@ class Service:
             Interpreter(ctx).run()
         finally:
             self.calls.pop(ctx.uuid, None)
-
-    def _outbound_number(self, session):
-        """A call placed by the REST API: its URLs were kept at originate, keyed by its uuid."""
-        v = self._originations.pop(session.uuid, None)
-        if v is None:
-            return None
-        if v.get("callfork_time_limit"):
-            session.api(f"sched_hangup +{int(v['callfork_time_limit'])} {session.uuid} ALLOTTED_TIMEOUT")
-        return SimpleNamespace(number=v["callfork_to"], to=v["callfork_to"], answer_url=v["callfork_answer_url"],
-                               answer_method=v.get("callfork_answer_method", "POST"),
-                               hangup_url=v.get("callfork_hangup_url", ""),
-                               hangup_method=v.get("callfork_hangup_method", "POST"),
-                               fallback_url=v.get("callfork_fallback_url", ""),
-                               fallback_method=v.get("callfork_fallback_method", "POST"), l16_byte_order=None)
 
     # -- what the HTTP API asks (callfork/http_api.py) -------------------------------------------------
     def record_event(self, call_uuid: str, kind: str, detail: dict) -> None:
@@ -243,85 +225,10 @@ class Service:
             except Exception:  # the call went away meanwhile
                 return
 
-    def originate(self, *, from_number, to, answer_url, answer_method="POST", hangup_url="",
-                  hangup_method="POST", caller_name="", time_limit=14400, ring_timeout=60,
-                  fallback_url="", fallback_method="POST") -> str:
-        """Place an outbound call; it comes back to the outbound server through `socket`.
-        Returns the request UUID at once (the call proceeds in the background, as on Vobiz).
-        ValueError (nothing was dialled) when a value cannot go safely into the originate command."""
-        if not _DIAL_TEXT.fullmatch(str(to)):
-            raise ValueError("to: a number or SIP-style destination (letters, digits and + * # . @ / : _ -)")
-        if not _DIAL_TEXT.fullmatch(str(from_number)):
-            raise ValueError("from: a number (letters, digits and + * # . @ / : _ -)")
-        request_uuid = str(uuidlib.uuid4())
-        call_uuid = str(uuidlib.uuid4())
-        variables = {
-            "origination_uuid": call_uuid,
-            "origination_caller_id_number": from_number,
-            "origination_caller_id_name": caller_name or from_number,
-            "originate_timeout": ring_timeout,
-            "callfork_request_uuid": request_uuid,
-            # the call is answered before callfork gets it: park must find this set when media came
-            # up, or it writes no audio while the call idles (verbs/idle_audio.py)
-            "send_silence_when_idle": -1,
-            "callfork_to": to,
-            "callfork_answer_url": answer_url,
-            "callfork_answer_method": answer_method,
-            "callfork_hangup_url": hangup_url,
-            "callfork_hangup_method": hangup_method,
-            "callfork_fallback_url": fallback_url,
-            "callfork_fallback_method": fallback_method,
-            "callfork_time_limit": time_limit,
-        }
-        # Only what FreeSWITCH needs goes into the originate command; the URLs stay here, keyed by
-        # the call's uuid (a URL's commas would be split by originate's {a=b,c=d} parsing).
-        on_channel = ("origination_uuid", "origination_caller_id_number", "origination_caller_id_name",
-                      "originate_timeout", "callfork_request_uuid", "send_silence_when_idle")
-        var_text = ",".join(f"{k}='{_originate_value(k, variables[k])}'" for k in on_channel)
-        dialstring = self.config.freeswitch.originate_dialstring.replace("{to}", to)
-        command = (f"originate {{{var_text}}}{dialstring} "
-                   f"&socket('{self.config.server.outbound_listen} async full')")
-        self._originations[call_uuid] = variables
-        self.store.add_event(call_uuid, "originate", {"request_uuid": request_uuid, "to": to, "from": from_number,
-                                                      "answer_url": answer_url})
-        gevent.spawn(self._originate, command, request_uuid, call_uuid, variables)
-        return request_uuid
-
-    def _originate(self, command, request_uuid, call_uuid, variables) -> None:
-        started = datetime.now(timezone.utc)
-        try:
-            result = self.control.bgapi(command, timeout=int(variables["originate_timeout"]) + 30)
-        except Exception as exc:
-            result = f"-ERR {exc}"
-        if result.startswith("+OK"):
-            return
-        self._originations.pop(call_uuid, None)
-        words = result[4:].strip().split() if result.startswith("-ERR") else []
-        cause = words[0] if words and words[0].isupper() else "NORMAL_TEMPORARY_FAILURE"
-        log.error("outbound call %s (request %s) to %s failed: %s", call_uuid, request_uuid,
-                  variables["callfork_to"], result.strip())
-        url = variables["callfork_hangup_url"] or variables["callfork_answer_url"]
-        status, end = _ORIGINATE_FAILURES.get(cause, ("failed", CallEnd(5000, "Carrier", cause)))
-        now = datetime.now(timezone.utc)
-        error = f"originate failed: {result.strip()}"
-        base = {"CallUUID": call_uuid, "RequestUUID": request_uuid, "ALegUUID": call_uuid,
-                "ALegRequestUUID": request_uuid, "Direction": "outbound",
-                "From": variables["origination_caller_id_number"], "To": variables["callfork_to"],
-                "CallerName": variables["origination_caller_id_name"], "BillRate": "0",
-                "SessionStart": started.strftime("%Y-%m-%d %H:%M:%S.%f"),
-                "STIRAttestation": "Not Applicable", "STIRVerification": "Not Applicable",
-                "ParentAuthID": self.config.server.auth_id}
-        # never answered, never reached callfork: no call context, and a Duration of 0
-        params = hangup_fields(base, end, cause, start=started.timestamp(), answer=None, finish=now.timestamp(),
-                               error=error, status=status, duration=0)
-        self.store.upsert_call(call_uuid, direction="outbound", from_number=variables["origination_caller_id_number"],
-                               to_number=variables["callfork_to"], answer_url=variables["callfork_answer_url"],
-                               status=status, start_time=started.timestamp(), end_time=now.timestamp(),
-                               hangup_cause=cause, hangup_cause_code=end.code, hangup_cause_name=end.name,
-                               hangup_source=end.source, error=error)
-        self.record_event(call_uuid, "error", {"message": error})
-        self.outbox.enqueue(call_uuid, url, variables["callfork_hangup_method"], params, event="Hangup")
-        self.record_event(call_uuid, "webhook_queued", {"event": "Hangup", "url": url})
+    def originate(self, **request) -> str:
+        """Place an outbound call (callfork/originate.py: Originations.originate); returns the
+        request UUID at once. ValueError: nothing was dialled."""
+        return self.originations.originate(**request)
 
     def start_stream(self, uuid: str, body: dict) -> str:
         """REST `POST .../Stream/`: start a stream on a live call; returns its id at once."""
@@ -387,32 +294,6 @@ class Service:
         }
 
 
-# what `to` and `from` may contain: they go into the originate command unquoted
-_DIAL_TEXT = re.compile(r"[A-Za-z0-9+*#.@/:_-]{1,128}")
-
-# why an originate failed (FreeSWITCH cause) -> (CallStatus, Vobiz hangup code)
-_ORIGINATE_FAILURES = {
-    "USER_BUSY": ("busy", CallEnd(3010, "Callee", "USER_BUSY")),
-    "NO_ANSWER": ("no-answer", CallEnd(3000, "Callee", "NO_ANSWER")),
-    "NO_USER_RESPONSE": ("no-answer", CallEnd(3000, "Callee", "NO_USER_RESPONSE")),
-    "CALL_REJECTED": ("failed", CallEnd(3020, "Callee", "CALL_REJECTED")),
-    "ORIGINATOR_CANCEL": ("cancel", CallEnd(1000, "Caller", "ORIGINATOR_CANCEL")),
-    "PROGRESS_TIMEOUT": ("timeout", CallEnd(6010, "Vobiz", "PROGRESS_TIMEOUT")),
-}
-
-
-def _originate_value(name: str, value) -> str:
-    """A channel-variable value inside originate's {...}: single-quoted, so commas and spaces
-    survive; what could end the quote or the variable block is refused."""
-    text = str(value)
-    bad = set(text) & set("'{}[]<>^")
-    if bad or any(ord(ch) < 32 for ch in text):
-        shown = "".join(sorted(bad)) or "control characters"
-        raise ValueError(f"{name.replace('callfork_', '').replace('origination_', '')}: "
-                         f"{shown!r} not allowed here")
-    return text
-
-
 def freeze_startup_heap() -> None:
     """Once the service has started: collect, then move every object alive now (modules, config,
     compiled templates, pools) to the GC's permanent generation. Full (generation 2) collections
@@ -423,48 +304,3 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def run_service(config_path: str | None = None, env=None) -> int:
-    """`callfork serve`. Without a config file (no --config, no $CALLFORK_CONFIG) the loopback
-    defaults apply and every number is answered by the built-in sample application, started
-    in-process on a free loopback port (README, Configuration). Once the service runs, its start-up heap is
-    frozen (`freeze_startup_heap`)."""
-    import dataclasses
-    import os
-
-    from esl_app.config import NumberConfig
-
-    env = os.environ if env is None else env
-    config = load_config(config_path, env=env)
-    sample = None
-    if config.source is None:
-        from .demo_app import SampleApp
-
-        sample = SampleApp().start()
-        config = dataclasses.replace(config, numbers=[NumberConfig(
-            number="*", answer_url=sample.answer_url, hangup_url=sample.hangup_url)])
-        print(f"callfork: no config file (--config or CALLFORK_CONFIG): loopback defaults, and every number "
-              f"is answered by the built-in sample app at {sample.answer_url} "
-              f"(echo bot at {sample.ws_url}/echo)", flush=True)
-    try:
-        service = Service(config).start()
-    except OSError as exc:
-        if sample is not None:
-            sample.stop()
-        print(f"callfork serve: cannot start: {exc} (is another callfork running? the listen addresses are "
-              f"[server] outbound_listen, http_listen, relay_listen)", file=sys.stderr, flush=True)
-        return 1
-    freeze_startup_heap()
-    fs = config.freeswitch
-    print(f"callfork: HTTP API http://{service.http.address[0]}:{service.http.address[1]} "
-          f"(auth id {config.server.auth_id}), FreeSWITCH socket app -> "
-          f"{service.outbound.address[0]}:{service.outbound.address[1]}, event socket "
-          f"{fs.esl_host}:{fs.esl_port}, data in {service.data_dir.resolve()}", flush=True)
-    stop = gevent.event.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, stop.set)
-    stop.wait()
-    log.info("stopping")
-    service.stop()
-    if sample is not None:
-        sample.stop()
-    return 0

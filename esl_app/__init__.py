@@ -4,13 +4,14 @@ Other packages import only what is listed here (docs/internals.md). It runs on g
 not patch the standard library itself: the entry point does (callfork/cli.py), as the test
 configuration does.
 """
-from .config import Config, load_config
+from .app_args import escape_app_arg
+from .config import Config, NumberConfig, load_config
 from .control import ControlConnection
 from .errors import CallGone, ConfigError, ESLError, ESLTimeout
 from .events import ESLEvent, ESLParser
 from .outbound import OutboundESLServer
-from .session import CallSession, escape_app_arg
+from .session import CallSession
 
 __all__ = ['ESLEvent', 'ESLParser', 'CallSession', 'OutboundESLServer', 'ControlConnection',
-           'CallGone', 'ESLTimeout', 'ESLError', 'load_config', 'Config', 'ConfigError',
+           'CallGone', 'ESLTimeout', 'ESLError', 'load_config', 'Config', 'NumberConfig', 'ConfigError',
            'escape_app_arg']

@@ -1,6 +1,7 @@
 """One call = one outbound ESL socket: `CallSession` (channel data, execute with Application-UUID
-matching, api over the socket, event queues and callbacks, hangup/linger handling), `Execution`
-(a running app) and `EventQueue` (events picked by name for one consumer).
+matching, api over the socket, event queues and callbacks, hangup/linger handling). What waits
+on its events (`Execution`, `EventQueue`) is in waiters.py, the `${...}` escaping of app args in
+app_args.py.
 
 Rules (docs/internals.md esl_app; mod_event_socket:
 https://developer.signalwire.com/freeswitch/FreeSWITCH-Explained/Modules/mod_event_socket_1048924):
@@ -14,7 +15,6 @@ https://developer.signalwire.com/freeswitch/FreeSWITCH-Explained/Modules/mod_eve
   replies, event queues with nothing left to deliver) is released with `CallGone`. The socket
   lingers, so CHANNEL_HANGUP_COMPLETE, RECORD_STOP, ... still reach queues subscribed earlier.
 """
-import collections
 import logging
 import re
 import time
@@ -25,12 +25,13 @@ import gevent.event
 
 from fsargs import quote_api_arg
 
-from .errors import CallGone, ESLDisconnected, ESLError, ESLTimeout
+from .app_args import escape_app_arg
+from .errors import CallGone, ESLDisconnected, ESLError
 from .protocol import ESLConnection, build_command
+from .waiters import EventQueue, Execution, wait_s
 
 log = logging.getLogger(__name__)
 
-MAX_WAIT_S = 4 * 3600.0   # "no timeout" still ends: no call outlives this wait
 OUTBOUND_EVENTS = (
     'PLAYBACK_START', 'PLAYBACK_STOP', 'RECORD_START', 'RECORD_STOP', 'DTMF', 'BACKGROUND_JOB',
     'CHANNEL_HANGUP_COMPLETE',
@@ -43,120 +44,6 @@ OUTBOUND_EVENTS = (
 _APP_NAME = re.compile(r'^[A-Za-z0-9_:.\-]+$')
 _VAR_NAME = re.compile(r'^[A-Za-z0-9_.:\-]+$')
 _CAUSE = re.compile(r'^[A-Z0-9_]+$')
-
-
-def escape_app_arg(text):
-    """Make `text` survive FreeSWITCH's `${...}` expansion of an app arg unchanged.
-
-    Not the API-argument quoting of `fsargs.quote_api_arg`: an app arg travels whole in the
-    sendmsg body and is never split into arguments; what can change it is variable expansion.
-    FreeSWITCH expands an app arg only when it contains `${` or escaped data (a backslash
-    followed by one of `\\ n s t '`); during expansion `\\\\` -> `\\`, `\\$` -> `$`, `\\'` -> ``.
-    So text that would not trigger expansion is returned as is, and otherwise every backslash and
-    every `$` is escaped. Use it where `app_disable_expand_variables` does not apply (e.g. the
-    `set` app, which expands its value itself, or strings built into originate/dialplan args).
-    Not needed for CallSession.execute.
-    """
-    text = str(text)
-    needs = '${' in text or re.search(r"\\[\\nst']", text) is not None
-    if not needs:
-        return text
-    return text.replace('\\', '\\\\').replace('$', '\\$')
-
-
-def _wait_s(timeout):
-    return MAX_WAIT_S if timeout is None else max(0.0, float(timeout))
-
-
-class Execution:
-    """An app queued with sendmsg; resolved by its CHANNEL_EXECUTE_COMPLETE."""
-
-    def __init__(self, session, app, arg, app_uuid):
-        self.session = session
-        self.app = app
-        self.arg = arg
-        self.app_uuid = app_uuid
-        self._result = gevent.event.AsyncResult()
-
-    @property
-    def done(self):
-        return self._result.ready()
-
-    def wait(self, timeout=None):
-        """The CHANNEL_EXECUTE_COMPLETE ESLEvent. Raises CallGone, ESLTimeout."""
-        self.session._refuse_in_dispatch('Execution.wait')
-        try:
-            return self._result.get(timeout=_wait_s(timeout))
-        except gevent.Timeout:
-            raise ESLTimeout('[%s] %s did not complete within %ss' % (self.session.uuid, self.app, timeout)) from None
-
-    def _complete(self, event):
-        if not self._result.ready():
-            self._result.set(event)
-
-    def _fail(self, exc):
-        if not self._result.ready():
-            self._result.set_exception(exc)
-
-    def __repr__(self):
-        return '<Execution %s %s%s>' % (self.app, self.app_uuid, ' done' if self.done else '')
-
-
-class EventQueue:
-    """Events whose Event-Name or Event-Subclass is in `names` ('*' = all; 'DISCONNECT' = the
-    disconnect notices), from subscription on. `get()` raises CallGone only when nothing is left
-    and nothing more can come (socket closed or CHANNEL_HANGUP_COMPLETE delivered)."""
-
-    def __init__(self, session, names):
-        self.session = session
-        self.names = frozenset(names)
-        self._items = collections.deque()
-        self._wakeup = gevent.event.Event()
-        self._closed = False
-
-    def matches(self, event):
-        if '*' in self.names:
-            return True
-        if event.content_type == 'text/disconnect-notice':
-            return 'DISCONNECT' in self.names
-        return event.name in self.names or (event.subclass is not None and event.subclass in self.names)
-
-    def _put(self, event):
-        self._items.append(event)
-        self._wakeup.set()
-
-    def _wake(self):
-        self._wakeup.set()
-
-    def __len__(self):
-        return len(self._items)
-
-    def get(self, timeout=None):
-        self.session._refuse_in_dispatch('EventQueue.get')
-        deadline = time.monotonic() + _wait_s(timeout)
-        while True:
-            if self._items:
-                return self._items.popleft()
-            if self._closed:
-                raise ESLError('event queue is closed')
-            if self.session.events_finished:
-                raise CallGone(self.session.hangup_cause, self.session.uuid)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ESLTimeout('[%s] no %s event within %ss' % (self.session.uuid, '/'.join(sorted(self.names)), timeout))
-            self._wakeup.clear()
-            self._wakeup.wait(remaining)
-
-    def close(self):
-        self._closed = True
-        self.session._remove_queue(self)
-        self._wakeup.set()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class CallSession:
@@ -475,11 +362,11 @@ class CallSession:
     def wait_hangup_complete(self, timeout=5.0):
         """The CHANNEL_HANGUP_COMPLETE event, or None (socket closed without it / timeout)."""
         self._refuse_in_dispatch('wait_hangup_complete')
-        self._hangup_complete_seen.wait(_wait_s(timeout))
+        self._hangup_complete_seen.wait(wait_s(timeout))
         return self._hangup_complete
 
     def wait_gone(self, timeout=None):
-        return self._gone_event.wait(_wait_s(timeout))
+        return self._gone_event.wait(wait_s(timeout))
 
     def close(self, send_exit=True):
         """Send `exit` (FreeSWITCH needs it with infinite linger) and close the socket. Idempotent."""

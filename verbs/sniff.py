@@ -26,6 +26,21 @@ def size_message(size: int) -> str | None:
     return None
 
 
+def read_text(body, error, expected: str) -> tuple[str, str]:
+    """An answer body as (text, its sniffed kind): within the size limit and decoded (`decode_body`),
+    else `error(message)` is raised; `expected` (what the parser wanted) ends an undecodable body's
+    message."""
+    raw = to_bytes(body)
+    too_big = size_message(len(raw))
+    if too_big:
+        raise error(too_big)
+    try:
+        text = decode_body(raw)
+    except BodyError as exc:
+        raise error(f"{exc}; expected {expected}") from None
+    return text, sniff(text)
+
+
 def to_bytes(body) -> bytes:
     if body is None:
         return b""

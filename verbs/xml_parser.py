@@ -12,7 +12,7 @@ import re
 from lxml import etree
 
 from .errors import ErrorDetail, XMLError
-from .sniff import KIND_NAMES, BodyError, decode_body, size_message, sniff, to_bytes
+from .sniff import KIND_NAMES, read_text
 from .vobiz import ELEMENTS, NOT_SUPPORTED, RESPONSE_CHILDREN
 from .vobiz.element import VobizVerb
 
@@ -24,15 +24,7 @@ _SCAN = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<!([A-Za-z]+)|<([A
 
 def parse_vobiz_xml(body) -> tuple[list, list[str]]:
     """Parse a Vobiz XML document; return (verbs, warnings) or raise XMLError listing every problem."""
-    raw = to_bytes(body)
-    too_big = size_message(len(raw))
-    if too_big:
-        raise XMLError(too_big)
-    try:
-        text = decode_body(raw)
-    except BodyError as exc:
-        raise XMLError(f"{exc}; expected Vobiz XML") from None
-    kind = sniff(text)
+    text, kind = read_text(body, XMLError, "Vobiz XML")
     if kind != "xml":
         what = KIND_NAMES[kind]
         if kind == "empty":

@@ -12,6 +12,9 @@ is stored already `in_flight` (attempt 1) and sent straight from `enqueue`; othe
 picks it up. When rows fall due is kept in memory (retry times; rows of a previous run are looked up
 until none is left), and each call's count of undelivered rows too (loaded at start, kept by enqueue
 and outcomes), so the common case is two commits per webhook (the row, its outcome) and no polling.
+
+The rows and the SQL on them are in outbox_table.py, one HTTP attempt in delivery.py; this module
+decides which row goes when and what an attempt's outcome does to it.
 """
 import collections
 import heapq
@@ -26,47 +29,14 @@ import gevent
 import gevent.event
 import gevent.pool
 
-from records import Database
-from .http_client import (ACCEPT_ENCODING, RequestFailed, build_request, default_user_agent, drain, new_pool,
-                          release, send)
-from .signing import param_pairs, sign_headers
+from .delivery import Sender
+from .outbox_table import FAILED, IN_FLIGHT, PENDING, OutboxTable
+from .signing import param_pairs
 from .urls import UrlError, clean_url
 
 log = logging.getLogger(__name__)
 
-PENDING, IN_FLIGHT, DELIVERED, FAILED = 'pending', 'in_flight', 'delivered', 'failed'
-RETRYABLE_STATUS = frozenset({408, 429})
-RESPONSE_DRAIN_BYTES = 64 * 1024
 IDLE_RECHECK_S = 5.0
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_uuid TEXT NOT NULL DEFAULT '',
-    order_key TEXT NOT NULL,
-    event TEXT,
-    url TEXT NOT NULL,
-    method TEXT NOT NULL,
-    encoding TEXT NOT NULL,
-    body TEXT NOT NULL,
-    idempotency_key TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    max_attempts INTEGER NOT NULL,
-    next_attempt_at REAL NOT NULL,
-    last_status_code INTEGER,
-    last_error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    delivered_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_active ON outbox(status, order_key, id);
-CREATE INDEX IF NOT EXISTS outbox_call ON outbox(call_uuid, id);
-"""
-
-_PUBLIC_FIELDS = ('id', 'call_uuid', 'event', 'url', 'method', 'encoding', 'status', 'attempts',
-                  'last_status_code', 'last_error', 'idempotency_key', 'next_attempt_at', 'created_at',
-                  'updated_at', 'delivered_at')
 
 
 class OutboxError(Exception):
@@ -90,18 +60,15 @@ class Outbox:
             raise ValueError('Outbox needs an auth token to sign webhooks')
         if concurrency < 1:
             raise ValueError('concurrency must be >= 1')
-        self.auth_token = auth_token
         self.retries = max(0, int(retries))
         self.backoff_base_s = float(backoff_base_s)
         self.backoff_max_s = float(backoff_max_s)
-        self.timeouts = (connect_timeout_s, read_timeout_s)
         self.concurrency = int(concurrency)
-        self.user_agent = user_agent or default_user_agent()
-        self.v3_mode = v3_mode
         self.allow_private = allow_private
-        self._db = Database(db_path, synchronous=synchronous)
-        self._db.script(SCHEMA)
-        self._pool = new_pool(pool_size=self.concurrency)  # never more than `concurrency` in flight
+        self._table = OutboxTable(db_path, synchronous=synchronous)
+        self._sender = Sender(auth_token=auth_token, connect_timeout_s=connect_timeout_s,
+                              read_timeout_s=read_timeout_s, concurrency=self.concurrency,
+                              user_agent=user_agent, v3_mode=v3_mode)
         self._group = gevent.pool.Group()       # the delivery greenlets (capacity: self._in_flight)
         self._wake = gevent.event.Event()      # set: the scheduler should look again now
         self._changed = gevent.event.Event()   # set: some delivery finished (flush waits on it)
@@ -148,12 +115,10 @@ class Outbox:
                   and len(self._in_flight) < self.concurrency)
         attempts = 1 if direct else 0
         try:
-            delivery_id, _ = self._db.execute(
-                'INSERT INTO outbox (call_uuid, order_key, event, url, method, encoding, body, '
-                'idempotency_key, status, attempts, max_attempts, next_attempt_at, last_error, '
-                'created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
-                (call_uuid, order_key, event, target, method_text, encoding, body, key,
-                 IN_FLIGHT if direct else status, attempts, 1 + self.retries, now, error, now, now))
+            delivery_id = self._table.insert(
+                call_uuid=call_uuid, order_key=order_key, event=event, url=target, method=method_text,
+                encoding=encoding, body=body, key=key, status=IN_FLIGHT if direct else status,
+                attempts=attempts, max_attempts=1 + self.retries, now=now, error=error)
         except sqlite3.Error as exc:
             log.error('call %s: could not store webhook %s for %s: %s', call_uuid or '-', event, url, exc)
             raise OutboxError('could not store webhook: %s' % (exc,)) from exc
@@ -174,32 +139,23 @@ class Outbox:
 
     def depth(self):
         """Webhooks not yet delivered or failed (pending + in_flight)."""
-        return self._db.scalar("SELECT COUNT(*) FROM outbox WHERE status IN ('pending','in_flight')")
+        return self._table.depth()
 
     def failed_count(self):
-        return self._db.scalar("SELECT COUNT(*) FROM outbox WHERE status='failed'")
+        return self._table.failed_count()
 
     def delivered_count(self):
-        return self._db.scalar("SELECT COUNT(*) FROM outbox WHERE status='delivered'")
+        return self._table.delivered_count()
 
     def prune(self, delivered_older_than_s):
         """Delete delivered rows older than the given age; failed rows are kept. Returns the count."""
-        cutoff = time.time() - float(delivered_older_than_s)
-        _, count = self._db.execute("DELETE FROM outbox WHERE status='delivered' AND delivered_at < ?", (cutoff,))
-        return count
+        return self._table.prune(time.time() - float(delivered_older_than_s))
 
     def retry_failed(self, call_uuid=None):
         """Give failed webhooks (all, or one call's) a fresh set of attempts, in their original
         order, with their original idempotency keys; returns how many. For after a receiver outage
         longer than the retry schedule: nothing is ever dropped, but nothing resends by itself."""
-        now = time.time()
-        where, args = "status='failed'", [now, now]
-        if call_uuid is not None:
-            where += " AND call_uuid=?"
-            args.append(str(call_uuid))
-        _, count = self._db.execute(
-            "UPDATE outbox SET status='pending', attempts=0, next_attempt_at=?, updated_at=? WHERE " + where,
-            args)
+        count = self._table.retry_failed(time.time(), call_uuid)
         if count:
             self._load_active()
             self._wake.set()
@@ -207,12 +163,10 @@ class Outbox:
 
     def deliveries(self, call_uuid):
         """Every webhook of a call in enqueue order, as dicts (event, url, status, attempts, ...)."""
-        rows = self._db.query('SELECT * FROM outbox WHERE call_uuid=? ORDER BY id', (str(call_uuid),))
-        return [{k: row[k] for k in _PUBLIC_FIELDS} for row in rows]
+        return self._table.deliveries(call_uuid)
 
     def get_delivery(self, delivery_id):
-        row = self._db.query_one('SELECT * FROM outbox WHERE id=?', (delivery_id,))
-        return {k: row[k] for k in _PUBLIC_FIELDS} if row else None
+        return self._table.get(delivery_id)
 
     # ---------------------------------------------------------------- worker lifecycle
 
@@ -245,8 +199,8 @@ class Outbox:
 
     def close(self):
         self.stop()
-        self._pool.clear()
-        self._db.close()
+        self._sender.close()
+        self._table.close()
 
     def flush(self, timeout):
         """Wait until nothing is pending or in flight; True if so within `timeout` seconds."""
@@ -270,10 +224,7 @@ class Outbox:
 
     def _load_active(self):
         """Count each call's undelivered rows (what `enqueue` checks before sending directly)."""
-        self._active = collections.Counter({
-            r['order_key']: r['n'] for r in self._db.query(
-                "SELECT order_key, COUNT(*) AS n FROM outbox WHERE status IN ('pending','in_flight') "
-                "GROUP BY order_key")})
+        self._active = self._table.active_counts()
         self._active_total = sum(self._active.values())
 
     def _settled(self, row):
@@ -286,14 +237,7 @@ class Outbox:
                 del self._active[key]
 
     def _requeue_in_flight(self, ids=None):
-        now = time.time()
-        sql = ("UPDATE outbox SET status='pending', attempts=MAX(attempts-1, 0), next_attempt_at=?, "
-               "updated_at=? WHERE status='in_flight'")
-        args = [now, now]
-        if ids is not None:
-            sql += ' AND id IN (%s)' % ','.join('?' * len(ids))
-            args.extend(ids)
-        _, count = self._db.execute(sql, args)
+        count = self._table.requeue_in_flight(time.time(), ids)
         if count:
             log.info('outbox: %d interrupted deliveries are pending again', count)
 
@@ -327,22 +271,12 @@ class Outbox:
         free = self.concurrency - len(self._in_flight)
         rows = []
         if free > 0:
-            rows = self._db.query(
-                "SELECT o.* FROM outbox o JOIN (SELECT MIN(id) AS head FROM outbox "
-                "WHERE status IN ('pending','in_flight') GROUP BY order_key) h ON o.id = h.head "
-                "WHERE o.status='pending' AND o.next_attempt_at <= ? ORDER BY o.next_attempt_at, o.id LIMIT ?",
-                (now, free))
-            if rows:
-                ids = [row['id'] for row in rows]
-                self._db.execute("UPDATE outbox SET status='in_flight', attempts=attempts+1, updated_at=? "
-                                 "WHERE id IN (%s)" % ','.join('?' * len(ids)), [now] + ids)
+            rows = self._table.take_due_heads(now, free)
             for row in rows:
-                row['attempts'] += 1
                 self._in_flight.add(row['id'])
                 self._group.spawn(self._deliver, row)
         if self._scan_due:
-            later = self._db.scalar("SELECT MIN(next_attempt_at) FROM outbox WHERE status='pending' "
-                                    "AND next_attempt_at > ?", (now,))
+            later = self._table.next_due_after(now)
             if later is None:
                 self._scan_due = False
             elif not self._due or later < self._due[0]:
@@ -355,7 +289,7 @@ class Outbox:
 
     def _deliver(self, row):
         try:
-            status_code, error, retryable, retry_after = self._send(row)
+            status_code, error, retryable, retry_after = self._sender.send(row)
         except Exception as exc:  # bad stored data must not kill the worker
             log.exception('call %s: webhook %s could not be sent', row['call_uuid'] or '-', row['id'])
             status_code, error, retryable, retry_after = None, 'internal error: %s' % (exc,), False, None
@@ -372,68 +306,25 @@ class Outbox:
                 self._wake.set()
             self._changed.set()
 
-    def _send(self, row):
-        """One HTTP attempt: (status_code, error, retryable, retry_after_s)."""
-        params = json.loads(row['body'])
-        request_url, body, content_type, sign_params = build_request(row['url'], row['method'], params,
-                                                                     row['encoding'])
-        headers = {'User-Agent': self.user_agent, 'Accept': '*/*', 'Accept-Encoding': ACCEPT_ENCODING,
-                   'X-Callfork-Idempotency-Key': row['idempotency_key']}
-        if row['event']:
-            headers['X-Callfork-Event'] = _header_safe(row['event'])
-        if content_type:
-            headers['Content-Type'] = content_type
-        headers.update(sign_headers(row['url'], sign_params, self.auth_token, method=row['method'],
-                                    v3_mode=self.v3_mode))
-        total = self.timeouts[0] + self.timeouts[1] + 1
-        try:
-            with gevent.Timeout(total):
-                response = send(self._pool, row['method'], request_url, body, headers, self.timeouts)
-        except gevent.Timeout:
-            return None, 'no answer within %.1f s' % total, True, None
-        except RequestFailed as exc:
-            # refused, reset, DNS, TLS, timeouts are worth retrying; an invalid URL/header is not
-            return None, exc.reason, exc.retryable, None
-        code = response.status
-        consumed = False
-        try:
-            with gevent.Timeout(self.timeouts[1], False):
-                consumed = drain(response, RESPONSE_DRAIN_BYTES)
-        finally:
-            release(response, consumed)
-        if 200 <= code < 300:
-            return code, None, True, None
-        retryable = code >= 500 or code in RETRYABLE_STATUS
-        error = 'HTTP %d' % code
-        if 300 <= code < 400:
-            error += ' (redirect to %s not followed)' % response.headers.get('Location', '?')
-        return code, error, retryable, _retry_after(response.headers.get('Retry-After'))
-
     def _record_outcome(self, row, status_code, error, retryable, retry_after):
         now = time.time()
         label = 'call %s: webhook %s #%d to %s' % (row['call_uuid'] or '-', row['event'] or '', row['id'],
                                                    row['url'])
         if error is None:
-            self._db.execute("UPDATE outbox SET status='delivered', last_status_code=?, last_error=NULL, "
-                             "delivered_at=?, updated_at=? WHERE id=?", (status_code, now, now, row['id']))
+            self._table.mark_delivered(row['id'], status_code, now)
             self._settled(row)
             return
         if retryable and row['attempts'] < row['max_attempts'] and not self._stopping:
             delay = self._backoff(row['attempts'], retry_after)
-            self._db.execute("UPDATE outbox SET status='pending', last_status_code=?, last_error=?, "
-                             "next_attempt_at=?, updated_at=? WHERE id=?",
-                             (status_code, error, now + delay, now, row['id']))
+            self._table.mark_pending(row['id'], status_code, error, now + delay, now)
             heapq.heappush(self._due, now + delay)
             log.debug('%s: attempt %d/%d failed (%s); retry in %.2f s', label, row['attempts'],
                       row['max_attempts'], error, delay)
             return
         if retryable and self._stopping:
-            self._db.execute("UPDATE outbox SET status='pending', last_status_code=?, last_error=?, "
-                             "next_attempt_at=?, updated_at=? WHERE id=?",
-                             (status_code, error, now, now, row['id']))
+            self._table.mark_pending(row['id'], status_code, error, now, now)
             return
-        self._db.execute("UPDATE outbox SET status='failed', last_status_code=?, last_error=?, updated_at=? "
-                         "WHERE id=?", (status_code, error, now, row['id']))
+        self._table.mark_failed(row['id'], status_code, error, now)
         self._settled(row)
         log.warning('%s failed after %d attempt(s): %s', label, row['attempts'], error)
 
@@ -444,17 +335,3 @@ class Outbox:
             delay = max(delay, min(retry_after, self.backoff_max_s))
         return delay
 
-
-def _header_safe(value):
-    """A header value http.client accepts: printable ASCII, no CR/LF, no surrounding spaces."""
-    text = ''.join(ch if 32 <= ord(ch) < 127 else '?' for ch in str(value))
-    return text.strip() or '?'
-
-
-def _retry_after(value):
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value.strip()))
-    except ValueError:
-        return None  # the HTTP-date form is not worth honouring here

@@ -11,7 +11,7 @@ import json
 import yaml
 
 from ..errors import ErrorDetail, NotSupportedError, SWMLError
-from ..sniff import KIND_NAMES, BodyError, decode_body, size_message, sniff, to_bytes
+from ..sniff import KIND_NAMES, read_text
 from . import METHODS, UNSUPPORTED_METHODS
 from .method import ParseOptions, UnsupportedMethod, json_type
 
@@ -24,15 +24,7 @@ YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def parse_swml(body, allow_insecure_ws: bool = True) -> tuple[dict, list[str]]:
     """Parse a SWML document; return ({section: [methods]}, warnings) or raise SWMLError
     (NotSupportedError when every problem is something valid that callfork cannot run)."""
-    raw = to_bytes(body)
-    too_big = size_message(len(raw))
-    if too_big:
-        raise SWMLError(too_big)
-    try:
-        text = decode_body(raw)
-    except BodyError as exc:
-        raise SWMLError(f"{exc}; expected SWML (JSON or YAML)") from None
-    kind = sniff(text)
+    text, kind = read_text(body, SWMLError, "SWML (JSON or YAML)")
     if kind in ("empty", "html", "xml"):
         raise SWMLError("the answer is empty; expected SWML" if kind == "empty"
                         else f"the answer is {KIND_NAMES[kind]}, not SWML (JSON or YAML)")

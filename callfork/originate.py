@@ -1,0 +1,148 @@
+"""Calls placed through the REST API (`POST .../Call/`): `Originations` builds and sends the
+`originate` (its variables single-quoted, what could break out of them refused), keeps each call's
+URLs until FreeSWITCH's `socket` app brings the call to the outbound server (`number_for`), and,
+when the originate fails, records the call and posts its Hangup webhook itself, since the call
+never reaches callfork.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import uuid as uuidlib
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import gevent
+
+from verbs import CallEnd, hangup_fields
+
+log = logging.getLogger("callfork.service")
+
+
+class Originations:
+    def __init__(self, service):
+        self.service = service   # config, store, outbox, control and record_event of the running service
+        self._pending: dict[str, dict] = {}   # call uuid -> what a REST originate asked for
+
+    def originate(self, *, from_number, to, answer_url, answer_method="POST", hangup_url="",
+                  hangup_method="POST", caller_name="", time_limit=14400, ring_timeout=60,
+                  fallback_url="", fallback_method="POST") -> str:
+        """Place an outbound call; it comes back to the outbound server through `socket`.
+        Returns the request UUID at once (the call proceeds in the background, as on Vobiz).
+        ValueError (nothing was dialled) when a value cannot go safely into the originate command."""
+        if not _DIAL_TEXT.fullmatch(str(to)):
+            raise ValueError("to: a number or SIP-style destination (letters, digits and + * # . @ / : _ -)")
+        if not _DIAL_TEXT.fullmatch(str(from_number)):
+            raise ValueError("from: a number (letters, digits and + * # . @ / : _ -)")
+        request_uuid = str(uuidlib.uuid4())
+        call_uuid = str(uuidlib.uuid4())
+        variables = {
+            "origination_uuid": call_uuid,
+            "origination_caller_id_number": from_number,
+            "origination_caller_id_name": caller_name or from_number,
+            "originate_timeout": ring_timeout,
+            "callfork_request_uuid": request_uuid,
+            # the call is answered before callfork gets it: park must find this set when media came
+            # up, or it writes no audio while the call idles (verbs/idle_audio.py)
+            "send_silence_when_idle": -1,
+            "callfork_to": to,
+            "callfork_answer_url": answer_url,
+            "callfork_answer_method": answer_method,
+            "callfork_hangup_url": hangup_url,
+            "callfork_hangup_method": hangup_method,
+            "callfork_fallback_url": fallback_url,
+            "callfork_fallback_method": fallback_method,
+            "callfork_time_limit": time_limit,
+        }
+        # Only what FreeSWITCH needs goes into the originate command; the URLs stay here, keyed by
+        # the call's uuid (a URL's commas would be split by originate's {a=b,c=d} parsing).
+        on_channel = ("origination_uuid", "origination_caller_id_number", "origination_caller_id_name",
+                      "originate_timeout", "callfork_request_uuid", "send_silence_when_idle")
+        var_text = ",".join(f"{k}='{_originate_value(k, variables[k])}'" for k in on_channel)
+        dialstring = self.service.config.freeswitch.originate_dialstring.replace("{to}", to)
+        command = (f"originate {{{var_text}}}{dialstring} "
+                   f"&socket('{self.service.config.server.outbound_listen} async full')")
+        self._pending[call_uuid] = variables
+        self.service.store.add_event(call_uuid, "originate", {"request_uuid": request_uuid, "to": to, "from": from_number,
+                                                      "answer_url": answer_url})
+        gevent.spawn(self._dial, command, request_uuid, call_uuid, variables)
+        return request_uuid
+
+    def _dial(self, command, request_uuid, call_uuid, variables) -> None:
+        """bgapi the originate; when it fails the call never reaches callfork: record it and post its
+        Hangup webhook here."""
+        started = datetime.now(timezone.utc)
+        try:
+            result = self.service.control.bgapi(command, timeout=int(variables["originate_timeout"]) + 30)
+        except Exception as exc:
+            result = f"-ERR {exc}"
+        if result.startswith("+OK"):
+            return
+        self._pending.pop(call_uuid, None)
+        words = result[4:].strip().split() if result.startswith("-ERR") else []
+        cause = words[0] if words and words[0].isupper() else "NORMAL_TEMPORARY_FAILURE"
+        log.error("outbound call %s (request %s) to %s failed: %s", call_uuid, request_uuid,
+                  variables["callfork_to"], result.strip())
+        url = variables["callfork_hangup_url"] or variables["callfork_answer_url"]
+        status, end = _ORIGINATE_FAILURES.get(cause, ("failed", CallEnd(5000, "Carrier", cause)))
+        now = datetime.now(timezone.utc)
+        error = f"originate failed: {result.strip()}"
+        base = {"CallUUID": call_uuid, "RequestUUID": request_uuid, "ALegUUID": call_uuid,
+                "ALegRequestUUID": request_uuid, "Direction": "outbound",
+                "From": variables["origination_caller_id_number"], "To": variables["callfork_to"],
+                "CallerName": variables["origination_caller_id_name"], "BillRate": "0",
+                "SessionStart": started.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                "STIRAttestation": "Not Applicable", "STIRVerification": "Not Applicable",
+                "ParentAuthID": self.service.config.server.auth_id}
+        # never answered, never reached callfork: no call context, and a Duration of 0
+        params = hangup_fields(base, end, cause, start=started.timestamp(), answer=None, finish=now.timestamp(),
+                               error=error, status=status, duration=0)
+        self.service.store.upsert_call(call_uuid, direction="outbound", from_number=variables["origination_caller_id_number"],
+                               to_number=variables["callfork_to"], answer_url=variables["callfork_answer_url"],
+                               status=status, start_time=started.timestamp(), end_time=now.timestamp(),
+                               hangup_cause=cause, hangup_cause_code=end.code, hangup_cause_name=end.name,
+                               hangup_source=end.source, error=error)
+        self.service.record_event(call_uuid, "error", {"message": error})
+        self.service.outbox.enqueue(call_uuid, url, variables["callfork_hangup_method"], params, event="Hangup")
+        self.service.record_event(call_uuid, "webhook_queued", {"event": "Hangup", "url": url})
+
+    def number_for(self, session):
+        """The number entry of a call placed by `originate`, now reaching the outbound server (its
+        URLs were kept here, keyed by its uuid), or None for any other call. Schedules its time limit."""
+        v = self._pending.pop(session.uuid, None)
+        if v is None:
+            return None
+        if v.get("callfork_time_limit"):
+            session.api(f"sched_hangup +{int(v['callfork_time_limit'])} {session.uuid} ALLOTTED_TIMEOUT")
+        return SimpleNamespace(number=v["callfork_to"], to=v["callfork_to"], answer_url=v["callfork_answer_url"],
+                               answer_method=v.get("callfork_answer_method", "POST"),
+                               hangup_url=v.get("callfork_hangup_url", ""),
+                               hangup_method=v.get("callfork_hangup_method", "POST"),
+                               fallback_url=v.get("callfork_fallback_url", ""),
+                               fallback_method=v.get("callfork_fallback_method", "POST"), l16_byte_order=None)
+
+
+# what `to` and `from` may contain: they go into the originate command unquoted
+_DIAL_TEXT = re.compile(r"[A-Za-z0-9+*#.@/:_-]{1,128}")
+
+# why an originate failed (FreeSWITCH cause) -> (CallStatus, Vobiz hangup code)
+_ORIGINATE_FAILURES = {
+    "USER_BUSY": ("busy", CallEnd(3010, "Callee", "USER_BUSY")),
+    "NO_ANSWER": ("no-answer", CallEnd(3000, "Callee", "NO_ANSWER")),
+    "NO_USER_RESPONSE": ("no-answer", CallEnd(3000, "Callee", "NO_USER_RESPONSE")),
+    "CALL_REJECTED": ("failed", CallEnd(3020, "Callee", "CALL_REJECTED")),
+    "ORIGINATOR_CANCEL": ("cancel", CallEnd(1000, "Caller", "ORIGINATOR_CANCEL")),
+    "PROGRESS_TIMEOUT": ("timeout", CallEnd(6010, "Vobiz", "PROGRESS_TIMEOUT")),
+}
+
+
+def _originate_value(name: str, value) -> str:
+    """A channel-variable value inside originate's {...}: single-quoted, so commas and spaces
+    survive; what could end the quote or the variable block is refused."""
+    text = str(value)
+    bad = set(text) & set("'{}[]<>^")
+    if bad or any(ord(ch) < 32 for ch in text):
+        shown = "".join(sorted(bad)) or "control characters"
+        raise ValueError(f"{name.replace('callfork_', '').replace('origination_', '')}: "
+                         f"{shown!r} not allowed here")
+    return text

@@ -1,0 +1,80 @@
+"""One webhook delivery attempt over HTTP: `Sender` signs a stored outbox row (Vobiz signatures,
+idempotency key, event header), sends it on a pool of at most `concurrency` connections, reads
+a little of the answer so the connection can be reused, and classifies the outcome as
+(status_code, error, retryable, retry_after_s). What to do with that outcome is the outbox's job.
+"""
+import json
+
+import gevent
+
+from .http_client import (ACCEPT_ENCODING, RequestFailed, build_request, default_user_agent, drain, new_pool,
+                          release, send)
+from .signing import sign_headers
+
+RETRYABLE_STATUS = frozenset({408, 429})
+RESPONSE_DRAIN_BYTES = 64 * 1024
+
+
+class Sender:
+    def __init__(self, *, auth_token, connect_timeout_s=3, read_timeout_s=10, concurrency=16, user_agent=None,
+                 v3_mode='docs'):
+        self.auth_token = auth_token
+        self.timeouts = (connect_timeout_s, read_timeout_s)
+        self.user_agent = user_agent or default_user_agent()
+        self.v3_mode = v3_mode
+        self._pool = new_pool(pool_size=concurrency)  # never more than `concurrency` in flight
+
+    def send(self, row):
+        """One HTTP attempt: (status_code, error, retryable, retry_after_s)."""
+        params = json.loads(row['body'])
+        request_url, body, content_type, sign_params = build_request(row['url'], row['method'], params,
+                                                                     row['encoding'])
+        headers = {'User-Agent': self.user_agent, 'Accept': '*/*', 'Accept-Encoding': ACCEPT_ENCODING,
+                   'X-Callfork-Idempotency-Key': row['idempotency_key']}
+        if row['event']:
+            headers['X-Callfork-Event'] = _header_safe(row['event'])
+        if content_type:
+            headers['Content-Type'] = content_type
+        headers.update(sign_headers(row['url'], sign_params, self.auth_token, method=row['method'],
+                                    v3_mode=self.v3_mode))
+        total = self.timeouts[0] + self.timeouts[1] + 1
+        try:
+            with gevent.Timeout(total):
+                response = send(self._pool, row['method'], request_url, body, headers, self.timeouts)
+        except gevent.Timeout:
+            return None, 'no answer within %.1f s' % total, True, None
+        except RequestFailed as exc:
+            # refused, reset, DNS, TLS, timeouts are worth retrying; an invalid URL/header is not
+            return None, exc.reason, exc.retryable, None
+        code = response.status
+        consumed = False
+        try:
+            with gevent.Timeout(self.timeouts[1], False):
+                consumed = drain(response, RESPONSE_DRAIN_BYTES)
+        finally:
+            release(response, consumed)
+        if 200 <= code < 300:
+            return code, None, True, None
+        retryable = code >= 500 or code in RETRYABLE_STATUS
+        error = 'HTTP %d' % code
+        if 300 <= code < 400:
+            error += ' (redirect to %s not followed)' % response.headers.get('Location', '?')
+        return code, error, retryable, _retry_after(response.headers.get('Retry-After'))
+
+    def close(self):
+        self._pool.clear()
+
+
+def _header_safe(value):
+    """A header value http.client accepts: printable ASCII, no CR/LF, no surrounding spaces."""
+    text = ''.join(ch if 32 <= ord(ch) < 127 else '?' for ch in str(value))
+    return text.strip() or '?'
+
+
+def _retry_after(value):
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value.strip()))
+    except ValueError:
+        return None  # the HTTP-date form is not worth honouring here
