@@ -144,6 +144,9 @@ def cmd_stop_stream(api: ApiClient, args) -> None:
 def cmd_tail(api: ApiClient, args) -> None:
     resp = api.request("GET", "/Events/", stream=True,
                        params={"call_uuid": args.uuid} if args.uuid else None)
+    # on stderr, so that stdout stays one event a line; once it shows, every later event reaches us
+    print(f"following the events of {'call ' + args.uuid if args.uuid else 'every call'} (Ctrl-C to stop)",
+          file=sys.stderr, flush=True)
     try:
         for line in resp.iter_lines(decode_unicode=True):
             if not line or not line.startswith("data: "):

@@ -111,10 +111,11 @@ def _check_fields(fields, allowed, what):
 
 
 class Store:
-    """Call records. See the module docstring for the threading model."""
+    """Call records. See the module docstring for the threading model. `busy_timeout_ms`: how long a
+    write waits while another connection writes the file before it fails (sqlite3.OperationalError)."""
 
-    def __init__(self, db_path, *, synchronous='NORMAL', flush_delay_s=0.2):
-        self._db = Database(db_path, synchronous=synchronous)
+    def __init__(self, db_path, *, synchronous='NORMAL', flush_delay_s=0.2, busy_timeout_ms=2000):
+        self._db = Database(db_path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
         self._db.script(SCHEMA)
         self.flush_delay_s = float(flush_delay_s)
         self._pending = []          # timeline rows not written yet, in order (see the module docstring)

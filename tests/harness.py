@@ -182,7 +182,7 @@ class Stack:
         self.real_fs = os.environ.get("CALLFORK_FS_ESL") if real else None
         if real and not self.real_fs:
             raise RuntimeError("Stack(real=True) needs CALLFORK_FS_ESL=host:port:password")
-        self._config_text = config_text
+        self.config_text = config_text   # [[numbers]] before the catch-all; may be set until start()
         self._env = env or {}
         self.answer_path, self.hangup_path, self.fallback_path = answer_path, hangup_path, fallback_path
         self.sim = None
@@ -215,7 +215,7 @@ class Stack:
         fallback = f'fallback_url = "{self.app.url(self.fallback_path)}"\n' if self.fallback_path else ""
         config_file = self.data_dir / "callfork.toml"
         config_file.write_text(
-            self._config_text
+            self.config_text
             + f'[[numbers]]\nnumber = "*"\nanswer_url = "{self.app.url(self.answer_path)}"\n'
             f'hangup_url = "{self.app.url(self.hangup_path)}"\n' + fallback)
         self.config = load_config(str(config_file), env=env)

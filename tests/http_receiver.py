@@ -66,6 +66,9 @@ class HttpReceiver:
 
     # lifecycle
     def start(self):
+        """Listen (on `port`, or a free one the first time); a receiver already listening stays as it is."""
+        if self._server is not None:
+            return self
         self._server = WSGIServer(('127.0.0.1', self.port), self._app, log=None, error_log=None)
         self._server.start()
         self.port = self._server.server_port

@@ -52,7 +52,8 @@ def test_ops_commands_against_a_live_service(tmp_path):
             one_call = subprocess.Popen(CALLFORK + ["tail", "--json", uuid], env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)
             try:
-                stack.wait(lambda: len(stack.service._feeds) == 2, 10)  # both feeds are subscribed
+                for follower in (tail, one_call):   # each says when it follows: it sees all that comes next
+                    assert follower.stderr.readline().startswith("following the events of ")
 
                 out = cli("calls", "--json", env=env)
                 assert out.returncode == 0, out.stderr

@@ -168,17 +168,15 @@ def _config():
 def s():
     # the app's port is only known once it runs: start it first, then build the config around it
     stack = Stack(env={"CALLFORK_WEBHOOKS_READ_TIMEOUT_S": "2"})
-    app = stack.app.start()
-    base = app.url("").rstrip("/")
-    stack._config_text = _config().replace("{app}", base).replace("{hangup}", base + "/hangup")
-    app.start = lambda: app   # already running
+    base = stack.app.start().url("").rstrip("/")
+    stack.config_text = _config().replace("{app}", base).replace("{hangup}", base + "/hangup")
     with stack:
         scen = Scenarios(stack)
         _scenarios(scen)
         stack.app.document("/error500", "boom", "text/plain", status=500)
         stack.app.document("/badxml", "<Response><Speak>unclosed</Response>")
         stack.app.document("/answer-get", "<Response><Speak>Got</Speak></Response>")
-        stack.app.document("/fallback", lambda req: scen._answer(req))
+        stack.app.document("/fallback", scen.answer)
         scen.start()
         yield scen
         scen.close()

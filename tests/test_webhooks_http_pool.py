@@ -1,7 +1,5 @@
 """webhooks.http_client's pools: a kept-alive connection's "was it dropped?" check answers from the
-OS without a trip through the gevent hub, and still sees a connection the server closed."""
-import socket
-
+OS without a trip through the gevent hub, and still sees a connection the server closed or spoke on."""
 import gevent
 import gevent.event
 import greenlet
@@ -10,9 +8,13 @@ from gevent.server import StreamServer
 from webhooks import http_client
 
 
-def _server(close_after_response):
+def _server(close_after_response=False, then_say=b""):
+    """A server that answers each request with 200 OK; then, on the first connection, closes it
+    (`close_after_response`) or says `then_say` unasked (as a server timing out an idle connection
+    may: a 408) and keeps it open."""
     requests_seen = []
     closed = gevent.event.Event()   # set once the server has closed a connection after its response
+    spoke = gevent.event.Event()    # set once the server has said `then_say` on an idle connection
 
     def handle(sock, _peer):
         buf = b""
@@ -31,10 +33,15 @@ def _server(close_after_response):
                 sock.close()
                 closed.set()
                 return
+            if then_say and not spoke.is_set():
+                gevent.sleep(0.05)
+                sock.sendall(then_say)
+                spoke.set()
 
     server = StreamServer(("127.0.0.1", 0), handle)
     server.start()
     server.conn_closed = closed
+    server.spoke = spoke
     return server, requests_seen
 
 
@@ -80,14 +87,16 @@ def test_a_connection_the_server_closed_is_replaced_not_reused():
         server.stop()
 
 
-def test_readable_now_sees_pending_data_and_eof():
-    a, b = socket.socketpair()
+def test_a_connection_the_server_spoke_on_unasked_is_replaced_not_reused():
+    server, seen = _server(then_say=b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
     try:
-        assert http_client._readable_now(a) is False
-        b.sendall(b"x")
-        assert http_client._readable_now(a) is True
-        a.recv(1)
-        b.close()
-        assert http_client._readable_now(a) is True      # EOF
+        pool = http_client.new_pool()
+        url = "http://127.0.0.1:%d/x" % server.server_port
+        assert _get(pool, url) == b"OK"
+        conn = pool.connection_from_url(url).pool.queue[-1]
+        assert server.spoke.wait(5)             # data waits on the idle connection; it is still open
+        assert conn.is_connected is False
+        assert _get(pool, url) == b"OK"          # the 408 is not read as the answer to this request
+        assert len(seen) == 2
     finally:
-        a.close()
+        server.stop()

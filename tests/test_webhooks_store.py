@@ -209,14 +209,13 @@ def test_no_delay_writes_each_row_at_once(tmp_path):
 
 def test_a_failed_write_keeps_the_rows(tmp_path):
     path = str(tmp_path / 'callfork.db')
-    store = Store(path, flush_delay_s=60)
+    store = Store(path, flush_delay_s=60, busy_timeout_ms=50)
     try:
         store.add_event('u1', 'verb', {})
         with pytest.raises(ValueError):
             store.upsert_stream('s1', service_url='wss://x')   # refused before anything is written
         blocker = sqlite3.connect(path, timeout=0)
         blocker.execute('BEGIN IMMEDIATE')                     # another writer holds the file
-        store._db._conn.execute('PRAGMA busy_timeout=50')
         with pytest.raises(sqlite3.OperationalError):
             store.upsert_call('u1', status='ringing')
         blocker.rollback()

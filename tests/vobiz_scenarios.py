@@ -172,7 +172,7 @@ class Scenarios:
         self._root_level = root.level
         if root.level > logging.INFO:
             root.setLevel(logging.INFO)
-        stack.app.document(stack.answer_path, self._answer)
+        stack.app.document(stack.answer_path, self.answer)
         sim = stack.sim
         original = sim.deliver
 
@@ -252,7 +252,8 @@ class Scenarios:
         self.scripts[name] = script
         return base
 
-    def _answer(self, req):
+    def answer(self, req):
+        """The app's answer to `req`: the document of the scenario whose number was called."""
         form = req.form if req.method == "POST" else req.args
         doc = self.docs.get(form.get("To", ""))
         if doc is None:
