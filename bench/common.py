@@ -20,10 +20,12 @@ so the sink (another process) recovers it from the base64 payload and computes t
 Client frames use the all-zero masking key (legal in RFC 6455; it makes masking a no-op), so the
 generator spends its CPU on pacing and syscalls, not on XOR.
 
-Sink: gevent StreamServer; wsproto does the opening handshake; after it the frames are parsed by
-the small parser below (wsproto's per-message cost, measured at ~25 us, would make the sink the
-bottleneck at 500+ streams on this machine). Every `media` message is timestamped when the recv()
-that carried it returned; its payload's first 16 base64 characters give back STAMP.
+Sink: gevent StreamServer; websockets' sans-I/O `ServerProtocol` does the opening handshake
+(`ws_accept`); after it the frames are parsed by `audio_fork.wsframes.FrameReader` (a protocol
+object per message costs too much here: wsproto's, measured at ~25 us, would make the sink the
+bottleneck at 500+ streams on this machine); the load generator's forks read the relay's frames
+with it too. Every `media` message is timestamped when the recv() that carried it returned; its
+payload's first 16 base64 characters give back STAMP.
 """
 if __name__ == "__main__":
     from gevent import monkey
@@ -107,58 +109,31 @@ def server_frame(opcode: int, payload: bytes) -> bytes:
     return frame_header(opcode, len(payload), False) + payload
 
 
-def _unmask(payload: bytes, mask: bytes) -> bytes:
-    if mask == b"\0\0\0\0":
-        return payload
-    n = len(payload)
-    m = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(m, "little")).to_bytes(n, "little")
+def ws_accept(sock, first_subprotocol: bool = False):
+    """Server side of the opening handshake with websockets' `ServerProtocol`: read the request and
+    accept it (with the first subprotocol the client offers when `first_subprotocol`, else none).
+    Returns (the protocol object, now open, and the request), or None when the client went away or
+    the request was refused. A client sends frames only after our 101, so all that follows on the
+    socket is frames."""
+    from websockets.server import ServerProtocol
 
-
-class FrameParser:
-    """Incremental RFC 6455 frame parser: feed bytes, get (opcode, fin, payload) tuples."""
-
-    __slots__ = ("buf",)
-
-    def __init__(self):
-        self.buf = b""
-
-    def feed(self, data: bytes) -> list:
-        buf = self.buf + data if self.buf else data
-        out = []
-        pos = 0
-        n = len(buf)
-        while n - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            ln = b1 & 0x7F
-            hl = 2
-            if ln == 126:
-                if n - pos < 4:
-                    break
-                ln = (buf[pos + 2] << 8) | buf[pos + 3]
-                hl = 4
-            elif ln == 127:
-                if n - pos < 10:
-                    break
-                ln = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                hl = 10
-            mask = None
-            if b1 & 0x80:
-                if n - pos < hl + 4:
-                    break
-                mask = buf[pos + hl:pos + hl + 4]
-                hl += 4
-            end = pos + hl + ln
-            if end > n:
-                break
-            payload = buf[pos + hl:end]
-            if mask is not None:
-                payload = _unmask(payload, mask)
-            out.append((b0 & 0x0F, b0 & 0x80, payload))
-            pos = end
-        self.buf = buf[pos:]
-        return out
+    choose = (lambda _proto, offered: offered[0] if offered else None) if first_subprotocol else None
+    proto = ServerProtocol(select_subprotocol=choose, max_size=None)
+    events = []
+    while not events:
+        data = sock.recv(65536)
+        if not data:
+            return None
+        proto.receive_data(data)
+        events = proto.events_received()
+        if not events and proto.handshake_exc is not None:
+            sock.sendall(b"".join(proto.data_to_send()))
+            return None
+    request = events[0]
+    response = proto.accept(request)
+    proto.send_response(response)
+    sock.sendall(b"".join(proto.data_to_send()))
+    return (proto, request) if response.status_code == 101 else None
 
 
 def ws_client_connect(url: str, subprotocol: str | None = SUBPROTOCOL, timeout: float = 10.0):
@@ -402,8 +377,10 @@ class Fork:
             pass
 
     def _read(self) -> None:
+        from audio_fork.wsframes import FrameReader
+
         sock = self.sock
-        parser = FrameParser()
+        parser = FrameReader()
         window = self.gen.window
         gaps = self.gen.down_gaps_ns
         last = 0
@@ -570,28 +547,20 @@ class Sink:
     def handle(self, sock, _peer) -> None:
         import gevent
         from gevent.lock import Semaphore
-        from wsproto import ConnectionType, WSConnection
-        from wsproto.events import AcceptConnection, Request
+
+        from audio_fork.wsframes import FrameReader
 
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        ws = WSConnection(ConnectionType.SERVER)
-        path = None
-        while path is None:
-            data = sock.recv(65536)
-            if not data:
-                sock.close()
-                return
-            ws.receive_data(data)
-            for ev in ws.events():
-                if isinstance(ev, Request):
-                    path = ev.target
-        sock.sendall(ws.send(AcceptConnection()))
-        sid = path.rsplit("/", 1)[-1]
+        accepted = ws_accept(sock)
+        if accepted is None:
+            sock.close()
+            return
+        sid = accepted[1].path.rsplit("/", 1)[-1]
         st = self.streams.setdefault(sid, [0, 0, -1, 0, 0])
         self.connections += 1
         lock = Semaphore()
         sender = None
-        parser = FrameParser()
+        parser = FrameReader()
         window = self.window
         lat = self.latency_ns
         b64 = base64.b64decode

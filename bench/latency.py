@@ -98,39 +98,51 @@ class Timeline:
 
 
 def _serve_ws(sock, on_message, on_request) -> None:
-    """One server-side WebSocket connection (wsproto): the upgrade is accepted (with the first
-    subprotocol offered: mod_audio_fork asks for one), `on_request(target, send_text)` is told,
-    then `on_message(arrival time, str | bytes)` gets each whole message until the peer closes."""
+    """One server-side WebSocket connection (websockets' sans-I/O ServerProtocol): the upgrade is
+    accepted (with the first subprotocol offered: mod_audio_fork asks for one), `on_request(target,
+    send_text)` is told, then `on_message(arrival time, str | bytes)` gets each whole message until
+    the peer closes (pings are answered, a Close echoed)."""
     from gevent.lock import Semaphore
-    from wsproto import ConnectionType, WSConnection
-    from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request, TextMessage
+    from websockets.frames import Opcode
 
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    ws = WSConnection(ConnectionType.SERVER)
+    accepted = common.ws_accept(sock, first_subprotocol=True)
+    if accepted is None:
+        return
+    proto, request = accepted
     lock = Semaphore()
+
+    def write():
+        data = b"".join(proto.data_to_send())
+        if data:
+            sock.sendall(data)
 
     def send(text):
         with lock:
-            sock.sendall(ws.send(TextMessage(data=text)))
-    parts = []
+            proto.send_text(text.encode())
+            write()
+    on_request(request.path, send)
+    kind, parts = None, []
     while True:
         data = sock.recv(65536)
         now = time.monotonic()
         if not data:
             return
-        ws.receive_data(data)
-        for ev in ws.events():
-            if isinstance(ev, Request):
-                with lock:
-                    sock.sendall(ws.send(AcceptConnection(subprotocol=(ev.subprotocols or [None])[0])))
-                on_request(ev.target, send)
-            elif isinstance(ev, (TextMessage, BytesMessage)):
-                parts.append(ev.data if isinstance(ev, TextMessage) else bytes(ev.data))
-                if ev.message_finished:
-                    on_message(now, "".join(parts) if isinstance(ev, TextMessage) else b"".join(parts))
-                    parts = []
-            elif isinstance(ev, CloseConnection):
-                return
+        proto.receive_data(data)
+        for frame in proto.events_received():
+            if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+                kind = frame.opcode
+            elif frame.opcode is not Opcode.CONT:
+                continue
+            parts.append(frame.data)
+            if frame.fin:
+                payload = b"".join(parts)
+                on_message(now, payload.decode() if kind is Opcode.TEXT else payload)
+                parts = []
+        with lock:
+            write()
+        if proto.close_expected():   # the peer's Close (echoed) or a frame that failed the connection
+            return
 
 
 # -- the app: answer document + the stream's WebSocket ------------------------------------------------

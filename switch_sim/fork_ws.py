@@ -12,9 +12,13 @@ texts into one frame; jambonz sends one frame per text), the audio send buffer w
 and the "writable callback" order: graceful-shutdown zero-length binary frame, else one text frame,
 else the Close (1000, no reason) of a requested disconnect, else all buffered audio as one binary frame.
 
-Framing is wsproto; the socket is a gevent socket. One writer greenlet (FS -> server) and one reader
-greenlet (server -> FS) per pipe; both only touch the pipe's own state, and the wsproto connection
-and the socket writes are serialised by the pipe's send lock.
+After the handshake the framing is websockets' sans-I/O `ClientProtocol`, created already open (the
+handshake above is ours) and fed every byte from the server, those that came right behind the 101
+included; the socket is a gevent socket. One writer greenlet (FS -> server) and one reader greenlet
+(server -> FS) per pipe; both only touch the pipe's own state, and taking the protocol object's
+outgoing bytes and writing them to the socket are serialised by the pipe's send lock. The protocol
+object answers pings and echoes a server's Close itself; a frame it cannot parse (or a text that is
+not UTF-8) drops the TCP connection without a Close.
 
 Approximated (not in the captures): a connect timeout or any socket error before the handshake is
 reported as ``Unable to connect`` (captured for "connection refused" only); a server that closes
@@ -27,6 +31,7 @@ server's Close before dropping the TCP connection. TCP keepalive is not emulated
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import logging
 import os
@@ -37,9 +42,11 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 from gevent.lock import Semaphore
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidState, InvalidURI, ProtocolError
+from websockets.frames import Opcode
+from websockets.protocol import State
+from websockets.uri import parse_uri
 
 log = logging.getLogger('switch_sim.fork_ws')
 
@@ -159,7 +166,7 @@ class AudioPipe:
         self._send_lock = Semaphore()
         self._close_received = Event()
         self._sock = None
-        self._ws: Connection | None = None
+        self._ws: ClientProtocol | None = None
         self._greenlets: list[gevent.Greenlet] = []
         self.frames_sent = 0
 
@@ -215,7 +222,7 @@ class AudioPipe:
 
     def _run(self) -> None:
         try:
-            sock, trailing = self._open()
+            sock, ws, trailing = self._open()
         except HandshakeError as exc:
             if self.state == CONNECTING:
                 self.state = FAILED
@@ -225,18 +232,23 @@ class AudioPipe:
             _close_quietly(sock)
             return
         self._sock = sock
-        self._ws = Connection(ConnectionType.CLIENT, trailing_data=trailing)
+        self._ws = ws
         self.state = CONNECTED
         self.callback(CONNECT_SUCCESS, None)
-        reader = gevent.spawn(self._reader)
+        reader = gevent.spawn(self._reader, trailing)
         self._greenlets.append(reader)
         self._writer()
 
     def _open(self):
+        host = '[%s]' % self.host if ':' in self.host else self.host
         try:
+            uri = parse_uri('%s://%s:%d/' % ('ws' if self.tls_flags is None else 'wss', host, self.port))
             raw = socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT)
-        except (OSError, ValueError, UnicodeError):
+        except (InvalidURI, OSError, ValueError, UnicodeError):
             raise HandshakeError('Unable to connect')
+        # no size limit: a text longer than MAX_RECV_TEXT is dropped by the reader (audio_pipe.cpp),
+        # the connection is not failed with a Close 1009
+        ws = ClientProtocol(uri, state=State.OPEN, max_size=None)
         sock = raw
         try:
             if self.tls_flags is not None:
@@ -280,7 +292,7 @@ class AudioPipe:
                     sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, int(sndbuf))
                 except OSError:
                     pass
-            return sock, trailing
+            return sock, ws, trailing
         except HandshakeError:
             _close_quietly(sock)
             raise
@@ -288,20 +300,29 @@ class AudioPipe:
             _close_quietly(sock)
             raise HandshakeError('closed before established')
 
-    def _send(self, event) -> bool:
+    def _send(self, opcode: Opcode, payload: bytes = b'') -> bool:
+        """One text, binary or Close (1000, no reason) frame; False when it could not go out."""
         with self._send_lock:
             ws, sock = self._ws, self._sock
             if ws is None or sock is None:
                 return False
             try:
-                data = ws.send(event)
-            except LocalProtocolError:
+                if opcode is Opcode.TEXT:
+                    ws.send_text(payload)
+                elif opcode is Opcode.BINARY:
+                    ws.send_binary(payload)
+                else:
+                    ws.send_close(1000)
+            except (InvalidState, ProtocolError):
                 return False
-            try:
-                sock.sendall(data)
-            except OSError:
-                return False
-            return True
+            return _write(sock, ws)
+
+    def _flush(self) -> None:
+        """Write what the protocol object queued while reading (a Pong, the echo of a Close)."""
+        with self._send_lock:
+            ws, sock = self._ws, self._sock
+            if ws is not None and sock is not None:
+                _write(sock, ws)
 
     def _writer(self) -> None:
         while self.state in (CONNECTED, DISCONNECTING):
@@ -310,19 +331,19 @@ class AudioPipe:
             self._wake.clear()
             if self.state not in (CONNECTED, DISCONNECTING) or self._ws is None:
                 break
-            if self._ws.state != ConnectionState.OPEN:
+            if self._ws.state is not State.OPEN:
                 break
             if self.graceful:
-                self._send(BytesMessage(data=b''))
+                self._send(Opcode.BINARY)
                 continue
             if self._texts:
                 text = self._texts.popleft()
-                if not self._send(TextMessage(data=text)):
+                if not self._send(Opcode.TEXT, text.encode('utf-8')):
                     break
                 self._wake.set()  # one write per writable callback: get the rest next time
                 continue
             if self.state == DISCONNECTING:
-                self._send(CloseConnection(code=1000))
+                self._send(Opcode.CLOSE)
                 self._close_received.wait(CLOSE_WAIT_TIMEOUT)
                 self._drop_socket()
                 break
@@ -335,16 +356,33 @@ class AudioPipe:
                 except Exception:  # noqa: BLE001 - a bad frame must not kill the pipe
                     log.exception('%s: audio encoding failed', self.name)
                     continue
-                if not self._send(BytesMessage(data=payload)):
+                if not self._send(Opcode.BINARY, payload):
                     break
                 self.frames_sent += 1
 
-    def _reader(self) -> None:
-        text_parts: list[str] = []
-        text_len = 0
-        binary_parts: list[bytes] = []
+    def _reader(self, data: bytes) -> None:
+        """Until the server's Close, EOF or a frame the protocol object cannot parse; `data` is what
+        came right behind the 101 response."""
+        messages = _Messages()
         try:
             while True:
+                ws = self._ws
+                if ws is None:
+                    break
+                if data:
+                    ws.receive_data(data)
+                    frames = ws.events_received()
+                    for frame in frames:
+                        if frame.opcode is Opcode.CLOSE:
+                            self._flush()
+                            raise _Closed()
+                        message = messages.add(frame)
+                        if message is not None:
+                            self.callback(*message)
+                    if ws.parser_exc is not None:
+                        break
+                    if any(frame.opcode is Opcode.PING for frame in frames):
+                        self._flush()
                 sock = self._sock
                 if sock is None:
                     break
@@ -354,39 +392,7 @@ class AudioPipe:
                     data = b''
                 if not data:
                     break
-                ws = self._ws
-                if ws is None:
-                    break
-                try:  # wsproto is pure computation: no yield between these two calls
-                    ws.receive_data(data)
-                    events = list(ws.events())
-                except RemoteProtocolError:
-                    events = [CloseConnection(code=1002)]
-                for ev in events:
-                    if isinstance(ev, TextMessage):
-                        if text_len <= MAX_RECV_TEXT:
-                            text_parts.append(ev.data)
-                            text_len += len(ev.data)
-                        if ev.message_finished:
-                            msg = ''.join(text_parts)
-                            too_long = text_len > MAX_RECV_TEXT
-                            text_parts, text_len = [], 0
-                            if not too_long:
-                                self.callback(MESSAGE, msg)
-                    elif isinstance(ev, BytesMessage):
-                        binary_parts.append(bytes(ev.data))
-                        if ev.message_finished:
-                            msg = b''.join(binary_parts)
-                            binary_parts = []
-                            self.callback(BINARY, msg)
-                    elif isinstance(ev, Ping):
-                        self._send(ev.response())
-                    elif isinstance(ev, CloseConnection):
-                        if self._ws is not None and self._ws.state == ConnectionState.REMOTE_CLOSING:
-                            self._send(ev.response())
-                        self._close_received.set()
-                        raise _Closed()
-        except _Closed:
+        except (_Closed, UnicodeDecodeError):
             pass
         finally:
             self._close_received.set()
@@ -410,6 +416,51 @@ class AudioPipe:
 
 class _Closed(Exception):
     pass
+
+
+class _Messages:
+    """Whole messages out of data frames: texts decoded frame by frame and dropped when longer than
+    MAX_RECV_TEXT (audio_pipe.cpp), binaries joined."""
+
+    def __init__(self):
+        self.kind = None
+        self.decoder = codecs.getincrementaldecoder('utf-8')()
+        self.parts: list = []
+        self.length = 0
+
+    def add(self, frame):
+        """(MESSAGE, str) or (BINARY, bytes) when `frame` ends a message, else None; raises
+        UnicodeDecodeError for a text that is not UTF-8."""
+        if frame.opcode is Opcode.TEXT or frame.opcode is Opcode.BINARY:
+            self.kind = frame.opcode
+        elif frame.opcode is not Opcode.CONT:
+            return None
+        if self.kind is Opcode.TEXT:
+            chunk = self.decoder.decode(frame.data, frame.fin)
+            if self.length <= MAX_RECV_TEXT:
+                self.parts.append(chunk)
+                self.length += len(chunk)
+            if not frame.fin:
+                return None
+            text, too_long = ''.join(self.parts), self.length > MAX_RECV_TEXT
+            self.parts, self.length = [], 0
+            return None if too_long else (MESSAGE, text)
+        self.parts.append(frame.data)
+        if not frame.fin:
+            return None
+        data, self.parts = b''.join(self.parts), []
+        return BINARY, data
+
+
+def _write(sock, ws: ClientProtocol) -> bool:
+    data = b''.join(ws.data_to_send())
+    if not data:
+        return True
+    try:
+        sock.sendall(data)
+    except OSError:
+        return False
+    return True
 
 
 def _close_quietly(sock) -> None:

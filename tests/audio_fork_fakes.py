@@ -1,14 +1,17 @@
 """Test stand-ins for FreeSWITCH in the audio_fork tests (not mocks of callfork code):
 FreeSWITCH's API-argument tokenizer (switch_separate_string), mod_audio_fork's view of a
-`start` command, G.711 reference codecs, a fake mod_audio_fork WebSocket client and a fake
-`api` callable that runs it."""
+`start` command, G.711 reference codecs, a fake mod_audio_fork WebSocket client (websockets'
+ClientProtocol, through tests/ws_endpoint.py) and a fake `api` callable that runs it."""
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import gevent
-import websocket
 from gevent.event import Event
+from websockets.frames import CloseCode, Opcode
+
+from ws_endpoint import connect
 
 # --- FreeSWITCH argument splitting (switch_utils.c) ----------------------------------------------
 
@@ -137,19 +140,19 @@ class FakeModule:
 
     def run(self):
         try:
-            self.ws = websocket.create_connection(self.url, subprotocols=["audio.drachtio.org"], timeout=5,
-                                                  enable_multithread=True)
+            # an Origin as websocket-client sent it (host:port); ClientProtocol sends none by itself
+            self.ws = connect(self.url, subprotocols=["audio.drachtio.org"],
+                              headers=[("Origin", "http://%s" % urlsplit(self.url).netloc)], timeout=5)
         except Exception as exc:  # noqa: BLE001 - recorded for the test to assert on
             self.error = exc
             self.closed.set()
             return
-        self.ws.settimeout(None)
-        self.subprotocol = self.ws.getsubprotocol()
+        self.subprotocol = self.ws.subprotocol
         self.connected.set()
         reader = gevent.spawn(self._read)
         try:
             if self.metadata is not None:
-                self.ws.send(self.metadata)
+                self.ws.send_text(self.metadata)
             for msg in self.messages:
                 self.ws.send_binary(msg)
                 if self.interval:
@@ -164,24 +167,24 @@ class FakeModule:
     def _read(self):
         try:
             while True:
-                op, frame = self.ws.recv_data_frame(True)
-                if op == websocket.ABNF.OPCODE_BINARY:
-                    self.binary.append((time.monotonic(), frame.data))
-                elif op == websocket.ABNF.OPCODE_TEXT:
-                    self.texts.append(frame.data.decode())
-                elif op == websocket.ABNF.OPCODE_CLOSE:
-                    self.close_code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
+                events = self.ws.read()
+                if events is None:
                     break
+                now = time.monotonic()
+                for kind, data in events:
+                    if kind is Opcode.BINARY:
+                        self.binary.append((now, data))
+                    elif kind is Opcode.TEXT:
+                        self.texts.append(data)
+                    elif kind is Opcode.CLOSE:
+                        self.close_code = None if data.code == CloseCode.NO_STATUS_RCVD else data.code
                 self._changed.set()
-        except Exception:  # noqa: BLE001 - socket gone
-            pass
+                if any(kind is Opcode.CLOSE for kind, _ in events):
+                    break
         finally:
             self.closed.set()
             self._changed.set()
-            try:
-                self.ws.shutdown()
-            except Exception:  # noqa: BLE001
-                pass
+            self.ws.abort()
 
     def wait_for(self, predicate, timeout=5.0):
         deadline = time.monotonic() + timeout
@@ -195,12 +198,17 @@ class FakeModule:
                 self._changed.wait(min(left, 0.5))
         return True
 
-    def close(self, code=1000):
-        """What mod_audio_fork does on `stop`: Close 1000."""
+    def close(self, code=1000, timeout=1.0):
+        """What mod_audio_fork does on `stop`: Close 1000; waits up to `timeout` s for the relay's
+        answer (read by the reader), then drops the connection."""
+        if self.ws is None:
+            return
         try:
-            self.ws.close(status=code, timeout=1)
-        except Exception:  # noqa: BLE001
+            self.ws.send_close(code)
+        except Exception:  # noqa: BLE001 - closed already
             pass
+        if not self.closed.wait(timeout):
+            self.ws.abort()
 
 
 class FakeSwitch:

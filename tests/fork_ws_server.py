@@ -1,34 +1,36 @@
-"""A real WebSocket server for tests of the mod_audio_fork emulation (gevent StreamServer + wsproto).
+"""A real WebSocket server for tests of the mod_audio_fork emulation (gevent StreamServer + websockets'
+sans-I/O ServerProtocol, through tests/ws_endpoint.py).
 
-It plays the part of the capture machine's test server: accepts the subprotocol
-`audio.drachtio.org` (echoed), records the raw request line and headers in order, every message with
-its monotonic receive time, and the close code. Paths change the handshake answer:
-`/noproto` (101 without a subprotocol), `/wrongproto` (101 with another subprotocol),
+It plays the part of the capture machine's test server: answers with the subprotocol
+`audio.drachtio.org` (whatever the client offered), records the request line and headers in order,
+every message with its monotonic receive time, and the close code. Paths change the handshake
+answer: `/noproto` (101 without a subprotocol), `/wrongproto` (101 with another subprotocol),
 `/reject403` (HTTP 403). `slow_paths` are never read after the handshake (with a tiny receive
 buffer), to make the client's send buffer overflow.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import socket as _socket
 import time
 
 import gevent
 from gevent.event import Event
-from gevent.lock import Semaphore
 from gevent.server import StreamServer
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from websockets.exceptions import InvalidState
+from websockets.frames import Opcode
+from websockets.server import ServerProtocol
 
-GUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+from ws_endpoint import Endpoint
+
 SUBPROTOCOL = 'audio.drachtio.org'
+ANSWERED_SUBPROTOCOL = {'/noproto': None, '/wrongproto': 'other.protocol'}
 
 
-class WSConn:
-    def __init__(self, sock, path):
-        self.sock = sock
-        self.path = path
+class WSConn(Endpoint):
+    def __init__(self, sock):
+        super().__init__(sock, ServerProtocol(max_size=None))
+        self.request = None
+        self.path = None
         self.request_line = ''
         self.headers: list[tuple[str, str]] = []
         self.status = None
@@ -39,8 +41,6 @@ class WSConn:
         self.close_initiator = None
         self.closed = Event()
         self.changed = Event()
-        self.ws: Connection | None = None
-        self._lock = Semaphore()
 
     def header(self, name):
         for k, v in self.headers:
@@ -56,30 +56,15 @@ class WSConn:
     def binaries(self):
         return [(t, d) for t, k, d in self.messages if k == 'binary']
 
-    def _send(self, event):
-        with self._lock:
-            if self.ws is None or self.ws.state not in (ConnectionState.OPEN, ConnectionState.REMOTE_CLOSING):
-                return
-            data = self.ws.send(event)
-            try:
-                self.sock.sendall(data)
-            except OSError:
-                pass
-
     def send_text(self, text: str):
-        self._send(TextMessage(data=text))
+        self._send_if_open(super().send_text, text)
 
     def send_bytes(self, data: bytes):
-        self._send(BytesMessage(data=data))
+        self._send_if_open(self.send_binary, data)
 
     def close(self, code=1000, reason=''):
         self.close_initiator = self.close_initiator or 'server'
-        self._send(CloseConnection(code=code, reason=reason))
-
-    def _pulse(self):
-        ev = self.changed
-        self.changed = Event()
-        ev.set()
+        self._send_if_open(self.send_close, code, reason)
 
     def wait_until(self, predicate, timeout=5.0):
         deadline = time.monotonic() + timeout
@@ -89,6 +74,72 @@ class WSConn:
                 return False
             self.changed.wait(min(left, 0.5))
         return True
+
+    def read_handshake(self) -> bool:
+        """Read the upgrade request and record it; False when there was none."""
+        self.sock.settimeout(10)
+        request = self.read_request()
+        if request is None:
+            return False
+        self.request = request
+        self.path = request.path
+        self.request_line = 'GET %s HTTP/1.1' % request.path   # the only request line websockets parses
+        self.headers = list(request.headers.raw_items())
+        return True
+
+    def accept(self, subprotocol):
+        response = self.proto.accept(self.request)
+        if subprotocol:
+            response.headers['Sec-WebSocket-Protocol'] = subprotocol
+        self.answer(response)
+        self.status = response.status_code
+        self.opened_at = time.monotonic()
+        self.sock.settimeout(None)
+
+    def reject(self, status):
+        self.status = status
+        try:
+            self.answer(self.proto.reject(status, 'rejected by the test server\n'))
+        except OSError:
+            pass
+        self.abort()
+        self.closed.set()
+        self._pulse()
+
+    def serve(self):
+        """Record what the client sends until its Close (or ours answered), EOF or a protocol error."""
+        try:
+            while True:
+                events = self.read()
+                if events is None:
+                    break
+                now = time.monotonic()
+                for kind, data in events:
+                    if kind is Opcode.TEXT:
+                        self.messages.append((now, 'text', data))
+                    elif kind is Opcode.BINARY:
+                        self.messages.append((now, 'binary', data))
+                    elif kind is Opcode.CLOSE:
+                        self.close_code, self.close_reason = data.code, data.reason
+                        self.close_initiator = self.close_initiator or 'client'
+                    self._pulse()
+                if any(kind is Opcode.CLOSE for kind, _ in events):
+                    break
+        finally:
+            self.closed.set()
+            self._pulse()
+            self.abort()
+
+    def _send_if_open(self, send, *args):
+        try:
+            send(*args)
+        except (InvalidState, OSError):
+            pass
+
+    def _pulse(self):
+        ev = self.changed
+        self.changed = Event()
+        ev.set()
 
 
 class ForkWSServer:
@@ -108,10 +159,7 @@ class ForkWSServer:
 
     def stop(self):
         for c in list(self.connections):
-            try:
-                c.sock.close()
-            except OSError:
-                pass
+            c.abort()
         self.server.stop(timeout=1)
 
     @property
@@ -132,101 +180,23 @@ class ForkWSServer:
         return self.connections[count - 1]
 
     def _handle(self, sock, addr):
-        sock.settimeout(10)
-        data = b''
-        try:
-            while b'\r\n\r\n' not in data:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-        except OSError:
+        conn = WSConn(sock)
+        if not conn.read_handshake():
+            conn.abort()
             return
-        head, rest = data.split(b'\r\n\r\n', 1)
-        lines = head.decode('latin-1').split('\r\n')
-        path = lines[0].split(' ')[1] if len(lines[0].split(' ')) > 1 else '/'
-        conn = WSConn(sock, path)
-        conn.request_line = lines[0]
-        conn.headers = [tuple(x.strip() for x in line.split(':', 1)) for line in lines[1:] if ':' in line]
         self.connections.append(conn)
         ev = self.new_connection
         self.new_connection = Event()
         ev.set()
-        key = conn.header('Sec-WebSocket-Key') or ''
-        accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-        bare = path.split('?', 1)[0]
+        bare = conn.path.split('?', 1)[0]
         if bare == '/reject403':
-            conn.status = 403
-            sock.sendall(b'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
-            sock.close()
-            conn.closed.set()
-            conn._pulse()
+            conn.reject(403)
             return
-        resp = ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade',
-                'Sec-WebSocket-Accept: %s' % accept]
-        if bare == '/wrongproto':
-            resp.append('Sec-WebSocket-Protocol: other.protocol')
-        elif bare != '/noproto':
-            resp.append('Sec-WebSocket-Protocol: %s' % SUBPROTOCOL)
-        conn.status = 101
-        conn.ws = Connection(ConnectionType.SERVER, trailing_data=rest)
-        sock.sendall(('\r\n'.join(resp) + '\r\n\r\n').encode())
-        conn.opened_at = time.monotonic()
-        sock.settimeout(None)
+        conn.accept(ANSWERED_SUBPROTOCOL.get(bare, SUBPROTOCOL))
         if bare in self.slow_paths:
             conn.closed.wait(30)
             return
-        self._read_loop(conn)
-
-    def _read_loop(self, conn: WSConn):
-        sock = conn.sock
-        text_parts, bin_parts = [], []
-        try:
-            self._process(conn, b'', text_parts, bin_parts)
-            while True:
-                try:
-                    data = sock.recv(65536)
-                except OSError:
-                    data = b''
-                if not data:
-                    break
-                if self._process(conn, data, text_parts, bin_parts):
-                    break
-        finally:
-            conn.closed.set()
-            conn._pulse()
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def _process(self, conn, data, text_parts, bin_parts):
-        if data:
-            conn.ws.receive_data(data)
-        done = False
-        for ev in conn.ws.events():
-            now = time.monotonic()
-            if isinstance(ev, TextMessage):
-                text_parts.append(ev.data)
-                if ev.message_finished:
-                    conn.messages.append((now, 'text', ''.join(text_parts)))
-                    text_parts.clear()
-            elif isinstance(ev, BytesMessage):
-                bin_parts.append(bytes(ev.data))
-                if ev.message_finished:
-                    conn.messages.append((now, 'binary', b''.join(bin_parts)))
-                    bin_parts.clear()
-            elif isinstance(ev, Ping):
-                conn._send(ev.response())
-            elif isinstance(ev, CloseConnection):
-                conn.close_code = ev.code
-                conn.close_reason = ev.reason
-                if conn.close_initiator is None:
-                    conn.close_initiator = 'client'
-                    conn._send(ev.response())
-                done = True
-            conn._pulse()
-        return done
+        conn.serve()
 
 
 def start_server(**kw) -> ForkWSServer:

@@ -1,5 +1,5 @@
-"""The relay end to end over real sockets: a fake mod_audio_fork client (websocket-client, subprotocol
-audio.drachtio.org, metadata frame + 20 ms L16 frames from a WAV) <-> Relay/StreamSession <-> a
+"""The relay end to end over real sockets: a fake mod_audio_fork client (websockets' ClientProtocol,
+subprotocol audio.drachtio.org, metadata frame + 20 ms L16 frames from a WAV) <-> Relay/StreamSession <-> a
 real app WebSocket server (tests/wsapp.py). FreeSWITCH's part (the `api` callable) is
 tests/audio_fork_fakes.FakeSwitch."""
 import base64
@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 import soundfile
-import websocket
+from websockets.exceptions import InvalidStatus
+from websockets.frames import Frame, Opcode
 
 from audio_fork import StreamSession, StreamSpec
 from audio_fork.errors import StreamStartError
@@ -19,6 +20,7 @@ from audio_fork.errors import StreamStartError
 from audio_fork_fakes import FakeSwitch, g711_ulaw_decode, g711_ulaw_encode, module_start_args
 from relay_support import CALL, app, relay  # noqa: F401 (fixtures)
 from waiting import wait_until
+from ws_endpoint import connect
 from wsapp import AppServer
 
 
@@ -463,9 +465,9 @@ def test_wrong_token_and_unknown_stream_get_403(relay, app):
     s.start()
     for url in (relay.url_for("st-1", "wrong-token"), relay.url_for("nope", s.token),
                 relay.url_for("st-1", s.token[:-1])):
-        with pytest.raises(websocket.WebSocketBadStatusException) as info:
-            websocket.create_connection(url, subprotocols=["audio.drachtio.org"], timeout=3)
-        assert info.value.status_code == 403
+        with pytest.raises(InvalidStatus) as info:
+            connect(url, subprotocols=["audio.drachtio.org"], timeout=3)
+        assert info.value.response.status_code == 403
     assert relay.rejected == 3
     s.stop()
 
@@ -533,9 +535,9 @@ def test_relay_survives_garbage_and_bad_upgrades(tmp_path, relay, app):
         received += chunk
     assert b"101" not in received
     raw.close()
-    with pytest.raises(websocket.WebSocketBadStatusException) as info:
-        websocket.create_connection(f"ws://{host}:{port}/elsewhere?token=x", timeout=3)
-    assert info.value.status_code == 403
+    with pytest.raises(InvalidStatus) as info:
+        connect(f"ws://{host}:{port}/elsewhere?token=x", timeout=3)
+    assert info.value.response.status_code == 403
     # a real stream still works, and garbage from the module mid-stream is ignored
     pcm, msgs, _ = wav_messages(make_wav(tmp_path / "g.wav", 8000, 0.2))
     fs = FakeSwitch(msgs[:5] + [b"\x01"] + msgs[5:])  # one odd 1-byte message shifts nothing away
@@ -551,19 +553,15 @@ def test_relay_survives_garbage_and_bad_upgrades(tmp_path, relay, app):
 def test_app_messages_arriving_in_one_write_are_all_handled_in_order(relay, app):
     """The app reader reads whatever is there (not field by field): 30 playAudio messages, a ping
     and a checkpoint in one TCP write, then a message larger than one read, all reach the module."""
-    from wsproto.events import Ping, TextMessage
-
     s, fs, conn, events = _start_bidi(relay, app)
     pcm = _tone(8000, 0.6)
     chunks = [pcm[i:i + 320] for i in range(0, len(pcm), 320)]
     texts = [json.dumps({"event": "playAudio", "media": {"contentType": "audio/x-l16", "sampleRate": 8000,
                                                          "payload": base64.b64encode(c).decode()}})
              for c in chunks]
-    with conn._lock:
-        conn.sock.sendall(b"".join(conn.ws.send(TextMessage(data=t)) for t in texts[:15])
-                          + conn.ws.send(Ping(payload=b"are you there"))
-                          + b"".join(conn.ws.send(TextMessage(data=t)) for t in texts[15:])
-                          + conn.ws.send(TextMessage(data='{"event":"checkpoint","name":"cp"}')))
+    conn.send(*[Frame(Opcode.TEXT, t.encode()) for t in texts[:15]], Frame(Opcode.PING, b"are you there"),
+              *[Frame(Opcode.TEXT, t.encode()) for t in texts[15:]],
+              Frame(Opcode.TEXT, b'{"event":"checkpoint","name":"cp"}'))
     big = _tone(8000, 1.0, freq=1000)  # 21 KB of JSON: several reads for one message
     conn.send_text(json.dumps({"event": "playAudio", "media": {"contentType": "audio/x-l16", "sampleRate": 8000,
                                                                "payload": base64.b64encode(big).decode()}}))

@@ -1,25 +1,24 @@
-"""A real app-side WebSocket server for tests (gevent StreamServer + wsproto), written
-independently of audio_fork's own server code. It records the handshake and every message it
-receives, can send text, close with a code, refuse the upgrade with an HTTP status, or stop
-reading (a slow app)."""
+"""A real app-side WebSocket server for tests (gevent StreamServer + websockets' sans-I/O
+ServerProtocol, through tests/ws_endpoint.py), written independently of audio_fork's own server
+code. It records the handshake and every message it receives, can send text (or several frames in
+one write), close with a code, refuse the upgrade with an HTTP status, or stop reading (a slow
+app). `close_code` is the code of the peer's Close, 1006 when the connection ended without one."""
 from __future__ import annotations
 
 import socket
 import time
 
-import gevent
 from gevent.event import Event
-from gevent.lock import Semaphore
 from gevent.server import StreamServer
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, RejectConnection,
-                            Request, TextMessage)
+from websockets.frames import Opcode
+from websockets.server import ServerProtocol
+
+from ws_endpoint import Endpoint
 
 
-class AppConnection:
+class AppConnection(Endpoint):
     def __init__(self, sock):
-        self.sock = sock
-        self.ws = WSConnection(ConnectionType.SERVER)
+        super().__init__(sock, ServerProtocol(max_size=None))
         self.path = None
         self.headers: list = []
         self.messages: list = []       # str (text) or bytes (binary), in arrival order
@@ -28,7 +27,6 @@ class AppConnection:
         self.pings = 0
         self.closed = Event()
         self._changed = Event()
-        self._lock = Semaphore()
 
     def header(self, name):
         for k, v in self.headers:
@@ -55,15 +53,50 @@ class AppConnection:
                 continue
             self._changed.wait(min(left, 0.5))
 
-    def _send(self, event):
-        with self._lock:
-            self.sock.sendall(self.ws.send(event))
-
-    def send_text(self, text: str):
-        self._send(TextMessage(data=text))
-
     def close(self, code=1000, reason=""):
-        self._send(CloseConnection(code=code, reason=reason))
+        self.send_close(code, reason)
+
+    def answer_upgrade(self, response) -> bool:
+        """Send the answer to the upgrade request; True when it opened the connection, else the
+        connection is over."""
+        try:
+            self.answer(response)
+        except OSError:
+            pass
+        else:
+            if response.status_code == 101:
+                return True
+        self.closed.set()
+        self._changed.set()
+        self.abort()
+        return False
+
+    def serve(self):
+        """Record what the relay sends until its Close (or its answer to ours), EOF or a protocol
+        error."""
+        try:
+            while True:
+                events = self.read()
+                if events is None:
+                    break
+                now = time.monotonic()
+                for kind, data in events:
+                    if kind is Opcode.TEXT or kind is Opcode.BINARY:
+                        self.messages.append(data)
+                        self.times.append(now)
+                    elif kind is Opcode.PING:
+                        self.pings += 1
+                    elif kind is Opcode.CLOSE:
+                        self.close_code = data.code
+                    self._changed.set()
+                if self.close_code is not None:
+                    break
+        finally:
+            if self.close_code is None:
+                self.close_code = 1006
+            self.closed.set()
+            self._changed.set()
+            self.abort()
 
 
 class AppServer:
@@ -109,54 +142,21 @@ class AppServer:
 
     def _handle(self, sock, _addr):
         conn = AppConnection(sock)
-        buf_parts = []
-        try:
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    conn.ws.receive_data(None)
-                else:
-                    conn.ws.receive_data(data)
-                for ev in conn.ws.events():
-                    if isinstance(ev, Request):
-                        conn.path = ev.target
-                        conn.headers = [(k.decode(), v.decode()) for k, v in ev.extra_headers]
-                        self.requests.append(conn)
-                        if self.reject_status:
-                            conn._send(RejectConnection(status_code=self.reject_status))
-                            return
-                        conn._send(AcceptConnection())
-                        self.connections.append(conn)
-                        self._new.set()
-                        if not self.read:
-                            self.stalled.wait()   # a slow app: never reads again (until stop)
-                    elif isinstance(ev, (TextMessage, BytesMessage)):
-                        buf_parts.append(ev.data)
-                        if ev.message_finished:
-                            msg = "".join(buf_parts) if isinstance(ev, TextMessage) else b"".join(buf_parts)
-                            buf_parts = []
-                            conn.messages.append(msg)
-                            conn.times.append(time.monotonic())
-                            conn._changed.set()
-                    elif isinstance(ev, Ping):
-                        conn.pings += 1
-                        conn._changed.set()
-                        conn._send(ev.response())
-                    elif isinstance(ev, CloseConnection):
-                        conn.close_code = ev.code
-                        try:
-                            conn._send(ev.response())
-                        except Exception:  # already closing from our side
-                            pass
-                        return
-                if not data:
-                    return
-        except OSError:
+        request = conn.read_request()
+        if request is None:
+            conn.abort()
             return
-        finally:
-            conn.closed.set()
-            conn._changed.set()
-            try:
-                sock.close()
-            except OSError:
-                pass
+        conn.path = request.path
+        conn.headers = list(request.headers.raw_items())
+        self.requests.append(conn)
+        if self.reject_status:
+            response = conn.proto.reject(self.reject_status, "refused by the test app\n")
+        else:
+            response = conn.proto.accept(request)
+        if not conn.answer_upgrade(response):
+            return
+        self.connections.append(conn)
+        self._new.set()
+        if not self.read:
+            self.stalled.wait()   # a slow app: never reads again (until stop)
+        conn.serve()
