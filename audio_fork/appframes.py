@@ -1,17 +1,15 @@
 """Masked client text frames for the app connection (RFC 6455 §5.2, §5.3), and the pool their mask
 keys come from.
 
-The stream writes its `media`/control texts to the app socket itself (session.py); websocket-client
-keeps the connection, its reads, pings and close. Per frame this does only what a 20 ms media
+The stream writes its `media`/control texts to the app socket itself (app_sender.py); the app
+connection's protocol object (app_connection.py) keeps the reads, pongs and Close. Per frame this does only what a 20 ms media
 message needs: a 2-10 byte header packed with `struct`, a fresh 4-byte mask key, and the XOR done
 by `websockets`' C speedup (`websockets.utils.apply_mask` where the speedup is not built).
 
 Why not a library's frame builder (CPU per ~530-byte media message, measured 2026-11-21 on the
 benchmark machine, median of 5 x 50 000): `websockets.frames.Frame(...).serialize(mask=True)`
 4.2 us (a BytesIO, a `check()`, and `secrets.token_bytes(4)`, one `getrandom` syscall per frame,
-with no way to pass it a key short of patching it); websocket-client's `ABNF.create_frame().format()`
-11.7 us, and still 9.2 us with a pooled key through its `get_mask_key` hook (it masks through
-Python ints); this 1.5 us.
+with no way to pass it a key short of patching it); this 1.5 us.
 
 Mask keys: RFC 6455 asks for keys "derived from a strong source of entropy" and unpredictable per
 frame. `MaskKeys` draws `size` bytes from `os.urandom` at a time and hands out consecutive 4-byte
@@ -24,10 +22,8 @@ from __future__ import annotations
 import os
 import struct
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets built without its C extension
-    from websockets.utils import apply_mask
+from .wsframes import apply_mask
+
 
 __all__ = ["MaskKeys", "text_frame", "text_frames"]
 

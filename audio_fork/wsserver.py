@@ -1,15 +1,13 @@
-"""Server-side WebSocket connections on gevent sockets, sans-I/O: wsproto does the opening handshake
-(accept with a subprotocol, or reject with an HTTP status); once accepted, the `websockets`
-package's sans-I/O `ServerProtocol` parses and builds the frames (its C speedups unmask; about 3x
-less CPU per 20 ms frame than wsproto's frame layer, BENCHMARKS.md "Second round"), except the
-relay's audio itself: `_take` finds the frame boundaries in what was read, and a whole, final,
+"""Server-side WebSocket connections on gevent sockets, sans-I/O: the `websockets` package's
+`ServerProtocol` does the opening handshake (accept with a subprotocol, or reject with an HTTP
+status), then parses and builds the frames (its C speedups unmask), except the relay's audio
+itself: `_take` finds the frame boundaries in what was read (wsframes.py), and a whole, final,
 masked binary frame (while the protocol is open and no fragmented message is in progress) is
 unmasked right there with the same C speedup; every other frame is handed to the protocol object
 whole and on its own, so it never holds part of a frame between calls and stays in step (pings,
 the closing handshake, fragments, text and every protocol error are its own;
-tests/test_audio_fork_wsserver.py checks both paths agree on random streams). Why: reading one
-320-byte audio frame (`_feed` + `_handle`) costs 6-8 us through websockets' generator-based parser,
-1.2-2 us this way (50 000 frames, benchmark machine, 2026-11-21).
+tests/test_audio_fork_wsserver.py checks both paths agree on random streams). Why: websockets'
+generator-based parser costs several times as much per 320-byte audio frame (BENCHMARKS.md).
 
 Whole-message receive with a timeout (the socket's own, set only when it changes; with none, gevent
 arms no timer per read), or every whole message one read brought (`receive_batch`, the relay's hot
@@ -30,17 +28,12 @@ import gevent.socket
 import gevent.ssl
 from gevent.lock import Semaphore
 
-try:
-    from websockets.speedups import apply_mask
-except ImportError:  # pragma: no cover - websockets built without its C extension
-    from websockets.utils import apply_mask
 from websockets.frames import Opcode
+from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (AcceptConnection, BytesMessage, RejectConnection, RejectData, Request,
-                            TextMessage)
-from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from .wsframes import apply_mask, frame_extent
 
 log = logging.getLogger("callfork.audio_fork.ws")
 
@@ -58,20 +51,24 @@ class HandshakeRequest:
     `subprotocols`, `headers` (list of (name, value) str pairs, order kept)."""
 
     def __init__(self, req: Request):
-        parts = urlsplit(req.target)
-        self.target = req.target
+        parts = urlsplit(req.path)
+        self.request = req
+        self.target = req.path
         self.path = parts.path
         self.query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        self.subprotocols = list(req.subprotocols)
-        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in req.extra_headers]
-        self.host = req.host
+        self.subprotocols = [p.strip() for value in req.headers.get_all("Sec-WebSocket-Protocol")
+                             for p in value.split(",") if p.strip()]
+        self.headers = list(req.headers.raw_items())
+        self.host = req.headers.get("Host")
 
 
 class ServerWebSocket:
     """One accepted TCP connection speaking the server side of RFC 6455."""
 
     def __init__(self, sock, peer=None, max_message: int = 1 << 20, send_timeout: float = 5.0,
-                 close_timeout: float = 5.0):
+                 close_timeout: float = 5.0, split_audio: bool = True):
+        """`split_audio=False`: every frame goes through the protocol object (the reference
+        `_take`'s fast path is checked against)."""
         self.sock = sock
         self.peer = peer
         self.max_message = max_message
@@ -79,7 +76,9 @@ class ServerWebSocket:
         self.close_timeout = close_timeout
         # gevent's plain TCP socket can be asked not to wait (`timeout=0.0`); its SSL socket ignores that
         self._try_send = isinstance(sock, gevent.socket.socket) and not isinstance(sock, gevent.ssl.SSLSocket)
-        self._ws = WSConnection(ConnectionType.SERVER)
+        # the handshake, then the frames: `_take` hands it every frame but plain audio
+        self._proto = ServerProtocol(max_size=max_message, logger=log)
+        self._request: HandshakeRequest | None = None
         self._events: deque = deque()
         self._send_lock = Semaphore()
         self._parts: list = []
@@ -87,45 +86,75 @@ class ServerWebSocket:
         self.close_reason: str = ""
         self.closed = False
         self.subprotocol: str | None = None
-        self._proto: ServerProtocol | None = None  # the frame layer, once accepted
+        self._open = False                         # the handshake was accepted
+        self._close_timer = None                   # drops a peer that does not answer our Close
         self._timeout = -1.0                       # what the socket's timeout is set to
         self._text = False                         # the message being assembled is text
         self._buf = b""            # read bytes not yet handed on: the start of an incomplete frame
-        self._split = True         # `_take` still splits frames itself (see the module docstring)
+        self._split = split_audio  # `_take` still splits frames itself (see the module docstring)
         self._fragmented = False   # a fragmented message is in progress (its frames go to `proto`)
 
     # -- handshake --------------------------------------------------------------------------------
 
     def read_request(self, timeout: float) -> HandshakeRequest:
         """Read until the upgrade request is complete. Raises WebSocketClosed on EOF, garbage or timeout."""
+        proto = self._proto
         with gevent.Timeout(timeout, WebSocketClosed("handshake timeout")):
             while True:
-                while self._events:
-                    ev = self._events.popleft()
-                    if isinstance(ev, Request):
-                        return HandshakeRequest(ev)
-                self._fill()
+                try:
+                    data = self.sock.recv(_RECV)
+                except OSError as exc:
+                    raise WebSocketClosed(f"recv failed: {exc}") from None
+                if data:
+                    proto.receive_data(data)
+                else:
+                    proto.receive_eof()
+                events = proto.events_received()
+                writes = proto.data_to_send()  # a 4xx answer to a request too large
+                if any(writes):
+                    try:
+                        self._write(writes)
+                    except WebSocketClosed:
+                        pass
+                if proto.handshake_exc is not None:
+                    raise WebSocketClosed(f"protocol error: {proto.handshake_exc}")
+                if events:
+                    # frames sent right behind the request come after it
+                    self._events.extend(events[1:])
+                    self._request = HandshakeRequest(events[0])
+                    return self._request
+                if not data:
+                    raise WebSocketClosed("EOF")
 
     def accept(self, subprotocol: str | None = None) -> None:
+        """Answer 101 (with `subprotocol`, which must be one the client offered, or none). Raises
+        WebSocketClosed when the request is not a valid upgrade (it was answered with a 4xx)."""
+        proto = self._proto
+        response = proto.accept(self._request.request)
+        if response.status_code == 101 and subprotocol is not None:
+            response.headers["Sec-WebSocket-Protocol"] = subprotocol
+            proto.subprotocol = subprotocol
+        proto.send_response(response)
+        with self._send_lock:
+            self._write(proto.data_to_send())
+        if proto.state is not State.OPEN:
+            self._shutdown()
+            raise WebSocketClosed(f"bad upgrade request: {proto.handshake_exc}")
         self.subprotocol = subprotocol
-        self._send(AcceptConnection(subprotocol=subprotocol))
-        proto = ServerProtocol(state=State.OPEN, max_size=self.max_message, logger=log)
-        # bytes that came right behind the upgrade request (wsproto's server side keeps none)
-        h11 = getattr(self._ws.handshake, "_h11_connection", None)
-        trailing = getattr(h11, "trailing_data", (b"",))[0] if h11 is not None else b""
-        self._proto = proto
-        self._events.clear()  # wsproto's handshake events; frames come from `proto` from now on
-        if trailing:
-            self._take(bytes(trailing))
+        self._open = True
+        # a frame cut short behind the request is in the protocol object's reader: from here on it
+        # parses everything (such a client is not mod_audio_fork, which waits for the 101)
+        if proto.reader.buffer:
+            self._split = False
 
     def reject(self, status: int = 403, body: bytes = b"") -> None:
         """Answer the upgrade with an HTTP error status and close the socket."""
+        proto = self._proto
+        proto.send_response(proto.reject(status, body.decode("utf-8", "replace")))
         try:
-            headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
-            self._send(RejectConnection(status_code=status, headers=headers, has_body=bool(body)))
-            if body:
-                self._send(RejectData(data=body, body_finished=True))
-        except (WebSocketClosed, LocalProtocolError):
+            with self._send_lock:
+                self._write(proto.data_to_send())
+        except WebSocketClosed:
             pass
         self._shutdown()
 
@@ -165,6 +194,18 @@ class ServerWebSocket:
             if self.closed:
                 return None
             self._read(timeout)
+
+    def receive_read(self, timeout: float | None = None) -> list | None:
+        """The whole messages already parsed or, if none, those the next read brings: possibly
+        none (the read ended mid-frame); None once the connection is closed."""
+        out = []
+        if not self._events and not self.closed:
+            self._read(timeout)
+        while self._events:
+            msg = self._handle(self._events.popleft())
+            if msg is not None:
+                out.append(msg)
+        return None if self.closed and not out else out
 
     def _read(self, timeout: float | None) -> None:
         if timeout != self._timeout:
@@ -220,24 +261,11 @@ class ServerWebSocket:
         buf = self._buf + data if self._buf else data
         n = len(buf)
         pos = 0
-        while n - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                head = 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                head = 10
-            else:
-                head = 2
-            if b1 & 0x80:
-                head += 4
+        while True:
+            extent = frame_extent(buf, pos, n)
+            if extent is None:
+                break
+            head, length = extent
             if length > self.max_message:
                 # too long to hold whole: from here on the protocol object gets everything (and
                 # refuses this frame with 1009)
@@ -249,7 +277,8 @@ class ServerWebSocket:
             end = pos + head + length
             if end > n:
                 break
-            if b0 == 0x82 and b1 & 0x80 and not self._fragmented:  # FIN, no RSV, binary, masked
+            b0 = buf[pos]
+            if b0 == 0x82 and buf[pos + 1] & 0x80 and not self._fragmented:  # FIN, no RSV, binary, masked
                 events.append(apply_mask(buf[pos + head:end], buf[pos + head - 4:pos + head]))
             else:
                 op = b0 & 0x0F
@@ -312,15 +341,9 @@ class ServerWebSocket:
             return None
 
     def send_text(self, text: str) -> None:
-        if self._proto is None:
-            self._send(TextMessage(data=text))
-            return
         self._send_frame(self._proto.send_text, text.encode("utf-8"))
 
     def send_bytes(self, data: bytes) -> None:
-        if self._proto is None:
-            self._send(BytesMessage(data=data))
-            return
         self._send_frame(self._proto.send_binary, data)
 
     def _send_frame(self, method, data) -> None:
@@ -357,7 +380,7 @@ class ServerWebSocket:
         if self.closed:
             return
         proto = self._proto
-        if proto is None:
+        if not self._open:
             self.closed = True
             self._shutdown()
             return
@@ -370,12 +393,13 @@ class ServerWebSocket:
                 return
             # the peer has `close_timeout` s to answer; then the connection is dropped (a reader
             # blocked in `receive` gets None)
-            gevent.spawn_later(self.close_timeout, self._close_expired)
+            self._close_timer = gevent.spawn_later(self.close_timeout, self._close_expired)
         elif proto.state is not State.CLOSING:
             self.closed = True
             self._shutdown()
 
     def _close_expired(self) -> None:
+        self._close_timer = None
         if not self.closed:
             log.info("websocket %s: no Close from the peer within %.1fs: dropping it", self.peer,
                      self.close_timeout)
@@ -389,40 +413,10 @@ class ServerWebSocket:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
-    def _fill(self) -> None:
-        try:
-            data = self.sock.recv(_RECV)
-        except OSError as exc:
-            raise WebSocketClosed(f"recv failed: {exc}") from None
-        if not data:
-            self._ws.receive_data(None)
-            self._events.extend(self._ws.events())
-            if not self._events:
-                raise WebSocketClosed("EOF")
-            self._events.append(_EOF)
-            return
-        try:
-            self._ws.receive_data(data)
-            self._events.extend(self._ws.events())
-        except RemoteProtocolError as exc:
-            log.warning("websocket protocol error from %s: %s", self.peer, exc)
-            raise WebSocketClosed(f"protocol error: {exc}") from None
-
-    def _send(self, event) -> None:
-        with self._send_lock:
-            try:
-                data = self._ws.send(event)
-            except LocalProtocolError as exc:
-                raise WebSocketClosed(f"cannot send: {exc}") from None
-            if not data:
-                return
-            try:
-                with gevent.Timeout(self.send_timeout, WebSocketClosed("send timeout")):
-                    self.sock.sendall(data)
-            except OSError as exc:
-                raise WebSocketClosed(f"send failed: {exc}") from None
-
     def _shutdown(self) -> None:
+        timer, self._close_timer = self._close_timer, None
+        if timer is not None and timer is not gevent.getcurrent():
+            timer.kill(block=False)  # the closing handshake is over: the timer would hold this
         try:
             self.sock.close()
         except OSError:

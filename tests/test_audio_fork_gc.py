@@ -1,5 +1,5 @@
 """A stream that has ended is freed by reference counting, with no help from the cyclic GC: its
-StreamSession, app connection (websocket-client), module connection and playout queue are in no
+StreamSession, app connection, module connection and playout queue are in no
 reference cycle once it is over. A cycle would leave every ended stream's objects (~100 per
 stream) to the GC's full collections, which pause the whole hub for tens of ms under load. Real
 sockets: Relay + StreamSession, a fake mod_audio_fork client (audio_fork_fakes.FakeSwitch) and a
@@ -30,8 +30,8 @@ def no_cyclic_gc():
 
 
 def _refs(s: StreamSession) -> dict:
-    return {"session": weakref.ref(s), "app connection": weakref.ref(s._app_ws),
-            "module connection": weakref.ref(s._module), "playout queue": weakref.ref(s.playout)}
+    return {"session": weakref.ref(s), "app connection": weakref.ref(s.app_connection),
+            "module connection": weakref.ref(s.module_connection), "playout queue": weakref.ref(s.playout)}
 
 
 def _alive(refs: dict) -> list:

@@ -99,7 +99,7 @@ def test_flood_is_capped_and_counted():
 
 
 def test_module_buffer_model_flushes_like_jambonz_and_times_the_audio_end():
-    from audio_fork.session import ModuleBuffer
+    from audio_fork.module_buffer import ModuleBuffer
     mb = ModuleBuffer()
     # the first 1280 samples (8 frames) stay in the module's prebuffer, then 640 at a time
     assert [mb.push(160, 0.0) for _ in range(8)] == [False] * 7 + [True]

@@ -1,7 +1,9 @@
 """audio_fork.wsserver.ServerWebSocket over a real socket pair: `receive_batch` hands back every
 message one read brought (answering pings on the way), and a peer that never answers our Close is
 dropped after `close_timeout`, so a reader waiting without a timeout ends."""
+import gc
 import socket
+import weakref
 
 import gevent
 from websockets.frames import Frame, Opcode
@@ -124,6 +126,25 @@ def test_a_peer_that_answers_our_close_is_not_cut_short():
         client.close()
 
 
+def test_a_finished_closing_handshake_leaves_nothing_waiting_on_the_connection():
+    """Our Close and the peer's cross (as mod_audio_fork's do on `stop`): once the handshake is
+    over, the close timer no longer holds the connection, so refcounting frees it at once."""
+    client, conn = connected_pair(close_timeout=30)
+    gc.collect()
+    gc.disable()
+    try:
+        client.sendall(client_frame(Opcode.CLOSE, (1000).to_bytes(2, "big")))
+        conn.close(1000)
+        assert conn.receive_batch(3) is None
+        ref = weakref.ref(conn)
+        del conn
+        gevent.sleep(0)
+        assert ref() is None
+    finally:
+        gc.enable()
+        client.close()
+
+
 # -- the relay's own frame splitting (`_take`) against the protocol object alone ----------------------
 
 
@@ -187,8 +208,7 @@ def random_stream(rng, max_message):
 def run_split(stream: bytes, cuts: list, split: bool, max_message: int):
     """Feed `stream` in the chunks given by `cuts` through a real socket pair; return what the
     owner saw (messages in order, close code) and every byte the server wrote back."""
-    client, conn = connected_pair(max_message=max_message, close_timeout=30)
-    conn._split = split  # False: every byte goes to websockets' protocol object, as before `_take`
+    client, conn = connected_pair(max_message=max_message, close_timeout=30, split_audio=split)
     seen = []
     try:
         bounds = [0] + cuts + [len(stream)]
@@ -196,11 +216,7 @@ def run_split(stream: bytes, cuts: list, split: bool, max_message: int):
             if conn.closed:
                 break
             client.sendall(stream[a:b])
-            conn._read(None)
-            while conn._events and not conn.closed:
-                msg = conn._handle(conn._events.popleft())
-                if msg is not None:
-                    seen.append(msg)
+            seen.extend(conn.receive_read(None) or [])
         if not conn.closed:
             client.shutdown(socket.SHUT_WR)  # EOF without a Close: 1006
             while not conn.closed:
@@ -269,6 +285,27 @@ def test_a_peer_that_never_reads_makes_the_send_time_out():
         sender = gevent.spawn(send_all)
         wait_until(sender.ready, 5.0, "send timed out")
         assert "send timeout" in str(sender.exception)
+    finally:
+        client.close()
+        conn.abort()
+
+
+def test_frames_sent_right_behind_the_upgrade_request_are_not_lost():
+    """A client that does not wait for the 101 (mod_audio_fork does): a whole frame and part of the
+    next one in the same write as the request, the rest later."""
+    client, server_sock = socket.socketpair()
+    conn = ServerWebSocket(server_sock, ("test", 0))
+    try:
+        second = client_frame(Opcode.BINARY, b"\x07" * 320)
+        client.sendall(UPGRADE + client_frame(Opcode.TEXT, b"first") + second[:50])
+        req = conn.read_request(5.0)
+        assert req.path == "/fork/x"
+        conn.accept()
+        client.sendall(second[50:] + client_frame(Opcode.BINARY, b"\x08" * 320))
+        got = []
+        while len(got) < 3:
+            got += conn.receive_batch(5.0)
+        assert got == ["first", b"\x07" * 320, b"\x08" * 320]
     finally:
         client.close()
         conn.abort()
