@@ -7,7 +7,7 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from switch_sim import fork_ws
+from switch_sim import fork_handshake, fork_ws
 from fork_ws_server import start_server
 
 
@@ -79,7 +79,7 @@ def test_query_string_and_basic_auth(server):
     pipe.close()
     assert conn.closed.wait(5)
     # a too long user:password does not fit libwebsockets' 128-byte buffer: no header at all
-    assert fork_ws.basic_auth_header('u' * 60, 'p' * 60) is None
+    assert fork_handshake.basic_auth_header('u' * 60, 'p' * 60) is None
     # only a user: no header
     pipe2, rec2 = make_pipe(server.port, path='/nouser', username='user', password=None)
     pipe2.connect()
