@@ -47,8 +47,9 @@ class SendDigits(AppMessage):
 DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
 
 
-def load_object(text) -> dict:
-    """Parse an app text frame into a JSON object with a string `event`, or raise ProtocolError."""
+def load_object(text, id_key: str | None = None, stream_id: str | None = None) -> dict:
+    """Parse an app text frame into a JSON object with a string `event`, or raise ProtocolError;
+    with `id_key`, a message naming another stream in it is refused too."""
     if isinstance(text, (bytes, bytearray)):
         raise ProtocolError("binary message from the app (expected JSON text)")
     try:
@@ -60,6 +61,10 @@ def load_object(text) -> dict:
     event = msg.get("event")
     if not isinstance(event, str) or not event:
         raise ProtocolError("message has no 'event' string")
+    if id_key is not None:
+        sid = msg.get(id_key)
+        if sid is not None and sid != stream_id:
+            raise ProtocolError(f"{event}: {id_key} {sid!r} is not this stream ({stream_id})")
     return msg
 
 

@@ -113,11 +113,8 @@ class TwilioDialect:
     # -- from the app -----------------------------------------------------------------------------
 
     def parse(self, text):
-        msg = load_object(text)
+        msg = load_object(text, "streamSid", self.stream_id)
         event = msg["event"]
-        sid = msg.get("streamSid")
-        if sid is not None and sid != self.stream_id:
-            raise ProtocolError(f"{event}: streamSid {sid!r} is not this stream ({self.stream_id})")
         if event == "media":
             media = msg.get("media")
             if not isinstance(media, dict):

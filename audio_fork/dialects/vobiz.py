@@ -123,11 +123,8 @@ class VobizDialect:
     # -- from the app -----------------------------------------------------------------------------
 
     def parse(self, text):
-        msg = load_object(text)
+        msg = load_object(text, "streamId", self.stream_id)
         event = msg["event"]
-        sid = msg.get("streamId")
-        if sid is not None and sid != self.stream_id:
-            raise ProtocolError(f"{event}: streamId {sid!r} is not this stream ({self.stream_id})")
         if event == "playAudio":
             return self._parse_play(msg)
         if event == "checkpoint":
