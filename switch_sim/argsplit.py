@@ -1,24 +1,41 @@
 """switch_separate_string: how FreeSWITCH splits app and API arguments (a port of the C code in
-switch_utils.c, with its cleanup_separated_string).
+switch_utils.c, with its cleanup_separated_string), pinned to FreeSWITCH 1.10.12 by
+tests/fixtures/fs-captures/api-argsplit.json.
 
-Space-delimited; single quotes group (and are stripped); a backslash escapes a quote, the delimiter
-or \\n \\r \\t \\s (other backslashes are kept, so a regex like ``\\d+`` survives); a leading
-``^^X`` switches the delimiter to X; once `max_parts` is reached the last part gets the unsplit
-remainder. Used by the dialplan apps and by the mod_audio_fork emulation (7 or 10 slots).
-Also `atoi`, how FreeSWITCH and its modules read a number from an argument or a variable.
+Space-delimited; single quotes group (and are stripped; in a part, a quote with no partner after it
+stays); a backslash escapes a quote, a backslash, the delimiter or \\n \\r \\t \\s (other
+backslashes are kept, so a regex like ``\\d+`` survives; ``\\ `` does not split, and stays); a
+leading ``^^X`` switches the delimiter to X; once `max_parts` is reached the last part gets the
+unsplit remainder. Used by the API commands, the dialplan apps and the mod_audio_fork emulation
+(7 or 10 slots). `api_argument` is what mod_event_socket and switch_api_execute make of an `api`
+line's argument before the command sees it. Also `atoi`, how FreeSWITCH and its modules read a
+number from an argument or a variable.
 """
 from __future__ import annotations
 
 import re
 
 
-
 def _unescape_char(c: str) -> str:
     return {'n': '\n', 'r': '\r', 't': '\t', 's': ' '}.get(c, c)
 
 
+def _quote_follows(buf: list, ptr: int) -> bool:
+    """strchr(ptr + 1, '\'') on the NUL-terminated string in buf."""
+    i = ptr + 1
+    while buf[i] != '\0':
+        if buf[i] == "'":
+            return True
+        i += 1
+    return False
+
+
 def _cleanup(buf: list, start: int, delim: str | None) -> str:
-    """cleanup_separated_string on the NUL-terminated token at buf[start:] (modified in place)."""
+    """cleanup_separated_string on the NUL-terminated token at buf[start:] (modified in place, as
+    in C): leading spaces skipped; `\\'` `\\"` `\\\\` and `\\<delim>` give the character, `\\n` `\\r`
+    `\\t` `\\s` newline, CR, tab, space, a backslash before anything else stays; a single quote
+    with a partner after it (or closing one) toggles quoting and is dropped, a lone one is kept;
+    trailing spaces outside quotes are dropped."""
     ptr = start
     while buf[ptr] == ' ':
         ptr += 1
@@ -29,16 +46,18 @@ def _cleanup(buf: list, start: int, delim: str | None) -> str:
         esc = False
         if buf[ptr] == '\\':
             nxt = buf[ptr + 1]
-            if nxt == "'" or nxt == '"' or (delim and nxt == delim) or _unescape_char(nxt) != nxt:
-                e = nxt if (nxt in ("'", '"') or (delim and nxt == delim)) else _unescape_char(nxt)
+            e = nxt if nxt in ("'", '"', '\\') or (delim and nxt == delim) else _unescape_char(nxt)
+            if e != nxt or nxt in ("'", '"', '\\') or (delim and nxt == delim):
                 ptr += 1
                 buf[dest] = e
                 dest += 1
                 end = dest
                 esc = True
         if not esc:
-            if buf[ptr] == "'":
+            if buf[ptr] == "'" and (inside_quotes or _quote_follows(buf, ptr)):
                 inside_quotes = not inside_quotes
+                if inside_quotes:
+                    end = dest
             else:
                 buf[dest] = buf[ptr]
                 dest += 1
@@ -105,7 +124,7 @@ def separate_string(cmd: str, delim: str = ' ', max_parts: int | None = None) ->
             else:
                 if c == '\\':
                     ptr += 1
-                elif c == "'" and (inside_quotes or "'" in ''.join(buf[ptr + 1:]).split('\0', 1)[0]):
+                elif c == "'" and (inside_quotes or _quote_follows(buf, ptr)):
                     inside_quotes = not inside_quotes
                 elif c == delim and not inside_quotes:
                     buf[ptr] = '\0'
@@ -113,6 +132,22 @@ def separate_string(cmd: str, delim: str = ' ', max_parts: int | None = None) ->
                 ptr += 1
         cleanup_delim = delim
     return [_cleanup(buf, s, cleanup_delim) for s in starts]
+
+
+_BLANKS = ' \t\n\x0b\r'      # switch_strip_whitespace: not \f, nor any non-ASCII space
+
+
+def api_command(text: str) -> tuple[str, str]:
+    """What `api <text>` (or `bgapi <text>`) on the event socket hands to the command:
+    mod_event_socket ends the line at its first \\r or \\n (strip_cr) and splits it at the first
+    space; switch_api_execute trims blanks (space, \\t, \\n, \\v, \\r) from both ends of each
+    half. -> (command, argument)."""
+    for i, ch in enumerate(text):
+        if ch in '\r\n':
+            text = text[:i]
+            break
+    command, _, argument = text.partition(' ')
+    return command.strip(_BLANKS), argument.strip(_BLANKS)
 
 
 def atoi(value) -> int:

@@ -21,6 +21,8 @@ import gevent
 from gevent.event import Event as GEvent
 from gevent.queue import Queue
 
+from .argsplit import api_command
+
 log = logging.getLogger('switch_sim.listener')
 
 MAX_CONTENT_LENGTH = 16 * 1024 * 1024
@@ -35,8 +37,10 @@ class ConnectionClosed(Exception):
 class Packet:
     """A client -> switch packet: the command line, its headers (order kept), the body."""
 
-    def __init__(self, command: str, headers: list[tuple[str, str]], body: str | None, raw: str):
+    def __init__(self, command: str, headers: list[tuple[str, str]], body: str | None, raw: str,
+                 line: str | None = None):
         self.command = command
+        self.line = command if line is None else line     # the command line as sent (not trimmed)
         self.headers = headers
         self.body = body
         self.raw = raw
@@ -202,7 +206,7 @@ class ESLConnection:
                 self._fill()
             body = self._buf[:clen].decode('utf-8', 'replace')
             self._buf = self._buf[clen:]
-        return Packet(command, headers, body, block + '\n\n')
+        return Packet(command, headers, body, block + '\n\n', line=lines[0])
 
     def _header_end(self):
         i = self._buf.find(b'\n\n')
@@ -257,9 +261,9 @@ class ESLConnection:
         elif cmd == 'filter':
             self.cmd_filter(args)
         elif cmd == 'api':
-            self.cmd_api(args)
+            self.cmd_api(*api_command(packet.line.partition(' ')[2]))
         elif cmd == 'bgapi':
-            self.cmd_bgapi(args, packet.get('Job-UUID'))
+            self.cmd_bgapi(*api_command(packet.line.partition(' ')[2]), packet.get('Job-UUID'))
         elif cmd in ('log', 'nolog', 'sendevent', 'userauth'):
             self.reply('-ERR %s is not implemented by the simulator' % cmd)
         elif not self.handle_extra(cmd, args, packet):
@@ -337,18 +341,16 @@ class ESLConnection:
         self.filters.append((header, value))
         self.reply('+OK filter added. [%s]=[%s]' % (header, value))
 
-    def cmd_api(self, args: str) -> None:
-        command, _, cmd_args = args.partition(' ')
-        body = self.sim.run_api(command, cmd_args.strip(), owner=self)
+    def cmd_api(self, command: str, cmd_args: str) -> None:
+        body = self.sim.run_api(command, cmd_args, owner=self)
         self.api_reply(body)
 
-    def cmd_bgapi(self, args: str, job_uuid: str | None) -> None:
-        command, _, cmd_args = args.partition(' ')
+    def cmd_bgapi(self, command: str, cmd_args: str, job_uuid: str | None) -> None:
         job = job_uuid or str(uuid_mod.uuid4())
         self.send(('Content-Type: command/reply\nReply-Text: +OK Job-UUID: %s\nJob-UUID: %s\n\n'
                    % (job, job)).encode('utf-8'))
         owner = self.owner_uuid()
-        gevent.spawn(self.sim.run_background_job, job, command, cmd_args.strip(), owner)
+        gevent.spawn(self.sim.run_background_job, job, command, cmd_args, owner)
 
     def goodbye(self, controlled_uuid: str | None = None) -> None:
         """The final disconnect notice (67-byte body), then close."""

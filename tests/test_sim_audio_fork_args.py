@@ -103,7 +103,7 @@ def test_separate_string_rules():
     assert sep(r"it\'s x", 10) == ["it's", 'x']
     assert sep(r'a\nb', 10) == ['a\nb']
     assert sep('  a   b  ', 10) == ['a', 'b']
-    assert sep("a '' b", 10) == ['a', "''", 'b']             # nothing left: the token is kept as is
+    assert sep("a '' b", 10) == ['a', '', 'b']               # an empty argument (api-argsplit.json)
     assert sep('', 10) == []
 
 

@@ -38,7 +38,7 @@ def parse_originate_vars(text: str):
 
 
 def api_originate(sim, args):
-    parts = separate_string(args)
+    parts = separate_string(args, max_parts=10)
     if len(parts) < 2:
         return ('-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] '
                 '[<cid_name>] [<cid_num>] [<timeout_sec>]\n')

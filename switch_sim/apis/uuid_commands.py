@@ -1,7 +1,10 @@
 """The API commands that act on one channel by uuid: uuid_kill, uuid_break, uuid_exists,
 uuid_getvar, uuid_setvar, uuid_setvar_multi, uuid_answer, uuid_pre_answer, uuid_send_dtmf,
 uuid_transfer, uuid_record, uuid_broadcast; each `handler(sim, args) -> str`, replying as
-FreeSWITCH 1.10.12 does.
+FreeSWITCH 1.10.12 does. Arguments are split as mod_commands splits them: switch_separate_string
+with the C code's slot count (uuid_setvar 3, uuid_getvar 4, uuid_send_dtmf 2, uuid_transfer and
+uuid_record 5, uuid_broadcast 4; tests/fixtures/fs-captures/api-argsplit.json), or at the first
+space where the C code does that (uuid_kill, uuid_break).
 
 Approximated: `uuid_send_dtmf` plays the DTMF tones to the caller (what FreeSWITCH sends out over
 RTP), it does not queue DTMF on the channel itself (use the call script or `sim_dtmf` for that).
@@ -45,15 +48,19 @@ def _whole(args: str) -> list[str]:
     return [args.strip()]
 
 
-@uuid_api('-USAGE: <uuid> [cause]\n')
+def _first_space(args: str) -> list[str]:
+    return args.split(' ', 1) if args else []
+
+
+@uuid_api('-USAGE: <uuid> [cause]\n', split=_first_space)
 def api_uuid_kill(sim, ch, parts):
-    ch.hangup(parts[1] if len(parts) > 1 else 'NORMAL_CLEARING')
+    ch.hangup(parts[1] if len(parts) > 1 and parts[1] else 'NORMAL_CLEARING')
     return '+OK\n'
 
 
-@uuid_api('-USAGE: <uuid> [all]\n')
+@uuid_api('-USAGE: <uuid> [all]\n', split=_first_space)
 def api_uuid_break(sim, ch, parts):
-    ch.break_playback(all_files=len(parts) > 1 and parts[1] == 'all')
+    ch.break_playback(all_files=len(parts) > 1 and 'all' in parts[1])
     return '+OK\n'
 
 
@@ -61,14 +68,26 @@ def api_uuid_exists(sim, args):
     return 'true' if find_channel(sim, args.strip()) is not None else 'false'
 
 
-@uuid_api('-USAGE: <uuid> <var>\n', need=2)
+def _slots(n):
+    """switch_separate_string(' ') into `n` slots; a first slot that is empty counts as none."""
+    def split(args):
+        parts = separate_string(args, max_parts=n)
+        return parts if parts and parts[0] else []
+    return split
+
+
+@uuid_api('-USAGE: <uuid> <var>\n', need=2, split=_slots(4))
 def api_uuid_getvar(sim, ch, parts):
+    if not parts[1]:
+        return '-ERR No variable name specified!\n'
     value = ch.get_variable(parts[1])
     return value if value not in (None, '') else '_undef_'
 
 
-@uuid_api('-USAGE: <uuid> <var> [value]\n', need=2, split=lambda args: args.split(None, 2))
+@uuid_api('-USAGE: <uuid> <var> [value]\n', need=2, split=_slots(3))
 def api_uuid_setvar(sim, ch, parts):
+    if not parts[1]:
+        return '-ERR No variable specified\n'
     ch.set_variable(parts[1], parts[2] if len(parts) > 2 else None)
     return '+OK\n'
 
@@ -108,8 +127,10 @@ class _ToneInjector:
         return data.tobytes()
 
 
-@uuid_api('-USAGE: <uuid> <dtmf_data>\n', need=2, missing='-ERR no such channel\n')
+@uuid_api('-USAGE: <uuid> <dtmf_data>\n', need=2, missing='-ERR no such channel\n', split=_slots(2))
 def api_uuid_send_dtmf(sim, ch, parts):
+    if not parts[1]:
+        return '-USAGE: <uuid> <dtmf_data>\n'
     digits, _, dur = parts[1].partition('@')
     samples = dtmf_sequence(digits, int(dur) if dur.isdigit() else 250)
     if samples is not None:
@@ -129,7 +150,8 @@ def parse_inline_apps(text: str) -> list[tuple[str, str]]:
     return apps
 
 
-@uuid_api('-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n', need=2, split=separate_string)
+@uuid_api('-USAGE: <uuid> [-bleg|-both] <dest-exten> [<dialplan>] [<context>]\n', need=2,
+          split=lambda args: separate_string(args, max_parts=5))
 def api_uuid_transfer(sim, ch, parts):
     rest = [p for p in parts[1:] if p not in ('-bleg', '-both')]
     if not rest:
@@ -146,7 +168,7 @@ def api_uuid_transfer(sim, ch, parts):
 
 
 @uuid_api('-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>] [<recording_vars>]\n', need=3,
-          missing='-ERR Cannot locate session!\n', split=separate_string)
+          missing='-ERR Cannot locate session!\n', split=lambda args: separate_string(args, max_parts=5))
 def api_uuid_record(sim, ch, parts):
     action, path = parts[1].lower(), parts[2]
     if action == 'start':
@@ -164,7 +186,7 @@ def api_uuid_record(sim, ch, parts):
 
 
 @uuid_api('-USAGE: <uuid> <path> [aleg|bleg|both]\n', need=2, missing='-ERR invalid uuid\n',
-          split=lambda args: separate_string(args, max_parts=3))
+          split=lambda args: separate_string(args, max_parts=4))
 def api_uuid_broadcast(sim, ch, parts):
     path = parts[1]
     if '::' in path:
