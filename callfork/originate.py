@@ -1,8 +1,8 @@
 """Calls placed through the REST API (`POST .../Call/`): `Originations` builds and sends the
-`originate` (its variables single-quoted, what could break out of them refused), keeps each call's
-URLs until FreeSWITCH's `socket` app brings the call to the outbound server (`number_for`), and,
-when the originate fails, records the call and posts its Hangup webhook itself, since the call
-never reaches callfork.
+`originate` (its channel variables escaped for FreeSWITCH's three splittings, `variable_block`; what
+cannot be escaped refused), keeps each call's URLs until FreeSWITCH's `socket` app brings the call
+to the outbound server (`number_for`), and, when the originate fails, records the call and posts
+its Hangup webhook itself, since the call never reaches callfork.
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import gevent
 
+from fsargs import quote_api_arg
 from verbs import CallEnd, hangup_fields
 
 log = logging.getLogger("callfork.service")
@@ -58,9 +59,9 @@ class Originations:
         # the call's uuid (a URL's commas would be split by originate's {a=b,c=d} parsing).
         on_channel = ("origination_uuid", "origination_caller_id_number", "origination_caller_id_name",
                       "originate_timeout", "callfork_request_uuid", "send_silence_when_idle")
-        var_text = ",".join(f"{k}='{_originate_value(k, variables[k])}'" for k in on_channel)
+        block = variable_block({k: variables[k] for k in on_channel})
         dialstring = self.service.config.freeswitch.originate_dialstring.replace("{to}", to)
-        command = (f"originate {{{var_text}}}{dialstring} "
+        command = (f"originate {block}{dialstring} "
                    f"&socket('{self.service.config.server.outbound_listen} async full')")
         self._pending[call_uuid] = variables
         self.service.store.add_event(call_uuid, "originate", {"request_uuid": request_uuid, "to": to, "from": from_number,
@@ -136,13 +137,30 @@ _ORIGINATE_FAILURES = {
 }
 
 
+def variable_block(variables: dict) -> str:
+    """originate's `{name=value,...}` channel-variable block, written as the start of the command
+    line's first argument so that every value reaches the channel unchanged (ValueError for a value
+    that cannot, see _originate_value)."""
+    return quote_api_arg("{" + ",".join(f"{k}={_originate_value(k, v)}" for k, v in variables.items()) + "}")
+
+
 def _originate_value(name: str, value) -> str:
-    """A channel-variable value inside originate's {...}: single-quoted, so commas and spaces
-    survive; what could end the quote or the variable block is refused."""
+    r"""A channel-variable value inside originate's {...} block, escaped for the two splittings
+    FreeSWITCH 1.10.12 runs on the block after the command line's own (switch_event_create_brackets,
+    tests/fixtures/fs-captures/originate-vars.json): the block is split on commas and the parts on
+    their first `=`, both with switch_separate_string, whose cleanup drops quotes, unescapes and
+    trims each part. Single quotes do not protect a comma: the command line's splitting has already
+    removed them. So, inside out: for the `=` part `\\` `\'` and `\s` (a space, which the cleanup
+    would trim at the ends), then for the comma split `\\` `\'` and `\,`; variable_block adds the
+    command line's escapes (fsargs.quote_api_arg). `{` and `}` cannot be escaped (the block ends at
+    the `}` that matches its `{`), nor can `:_:` (anywhere in the dial string it splits the string
+    for an enterprise originate), and control characters are not allowed in a caller name or a
+    number: ValueError."""
     text = str(value)
-    bad = set(text) & set("'{}[]<>^")
-    if bad or any(ord(ch) < 32 for ch in text):
-        shown = "".join(sorted(bad)) or "control characters"
+    bad = set(text) & set("{}")
+    if bad or ":_:" in text or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
+        shown = "".join(sorted(bad)) or (":_:" if ":_:" in text else "control characters")
         raise ValueError(f"{name.replace('callfork_', '').replace('origination_', '')}: "
                          f"{shown!r} not allowed here")
-    return text
+    part = text.replace("\\", "\\\\").replace("'", "\\'").replace(" ", "\\s")
+    return part.replace("\\", "\\\\").replace("'", "\\'").replace(",", "\\,")

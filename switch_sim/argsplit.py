@@ -7,9 +7,11 @@ stays); a backslash escapes a quote, a backslash, the delimiter or \\n \\r \\t \
 backslashes are kept, so a regex like ``\\d+`` survives; ``\\ `` does not split, and stays); a
 leading ``^^X`` switches the delimiter to X; once `max_parts` is reached the last part gets the
 unsplit remainder. Used by the API commands, the dialplan apps and the mod_audio_fork emulation
-(7 or 10 slots). `api_argument` is what mod_event_socket and switch_api_execute make of an `api`
-line's argument before the command sees it. Also `atoi`, how FreeSWITCH and its modules read a
-number from an argument or a variable.
+(7 or 10 slots). `create_brackets` reads a `{name=value,...}` block (switch_event_create_brackets:
+originate's channel variables, record_session's and uuid_record's recording variables).
+`api_command` is what mod_event_socket and switch_api_execute make of an `api` line before the
+command sees it. Also `atoi`, how FreeSWITCH and its modules read a number from an argument or a
+variable.
 """
 from __future__ import annotations
 
@@ -132,6 +134,49 @@ def separate_string(cmd: str, delim: str = ' ', max_parts: int | None = None) ->
                 ptr += 1
         cleanup_delim = delim
     return [_cleanup(buf, s, cleanup_delim) for s in starts]
+
+
+def find_end_paren(text: str, open_: str, close: str) -> int | None:
+    """switch_find_end_paren: after leading spaces `text` must open with `open_`; the index of the
+    `close` that matches it (nested `open_`s counted), or None."""
+    i = 0
+    while i < len(text) and text[i] == ' ':
+        i += 1
+    if i >= len(text) or text[i] != open_:
+        return None
+    depth = 1
+    for j in range(i + 1, len(text)):
+        if text[j] == open_ and open_ != close:
+            depth += 1
+        elif text[j] == close:
+            depth -= 1
+            if not depth:
+                return j
+    return None
+
+
+def create_brackets(text: str, open_: str = '{', close: str = '}', delim: str = ',') -> tuple[dict, str] | None:
+    """switch_event_create_brackets on `text` (which starts with `open_`): the variables of the block
+    and what follows it; None when the block is not closed (FreeSWITCH's parse error).
+
+    The block ends at the matching `close` (nesting counted, no escape for it); a leading `^^X`
+    makes X the separator; the block is split on the separator with switch_separate_string (quotes
+    group, `\\\\<separator>` is the character, then cleanup_separated_string), and each part on its
+    first `=` the same way ('=' as the delimiter: two slots, the value is the rest); a part without
+    `=` or with nothing after it sets nothing; a later name replaces an earlier one."""
+    end = find_end_paren(text, open_, close)
+    if end is None:
+        return None
+    body = text[1:end]
+    if body.startswith('^^') and len(body) > 2:
+        delim, body = body[2], body[3:]
+    variables: dict = {}
+    for item in separate_string(body, delim=delim, max_parts=1024):
+        pair = separate_string(item, delim='=', max_parts=2)
+        if len(pair) == 2:
+            variables.pop(pair[0], None)
+            variables[pair[0]] = pair[1]
+    return variables, text[end + 1:]
 
 
 _BLANKS = ' \t\n\x0b\r'      # switch_strip_whitespace: not \f, nor any non-ASCII space

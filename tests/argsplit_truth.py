@@ -119,10 +119,12 @@ class Switch:
             if headers.get("Content-Type") == "api/response":
                 return body.decode("utf-8")
 
-    def variables(self) -> dict:
+    def variables(self, uuid: str | None = None) -> dict:
+        """The variables of the parked channel (or of channel `uuid`)."""
+        uuid = uuid or self.uuid
         if self._variables is not None:
-            return dict(self._variables(self.uuid))
-        dump = json.loads(self.api(f"uuid_dump {self.uuid} json"))
+            return dict(self._variables(uuid))
+        dump = json.loads(self.api(f"uuid_dump {uuid} json"))
         return {k[len("variable_"):]: v for k, v in dump.items() if k.startswith("variable_")}
 
     def close(self):
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
     from switch_sim import Simulator
     sim = Simulator(socket_target=("127.0.0.1", 9)).start()
     try:
-        switch = Switch(sim.esl_address, variables=lambda uuid: sim.get_channel(uuid).variables)
+        switch = Switch(sim.esl_address, variables=lambda uuid: getattr(sim.get_channel(uuid), "variables", {}))
         got = run(switch)
         switch.close()
     finally:

@@ -23,7 +23,8 @@ def test_the_capture_has_every_case():
 def test_simulator_matches_freeswitch():
     sim = Simulator(socket_target=("127.0.0.1", 9)).start()
     try:
-        switch = argsplit_truth.Switch(sim.esl_address, variables=lambda uuid: sim.get_channel(uuid).variables)
+        switch = argsplit_truth.Switch(sim.esl_address,
+                                       variables=lambda uuid: getattr(sim.get_channel(uuid), "variables", {}))
         try:
             got = argsplit_truth.run(switch)
         finally:

@@ -3,7 +3,10 @@ an `&app(args)`), and the simulator's own `sim_call <json>` (a scripted caller c
 and `sim_dtmf <uuid> <digits>` (the caller presses keys).
 
 Approximated: `originate` answers at once unless the endpoint is `error/<CAUSE>` (then
-`-ERR <CAUSE>`).
+`-ERR <CAUSE>`); an enterprise originate (`:_:` in the dial string) is refused with
+`-ERR CHAN_NOT_IMPLEMENTED`, what FreeSWITCH answers when the split leaves a part it cannot dial.
+Its arguments (10 slots) and variable blocks are read as FreeSWITCH reads them
+(tests/fixtures/fs-captures/originate-vars.json).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import logging
 import re
 import uuid as uuid_mod
 
-from ..argsplit import separate_string
+from ..argsplit import create_brackets, separate_string
 from ..caller import CallScript
 from ..causes import normalize_cause
 from .uuid_commands import uuid_api
@@ -21,20 +24,27 @@ log = logging.getLogger('switch_sim.apis')
 
 
 def parse_originate_vars(text: str):
-    """`{a=1,b=2}` (also `[...]` / `<...>`) prefix -> (dict, rest)."""
+    """switch_ivr_originate's leading variable blocks: `<...>` blocks, then `{...}` blocks, each
+    read by switch_event_create_brackets (argsplit.create_brackets: `\\,` keeps a comma in a value,
+    quotes group and are dropped, a nested `{...}` is part of the value); `[...]` (per leg in
+    FreeSWITCH, whose own comma rules are not modelled) is read the same way. A later name replaces
+    an earlier one; an empty name sets nothing.
+    -> (variables, the rest: the endpoint), or (None, text) when a block is not closed."""
     variables = {}
-    text = text.strip()
-    while text and text[0] in '{[<':
-        close = {'{': '}', '[': ']', '<': '>'}[text[0]]
-        end = text.find(close)
-        if end < 0:
-            break
-        for item in separate_string(text[1:end], delim=','):
-            k, _, v = item.partition('=')
-            if k.strip():
-                variables[k.strip()] = v
-        text = text[end + 1:]
-    return variables, text
+    text = text.lstrip(' ')
+    for open_, close in (('<', '>'), ('{', '}'), ('[', ']')):
+        if open_ == '[':
+            text = text.lstrip(' ')
+        while text.startswith(open_):
+            parsed = create_brackets(text, open_, close)
+            if parsed is None:
+                return None, text
+            block, text = parsed
+            for name, value in block.items():
+                variables.pop(name, None)
+                if name:
+                    variables[name] = value
+    return variables, text.lstrip(' ')
 
 
 def api_originate(sim, args):
@@ -43,7 +53,11 @@ def api_originate(sim, args):
         return ('-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] '
                 '[<cid_name>] [<cid_num>] [<timeout_sec>]\n')
     url, target = parts[0], parts[1]
+    if ':_:' in url:           # FreeSWITCH splits the whole dial string there (enterprise originate)
+        return '-ERR CHAN_NOT_IMPLEMENTED\n'
     variables, endpoint = parse_originate_vars(url)
+    if variables is None:                       # FreeSWITCH: "Parse Error!"
+        return '-ERR DESTINATION_OUT_OF_ORDER\n'
     if endpoint.startswith('error/'):
         return '-ERR %s\n' % normalize_cause(endpoint[len('error/'):])
     if not endpoint:
@@ -56,9 +70,10 @@ def api_originate(sim, args):
         dialplan = [(m.group(1), m.group(2) or '')]
     else:
         dialplan = None
-    cid_name = variables.pop('origination_caller_id_name', None) or (parts[4] if len(parts) > 4 else '')
-    cid_num = variables.pop('origination_caller_id_number', None) or (parts[5] if len(parts) > 5 else '0000000000')
-    uuid = variables.pop('origination_uuid', None) or str(uuid_mod.uuid4())
+    # FreeSWITCH keeps the origination_* variables on the channel too
+    cid_name = variables.get('origination_caller_id_name') or (parts[4] if len(parts) > 4 else '')
+    cid_num = variables.get('origination_caller_id_number') or (parts[5] if len(parts) > 5 else '0000000000')
+    uuid = variables.get('origination_uuid') or str(uuid_mod.uuid4())
     if sim.get_channel(uuid) is not None:
         return '-ERR DESTINATION_OUT_OF_ORDER\n'
     audio = variables.pop('sim_audio', None)

@@ -15,6 +15,7 @@ import os
 import gevent
 import numpy as np
 
+from ..argsplit import create_brackets
 from ..media import RATE, to_rate
 from ..media_bug import BugBuffers, compose
 from ..urlenc import url_decode
@@ -25,16 +26,10 @@ log = logging.getLogger('switch_sim.apps')
 
 
 def parse_recording_vars(text: str) -> list[tuple[str, str]]:
-    """`{name=value,...}` (URL-encoded or not) -> [(name, value)], in order."""
-    text = url_decode(text.strip())
-    if text.startswith('{') and text.endswith('}'):
-        text = text[1:-1]
-    out = []
-    for item in text.split(','):
-        if '=' in item:
-            k, _, v = item.partition('=')
-            out.append((k.strip(), v))
-    return out
+    """`{name=value,...}` (URL-encoded or not) -> [(name, value)], in order: switch_url_decode,
+    then switch_event_create_brackets (nothing unless the text opens with `{` and the block closes)."""
+    parsed = create_brackets(url_decode(text))
+    return list(parsed[0].items()) if parsed else []
 
 
 class RecordSessionBug:
