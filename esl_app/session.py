@@ -313,17 +313,15 @@ class CallSession:
         return self._api_ok('uuid_break %s%s' % (self.uuid, ' all' if all else ''))
 
     def set_var(self, name, value):
-        """Set channel variable `name` to any text (`uuid_setvar`). FreeSWITCH refuses values
-        containing `${` there, so those go through the `set` app with an escaped arg. Otherwise a control
-        character other than tab, newline and carriage return raises ValueError (no API argument
-        carries it unchanged: fsargs.quote_api_arg)."""
+        """Set channel variable `name` to any text (`uuid_setvar`, its value quoted with
+        fsargs.quote_api_arg); an empty value unsets it. FreeSWITCH 1.10.12 stores the value as it
+        arrives, `${...}` and `$${...}` included, unexpanded: uuid_setvar adds it without the
+        variable check switch_channel_set_variable makes (tests/fixtures/fs-captures/api-argsplit.json,
+        e.g. `${uuid}`). A control character other than tab, newline and carriage return raises
+        ValueError (no API argument carries it unchanged)."""
         if not isinstance(name, str) or not _VAR_NAME.match(name):
             raise ValueError('bad channel variable name %r' % (name,))
         value = '' if value is None else str(value)
-        if '${' in value:
-            # the set app expands its value itself, whatever app_disable_expand_variables says
-            self.execute('set', '%s=%s' % (name, escape_app_arg(value)))
-            return
         command = 'uuid_setvar %s %s' % (self.uuid, name)
         if value:
             command += ' ' + quote_api_arg(value)
