@@ -1,8 +1,13 @@
 """Calls placed through the REST API (`POST .../Call/`): `Originations` builds and sends the
 `originate` (its channel variables escaped for FreeSWITCH's three splittings, `variable_block`; what
-cannot be escaped refused), keeps each call's URLs until FreeSWITCH's `socket` app brings the call
-to the outbound server (`number_for`), and, when the originate fails, records the call and posts
-its Hangup webhook itself, since the call never reaches callfork.
+cannot be escaped refused), keeps each call's URLs and parties until FreeSWITCH's `socket` app brings
+the call to the outbound server (`number_for`), and, when the originate fails, records the call and
+posts its Hangup webhook itself, since the call never reaches callfork.
+
+The webhooks' From / To / CallerName come from the request kept here, not from the channel:
+FreeSWITCH flips caller and callee id on a channel it originates, so the channel's caller id is
+"Outbound Call" <the dial string's last part> ("default" for loopback/N/default, the number called
+for a gateway) and its destination is the endpoint's (tests/fixtures/fs-captures/originate-callerid.json).
 """
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from types import SimpleNamespace
 import gevent
 
 from fsargs import quote_api_arg
-from verbs import CallEnd, hangup_fields
+from verbs import CallEnd, hangup_fields, plain_number
 
 log = logging.getLogger("callfork.service")
 
@@ -90,7 +95,8 @@ class Originations:
         error = f"originate failed: {result.strip()}"
         base = {"CallUUID": call_uuid, "RequestUUID": request_uuid, "ALegUUID": call_uuid,
                 "ALegRequestUUID": request_uuid, "Direction": "outbound",
-                "From": variables["origination_caller_id_number"], "To": variables["callfork_to"],
+                "From": plain_number(variables["origination_caller_id_number"]),
+                "To": plain_number(variables["callfork_to"]),
                 "CallerName": variables["origination_caller_id_name"], "BillRate": "0",
                 "SessionStart": started.strftime("%Y-%m-%d %H:%M:%S.%f"),
                 "STIRAttestation": "Not Applicable", "STIRVerification": "Not Applicable",
@@ -98,8 +104,8 @@ class Originations:
         # never answered, never reached callfork: no call context, and a Duration of 0
         params = hangup_fields(base, end, cause, start=started.timestamp(), answer=None, finish=now.timestamp(),
                                error=error, status=status, duration=0)
-        self.service.store.upsert_call(call_uuid, direction="outbound", from_number=variables["origination_caller_id_number"],
-                               to_number=variables["callfork_to"], answer_url=variables["callfork_answer_url"],
+        self.service.store.upsert_call(call_uuid, direction="outbound", from_number=base["From"],
+                               to_number=base["To"], answer_url=variables["callfork_answer_url"],
                                status=status, start_time=started.timestamp(), end_time=now.timestamp(),
                                hangup_cause=cause, hangup_cause_code=end.code, hangup_cause_name=end.name,
                                hangup_source=end.source, error=error)
@@ -109,13 +115,16 @@ class Originations:
 
     def number_for(self, session):
         """The number entry of a call placed by `originate`, now reaching the outbound server (its
-        URLs were kept here, keyed by its uuid), or None for any other call. Schedules its time limit."""
+        URLs and parties were kept here, keyed by its uuid: `to`, `from_number`, `caller_name` as the
+        request gave them), or None for any other call. Schedules its time limit."""
         v = self._pending.pop(session.uuid, None)
         if v is None:
             return None
         if v.get("callfork_time_limit"):
             session.api(f"sched_hangup +{int(v['callfork_time_limit'])} {session.uuid} ALLOTTED_TIMEOUT")
-        return SimpleNamespace(number=v["callfork_to"], to=v["callfork_to"], answer_url=v["callfork_answer_url"],
+        return SimpleNamespace(number=v["callfork_to"], to=v["callfork_to"],
+                               from_number=v["origination_caller_id_number"],
+                               caller_name=v["origination_caller_id_name"], answer_url=v["callfork_answer_url"],
                                answer_method=v.get("callfork_answer_method", "POST"),
                                hangup_url=v.get("callfork_hangup_url", ""),
                                hangup_method=v.get("callfork_hangup_method", "POST"),

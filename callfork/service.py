@@ -159,7 +159,8 @@ class Service:
             return
         ctx = CallContext(session, VerbServices(self, number))
         if getattr(number, "to", None):
-            ctx.to_number = number.to  # what the REST caller asked to dial
+            # a REST call: the parties its request named (FreeSWITCH gave the channel another caller id)
+            ctx.set_parties(number.from_number, number.to, number.caller_name)
         answered = bool(session.answered)  # a REST call is answered before it reaches us
         self.store.upsert_call(ctx.uuid, direction=ctx.direction, from_number=ctx.from_number,
                                to_number=ctx.to_number, answer_url=number.answer_url,

@@ -15,8 +15,11 @@ controlling socket let go).
 
 Approximated:
 * `${var}` expansion handles plain `${name}` only (no `${api(...)}` and no nested expressions).
-* The caller profile is a SIP-like inbound leg (Source mod_sofia, Context public, no callee id):
-  empty profile fields are left out, as FreeSWITCH does.
+* The caller profile of an inbound call is a SIP-like leg (Source mod_sofia, Context public, no
+  callee id); an originated channel gets the profile switch_ivr_originate gives it (apis/calls.py),
+  with the caller and callee id flipped once it has something to run (`sort_cid`). The orig caller
+  id and ANI are the caller id the profile was created with. Empty profile fields are left out, as
+  FreeSWITCH does.
 """
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ class Channel(MediaPath, Execution):
     def __init__(self, sim, *, uuid: str | None = None, direction: str = 'inbound',
                  caller_number: str = '', caller_name: str = '', destination: str = '',
                  variables: dict | None = None, caller=None, name: str | None = None,
-                 dialplan: list[tuple[str, str]] | None = None, context: str = 'public'):
+                 dialplan: list[tuple[str, str]] | None = None, context: str = 'public',
+                 profile: dict | None = None):
         self.sim = sim
         self.uuid = uuid or str(uuid_mod.uuid4())
         self.direction = direction
@@ -62,6 +66,21 @@ class Channel(MediaPath, Execution):
         self.caller_name = caller_name
         self.destination = destination
         self.context = context
+        # the rest of the caller profile (switch_caller_profile_new keeps the caller id it was made
+        # with as the orig caller id and, unless told otherwise, as the ANI); `profile` overrides
+        # these for an originated channel (apis/calls.py)
+        self.orig_caller_name = caller_name
+        self.orig_caller_number = caller_number
+        self.callee_name = ''
+        self.callee_number = ''
+        self.ani = caller_number
+        self.source = 'mod_sofia'
+        self.dialplan_name = 'XML'
+        for key, value in (profile or {}).items():
+            if not hasattr(self, key):
+                raise TypeError('unknown caller-profile field %r' % key)
+            setattr(self, key, value)
+        self._cid_sorted = False      # CF_DIALPLAN: the outbound channel's caller id was sorted
         self.name = name or ('sofia/sim/%s@127.0.0.1' % (destination if direction == 'outbound'
                                                            else caller_number or 'anonymous'))
         self.caller = caller
@@ -133,12 +152,12 @@ class Channel(MediaPath, Execution):
     def profile_headers(self, prefix: str) -> list[tuple[str, str]]:
         answered_us = self.answered_us
         items = [
-            ('Direction', self.direction), ('Logical-Direction', self.direction), ('Dialplan', 'XML'),
+            ('Direction', self.direction), ('Logical-Direction', self.direction), ('Dialplan', self.dialplan_name),
             ('Caller-ID-Name', self.caller_name), ('Caller-ID-Number', self.caller_number),
-            ('Orig-Caller-ID-Name', ''), ('Orig-Caller-ID-Number', ''),
-            ('Callee-ID-Name', ''), ('Callee-ID-Number', ''),
-            ('ANI', self.caller_number), ('Destination-Number', self.destination),
-            ('Unique-ID', self.uuid), ('Source', 'mod_sofia'), ('Context', self.context),
+            ('Orig-Caller-ID-Name', self.orig_caller_name), ('Orig-Caller-ID-Number', self.orig_caller_number),
+            ('Callee-ID-Name', self.callee_name), ('Callee-ID-Number', self.callee_number),
+            ('ANI', self.ani), ('Destination-Number', self.destination),
+            ('Unique-ID', self.uuid), ('Source', self.source), ('Context', self.context),
             ('Channel-Name', self.name), ('Profile-Index', '1'),
             ('Profile-Created-Time', str(self.created_us)), ('Channel-Created-Time', str(self.created_us)),
             ('Channel-Answered-Time', str(answered_us)), ('Channel-Progress-Time', str(self.progress_us)),
@@ -189,6 +208,27 @@ class Channel(MediaPath, Execution):
         divert_to = self.controller if (self.divert_events and name == 'DTMF') else None
         self.sim.deliver(ev, divert_to=divert_to)
         return ev
+
+    # ------------------------------------------------------------------ caller id
+    def sort_cid(self) -> None:
+        """switch_channel_sort_cid, run when the channel is given its extension (mod_commands'
+        `originate ... &app`, or the dialplan): an outbound channel's caller and callee id are
+        flipped the first time (CF_DIALPLAN), so that the channel's caller is the party it called."""
+        if self.direction != 'outbound' or self._cid_sorted:
+            return
+        self._cid_sorted = True
+        self.flip_cid()
+
+    def flip_cid(self) -> None:
+        """switch_channel_flip_cid on a channel that is not bridged: caller id <-> callee id, the old
+        caller id kept in pre_transfer_caller_id_name/number, channel_cid_flipped=yes, CALL_UPDATE."""
+        name, number = self.caller_name, self.caller_number
+        self.set_variable('pre_transfer_caller_id_name', name)
+        self.caller_name, self.callee_name = self.callee_name, name
+        self.set_variable('pre_transfer_caller_id_number', number)
+        self.caller_number, self.callee_number = self.callee_number, number
+        self.set_variable('channel_cid_flipped', 'yes')
+        self.fire_event('CALL_UPDATE', pre_headers=[('Direction', 'RECV')])
 
     def _set_running_state(self, state: str) -> None:
         self.running_state = state
@@ -252,6 +292,7 @@ class Channel(MediaPath, Execution):
                 self.fire_event('CHANNEL_OUTGOING')
             if self.answer_first:          # originate: the far end answers at once
                 self.answer()
+            self.sort_cid()                # the channel gets its extension (an outbound one flips)
             self.ready.set()
             pending = list(self.dialplan)
             while pending and not self.hungup:

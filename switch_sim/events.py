@@ -51,6 +51,7 @@ CALLING_LOCATIONS = {
     'CHANNEL_PROGRESS_MEDIA': ('switch_channel.c', 'switch_channel_perform_mark_pre_answered', '3599'),
     'CHANNEL_ORIGINATE': ('switch_ivr_originate.c', 'switch_ivr_originate', '3870'),
     'CHANNEL_OUTGOING': ('switch_core_session.c', 'switch_core_session_outgoing_channel', '727'),
+    'CALL_UPDATE': ('switch_channel.c', 'switch_channel_flip_cid', '3285'),
     'BACKGROUND_JOB': ('mod_event_socket.c', 'api_exec', '1572'),
     'API': ('switch_loadable_module.c', 'switch_api_execute', '2919'),
     'RECORD_START/record': ('switch_ivr_play_say.c', 'switch_ivr_record_file_event', '770'),

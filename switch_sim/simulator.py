@@ -156,13 +156,14 @@ class Simulator:
 
     def create_channel(self, *, direction, uuid=None, caller_number='', caller_name='', destination='',
                        variables=None, dialplan=None, name=None, audio=None, answer_first=False,
-                       caller=None) -> Channel:
+                       caller=None, context='public', profile=None) -> Channel:
         if caller is None and audio:
             caller = CallerModel(CallScript(to=destination, from_=caller_number),
                                  self.media.load(audio))
         ch = Channel(self, uuid=uuid, direction=direction, caller_number=caller_number, caller_name=caller_name,
                      destination=destination, variables=variables, caller=caller, name=name,
-                     dialplan=dialplan if dialplan is not None else self.route(destination))
+                     dialplan=dialplan if dialplan is not None else self.route(destination),
+                     context=context, profile=profile)
         ch.answer_first = answer_first
         ch.start()
         if answer_first:

@@ -6,9 +6,9 @@ hangup webhook, recordings and live streams.
 
 Public API (docs/internals.md): parse_document, Document, DocumentError, XMLError, SWMLError,
 NotSupportedError, validate_source, CallContext, Interpreter, CallEnd, SOURCE_API, LiveStream,
-StreamOptions, rest_stream_options, hangup_fields.
+StreamOptions, rest_stream_options, hangup_fields, plain_number.
 """
-from .context import CallContext
+from .context import CallContext, plain_number
 from .document import Document, parse_document
 from .errors import DocumentError, NotSupportedError, SWMLError, XMLError
 from .hangup_codes import SOURCE_API, CallEnd
@@ -19,4 +19,4 @@ from .validate import validate_source
 
 __all__ = ["parse_document", "Document", "DocumentError", "XMLError", "SWMLError", "NotSupportedError",
            "validate_source", "CallContext", "Interpreter", "CallEnd", "SOURCE_API", "LiveStream",
-           "StreamOptions", "rest_stream_options", "hangup_fields"]
+           "StreamOptions", "rest_stream_options", "hangup_fields", "plain_number"]

@@ -33,8 +33,9 @@ from . import idle_audio
 log = logging.getLogger("callfork.call")
 
 
-def _e164_plain(number: str) -> str:
-    """Vobiz sends numbers without the leading '+'."""
+def plain_number(number: str) -> str:
+    """A number as Vobiz and Plivo send it in From / To: without the leading '+' (seen on inbound
+    and on API-placed calls alike, docs/decisions.md)."""
     return number[1:] if number.startswith("+") else number
 
 
@@ -48,8 +49,8 @@ class CallContext:
         self.config = services.config
         self.number = services.number
         self.direction = session.direction or "inbound"
-        self.from_number = _e164_plain(session.caller_id_number or "")
-        self.to_number = _e164_plain(session.destination_number or "")
+        self.from_number = plain_number(session.caller_id_number or "")
+        self.to_number = plain_number(session.destination_number or "")
         self.caller_name = session.caller_id_name or session.caller_id_number or ""
         self.session_start = datetime.now(timezone.utc)
         self.pre_answered = False
@@ -71,6 +72,15 @@ class CallContext:
         self.interrupted = gevent.event.Event()  # set to stop the running verb (transfer, REST)
         self.idle = idle_audio.IdleAudio()  # what FreeSWITCH writes while no app plays
         self.answered_at = None          # when callfork answered (epoch s), if it did
+
+    def set_parties(self, from_number: str, to_number: str, caller_name: str) -> None:
+        """Who the call is from and to, and the caller's name, when the channel cannot say: a call
+        placed through the REST API, whose channel FreeSWITCH has given the caller id "Outbound Call"
+        <last part of the dial string> (it flips caller and callee id on a channel it originates,
+        tests/fixtures/fs-captures/originate-callerid.json), gets the ones its request named."""
+        self.from_number = plain_number(from_number)
+        self.to_number = plain_number(to_number)
+        self.caller_name = caller_name
 
     # -- facts -----------------------------------------------------------------------------------
     @property

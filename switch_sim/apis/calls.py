@@ -6,7 +6,9 @@ Approximated: `originate` answers at once unless the endpoint is `error/<CAUSE>`
 `-ERR <CAUSE>`); an enterprise originate (`:_:` in the dial string) is refused with
 `-ERR CHAN_NOT_IMPLEMENTED`, what FreeSWITCH answers when the split leaves a part it cannot dial.
 Its arguments (10 slots) and variable blocks are read as FreeSWITCH reads them
-(tests/fixtures/fs-captures/originate-vars.json).
+(tests/fixtures/fs-captures/originate-vars.json), and the new channel's caller profile is the one
+FreeSWITCH gives it, caller and callee id flipped (originate_profile, Channel.sort_cid;
+tests/fixtures/fs-captures/originate-callerid.json).
 """
 from __future__ import annotations
 
@@ -47,6 +49,43 @@ def parse_originate_vars(text: str):
     return variables, text.lstrip(' ')
 
 
+def sanitize_number(number: str) -> str:
+    """switch_sanitize_number (switch_utils.h): a text with '/', ':' or '@' is cut at its first '@',
+    then what follows its last '/' and then its last ':' is kept ("9999/default" -> "default")."""
+    if not any(c in number for c in '/:@'):
+        return number
+    number = number.split('@', 1)[0]
+    return number.rsplit('/', 1)[-1].rsplit(':', 1)[-1]
+
+
+def originate_profile(endpoint: str, variables: dict) -> dict:
+    """The caller profile switch_ivr_originate gives a channel it creates (no calling session):
+    the caller id asked for (origination_caller_id_name/number, else "" and "0000000000"; it stays
+    the orig caller id, and the ANI unless origination_ani), the destination (the dial string after
+    "tech/", "service" if none), and a callee id of its own: "Outbound Call" and
+    switch_sanitize_number(destination). Channel.sort_cid flips caller and callee id once the
+    channel is given something to run (tests/fixtures/fs-captures/originate-callerid.json).
+    mod_loopback reads its destination as `number[/context[/dialplan]]`; other endpoints are
+    approximated (a SIP-like channel named after the dial string's last part).
+    -> keyword arguments of Simulator.create_channel."""
+    cid_name = variables.get('origination_caller_id_name') or ''
+    cid_num = variables.get('origination_caller_id_number') or '0000000000'
+    tech, _, chan_data = endpoint.partition('/')
+    destination = chan_data or 'service'
+    profile = {'orig_caller_name': cid_name, 'orig_caller_number': cid_num,
+               'ani': variables.get('origination_ani') or cid_num,
+               'callee_name': 'Outbound Call', 'callee_number': sanitize_number(destination)}
+    if tech == 'loopback':
+        number, _, rest = destination.partition('/')
+        context, _, dialplan = rest.partition('/')
+        profile.update(source='mod_loopback', dialplan_name=dialplan or 'xml')
+        return dict(caller_number=cid_num, caller_name=cid_name, destination=number, context=context or 'default',
+                    name='loopback/%s-a' % number, profile=profile)
+    number = endpoint.rstrip('/').split('/')[-1].split('@')[0]
+    return dict(caller_number=cid_num, caller_name=cid_name, destination=number, context='default',
+                name='sofia/sim/%s' % endpoint.split('/')[-1], profile=profile)
+
+
 def api_originate(sim, args):
     parts = separate_string(args, max_parts=10)
     if len(parts) < 2:
@@ -62,7 +101,6 @@ def api_originate(sim, args):
         return '-ERR %s\n' % normalize_cause(endpoint[len('error/'):])
     if not endpoint:
         return '-ERR INVALID_URL\n'
-    dest = endpoint.rstrip('/').split('/')[-1].split('@')[0]
     if target.startswith('&'):
         m = re.match(r'^&([\w-]+)(?:\((.*)\))?$', target, re.S)
         if not m:
@@ -70,19 +108,20 @@ def api_originate(sim, args):
         dialplan = [(m.group(1), m.group(2) or '')]
     else:
         dialplan = None
-    # FreeSWITCH keeps the origination_* variables on the channel too
-    cid_name = variables.get('origination_caller_id_name') or (parts[4] if len(parts) > 4 else '')
-    cid_num = variables.get('origination_caller_id_number') or (parts[5] if len(parts) > 5 else '0000000000')
+    # the cid_name / cid_num arguments ('undef' = none) become the origination_caller_id_* variables
+    # unless the block set those; the channel keeps them
+    for index, name in ((4, 'origination_caller_id_name'), (5, 'origination_caller_id_number')):
+        if len(parts) > index and parts[index].lower() != 'undef' and name not in variables:
+            variables[name] = parts[index]
     uuid = variables.get('origination_uuid') or str(uuid_mod.uuid4())
     if sim.get_channel(uuid) is not None:
         return '-ERR DESTINATION_OUT_OF_ORDER\n'
     audio = variables.pop('sim_audio', None)
+    profile = originate_profile(endpoint, variables)
     try:
-        ch = sim.create_channel(direction='outbound', uuid=uuid, caller_number=cid_num, caller_name=cid_name,
-                                destination=dest, variables=variables,
+        ch = sim.create_channel(direction='outbound', uuid=uuid, variables=variables,
                                 dialplan=dialplan if dialplan is not None else sim.route(target),
-                                name='sofia/sim/%s' % endpoint.split('/')[-1], audio=audio,
-                                answer_first=True)
+                                audio=audio, answer_first=True, **profile)
     except Exception as exc:
         log.error('originate failed: %s', exc)
         return '-ERR DESTINATION_OUT_OF_ORDER\n'
