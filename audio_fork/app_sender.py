@@ -56,6 +56,8 @@ class AppSender:
         if self._held is not None:
             self._held.append((text, control))
             return
+        if self._lost:
+            return  # the app is gone: the stream is stopping
         queue = self.queue
         if not queue.items and not self._busy and not queue.closed and self._write_now(text):
             self.degraded = False

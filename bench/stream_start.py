@@ -4,7 +4,7 @@
 `count` sequential starts (one every `interval` s, each stream stopped `hold` s later), with the
 same three processes as the relay benchmark: the relay worker times `start()` (CLOCK_MONOTONIC) and
 the sink timestamps the `start` message's arrival. What a start includes: the WebSocket connect to
-the app (TCP + HTTP upgrade, websocket-client), registering with the relay, the `uuid_audio_fork`
+the app (TCP + HTTP upgrade, websockets' ClientProtocol), registering with the relay, the `uuid_audio_fork`
 api round trip to the FreeSWITCH stand-in, mod_audio_fork's connect + upgrade to the relay (token
 check, subprotocol), and the `start` message through the app writer.
 Second row: the same while `background` other streams relay audio (8 kHz, one-way).
