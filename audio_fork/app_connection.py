@@ -30,6 +30,8 @@ __all__ = ["AppConnection", "AppConnectError", "AppConnectionLost", "MAX_MESSAGE
 
 READ_SIZE = 65536          # one read from the app socket
 MAX_MESSAGE = 16 << 20     # an app message (a playAudio of minutes of audio) larger than this fails with 1009
+MAX_FRAGMENTS = 4096       # a message in more frames than this fails with 1009 too
+YIELD_EVERY = 64           # frames handled before the reader lets the other greenlets run
 
 
 class AppConnectError(Exception):
@@ -49,7 +51,9 @@ class AppConnection:
         self._proto = proto
         self._pending = pending          # frames parsed along with the handshake's response
         self._parts: list = []           # the fragments of the message being received
+        self._size = 0                   # ... and their bytes
         self._text = False
+        self._since_yield = 0
         self.lock = Semaphore()
         self.close_code: int | None = None
         # gevent's plain TCP socket can be asked not to wait (`timeout=0.0`); its SSL socket ignores that
@@ -109,6 +113,11 @@ class AppConnection:
         pending = self._pending
         while True:
             while pending:
+                # a flood of small frames is read without blocking: let the hub run now and then
+                self._since_yield += 1
+                if self._since_yield >= YIELD_EVERY:
+                    self._since_yield = 0
+                    gevent.sleep(0)
                 frame = pending.popleft()
                 op = frame.opcode
                 if op is Opcode.TEXT or op is Opcode.BINARY:
@@ -116,9 +125,12 @@ class AppConnection:
                         return op is Opcode.TEXT, frame.data
                     self._text = op is Opcode.TEXT
                     self._parts = [frame.data]
+                    self._size = len(frame.data)
                 elif op is Opcode.CONT:
                     self._parts.append(frame.data)
-                    if sum(map(len, self._parts)) > MAX_MESSAGE:
+                    self._size += len(frame.data)
+                    if self._size > MAX_MESSAGE or len(self._parts) > MAX_FRAGMENTS:
+                        self._parts = []
                         self._fail(1009, "message too big")
                     if frame.fin:
                         data, self._parts = b"".join(self._parts), []

@@ -322,6 +322,8 @@ class StreamSession:
                 self._unsupported_logged = True
                 log.error("%s %s", self.label, exc)
             self._emit("unsupported", {"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - whatever an app sends, the reader goes on reading
+            self._protocol_error(ProtocolError(f"message not handled: {exc!r}"))
 
     def _send_digits(self, digits: str) -> None:
         try:

@@ -4,6 +4,8 @@ carries, every way the handshake can fail, and what the reader makes of fragment
 messages, the app's Close, a protocol error and a dropped connection."""
 import struct
 
+import gevent
+import gevent.event
 import pytest
 from gevent.server import StreamServer
 
@@ -164,4 +166,37 @@ def test_send_now_and_send_all_write_what_they_are_given(apps):
         with conn.lock:
             assert conn.send_now(b"x") is None    # another greenlet is part-way through a frame
     finally:
+        conn.shutdown()
+
+
+def test_an_endless_fragmented_message_fails_with_1009_and_the_reader_lets_others_run(apps):
+    """A text message sent as an endless run of continuation frames: refused once it passes the
+    fragment cap (1009), and while the frames are read other greenlets keep running."""
+    from audio_fork.app_connection import MAX_FRAGMENTS
+
+    seen, sent = [], gevent.event.Event()
+
+    def script(sock):
+        sock.sendall(server_frame(1, b"x" * 16, fin=False)
+                     + server_frame(0, b"y" * 16, fin=False) * (MAX_FRAGMENTS + 10))
+        sent.set()
+        read_client_frames(sock, 1, out=seen)
+    app, conn = _opened(apps, script)
+    ticks = []
+
+    def tick():
+        while True:
+            gevent.sleep(0)
+            ticks.append(1)
+    ticker = gevent.spawn(tick)
+    try:
+        sent.wait(5)
+        ticks.clear()   # from here on, a tick means the reader let the hub run
+        with pytest.raises(AppConnectionLost, match="message too big"):
+            conn.receive()
+        assert ticks, "the reader never let another greenlet run"
+        wait_until(lambda: seen, 5, "the Close")
+        assert seen[0][0] == 8 and seen[0][2][:2] == struct.pack("!H", 1009)
+    finally:
+        ticker.kill()
         conn.shutdown()

@@ -393,6 +393,19 @@ def test_vobiz_app_stop_ends_the_stream(relay, app):
     assert all(json.loads(t)["event"] in ("start",) for t in conn.texts())  # no stop JSON back
 
 
+def test_hostile_app_messages_are_ignored_and_the_app_is_still_heard(relay, app):
+    """JSON nested too deeply for the parser, garbage, binary: each is counted as ignored, and the
+    app's next message (its stop) is still honoured: the reader never dies."""
+    s, fs, conn, events = _start_bidi(relay, app)
+    conn.send_text("[" * 1200)
+    conn.send_text('{"event":"playAudio","media":' + "{" * 5000)
+    conn.send_text("not json")
+    conn.send_text('{"event":"stop","streamId":"st-1"}')
+    assert s.wait(5)
+    assert s.protocol_errors == 3 and relay.protocol_errors >= 3
+    assert events.items[-1] == ("ended", {"reason": "app_stop"})
+
+
 def test_idle_stream_pings_the_app(relay, app):
     fs = FakeSwitch([])
     s = StreamSession(spec(app.url, keepalive_seconds=0.1), relay, fs.api, Events())

@@ -56,6 +56,8 @@ def load_object(text, id_key: str | None = None, stream_id: str | None = None) -
         msg = json.loads(text)
     except (ValueError, TypeError) as exc:
         raise ProtocolError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("JSON nested too deeply") from None
     if not isinstance(msg, dict):
         raise ProtocolError("JSON message is not an object")
     event = msg.get("event")
