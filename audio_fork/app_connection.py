@@ -61,10 +61,13 @@ class AppConnection:
                              and not isinstance(sock, gevent.ssl.SSLSocket))
 
     @classmethod
-    def connect(cls, url: str, headers=(), timeout: float = 5.0, sndbuf: int | None = None) -> "AppConnection":
+    def connect(cls, url: str, headers=(), timeout: float = 5.0, sndbuf: int | None = None,
+                resolve=None) -> "AppConnection":
         """Open the connection (TCP, TLS for wss://, the opening handshake) within `timeout` s.
         `headers`: extra "Name: value" request headers (a Sec-WebSocket-Protocol one offers those
-        subprotocols). Raises AppConnectError."""
+        subprotocols). `resolve(host, port)`: the getaddrinfo tuples to dial (default: gevent's
+        getaddrinfo); it may refuse with ValueError (a private address). The name stays the Host
+        header and the TLS server name. A redirect (3xx) is not followed. Raises AppConnectError."""
         try:
             uri = parse_uri(url)
         except InvalidURI as exc:
@@ -87,7 +90,7 @@ class AppConnection:
         sock = None
         try:
             with gevent.Timeout(timeout, AppConnectError(f"no handshake within {timeout}s")):
-                sock = _open_socket(uri, sndbuf)
+                sock = _open_socket(uri, sndbuf, resolve)
                 proto.send_request(request)
                 sock.sendall(b"".join(proto.data_to_send()))
                 pending = _read_response(sock, proto)
@@ -215,9 +218,17 @@ class AppConnection:
         _close(self.sock)
 
 
-def _open_socket(uri, sndbuf: int | None):
-    # gevent's resolver does not block the hub; the first address is the one tried
-    family, kind, proto, _, address = gevent.socket.getaddrinfo(uri.host, uri.port, 0, socket.SOCK_STREAM)[0]
+def _open_socket(uri, sndbuf: int | None, resolve=None):
+    # gevent's resolver does not block the hub; the first address is the one tried (with `resolve`,
+    # an address it checked: no second lookup that could answer differently)
+    if resolve is None:
+        infos = gevent.socket.getaddrinfo(uri.host, uri.port, 0, socket.SOCK_STREAM)
+    else:
+        try:
+            infos = resolve(uri.host, uri.port)
+        except ValueError as exc:
+            raise AppConnectError(str(exc)) from None
+    family, kind, proto, _, address = infos[0]
     sock = gevent.socket.socket(family, kind, proto)
     try:
         if sndbuf:

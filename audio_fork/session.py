@@ -175,7 +175,8 @@ class StreamSession:
         headers = [h for h in spec.headers if not h.lower().startswith("user-agent:")]
         headers.append(f"User-Agent: callfork/{VERSION}")
         try:
-            conn = AppConnection.connect(spec.url, headers, spec.connect_timeout, spec.app_sndbuf)
+            conn = AppConnection.connect(spec.url, headers, spec.connect_timeout, spec.app_sndbuf,
+                                         resolve=spec.resolve)
         except AppConnectError as exc:
             log.warning("%s app %s refused: %s", self.label, spec.url, exc)
             self.state = "failed"

@@ -36,6 +36,8 @@ class StreamSpec:
     keepalive_seconds: float = 20.0        # WebSocket ping to the app after this long idle
     media_dir: str | None = None           # drachtio playAudio fallback: where the WAV files go
                                            # (FreeSWITCH must read them; default: the temp dir)
+    resolve: object = None                 # (host, port) -> getaddrinfo tuples the app connection may
+                                           # dial (ValueError: refused); None: gevent's getaddrinfo
 
     def validate(self) -> None:
         if not self.stream_id or not all(c.isalnum() or c in "-_." for c in self.stream_id):

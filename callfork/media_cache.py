@@ -5,10 +5,15 @@ it). Only audio is accepted: WAV is stored as is, MP3 is converted to WAV with s
 FreeSWITCH needs no mod_shout), anything else (HTML error pages, images, text) is refused with a
 `MediaError` naming the URL and what came back — the verb then skips, as Vobiz does.
 Downloads are bounded in size and time. One download per URL at a time (other callers wait).
+With private URLs not allowed ([server] allow_private_urls = false) the URL is checked first, the
+connection dials only the public addresses that one lookup gave (webhooks.http_client's checked
+pools), no redirect is followed and no proxy from the environment is used.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.cookiejar
 import io
 import json
 import logging
@@ -18,9 +23,11 @@ from pathlib import Path
 import gevent
 import gevent.lock
 import requests
+import requests.adapters
 import soundfile
 
-from webhooks import UrlError, clean_url, describe_request_error
+from webhooks import UrlError, checked_addresses, clean_url, describe_request_error
+from webhooks.http_client import pool_classes
 
 log = logging.getLogger("callfork.media")
 
@@ -34,6 +41,15 @@ class MediaError(Exception):
     """A media URL that cannot be played (unreachable, not audio, too large)."""
 
 
+class _CheckedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter on urllib3 pools whose connections dial only checked public addresses."""
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = pool_classes(
+            functools.partial(checked_addresses, allow_private=False))
+
+
 class MediaCache:
     def __init__(self, directory: Path, *, connect_timeout: float = 3, read_timeout: float = 15,
                  total_timeout: float = 60, user_agent: str = "callfork", allow_private: bool = True):
@@ -44,6 +60,14 @@ class MediaCache:
         self.user_agent = user_agent
         self.allow_private = allow_private   # [server] allow_private_urls
         self._locks: dict[str, gevent.lock.Semaphore] = {}
+        self._get = requests.get   # a session of its own per download
+        if not allow_private:
+            session = requests.Session()
+            session.trust_env = False    # a proxy would connect wherever the name leads it
+            session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))  # keep none
+            for prefix in ("http://", "https://"):
+                session.mount(prefix, _CheckedAdapter())
+            self._get = session.get
 
     def local_file(self, url: str) -> Path:
         """A local WAV with the audio at `url`; raises MediaError."""
@@ -75,8 +99,10 @@ class MediaCache:
             raise MediaError(f"{url} is not allowed: {exc}") from None
         try:
             # with private targets refused, a redirect could lead to one: do not follow any
-            resp = requests.get(url, headers=headers, timeout=self.timeouts, stream=True,
-                                allow_redirects=self.allow_private)
+            resp = self._get(url, headers=headers, timeout=self.timeouts, stream=True,
+                             allow_redirects=self.allow_private)
+        except UrlError as exc:   # the name resolved to a private address as we connected
+            raise MediaError(f"{url} is not allowed: {exc}") from None
         except requests.RequestException as exc:
             if wav.exists():
                 log.warning("media %s unreachable (%s); playing the cached copy", url, exc)

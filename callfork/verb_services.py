@@ -6,7 +6,7 @@ relay and the configuration of the number that was dialled.
 """
 from __future__ import annotations
 
-from webhooks import UrlError, clean_url, fetch_document
+from webhooks import UrlError, checked_addresses, clean_url, fetch_document
 
 
 class VerbServices:
@@ -39,6 +39,13 @@ class VerbServices:
             return clean_url(url, allow_private=self.config.server.allow_private_urls, schemes=schemes)
         except UrlError as exc:
             raise ValueError(str(exc)) from None
+
+    def connect_addresses(self, host: str, port: int) -> list:
+        """Where a connection the app asked for (a stream's WebSocket) may go: `host` resolved once,
+        the getaddrinfo tuples to dial; with [server] allow_private_urls = false every address must
+        be public (ValueError otherwise). Connecting to these, not to a new lookup's answer, keeps a
+        DNS server from answering the check with a public address and the connect with a private one."""
+        return checked_addresses(host, port, allow_private=self.config.server.allow_private_urls)
 
     def post(self, call_uuid: str, url: str, method: str, params: dict, event: str, encoding: str = "form") -> None:
         self._service.outbox.enqueue(call_uuid, url, method, params, encoding=encoding, event=event)

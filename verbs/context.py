@@ -8,6 +8,7 @@ The context is built by the service (callfork/service.py) with a `services` obje
 (callfork/verb_services.py) that provides:
   fetch(url, method, params) -> webhooks.FetchResult          (synchronous, signed, with timeouts)
   check_url(url, schemes) -> url                               (a URL the app gave; ValueError)
+  connect_addresses(host, port) -> getaddrinfo tuples          (checked addresses to dial; ValueError)
   post(call_uuid, url, method, params, event, encoding='form') (durable, fire-and-forget)
   record_event(call_uuid, kind, detail)                        (the call's timeline)
   media_file(url) -> local path                                (download + cache; raises on failure)

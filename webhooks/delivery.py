@@ -3,6 +3,7 @@ idempotency key, event header), sends it on a pool of at most `concurrency` conn
 a little of the answer so the connection can be reused, and classifies the outcome as
 (status_code, error, retryable, retry_after_s). What to do with that outcome is the outbox's job.
 """
+import functools
 import json
 
 import gevent
@@ -10,6 +11,7 @@ import gevent
 from .http_client import (ACCEPT_ENCODING, RequestFailed, build_request, default_user_agent, drain, new_pool,
                           release, send)
 from .signing import sign_headers
+from .urls import checked_addresses
 
 RETRYABLE_STATUS = frozenset({408, 429})
 RESPONSE_DRAIN_BYTES = 64 * 1024
@@ -17,12 +19,14 @@ RESPONSE_DRAIN_BYTES = 64 * 1024
 
 class Sender:
     def __init__(self, *, auth_token, connect_timeout_s=3, read_timeout_s=10, concurrency=16, user_agent=None,
-                 v3_mode='docs'):
+                 v3_mode='docs', allow_private=True):
         self.auth_token = auth_token
         self.timeouts = (connect_timeout_s, read_timeout_s)
         self.user_agent = user_agent or default_user_agent()
         self.v3_mode = v3_mode
-        self._pool = new_pool(pool_size=concurrency)  # never more than `concurrency` in flight
+        # never more than `concurrency` in flight; without allow_private, only checked public addresses are dialled
+        resolve = None if allow_private else functools.partial(checked_addresses, allow_private=False)
+        self._pool = new_pool(pool_size=concurrency, resolve=resolve)
 
     def send(self, row):
         """One HTTP attempt: (status_code, error, retryable, retry_after_s)."""

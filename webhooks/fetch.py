@@ -3,6 +3,7 @@ request with connect/read/total timeouts, a body-size limit, redirects re-checke
 
 Errors are `FetchError(kind, message, status=None)` with kind in FetchError.KINDS.
 """
+import functools
 import logging
 from dataclasses import dataclass
 from urllib.parse import urljoin
@@ -12,7 +13,7 @@ import gevent
 from .http_client import (ACCEPT_ENCODING, BodyReadError, BodyTooLarge, RequestFailed, build_request,
                           default_user_agent, new_pool, read_limited, release, send)
 from .signing import sign_headers
-from .urls import UrlError, clean_url
+from .urls import UrlError, checked_addresses, clean_url
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +22,15 @@ MAX_REDIRECTS = 5
 # one in flight, so a small pool under a burst of calls (or a slow app) closes connections after use
 # and the next calls pay a new TCP connect (BENCHMARKS.md, C3: 340 "pool is full" discards at 32)
 FETCH_POOL_SIZE = 256
-_pool = None
+_pools = {}   # allow_private -> PoolManager (without: connections dial only checked public addresses)
 
 
-def _get_pool():
-    global _pool
-    if _pool is None:
-        _pool = new_pool(pool_size=FETCH_POOL_SIZE)
-    return _pool
+def _get_pool(allow_private=True):
+    pool = _pools.get(allow_private)
+    if pool is None:
+        resolve = None if allow_private else functools.partial(checked_addresses, allow_private=False)
+        pool = _pools[allow_private] = new_pool(pool_size=FETCH_POOL_SIZE, resolve=resolve)
+    return pool
 
 
 @dataclass
@@ -70,7 +72,8 @@ def fetch_document(url, method, params, *, auth_token, connect_timeout=3, read_t
 
     total_timeout (default connect_timeout + read_timeout) bounds the whole exchange, including a
     server that trickles its body. Redirects (at most 5) are followed and each target is re-checked
-    with clean_url; 301/302/303 turn into a GET without params.
+    with clean_url; 301/302/303 turn into a GET without params. With allow_private=False the
+    connection dials only the public addresses it checked (http_client: `resolve`).
     """
     method = (method or 'POST').upper()
     if method not in ('GET', 'POST'):
@@ -94,7 +97,7 @@ def fetch_document(url, method, params, *, auth_token, connect_timeout=3, read_t
 
 
 def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v3_mode, allow_private):
-    pool = _get_pool()
+    pool = _get_pool(allow_private)
     for _hop in range(MAX_REDIRECTS + 1):
         request_url, body, content_type, _ = build_request(url, method, params, 'form')
         headers = {'User-Agent': ua, 'Accept': '*/*', 'Accept-Encoding': ACCEPT_ENCODING}
@@ -104,6 +107,8 @@ def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v
         try:
             response = send(pool, method, request_url, body, headers, timeouts)
         except RequestFailed as exc:
+            if exc.refused:   # the name resolved to a private address as we connected
+                raise FetchError('bad_url', '%s: %s' % (request_url, exc), url=url) from None
             if exc.bad_url:
                 raise FetchError('bad_url', 'invalid URL %s: %s' % (request_url, exc), url=url) from None
             raise FetchError('unreachable', '%s: %s' % (request_url, exc), url=url) from None

@@ -12,12 +12,19 @@ Before reusing a kept-alive connection urllib3 checks it was not dropped (`is_co
 with a zero timeout). Under gevent's monkey-patching that poll switches to the hub and back, one
 more trip round every other call's ready work per request; our connection classes ask the OS
 directly (the unpatched `select.poll`), which never blocks: same answer, no hub trip.
+
+A pool made with `resolve` (urls.checked_addresses with allow_private=False, for
+`allow_private_urls = false`) dials only addresses that function returned: the host name is
+resolved once, every address checked, and the socket connected to a checked address, while the
+Host header, SNI and certificate check keep the name (urllib3 connects to `_dns_host` and speaks to
+`host`). A refused address raises UrlError (RequestFailed: `.refused`, not retryable).
 """
 import functools
 import http.client
 import importlib.metadata
 import json
 import select
+import socket
 from urllib.parse import urlencode
 
 import requests
@@ -25,6 +32,7 @@ import urllib3
 from gevent import monkey
 
 from .signing import param_pairs, with_query
+from .urls import UrlError
 
 FORM_TYPE = 'application/x-www-form-urlencoded'
 JSON_TYPE = 'application/json'
@@ -52,15 +60,44 @@ def _readable_now(sock):
     return bool(poller.poll(0))
 
 
+def _dial_checked(conn, new_conn):
+    """Connect `conn` to an address its `resolve` returned (resolved once, checked), trying each in
+    turn: `new_conn` (urllib3's) dials `_dns_host`, set to the address for the attempt."""
+    try:
+        infos = conn.resolve(conn._dns_host, conn.port)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise urllib3.exceptions.NameResolutionError(conn.host, conn, exc) from None
+    name, failure = conn._dns_host, None
+    try:
+        for address in dict.fromkeys(info[4][0] for info in infos):
+            conn._dns_host = address
+            try:
+                return new_conn()
+            except (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError) as exc:
+                failure = exc
+    finally:
+        conn._dns_host = name
+    raise failure or urllib3.exceptions.NameResolutionError(conn.host, conn, socket.gaierror('no address'))
+
+
 class _Connection(urllib3.connection.HTTPConnection):
+    resolve = None  # (host, port) -> getaddrinfo tuples to dial (UrlError: refused); None: urllib3's lookup
+
     @property
     def is_connected(self):
         # an idle kept-alive connection that is readable was closed (or spoken on) by the server
         return self.sock is not None and not _readable_now(self.sock)
 
+    def _new_conn(self):
+        return super()._new_conn() if self.resolve is None else _dial_checked(self, super()._new_conn)
+
 
 class _TLSConnection(urllib3.connection.HTTPSConnection):
+    resolve = None
     is_connected = _Connection.is_connected
+
+    def _new_conn(self):
+        return super()._new_conn() if self.resolve is None else _dial_checked(self, super()._new_conn)
 
 
 class _Pool(urllib3.HTTPConnectionPool):
@@ -71,27 +108,42 @@ class _TLSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _TLSConnection
 
 
-def new_pool(pool_size=32, hosts=32):
+def pool_classes(resolve=None):
+    """urllib3 pool classes by scheme (for a PoolManager's `pool_classes_by_scheme`); with `resolve`,
+    their connections dial only the addresses it returns (see the module docstring)."""
+    if resolve is None:
+        return {'http': _Pool, 'https': _TLSPool}
+    extra = {'resolve': staticmethod(resolve)}
+    conn = type('_CheckedConnection', (_Connection,), extra)
+    tls = type('_CheckedTLSConnection', (_TLSConnection,), extra)
+    return {'http': type('_CheckedPool', (_Pool,), {'ConnectionCls': conn}),
+            'https': type('_CheckedTLSPool', (_TLSPool,), {'ConnectionCls': tls})}
+
+
+def new_pool(pool_size=32, hosts=32, resolve=None):
     """A urllib3 PoolManager: per host (up to `hosts` of them, least recently used dropped), up to
     `pool_size` keep-alive connections are kept for reuse. More requests than that may be in flight
     to one host at once (the pool never blocks), but the connections beyond `pool_size` are closed
     after use (urllib3 logs "Connection pool is full, discarding connection"), and the next burst
     pays new TCP connects: size it to the expected concurrency. No proxies, no cookies; HTTPS is
-    verified against the CA bundle requests uses."""
+    verified against the CA bundle requests uses. `resolve`: see `pool_classes`."""
     manager = urllib3.PoolManager(num_pools=hosts, maxsize=pool_size, block=False, retries=False,
                                   cert_reqs='CERT_REQUIRED', ca_certs=requests.certs.where())
-    manager.pool_classes_by_scheme = {'http': _Pool, 'https': _TLSPool}
+    manager.pool_classes_by_scheme = pool_classes(resolve)
     return manager
 
 
 class RequestFailed(Exception):
     """No HTTP answer: `.reason` (describe_request_error), `.retryable` (a connection-level problem:
-    refused, reset, DNS, TLS, timeouts) or not (the URL or a header cannot be sent), `.bad_url`."""
+    refused, reset, DNS, TLS, timeouts) or not (the URL or a header cannot be sent), `.bad_url`,
+    `.refused` (the address it resolved to is not allowed: UrlError)."""
 
     def __init__(self, exc):
         super().__init__(describe_request_error(exc))
         self.reason = str(self)
-        self.bad_url = isinstance(exc, (urllib3.exceptions.LocationValueError, http.client.InvalidURL))
+        self.refused = isinstance(exc, UrlError)
+        self.bad_url = self.refused or isinstance(exc, (urllib3.exceptions.LocationValueError,
+                                                        http.client.InvalidURL))
         self.retryable = not (self.bad_url or isinstance(exc, ValueError))
         self.error = exc
 
@@ -210,6 +262,8 @@ def describe_request_error(exc):
     requests' (the media cache): connect timeout, read timeout, TLS error, DNS lookup failed,
     connection refused, or the exception's own text."""
     u3 = urllib3.exceptions
+    if isinstance(exc, UrlError):
+        return str(exc)
     if isinstance(exc, requests.exceptions.ConnectTimeout) or (
             isinstance(exc, u3.ConnectTimeoutError) and not isinstance(exc, u3.NewConnectionError)):
         return 'connect timeout'

@@ -68,7 +68,7 @@ class Outbox:
         self._table = OutboxTable(db_path, synchronous=synchronous)
         self._sender = Sender(auth_token=auth_token, connect_timeout_s=connect_timeout_s,
                               read_timeout_s=read_timeout_s, concurrency=self.concurrency,
-                              user_agent=user_agent, v3_mode=v3_mode)
+                              user_agent=user_agent, v3_mode=v3_mode, allow_private=allow_private)
         self._group = gevent.pool.Group()       # the delivery greenlets (capacity: self._in_flight)
         self._wake = gevent.event.Event()      # set: the scheduler should look again now
         self._changed = gevent.event.Event()   # set: some delivery finished (flush waits on it)
