@@ -49,6 +49,10 @@ class Interpreter:
                 try:
                     self._run_document(doc)
                     self._check_transfer()
+                    if ctx.session.gone:
+                        # the last verb returned because the call went away (the caller hung up):
+                        # the document did not run out, so this is no 4010
+                        raise CallGone(ctx.session.hangup_cause, ctx.uuid)
                     end = codes.end_of_document()
                     break
                 except NextDocument as nxt:

@@ -160,18 +160,24 @@ class LiveStream:
 
     def wait(self) -> str | None:
         """Block until the stream ends (keepCallAlive, SWML connect); raises CallGone on hangup.
-        A REST transfer interrupts it: the stream closes quietly (no StopStream, as on Vobiz)."""
+        A REST transfer interrupts it: the stream closes quietly (no StopStream, as on Vobiz).
+        A stream that ended because the call went away (mod_audio_fork closes its socket as the
+        channel hangs up, often before the hangup event) raises CallGone too: the caller ended
+        the call, not the document (Caller / 4000, not 4010 End Of XML Instructions)."""
         if idle_audio.needed(self.call):    # FreeSWITCH writes nothing while the call idles: keep an app writing
             if not idle_audio.hold(self.call, self.ended.is_set) and self.call.interrupted.is_set():
                 self.on_call_end("transfer")
-            return self.end_reason
-        while not self.ended.wait(0.2):
-            if self.call.interrupted.is_set():
-                self.on_call_end("transfer")
                 return self.end_reason
-            if self.call.session.gone:
-                from esl_app import CallGone
-                raise CallGone(self.call.session.hangup_cause, self.call.uuid)
+        else:
+            while not self.ended.wait(0.2):
+                if self.call.interrupted.is_set():
+                    self.on_call_end("transfer")
+                    return self.end_reason
+                if self.call.session.gone:
+                    break
+        if self.call.session.gone or self.end_reason == "hangup":
+            from esl_app import CallGone
+            raise CallGone(self.call.session.hangup_cause, self.call.uuid)
         return self.end_reason
 
     def stop(self, reason: str = "api") -> None:
