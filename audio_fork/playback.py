@@ -86,7 +86,14 @@ class Playback:
     def mark(self, name: str) -> None:
         for tail in self.downstream.flush():  # the audio before the mark must play in full
             self.playout.append(tail)
-        self.playout.add_mark(name)
+        waiting = self.playout.pending_marks
+        if not self.playout.add_mark(name) and self.playout.pending_marks == waiting:
+            # over the queue's cap (max_marks): it will never be played, so it is voided (Vobiz) /
+            # returned (Twilio) as on a clear, and reported (a DegradedStream naming it)
+            self._mark_cleared([name])
+            self.emit("degraded", {"reason": f"checkpoint dropped: {waiting} checkpoints already wait "
+                                             "for their audio", "checkpoint": name})
+            return
         self.audio_ready.set()
         self.ack_marks()
 

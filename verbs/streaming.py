@@ -7,7 +7,9 @@ DegradedStream / StopStream as form posts, or SWML `calling.call.stream` JSON), 
 reconnects (`maxRetries`: a new stream id and a new `start` each time, the old fork stopped
 first), its record in the store, and DTMF forwarding. Hangup closes the app socket with 1000 and
 sends no StopStream (as Vobiz). StopStream is sent only for stops callfork initiated (the app's
-`stop`, streamTimeout, REST DELETE, SWML stop_stream), per the Vobiz docs.
+`stop`, streamTimeout, REST DELETE, SWML stop_stream), per the Vobiz docs. Repeated DegradedStream
+(per kind) and ClearedAudio callbacks are coalesced (verbs/stream_status.py): the first at once,
+then at most one per DEGRADED_INTERVAL_S / CLEARED_INTERVAL_S with the count of what it stands for.
 """
 from __future__ import annotations
 
@@ -23,11 +25,16 @@ import gevent.event
 from audio_fork import StreamSession, StreamSpec, StreamStartError
 
 from . import idle_audio
+from .stream_status import StatusCoalescer
 
 log = logging.getLogger("callfork.stream")
 
 # why a stream ended -> whether Vobiz posts StopStream (server-side stops only)
 SERVER_STOPS = {"app_stop", "timeout", "api", "stop_stream"}
+
+# repeated status callbacks: the first at once, then at most one per interval (verbs/stream_status.py)
+DEGRADED_INTERVAL_S = 10.0     # per kind of DegradedStream (its Error)
+CLEARED_INTERVAL_S = 1.0       # ClearedAudio: an app that clears in a tight loop
 
 
 @dataclass
@@ -66,6 +73,7 @@ class LiveStream:
         self._stop_reason: str | None = None
         self._timer = None
         self._started_at = None
+        self._status = StatusCoalescer()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> bool:
@@ -149,6 +157,7 @@ class LiveStream:
         if self.retries_left <= 0 or self._stop_reason or self.call.session.gone:
             return False
         self.retries_left -= 1
+        self._status.flush(self._post_status)   # what the old stream id still owes
         self.call.streams.pop(self.stream_id, None)
         self.stream_id = str(uuidlib.uuid4())
         if not self.options.control_id:
@@ -208,10 +217,14 @@ class LiveStream:
         elif name == "played":
             self._callback("PlayedStream", Name=detail.get("name", ""))
         elif name == "cleared":
-            self._callback("ClearedAudio")
+            self._status.report(self._post_status, "ClearedAudio", "cleared", CLEARED_INTERVAL_S, {})
         elif name == "degraded":
             reason = detail.get("reason")
-            self._callback("DegradedStream", Error=f"connection degraded: {reason}" if reason else "connection degraded")
+            fields = {"Error": f"connection degraded: {reason}" if reason else "connection degraded"}
+            if "checkpoint" in detail:   # a checkpoint over the playout queue's cap: voided, named here
+                fields["Name"] = detail["checkpoint"]
+                fields["Error"] += f' ("{detail["checkpoint"]}")'
+            self._status.report(self._post_status, "DegradedStream", reason or "", DEGRADED_INTERVAL_S, fields)
         elif name == "app_stop":
             self._stop_reason = self._stop_reason or "app_stop"
         elif name == "app_closed":
@@ -251,6 +264,7 @@ class LiveStream:
         self.end_reason = reason
         if self._timer is not None:
             self._timer.kill(block=False)
+        self._status.flush(self._post_status, close=True)
         if reason in SERVER_STOPS:
             self._callback("StopStream")
         failed = reason in ("failed", "dropped")
@@ -261,6 +275,9 @@ class LiveStream:
         self.ended.set()
 
     # -- callbacks and records -------------------------------------------------------------------
+    def _post_status(self, event: str, fields: dict) -> None:
+        self._callback(event, **fields)
+
     def _callback(self, event: str, **fields) -> None:
         o = self.options
         if o.dialect == "twilio":
