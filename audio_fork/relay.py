@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote
 
 from gevent.server import StreamServer
 
+from .log_limit import LogLimiter
 from .wsserver import ServerWebSocket, WebSocketClosed
 
 log = logging.getLogger("callfork.audio_fork.relay")
@@ -32,6 +33,7 @@ class Relay:
         self._server = StreamServer(listen, self._handle, backlog=backlog)
         self._sessions: dict = {}  # stream_id -> session
         self._conns: set = set()
+        self._refusals_log = LogLimiter(burst=10, window_s=60.0)   # anyone reaching the port causes them
         # metrics
         self.frames_in = 0      # 20 ms frames received from mod_audio_fork
         self.frames_out = 0     # 20 ms frames sent back to mod_audio_fork (playout)
@@ -94,7 +96,7 @@ class Relay:
         try:
             req = conn.read_request(self.handshake_timeout)
         except WebSocketClosed as exc:
-            log.warning("relay: bad or no upgrade from %s: %s", peer, exc)
+            self._refusals_log.warning(log, "relay: bad or no upgrade from %s: %s", peer, exc)
             conn.abort()
             return
         session = self._authorise(req, peer)
@@ -124,21 +126,22 @@ class Relay:
     def _authorise(self, req, peer):
         path = req.path
         if not path.startswith(FORK_PATH):
-            log.warning("relay: 403 for %s: path %r is not %s<id>", peer, path, FORK_PATH)
+            self._refusals_log.warning(log, "relay: 403 for %s: path %r is not %s<id>", peer, path,
+                                       FORK_PATH)
             return None
         stream_id = unquote(path[len(FORK_PATH):])
         token = req.query.get("token", "")
         session = self._sessions.get(stream_id)
         if session is None:
-            log.warning("relay: 403 for %s: unknown stream %r", peer, stream_id)
+            self._refusals_log.warning(log, "relay: 403 for %s: unknown stream %r", peer, stream_id)
             return None
         if not hmac.compare_digest(token.encode("utf-8"), session.token.encode("utf-8")):
-            log.warning("relay: 403 for %s: wrong token for stream %s (call %s)", peer, stream_id,
-                        getattr(session, "call_uuid", "?"))
+            self._refusals_log.warning(log, "relay: 403 for %s: wrong token for stream %s (call %s)", peer,
+                                       stream_id, getattr(session, "call_uuid", "?"))
             return None
         if not session.accepting_module:
-            log.warning("relay: 403 for %s: stream %s (call %s) is not expecting a connection", peer,
-                        stream_id, getattr(session, "call_uuid", "?"))
+            self._refusals_log.warning(log, "relay: 403 for %s: stream %s (call %s) is not expecting a "
+                                       "connection", peer, stream_id, getattr(session, "call_uuid", "?"))
             return None
         return session
 

@@ -43,12 +43,14 @@ from .app_sender import AppSender
 from .command import fork_start, fork_stop, mix_for_track, parse_reply
 from .dialects import (Checkpoint, ClearAudio, PlayAudio, SendDigits, StopStream, dialect_for)
 from .errors import (ForkCommandError, NotSupportedByFlavour, ProtocolError, StreamStartError)
+from .log_limit import LogLimiter
 from .module_buffer import PLAYOUT_RATE
 from .playback import Playback
 from .spec import StreamSpec
 from .upstream import Upstream
 
 log = logging.getLogger("callfork.audio_fork.session")
+_IGNORED_LOG = LogLimiter(burst=10, window_s=60.0)   # per stream: an app can send garbage at any rate
 
 __all__ = ["StreamSpec", "StreamSession", "VERSION"]
 
@@ -295,7 +297,7 @@ class StreamSession:
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         self._ignored()
-        log.warning("%s ignored app message: %s", self.label, exc)
+        _IGNORED_LOG.warning(log, "%s ignored app message: %s", self.label, exc, key=self.label)
 
     def _handle_app_text(self, text: str) -> None:
         try:
