@@ -27,6 +27,7 @@ from records import Store
 from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, rest_stream_options
 from webhooks import Outbox
 
+from .data_dir import private_database, private_dir, tighten, write_private
 from .http_api import create_app
 from .media_cache import MediaCache
 from .originate import Originations
@@ -65,10 +66,11 @@ class Service:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Service":
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.recordings_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (self.data_dir, self.recordings_dir, self.data_dir / "media"):
+            private_dir(directory)   # 0700: callfork's user only (callfork/data_dir.py)
         self.auth_token = self._auth_token()
         db = self.data_dir / "callfork.sqlite3"
+        private_database(db)
         wh = self.config.webhooks
         self.store = Store(db)
         self.outbox = Outbox(db, auth_token=self.auth_token, retries=wh.retries,
@@ -136,14 +138,14 @@ class Service:
 
     def _auth_token(self) -> str:
         """The configured token, or one generated on first start and kept in data_dir."""
+        path = self.data_dir / "auth_token"
+        tighten(path)   # one an earlier run (or a person) left readable by others
         if self.config.server.auth_token:
             return self.config.server.auth_token
-        path = self.data_dir / "auth_token"
         if path.exists() and path.read_text().strip():
             return path.read_text().strip()
         token = secrets.token_urlsafe(24)   # (an empty file, e.g. from a full disk, is replaced)
-        path.write_text(token + "\n")
-        path.chmod(0o600)
+        write_private(path, token + "\n")
         print(f"callfork: generated REST auth token for {self.config.server.auth_id}: {token} "
               f"(kept in {path})", flush=True)
         return token
