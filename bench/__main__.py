@@ -1,4 +1,4 @@
-"""python -m bench [relay|stream-start|calls|memory|latency|all] [--record] [--quick] [--duration S] [--sizes 50,200]
+"""python -m bench [relay|stream-start|calls|memory|latency|http|all] [--record] [--quick] [--duration S] [--sizes 50,200]
                    [--switch lean|sim]
 
 Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
@@ -39,6 +39,12 @@ def _latency(args):
     return latency.run(quick=args.quick)
 
 
+def _http(args):
+    from bench import http_keepalive
+
+    return http_keepalive.run(quick=args.quick)
+
+
 def _stream_start(args):
     from bench import stream_start
 
@@ -52,6 +58,7 @@ BENCHMARKS = {
     "calls": _calls,
     "memory": _memory,
     "latency": _latency,
+    "http": _http,
 }
 
 

@@ -20,8 +20,10 @@ hands the work to the call's own greenlet or spawns one. The service object prov
   hangup_call(uuid) -> bool, transfer_call(uuid, url, method) -> bool,
   start_stream(uuid, body) -> stream_id (ValueError: bad options), stop_stream(uuid, stream_id) -> bool,
   stop_all_streams(uuid) -> int, metrics() -> {name: (type, help, value)},
+  resource_health() -> (figures, problems) (HTTP connections, file descriptors: /healthz),
   subscribe_events() -> queue / unsubscribe_events(queue) (for /Events/).
-Errors are JSON `{"api_id", "error"}` with the HTTP status (400, 401, 404, 405, 500).
+Errors are JSON `{"api_id", "error"}` with the HTTP status (400, 401, 404, 405, 408, 413, 500). The
+server under the app (callfork/http_server.py) caps connections, request-head time and body size.
 """
 from __future__ import annotations
 
@@ -56,10 +58,32 @@ def _error(status: int, message: str):
     return resp
 
 
+MAX_OFFSET = 2 ** 63 - 1   # SQLite's integers are 64-bit
+MAX_JSON_DEPTH = 32   # arrays and objects inside each other; the API's bodies are flat
+
+
+def _depth_ok(value, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if `value` nests arrays/objects at most `limit` deep (walked without recursion)."""
+    todo = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return False
+            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return True
+
+
 def _body() -> dict:
     """JSON or form body as a flat dict of strings/values."""
     if request.is_json:
-        data = request.get_json(silent=True)
+        try:
+            data = request.get_json(silent=True)
+            too_deep = not _depth_ok(data)
+        except RecursionError:   # the parser's (not a ValueError: silent=True lets it through)
+            too_deep = True
+        if too_deep:
+            raise ApiError(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
         if not isinstance(data, dict):
             raise ApiError(400, "the body must be a JSON object")
         return data
@@ -101,6 +125,8 @@ def _stream_object(stream: dict, account: str) -> dict:
 
 def create_app(service) -> Flask:
     app = Flask("callfork")
+    # a chunked body is cut here; a declared one before the app runs (callfork/http_server.py)
+    app.config["MAX_CONTENT_LENGTH"] = service.config.server.http_max_body_bytes
     auth_id = service.config.server.auth_id
     allow_private = service.config.server.allow_private_urls
 
@@ -140,6 +166,15 @@ def create_app(service) -> Flask:
     def _not_allowed(exc):
         return _error(405, f"method {request.method} not allowed here")
 
+    @app.errorhandler(413)
+    def _too_large(exc):
+        return _error(413, f"request body larger than {app.config['MAX_CONTENT_LENGTH']} bytes "
+                           "([server] http_max_body_bytes)")
+
+    @app.errorhandler(400)
+    def _bad_request(exc):   # werkzeug's (a body cut short, a malformed form), not an ApiError
+        return _error(400, f"bad request: {exc.description}")
+
     @app.errorhandler(500)
     def _internal(exc):
         return _error(500, "internal error (see the service log)")
@@ -148,9 +183,11 @@ def create_app(service) -> Flask:
     @app.get("/healthz")
     def healthz():
         fs = bool(service.control and service.control.connected)
-        body = {"status": "ok" if fs else "degraded", "freeswitch_connected": fs,
-                "live_calls": len(service.calls), "version": service.version}
-        return jsonify(body), (200 if fs else 503)
+        figures, problems = service.resource_health()   # HTTP connections, file descriptors
+        ok = fs and not problems
+        body = {"status": "ok" if ok else "degraded", "freeswitch_connected": fs,
+                "live_calls": len(service.calls), "version": service.version, "problems": problems, **figures}
+        return jsonify(body), (200 if ok else 503)
 
     @app.get("/metrics")
     def metrics():
@@ -199,7 +236,7 @@ def create_app(service) -> Flask:
         try:
             time_limit = int(body.get("time_limit") or 14400)
             ring_timeout = int(body.get("ring_timeout") or 60)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):   # (a JSON 1e999 is inf)
             raise ApiError(400, "time_limit and ring_timeout must be integers") from None
         if time_limit <= 0 or ring_timeout <= 0:
             raise ApiError(400, "time_limit and ring_timeout must be positive")
@@ -224,6 +261,8 @@ def create_app(service) -> Flask:
             raise ApiError(400, "limit and offset must be integers") from None
         if limit < 0 or offset < 0:
             raise ApiError(400, "limit and offset must not be negative")
+        if offset > MAX_OFFSET:
+            raise ApiError(400, f"offset must be at most {MAX_OFFSET}")
         if live_only:  # what this process is running now (the store may hold calls a crash left behind)
             calls = [c for c in (service.store.get_call(u) for u in list(service.calls)) if c is not None]
             calls.sort(key=lambda c: c.get("start_time") or 0, reverse=True)
@@ -287,6 +326,12 @@ def create_app(service) -> Flask:
         body = _body()
         if not body.get("service_url"):
             raise ApiError(400, "service_url is required")
+        try:   # refused now, as originate does, not after a 202 when the stream would connect
+            clean_url(str(body["service_url"]), allow_private=allow_private, schemes=("ws", "wss"))
+            if body.get("status_callback_url"):
+                clean_url(str(body["status_callback_url"]), allow_private=allow_private)
+        except UrlError as exc:
+            raise ApiError(400, str(exc)) from None
         if uuid not in service.calls:
             raise ApiError(404, "call not found or already ended")
         try:

@@ -1,11 +1,13 @@
 """`callfork serve`: load the configuration (or, without a file, answer every number with the
-built-in sample app), start the Service, freeze its start-up heap, and run until SIGINT/SIGTERM.
+built-in sample app), raise the soft limit of open files to the hard one, start the Service, freeze
+its start-up heap, and run until SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import resource
 import signal
 import sys
 
@@ -17,6 +19,21 @@ from esl_app import NumberConfig, load_config
 from .service import Service, freeze_startup_heap
 
 log = logging.getLogger("callfork.service")
+
+
+def raise_fd_limit() -> None:
+    """The soft RLIMIT_NOFILE up to the hard one (as Go's runtime does): the soft limit is often 1024
+    while the hard one allows far more, and every call, stream and HTTP connection holds a descriptor.
+    (callfork uses no select(); gevent's loop and the unpatched poll have no 1024 bound.)"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        log.info("open files limit raised from %d to %d", soft, target)
+    except (ValueError, OSError) as exc:
+        log.warning("open files limit stays at %d (could not raise it to %d: %s)", soft, target, exc)
 
 
 def run_service(config_path: str | None = None, env=None) -> int:
@@ -36,6 +53,7 @@ def run_service(config_path: str | None = None, env=None) -> int:
         print(f"callfork: no config file (--config or CALLFORK_CONFIG): loopback defaults, and every number "
               f"is answered by the built-in sample app at {sample.answer_url} "
               f"(echo bot at {sample.ws_url}/echo)", flush=True)
+    raise_fd_limit()
     try:
         service = Service(config).start()
     except OSError as exc:

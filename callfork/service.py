@@ -19,7 +19,6 @@ from pathlib import Path
 
 import gevent
 import gevent.queue
-from gevent.pywsgi import WSGIServer
 
 from audio_fork import Relay
 from esl_app import Config, ControlConnection, OutboundESLServer
@@ -29,6 +28,7 @@ from webhooks import Outbox
 
 from .data_dir import private_database, private_dir, tighten, write_private
 from .http_api import create_app
+from .http_server import HttpServer, open_fds
 from .media_cache import MediaCache
 from .originate import Originations
 from .verb_services import VerbServices
@@ -91,7 +91,10 @@ class Service:
         self.outbound = OutboundESLServer(listen=self.config.server.outbound_address,
                                           handler=self.handle_call)
         self.outbound.start()
-        self.http = WSGIServer(self.config.server.http_address, create_app(self), log=None)
+        server = self.config.server
+        self.http = HttpServer(server.http_address, create_app(self), max_connections=server.http_max_connections,
+                               idle_timeout_s=server.http_idle_timeout_s, max_body_bytes=server.http_max_body_bytes,
+                               fd_reserve=server.fd_reserve)
         self.http.start()
         log.info("callfork %s: FreeSWITCH socket app → %s:%s, relay %s:%s, HTTP http://%s:%s",
                  self.version, *self.outbound.address, *self.relay.address, *self.http.address)
@@ -240,7 +243,7 @@ class Service:
             raise ValueError("call not found or already ended")
         try:
             options = rest_stream_options(body)
-        except (TypeError, AttributeError) as exc:   # a JSON value of the wrong type
+        except (TypeError, AttributeError, OverflowError) as exc:   # a JSON value of the wrong type (or inf)
             raise ValueError(f"invalid stream parameters: {exc}") from None
         stream = LiveStream(ctx, options)
         gevent.spawn(self._start_rest_stream, ctx, stream)
@@ -294,7 +297,15 @@ class Service:
             "webhook_delivered_total": ("counter", "webhooks delivered", self.outbox.delivered_count()),
             "esl_connected": ("gauge", "1 when the FreeSWITCH control connection is up", int(self.control.connected)),
             "esl_reconnects_total": ("counter", "FreeSWITCH control connection reconnects", self.control.reconnects),
+            "http_connections": ("gauge", "HTTP connections being served", self.http.connections),
+            "http_refused_total": ("counter", "HTTP connections refused: file descriptors ran short",
+                                   self.http.refused),
+            "open_fds": ("gauge", "file descriptors open in the process", open_fds() or 0),
         }
+
+    def resource_health(self) -> tuple[dict, list]:
+        """(figures, problems) about the HTTP connections and file descriptors, for /healthz."""
+        return self.http.health()
 
 
 def freeze_startup_heap() -> None:

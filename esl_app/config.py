@@ -54,6 +54,12 @@ class ServerConfig:
     auth_token: str = ''
     data_dir: str = './var'
     allow_private_urls: bool = True
+    # the HTTP server (callfork/http_server.py): connection cap, request-head deadline, body limit,
+    # and the file descriptors it leaves to calls
+    http_max_connections: int = 1000
+    http_idle_timeout_s: float = 20
+    http_max_body_bytes: int = 1048576
+    fd_reserve: int = 256
 
     @property
     def outbound_address(self):
@@ -121,6 +127,8 @@ CHOICES = {
     ('numbers', 'hangup_method'): ('GET', 'POST'),
     ('numbers', 'fallback_method'): ('GET', 'POST'),
 }
+POSITIVE_KEYS = {('server', 'http_max_connections'), ('server', 'http_idle_timeout_s'),
+                 ('server', 'http_max_body_bytes')}
 LISTEN_KEYS = {('server', 'outbound_listen'), ('server', 'http_listen'), ('server', 'relay_listen')}
 TTS_VOICE_NAMES = ('WOMAN', 'MAN')
 
@@ -253,6 +261,10 @@ def _check_value(section, key, value):
         raise ConfigError('%s: port out of range: %r' % (where, value))
     if section == 'freeswitch' and key == 'originate_dialstring' and '{to}' not in value:
         raise ConfigError('%s: must contain {to} (the destination number), got %r' % (where, value))
+    if (section, key) in POSITIVE_KEYS and not 0 < value < float('inf'):
+        raise ConfigError('%s: must be a positive finite number: %r' % (where, value))
+    if section == 'server' and key == 'fd_reserve' and value < 0:
+        raise ConfigError('%s: must not be negative: %r' % (where, value))
     if section == 'webhooks' and key != 'v3_mode' and value < 0:
         raise ConfigError('%s: must not be negative: %r' % (where, value))
 

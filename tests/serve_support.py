@@ -1,5 +1,6 @@
 """`callfork serve` as a real subprocess, for the tests that kill it or talk to it from outside."""
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -15,22 +16,25 @@ CALLFORK = [sys.executable, "-m", "callfork.cli"]
 
 
 class ServeProcess:
-    """`callfork --config FILE serve` as a subprocess (output in files, killed in the end)."""
+    """`callfork --config FILE serve` as a subprocess (output in files, killed in the end);
+    `nofile=(soft, hard)` starts it with that limit of open files."""
 
-    def __init__(self, config_file: Path, http_port: int, env: dict | None = None, args=None):
+    def __init__(self, config_file: Path, http_port: int, env: dict | None = None, args=None, nofile=None):
         self.config_file = config_file
         self.http_url = f"http://127.0.0.1:{http_port}"
         self.env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.env.update(env or {})
         self.args = args
+        self.nofile = nofile
         self.proc = None
         self.log = None
 
     def start(self, timeout=15.0) -> "ServeProcess":
         self.log = tempfile.NamedTemporaryFile(prefix="callfork-serve-", suffix=".log", delete=False)
         args = self.args if self.args is not None else ["--config", str(self.config_file), "serve"]
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, self.nofile)) if self.nofile else None
         self.proc = subprocess.Popen(CALLFORK + args, cwd=str(self.config_file.parent), env=self.env,
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=limit)
         def healthy():
             assert self.proc.poll() is None, f"callfork serve exited: {self.output()}"
             try:
