@@ -207,7 +207,7 @@ def test_no_delay_writes_each_row_at_once(tmp_path):
         store.close()
 
 
-def test_a_failed_write_keeps_the_rows(tmp_path):
+def test_a_refused_write_is_kept_in_order_and_written_when_the_database_takes_it(tmp_path):
     path = str(tmp_path / 'callfork.db')
     store = Store(path, flush_delay_s=60, busy_timeout_ms=50)
     try:
@@ -216,12 +216,53 @@ def test_a_failed_write_keeps_the_rows(tmp_path):
             store.upsert_stream('s1', service_url='wss://x')   # refused before anything is written
         blocker = sqlite3.connect(path, timeout=0)
         blocker.execute('BEGIN IMMEDIATE')                     # another writer holds the file
-        with pytest.raises(sqlite3.OperationalError):
-            store.upsert_call('u1', status='ringing')
+        store.upsert_call('u1', status='ringing')              # kept, not raised into the call
+        store.add_event('u1', 'answered', {})
+        store.upsert_call('u1', status='in-progress')          # queued behind the first
+        store.update_recording('not-there-yet', end_reason='x')   # no KeyError: not known yet
+        health = store.health()
+        assert not health['writable'] and 'locked' in health['error']
+        assert health['kept'] == 5 and health['dropped'] == 0
+        assert store.get_call('u1') is None                    # reads see the file
         blocker.rollback()
         blocker.close()
-        assert [e['kind'] for e in store.timeline('u1')] == ['verb']
-        store.upsert_call('u1', status='ringing')
-        assert store.get_call('u1')['status'] == 'ringing'
+        wait_until(lambda: store.health()['writable'], 5, 'the timer wrote the kept writes')
+        assert store.health()['kept'] == 0
+        assert store.get_call('u1')['status'] == 'in-progress'
+        assert [e['kind'] for e in store.timeline('u1')] == ['verb', 'answered']
+    finally:
+        store.close()
+
+
+def _fill(path, mb):
+    """Another connection takes `mb` MB of the file (the Store's own size cap does not bind it)."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute('CREATE TABLE filler (x BLOB)')
+        conn.executemany('INSERT INTO filler VALUES (?)', [(b'x' * 65536,)] * int(mb * 16))
+    conn.close()
+
+
+def _unfill(path):
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute('DROP TABLE filler')   # its pages go to the free list: room again
+    conn.close()
+
+
+def test_a_full_database_keeps_writes_within_a_bound_then_writes_them(tmp_path):
+    path = str(tmp_path / 'callfork.db')
+    store = Store(path, flush_delay_s=60, max_bytes=1 << 20, max_backlog=30)
+    try:
+        _fill(path, 1.5)            # the file is past the Store's cap: SQLite answers SQLITE_FULL
+        for n in range(40):
+            store.upsert_call('c%d' % n, status='ringing', from_number='x' * 500)
+        health = store.health()
+        assert not health['writable'] and 'full' in health['error']
+        assert health['dropped'] > 0 and health['kept'] <= 30   # bounded, and the loss counted
+        _unfill(path)
+        wait_until(lambda: store.health()['writable'], 5, 'the kept writes went in')
+        assert store.count_calls() == health['kept'] + (40 - health['kept'] - health['dropped'])
+        assert store.get_call('c0')['status'] == 'ringing'
     finally:
         store.close()
