@@ -1,10 +1,15 @@
 """One webhook delivery attempt over HTTP: `Sender` signs a stored outbox row (Vobiz signatures,
 idempotency key, event header), sends it on a pool of at most `concurrency` connections, reads
 a little of the answer so the connection can be reused, and classifies the outcome as
-(status_code, error, retryable, retry_after_s). What to do with that outcome is the outbox's job.
+(status_code, error, retryable, retry_after_s): retryable for no answer (refused, reset, DNS, TLS,
+timeouts), 5xx, 408 and 429; Retry-After read in both its forms (seconds, HTTP-date). What to do
+with that outcome is the outbox's job.
 """
 import functools
+import datetime
+import email.utils
 import json
+import time
 
 import gevent
 
@@ -75,10 +80,22 @@ def _header_safe(value):
     return text.strip() or '?'
 
 
-def _retry_after(value):
+def _retry_after(value, now=None):
+    """Seconds from now that a Retry-After header asks for: delay-seconds, or an HTTP-date
+    (RFC 9110 10.2.3); None when absent or unreadable."""
     if not value:
         return None
+    text = value.strip()
     try:
-        return max(0.0, float(value.strip()))
+        return max(0.0, float(text))
     except ValueError:
-        return None  # the HTTP-date form is not worth honouring here
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:   # an HTTP-date is GMT; parsedate_to_datetime leaves "-0000" naive
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
