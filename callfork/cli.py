@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "retry-webhooks")
+OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "webhooks", "retry-webhooks")
 
 
 def _serve(args) -> int:
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("calls", "list live calls (--all: ended ones too)"), ("call", "one call's timeline: verbs, events, streams, recordings, webhooks"),
                        ("streams", "list live streams"), ("hangup", "hang up a call"),
                        ("stop-stream", "stop one stream or all streams of a call"), ("tail", "follow the live event feed"),
+                       ("webhooks", "list the webhooks not delivered yet (waiting, held, failed) and the queue"),
                        ("retry-webhooks", "queue failed webhooks again (all, or one call's)")):
         sub.add_parser(name, help=text, add_help=False)
     return p

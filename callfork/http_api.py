@@ -7,9 +7,14 @@ Routes (the Vobiz-style REST API of the README), all under `/api/v1/Account/<aut
   Call/<uuid>/Stream/            POST start, GET list, DELETE all
   Call/<uuid>/Stream/<id>/       GET, DELETE
   Call/<uuid>/Timeline/          GET the call's timeline and webhook deliveries (callfork extension)
-  Events/                        GET a Server-Sent-Events feed of timeline events (`callfork tail`)
-  Webhooks/Retry/                POST: queue failed webhooks again (`callfork retry-webhooks`);
+  Events/                        GET a Server-Sent-Events feed of timeline events (`callfork tail`);
                                  `?call_uuid=` follows one call
+  Webhooks/                      GET the webhooks not delivered yet (`callfork webhooks`): `?status=`
+                                 pending,in_flight,held,failed,unsaved,delivered (comma-separated),
+                                 `?call_uuid=`, `?limit=` (default 100, at most 1000), and a summary
+  Webhooks/Retry/                POST: queue failed webhooks again, and those held behind them
+                                 (`callfork retry-webhooks`); `call_uuid` for one call; `skip_failed`:
+                                 send the held ones only, the failed ones stay failed
 `/recordings/<id>.<wav|mp3>` (authenticated), `/healthz`, `/metrics` (Prometheus text).
 
 Handlers never run call logic inline: they ask the service (`service.*` methods below), which
@@ -19,7 +24,8 @@ hands the work to the call's own greenlet or spawns one. The service object prov
   originate(**kw) -> request_uuid (ValueError: bad input, nothing dialled),
   hangup_call(uuid) -> bool, transfer_call(uuid, url, method) -> bool,
   start_stream(uuid, body) -> stream_id (ValueError: bad options), stop_stream(uuid, stream_id) -> bool,
-  stop_all_streams(uuid) -> int, metrics() -> {name: (type, help, value)},
+  stop_all_streams(uuid) -> int, metrics() -> {name: (type, help, value or {label text: value})},
+  storage_health() -> (figures, problems) (the database and the webhook queue: /healthz),
   resource_health() -> (figures, problems) (HTTP connections, file descriptors: /healthz),
   subscribe_events() -> queue / unsubscribe_events(queue) (for /Events/).
 Errors are JSON `{"api_id", "error"}` with the HTTP status (400, 401, 404, 405, 408, 413, 500). The
@@ -39,6 +45,9 @@ from gevent.queue import Empty
 from flask import Flask, Response, jsonify, request, send_file
 
 from webhooks import UrlError, clean_url
+
+
+WEBHOOK_STATUSES = ("pending", "in_flight", "held", "failed", "unsaved", "delivered")
 
 
 class ApiError(Exception):
@@ -184,6 +193,9 @@ def create_app(service) -> Flask:
     def healthz():
         fs = bool(service.control and service.control.connected)
         figures, problems = service.resource_health()   # HTTP connections, file descriptors
+        storage, storage_problems = service.storage_health()   # the database, the webhook queue
+        problems = problems + storage_problems
+        figures = {**figures, **storage}
         ok = fs and not problems
         body = {"status": "ok" if ok else "degraded", "freeswitch_connected": fs,
                 "live_calls": len(service.calls), "version": service.version, "problems": problems, **figures}
@@ -195,7 +207,10 @@ def create_app(service) -> Flask:
         for name, (kind, help_text, value) in service.metrics().items():
             lines.append(f"# HELP callfork_{name} {help_text}")
             lines.append(f"# TYPE callfork_{name} {kind}")
-            lines.append(f"callfork_{name} {value}")
+            if isinstance(value, dict):   # {label text: value}, e.g. one line per receiver host
+                lines.extend(f"callfork_{name}{{{labels}}} {v}" for labels, v in value.items())
+            else:
+                lines.append(f"callfork_{name} {value}")
         return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
 
     # -- recordings ------------------------------------------------------------------------------
@@ -370,14 +385,42 @@ def create_app(service) -> Flask:
         return "", 204
 
     # -- webhooks --------------------------------------------------------------------------------
+    @app.get("/api/v1/Account/<account>/Webhooks/")
+    def list_webhooks(account: str):
+        """Webhooks oldest first (default: every one not delivered yet) and a summary of the queue."""
+        check_account(account)
+        statuses = tuple(s for s in request.args.get("status", "").split(",") if s) or None
+        if statuses and not set(statuses) <= set(WEBHOOK_STATUSES):
+            raise ApiError(400, f"status must be among {', '.join(WEBHOOK_STATUSES)}")
+        try:
+            limit = int(request.args.get("limit", 100))
+        except ValueError:
+            raise ApiError(400, "limit must be an integer") from None
+        if not 1 <= limit <= 1000:
+            raise ApiError(400, "limit must be between 1 and 1000")
+        objects = service.outbox.webhooks(statuses, request.args.get("call_uuid") or None, limit)
+        stats = service.outbox.stats()
+        summary = {key: stats[key] for key in ("depth", "held", "failed", "unsaved", "lost", "failed_by_host")}
+        summary["oldest_pending_age_s"] = round(stats["oldest_pending_age_s"], 3)
+        summary["hosts_down"] = {host: {"failed_rounds": rounds, "next_try_in_s": round(wait, 3)}
+                                 for host, (rounds, wait) in stats["hosts_down"].items()}
+        return jsonify({"api_id": _api_id(), "meta": {"limit": limit, "count": len(objects)},
+                        "summary": summary, "objects": objects})
+
     @app.post("/api/v1/Account/<account>/Webhooks/Retry/")
     def retry_webhooks(account: str):
-        """Queue failed webhooks again (all, or one call's with `call_uuid`), keys and order kept."""
+        """Queue failed webhooks again with those held behind them (all, or one call's with
+        `call_uuid`), keys and order kept; `skip_failed`: only release the held ones."""
         check_account(account)
         body = _body()
         call_uuid = body.get("call_uuid") or None
-        count = service.outbox.retry_failed(call_uuid)
-        return jsonify({"api_id": _api_id(), "message": f"{count} failed webhooks queued again", "count": count})
+        if _truthy(body.get("skip_failed", False)):
+            count = service.outbox.release_held(call_uuid)
+            message = f"{count} held webhooks released (the failed ones stay failed)"
+        else:
+            count = service.outbox.retry_failed(call_uuid)
+            message = f"{count} failed webhooks queued again (with the webhooks held behind them)"
+        return jsonify({"api_id": _api_id(), "message": message, "count": count})
 
     # -- the live event feed ---------------------------------------------------------------------
     @app.get("/api/v1/Account/<account>/Events/")

@@ -1,4 +1,5 @@
-"""The ops commands: `callfork calls | call UUID | streams | hangup UUID | stop-stream UUID [ID] | tail [UUID]`.
+"""The ops commands: `callfork calls | call UUID | streams | hangup UUID | stop-stream UUID [ID] | tail [UUID] |
+webhooks | retry-webhooks [UUID]`.
 
 They talk to a running service through its HTTP API only (README, The command line), with the credentials from
 the same config the service reads (`[server] http_listen`, `auth_id`, `auth_token`, or the token
@@ -161,8 +162,46 @@ def cmd_tail(api: ApiClient, args) -> None:
         pass
 
 
+def _age(seconds) -> str:
+    if not isinstance(seconds, (int, float)):
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def cmd_webhooks(api: ApiClient, args) -> None:
+    params = {"limit": args.limit}
+    if args.status:
+        params["status"] = args.status
+    if args.call:
+        params["call_uuid"] = args.call
+    data = api.request("GET", "/Webhooks/", params=params).json()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return
+    summary = data["summary"]
+    console.print(f"waiting {summary['depth']} (oldest {_age(summary['oldest_pending_age_s'])}), "
+                  f"held {summary['held']}, failed {summary['failed']}"
+                  + (f", [red]kept in memory {summary['unsaved']} (the database refuses writes)[/red]"
+                     if summary["unsaved"] else "")
+                  + (f", [red]lost {summary['lost']}[/red]" if summary["lost"] else ""))
+    for host, down in summary["hosts_down"].items():
+        console.print(f"[yellow]receiver {host} is down[/yellow]: {down['failed_rounds']} failed round(s) in a row, "
+                      f"next try in {down['next_try_in_s']:.0f} s")
+    for host, count in summary["failed_by_host"].items():
+        console.print(f"failed for {host}: {count}")
+    now = time.time()
+    rows = [(w.get("id"), w.get("call_uuid"), w.get("event"), w.get("url"), w.get("status"), w.get("attempts"),
+             _age(now - w["created_at"]) if w.get("created_at") else "", w.get("last_status_code"),
+             w.get("last_error")) for w in data["objects"]]
+    console.print(_table("webhooks" + (f" ({args.status})" if args.status else " not delivered"),
+                         ("#", "call", "event", "url", "status", "attempts", "age", "HTTP", "error"), rows))
+
+
 def cmd_retry_webhooks(api: ApiClient, args) -> None:
     body = {"call_uuid": args.uuid} if args.uuid else {}
+    if args.skip_failed:
+        body["skip_failed"] = True
     data = api.request("POST", "/Webhooks/Retry/", json=body).json()
     if args.json:
         print(json.dumps(data, indent=2))
@@ -177,7 +216,13 @@ COMMANDS = {
     "streams": (cmd_streams, "List the audio streams of live calls (--all: also the ended streams of those calls)."),
     "hangup": (cmd_hangup, "Hang up a live call (the hangup webhook says HangupSource=API Request)."),
     "stop-stream": (cmd_stop_stream, "Stop one stream of a live call, or all its streams; the call goes on."),
-    "retry-webhooks": (cmd_retry_webhooks, "queue failed webhooks again (all, or one call's), same keys and order"),
+    "webhooks": (cmd_webhooks, "List the webhooks not delivered yet, oldest first (waiting, in flight, held "
+                               "behind a failed one, failed, kept in memory while the database refuses writes), "
+                               "with the queue's depth, the oldest one's age, receivers that are down and "
+                               "failures per receiver host."),
+    "retry-webhooks": (cmd_retry_webhooks, "Queue failed webhooks again (all, or one call's), with those held "
+                                           "behind them: same idempotency keys, same order. --skip-failed: "
+                                           "leave the failed ones failed and send the ones held behind them."),
     "tail": (cmd_tail, "Follow the live event feed of every call, or of one call (Ctrl-C to stop)."),
 }
 EPILOG = ("Talks to the running service through its HTTP API: the address and credentials come from "
@@ -188,7 +233,7 @@ EPILOG = ("Talks to the running service through its HTTP API: the address and cr
 
 def _parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"callfork {command}", description=COMMANDS[command][1], epilog=EPILOG)
-    if command in ("calls", "call", "streams", "tail", "retry-webhooks"):
+    if command in ("calls", "call", "streams", "tail", "webhooks", "retry-webhooks"):
         p.add_argument("--json", action="store_true",
                        help="print JSON lines, one per event" if command == "tail" else "print JSON instead of tables")
     p.add_argument("--config", help="path to callfork.toml (default: $CALLFORK_CONFIG, else the loopback defaults)")
@@ -199,6 +244,13 @@ def _parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("uuid", nargs="?", help="follow only this call")
     if command == "retry-webhooks":
         p.add_argument("uuid", nargs="?", help="only this call's failed webhooks")
+        p.add_argument("--skip-failed", action="store_true",
+                       help="give up on the failed webhooks and send those held behind them")
+    if command == "webhooks":
+        p.add_argument("--status", help="comma-separated: pending, in_flight, held, failed, unsaved, delivered "
+                                        "(default: every one not delivered)")
+        p.add_argument("--call", metavar="UUID", help="only this call's webhooks")
+        p.add_argument("--limit", type=int, default=100, help="at most this many (default 100, max 1000)")
     if command == "stop-stream":
         p.add_argument("stream_id", nargs="?", help="the stream id (default: every stream of the call)")
     if command in ("calls", "streams"):

@@ -72,13 +72,20 @@ class Service:
         db = self.data_dir / "callfork.sqlite3"
         private_database(db)
         wh = self.config.webhooks
-        self.store = Store(db)
-        self.outbox = Outbox(db, auth_token=self.auth_token, retries=wh.retries,
+        max_bytes = int(self.config.server.db_max_mb * 1024 * 1024) or None
+        self.store = Store(db, max_bytes=max_bytes)
+        window = wh.retry_mode == "window"
+        # concurrency: slow receivers hold a slot each, up to read_timeout_s; per host: one dead
+        # receiver cannot take them all
+        self.outbox = Outbox(db, auth_token=self.auth_token, retries=None if window else wh.retries,
+                             retry_window_s=wh.retry_window_s if window else None,
                              backoff_base_s=wh.backoff_base_s, backoff_max_s=wh.backoff_max_s,
                              connect_timeout_s=wh.connect_timeout_s, read_timeout_s=wh.read_timeout_s,
                              user_agent=f"callfork/{self.version}", v3_mode=wh.v3_mode,
                              allow_private=self.config.server.allow_private_urls,
-                             concurrency=64)  # slow receivers hold a slot each, up to read_timeout_s
+                             concurrency=wh.concurrency, per_host_concurrency=wh.per_host_concurrency,
+                             retention_s=wh.retention_s or None, memory_limit=wh.memory_queue,
+                             max_db_bytes=max_bytes)
         self.outbox.start()
         self._close_stale_calls()
         self.media = MediaCache(self.data_dir / "media", user_agent=f"callfork/{self.version}",
@@ -167,11 +174,14 @@ class Service:
             # a REST call: the parties its request named (FreeSWITCH gave the channel another caller id)
             ctx.set_parties(number.from_number, number.to, number.caller_name)
         answered = bool(session.answered)  # a REST call is answered before it reaches us
-        self.store.upsert_call(ctx.uuid, direction=ctx.direction, from_number=ctx.from_number,
-                               to_number=ctx.to_number, answer_url=number.answer_url,
-                               status="in-progress" if answered else "ringing",
-                               start_time=ctx.session_start.timestamp(),
-                               answer_time=ctx.session_start.timestamp() if answered else None)
+        try:   # (a database that refuses writes keeps them: records/store.py; this is for the rest)
+            self.store.upsert_call(ctx.uuid, direction=ctx.direction, from_number=ctx.from_number,
+                                   to_number=ctx.to_number, answer_url=number.answer_url,
+                                   status="in-progress" if answered else "ringing",
+                                   start_time=ctx.session_start.timestamp(),
+                                   answer_time=ctx.session_start.timestamp() if answered else None)
+        except Exception:
+            log.exception("call %s: could not record the call; running it anyway", ctx.uuid)
         self.calls[ctx.uuid] = ctx
         try:
             Interpreter(ctx).run()
@@ -275,8 +285,27 @@ class Service:
             stream.stop("api")
         return len(live)
 
+    def storage_health(self) -> tuple[dict, list]:
+        """(figures, problems) about the database and the webhook queue, for /healthz. A database
+        that refuses writes is a problem (calls go on; what it refused waits in memory:
+        records/store.py, webhooks/outbox.py); receivers that are down are not callfork's."""
+        store, webhooks = self.store.health(), self.outbox.stats()
+        writable = store["writable"] and webhooks["writable"] and not webhooks["unsaved"]
+        database = {"writable": writable, "error": store["error"] or webhooks["write_error"],
+                    "kept_writes": store["kept"], "dropped_writes": store["dropped"],
+                    "unsaved_webhooks": webhooks["unsaved"], "lost_webhooks": webhooks["lost"]}
+        queue = {"depth": webhooks["depth"], "held": webhooks["held"], "failed": webhooks["failed"],
+                 "oldest_pending_age_s": round(webhooks["oldest_pending_age_s"], 3),
+                 "hosts_down": sorted(webhooks["hosts_down"])}
+        problems = [] if writable else [
+            f"the database refuses writes ({database['error']}): {store['kept']} call-record writes and "
+            f"{webhooks['unsaved']} webhooks wait in memory"]
+        return {"database": database, "webhooks": queue}, problems
+
     def metrics(self) -> dict:
         relay = self.relay
+        store, webhooks = self.store.health(), self.outbox.stats()
+        writable = store["writable"] and webhooks["writable"] and not webhooks["unsaved"]
         return {
             "live_calls": ("gauge", "calls in progress", len(self.calls)),
             "live_streams": ("gauge", "audio streams in progress", relay.streams_live),
@@ -292,9 +321,28 @@ class Service:
                                       relay.module_overruns),
             "relay_rejected_total": ("counter", "module connections refused (unknown stream or bad token)",
                                      relay.rejected),
-            "webhook_queue_depth": ("gauge", "webhooks waiting for delivery", self.outbox.depth()),
-            "webhook_failed_total": ("counter", "webhooks given up after all retries", self.outbox.failed_count()),
-            "webhook_delivered_total": ("counter", "webhooks delivered", self.outbox.delivered_count()),
+            "webhook_queue_depth": ("gauge", "webhooks waiting for delivery", webhooks["depth"]),
+            "webhook_oldest_pending_age_seconds": ("gauge", "age of the oldest webhook waiting for delivery",
+                                                   round(webhooks["oldest_pending_age_s"], 3)),
+            "webhook_held": ("gauge", "webhooks held behind a failed earlier webhook of their call",
+                             webhooks["held"]),
+            "webhook_failed_total": ("counter", "webhooks failed (kept until retried)", webhooks["failed"]),
+            "webhook_delivered_total": ("counter", "webhooks delivered (within the retention)",
+                                        webhooks["delivered"]),
+            "webhook_host_failed": ("gauge", "failed webhooks kept, by receiver host",
+                                    {_label(host=h): n for h, n in webhooks["failed_by_host"].items()}),
+            "webhook_host_down": ("gauge", "failed rounds in a row of a receiver host that is down "
+                                           "(nothing goes to it until its pause ends)",
+                                  {_label(host=h): f for h, (f, _) in webhooks["hosts_down"].items()}),
+            "webhook_unsaved": ("gauge", "webhooks kept in memory: the database refuses writes",
+                                webhooks["unsaved"]),
+            "webhook_lost_total": ("counter", "webhooks lost: the database refused them and the memory "
+                                              "queue was full", webhooks["lost"]),
+            "database_writable": ("gauge", "1 when the database takes writes", int(writable)),
+            "store_kept_writes": ("gauge", "call-record writes kept in memory: the database refuses writes",
+                                  store["kept"]),
+            "store_dropped_writes_total": ("counter", "call-record writes lost: the database refused them "
+                                                      "and the memory backlog was full", store["dropped"]),
             "esl_connected": ("gauge", "1 when the FreeSWITCH control connection is up", int(self.control.connected)),
             "esl_reconnects_total": ("counter", "FreeSWITCH control connection reconnects", self.control.reconnects),
             "http_connections": ("gauge", "HTTP connections being served", self.http.connections),
@@ -306,6 +354,13 @@ class Service:
     def resource_health(self) -> tuple[dict, list]:
         """(figures, problems) about the HTTP connections and file descriptors, for /healthz."""
         return self.http.health()
+
+
+def _label(**labels) -> str:
+    """Prometheus label text, e.g. host="a:1" (backslash, double quote and newline escaped)."""
+    def escape(value) -> str:
+        return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return ",".join(f'{key}="{escape(value)}"' for key, value in labels.items())
 
 
 def freeze_startup_heap() -> None:

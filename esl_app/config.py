@@ -54,6 +54,7 @@ class ServerConfig:
     auth_token: str = ''
     data_dir: str = './var'
     allow_private_urls: bool = True
+    db_max_mb: float = 0                 # cap on the SQLite file (0: none); past it, as a full disk
     # the HTTP server (callfork/http_server.py): connection cap, request-head deadline, body limit,
     # and the file descriptors it leaves to calls
     http_max_connections: int = 1000
@@ -88,12 +89,19 @@ class TTSConfig:
 
 @dataclass(frozen=True)
 class WebhooksConfig:
+    # `window`: retry each webhook for retry_window_s; `vobiz`: `retries` retries, as Vobiz does
+    retry_mode: str = 'window'
+    retry_window_s: float = 21600
     retries: int = 3
     backoff_base_s: float = 2
-    backoff_max_s: float = 30
+    backoff_max_s: float = 300
     connect_timeout_s: float = 3
     read_timeout_s: float = 10
     v3_mode: str = 'docs'
+    concurrency: int = 64
+    per_host_concurrency: int = 8
+    retention_s: float = 259200          # delivered webhooks are deleted after this (3 days)
+    memory_queue: int = 10000            # webhooks kept in memory while the database refuses writes
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,7 @@ CHOICES = {
     ('numbers', 'answer_method'): ('GET', 'POST'),
     ('numbers', 'hangup_method'): ('GET', 'POST'),
     ('numbers', 'fallback_method'): ('GET', 'POST'),
+    ('webhooks', 'retry_mode'): ('window', 'vobiz'),
 }
 POSITIVE_KEYS = {('server', 'http_max_connections'), ('server', 'http_idle_timeout_s'),
                  ('server', 'http_max_body_bytes')}
@@ -265,7 +274,11 @@ def _check_value(section, key, value):
         raise ConfigError('%s: must be a positive finite number: %r' % (where, value))
     if section == 'server' and key == 'fd_reserve' and value < 0:
         raise ConfigError('%s: must not be negative: %r' % (where, value))
-    if section == 'webhooks' and key != 'v3_mode' and value < 0:
+    if section == 'webhooks' and not isinstance(value, str) and value < 0:
+        raise ConfigError('%s: must not be negative: %r' % (where, value))
+    if (section, key) in (('webhooks', 'concurrency'), ('webhooks', 'per_host_concurrency')) and value < 1:
+        raise ConfigError('%s: must be at least 1: %r' % (where, value))
+    if (section, key) == ('server', 'db_max_mb') and value < 0:
         raise ConfigError('%s: must not be negative: %r' % (where, value))
 
 

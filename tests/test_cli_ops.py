@@ -175,7 +175,8 @@ def test_help_texts():
     for args, expected in ((["--help"], "serve"), (["serve", "--help"], "built-in"),
                            (["demo", "--help"], "echo bot"), (["calls", "--help"], "--all"),
                            (["tail", "--help"], "Ctrl-C"), (["stop-stream", "--help"], "stream_id"),
-                           (["hangup", "--help"], "API Request")):
+                           (["hangup", "--help"], "API Request"), (["webhooks", "--help"], "held"),
+                           (["retry-webhooks", "--help"], "--skip-failed")):
         out = cli(*args, env=_env())
         assert out.returncode == 0 and expected in out.stdout, (args, out.stdout, out.stderr)
     out = cli(env=_env())

@@ -29,7 +29,10 @@ def test_defaults_without_a_file():
     assert config.tts.voices == {'WOMAN': 'slt', 'MAN': 'rms'}
     w = config.webhooks
     assert (w.retries, w.backoff_base_s, w.backoff_max_s, w.connect_timeout_s, w.read_timeout_s, w.v3_mode) == \
-        (3, 2, 30, 3, 10, 'docs')
+        (3, 2, 300, 3, 10, 'docs')
+    assert (w.retry_mode, w.retry_window_s, w.concurrency, w.per_host_concurrency, w.retention_s,
+            w.memory_queue) == ('window', 21600, 64, 8, 259200, 10000)
+    assert config.server.db_max_mb == 0
     assert len(config.numbers) == 1
     number = config.numbers[0]
     assert (number.number, number.answer_url, number.answer_method, number.hangup_url, number.fallback_url) == \
@@ -99,6 +102,8 @@ def test_file_and_env_precedence(tmp_path):
            'CALLFORK_WEBHOOKS_BACKOFF_BASE_S': '0.5', 'CALLFORK_TTS_VOICES': 'MAN=kal',
            'CALLFORK_CONFIG': str(path), 'CALLFORK_FS_ESL': '127.0.0.1:8021:ClueCon'}
     config = load_config(env=env)              # path from CALLFORK_CONFIG, env wins over the file
+    assert load_config(env={'CALLFORK_WEBHOOKS_RETRY_MODE': 'vobiz'}).webhooks.retry_mode == 'vobiz'
+    assert load_config(env={'CALLFORK_SERVER_DB_MAX_MB': '0.5'}).server.db_max_mb == 0.5
     assert config.freeswitch.esl_port == 8022 and type(config.freeswitch.esl_port) is int
     assert config.freeswitch.esl_host == '10.0.0.5'
     assert config.server.http_listen == '127.0.0.1:8181'
@@ -133,6 +138,10 @@ def test_file_errors_name_the_key(tmp_path, text, needle):
     ({'CALLFORK_SERVER_ALLOW_PRIVATE_URLS': 'maybe'}, 'allow_private_urls'),
     ({'CALLFORK_NUMBERS_ANSWER_URL': 'http://x'}, 'CALLFORK_NUMBERS_ANSWER_URL'),
     ({'CALLFORK_CONFIG': '/nonexistent/callfork.toml'}, '/nonexistent/callfork.toml'),
+    ({'CALLFORK_WEBHOOKS_RETRY_MODE': 'forever'}, 'webhooks.retry_mode'),
+    ({'CALLFORK_WEBHOOKS_PER_HOST_CONCURRENCY': '0'}, 'webhooks.per_host_concurrency'),
+    ({'CALLFORK_WEBHOOKS_RETRY_WINDOW_S': '-1'}, 'webhooks.retry_window_s'),
+    ({'CALLFORK_SERVER_DB_MAX_MB': '-5'}, 'server.db_max_mb'),
 ])
 def test_env_errors_name_the_key(env, needle):
     with pytest.raises(ConfigError) as info:

@@ -101,9 +101,10 @@ def test_private_targets_are_refused_everywhere_when_not_allowed():
 
 
 def test_failed_webhooks_can_be_sent_again_with_the_same_keys(tmp_path):
-    """A receiver down for longer than the retry schedule: the webhooks end `failed` (kept), and
-    `POST .../Webhooks/Retry/` (or `callfork retry-webhooks`) sends them again, same key, in order."""
-    with Stack(env={"CALLFORK_WEBHOOKS_RETRIES": "0"}) as stack:
+    """A receiver down for longer than the retry schedule (here Vobiz's count, with no retry): the
+    webhooks end `failed` (kept), and `POST .../Webhooks/Retry/` (or `callfork retry-webhooks`) sends
+    them again, same key, in order."""
+    with Stack(env={"CALLFORK_WEBHOOKS_RETRY_MODE": "vobiz", "CALLFORK_WEBHOOKS_RETRIES": "0"}) as stack:
         stack.app.document("/answer", "<Response><Hangup/></Response>")
         stack.app.document("/hangup", "down", content_type="text/plain", status=503)
         call = stack.call(to="1000")

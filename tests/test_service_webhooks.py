@@ -33,7 +33,7 @@ RECORDING_DOC = """<Response>
   <Wait length="1"/>
 </Response>"""
 
-FAST_RETRIES = {"CALLFORK_WEBHOOKS_RETRIES": "1000", "CALLFORK_WEBHOOKS_BACKOFF_BASE_S": "0.05",
+FAST_RETRIES = {"CALLFORK_WEBHOOKS_RETRY_WINDOW_S": "600", "CALLFORK_WEBHOOKS_BACKOFF_BASE_S": "0.05",
                 "CALLFORK_WEBHOOKS_BACKOFF_MAX_S": "0.2"}
 
 
@@ -125,7 +125,8 @@ def test_5xx_is_retried_4xx_is_not_and_sdk_v3_signatures_verify():
         return Reply(200)
 
     hooks = HttpReceiver(responder=respond).start()
-    env = dict(FAST_RETRIES, CALLFORK_WEBHOOKS_RETRIES="3", CALLFORK_WEBHOOKS_V3_MODE="sdk")
+    env = dict(FAST_RETRIES, CALLFORK_WEBHOOKS_RETRY_MODE="vobiz", CALLFORK_WEBHOOKS_RETRIES="3",
+               CALLFORK_WEBHOOKS_V3_MODE="sdk")
     try:
         with Stack(env=env) as stack:
             doc = stack.app.document("/rec", f"""<Response>
@@ -193,7 +194,7 @@ public_url = "http://127.0.0.1:{ports['http']}"
 auth_token = "test-token"
 data_dir = "{path.parent / 'var'}"
 [webhooks]
-retries = 1000
+retry_window_s = 600
 backoff_base_s = 0.05
 backoff_max_s = 0.2
 {extra}
