@@ -107,6 +107,8 @@ class Hosts:
         state.paused_until = now + pause
 
     def down(self, now):
-        """{host: (failed rounds in a row, seconds until its next attempt may go)} of hosts that are down."""
+        """{host: (failed rounds in a row, seconds until its next attempt may go)} of hosts that are
+        down and have webhooks waiting for them."""
         return {host: (state.failures, max(0.0, state.paused_until - now))
-                for host, state in self._hosts.items() if state.failures}
+                for host, state in self._hosts.items()
+                if state.failures and (state.due is not None or state.in_flight)}

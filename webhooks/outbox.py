@@ -342,7 +342,7 @@ class Outbox:
             self._record_unrecorded()
             if abandoned:
                 self._table.requeue_in_flight(time.time(), abandoned)
-            self._store_unsaved(force=True)
+            self._store_unsaved()
         except sqlite3.Error as exc:   # what is in flight in the table is requeued by the next start
             log.error('outbox: could not record the state at stop: %s', exc)
         if self._unsaved:
@@ -417,6 +417,8 @@ class Outbox:
                 break
             room = min(free, self._hosts.capacity(host, now))
             rows = self._table.take_due(host, now, room)
+            if rows:
+                self.write_error = None
             for row in rows:
                 self._start(row)
             free -= len(rows)
@@ -467,7 +469,7 @@ class Outbox:
         else:
             self._prune_at = now + min(PRUNE_EVERY_S, max(self.retention_s / 4, 0.5))
 
-    def _store_unsaved(self, force=False):
+    def _store_unsaved(self):
         """Webhooks kept in memory go into the table, in order, in one transaction."""
         if not self._unsaved:
             return
@@ -486,8 +488,6 @@ class Outbox:
             self._stored(row, delivery_id, stored, head, now)
         self.write_error = None
         log.warning('outbox: the database takes writes again; %d webhook(s) kept in memory are stored', len(rows))
-        if not force:
-            self._wake.set()
 
     # ---------------------------------------------------------------- one delivery attempt
 
