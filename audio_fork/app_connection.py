@@ -235,6 +235,11 @@ def _open_socket(uri, sndbuf: int | None, resolve=None):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         sock.connect(address)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # an idle stream's half-open connection (the app's host gone) is found by the kernel in ~1 min
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
         if uri.secure:
             sock = gevent.ssl.create_default_context().wrap_socket(sock, server_hostname=uri.host)
     except BaseException:

@@ -2,6 +2,7 @@
 of RFC 6455 by hand (bytes written here, not by the code under test): what the opening request
 carries, every way the handshake can fail, and what the reader makes of fragments, pings, binary
 messages, the app's Close, a protocol error and a dropped connection."""
+import socket
 import struct
 
 import gevent
@@ -38,6 +39,9 @@ def test_the_opening_request_carries_the_path_query_headers_and_offered_subproto
         assert "user-agent: callfork/test" in lines and "x-token: abc" in lines
         assert "sec-websocket-protocol: audio.v1, audio.v2" in lines
         assert "sec-websocket-version: 13" in lines
+        # media must not wait for Nagle; a dead app's host is found by the kernel on an idle stream
+        assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     finally:
         conn.shutdown()
 
