@@ -80,6 +80,7 @@ class AudioForkConfig:
     flavor: str = 'jambonz'
     l16_byte_order: str = 'le'
     extra_headers_mode: str = 'vobiz'
+    max_playout_seconds: float = 60        # app audio a stream holds ahead of the caller; more is dropped
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ CHOICES = {
     ('webhooks', 'retry_mode'): ('window', 'vobiz'),
 }
 POSITIVE_KEYS = {('server', 'http_max_connections'), ('server', 'http_idle_timeout_s'),
-                 ('server', 'http_max_body_bytes')}
+                 ('server', 'http_max_body_bytes'), ('audio_fork', 'max_playout_seconds')}
 LISTEN_KEYS = {('server', 'outbound_listen'), ('server', 'http_listen'), ('server', 'relay_listen')}
 TTS_VOICE_NAMES = ('WOMAN', 'MAN')
 

@@ -147,3 +147,11 @@ def test_env_errors_name_the_key(env, needle):
     with pytest.raises(ConfigError) as info:
         load_config(env=env)
     assert needle in str(info.value)
+
+
+def test_max_playout_seconds_is_a_positive_number():
+    assert load_config(env={}).audio_fork.max_playout_seconds == 60
+    assert load_config(env={'CALLFORK_AUDIO_FORK_MAX_PLAYOUT_SECONDS': '10'}).audio_fork.max_playout_seconds == 10
+    for bad in ('0', '-5', 'inf', 'ten'):
+        with pytest.raises(ConfigError):
+            load_config(env={'CALLFORK_AUDIO_FORK_MAX_PLAYOUT_SECONDS': bad})

@@ -10,13 +10,10 @@ sent is dropped unreported.
 - clearAudio in a tight loop: a clearedAudio on the socket for each, the ClearedAudio webhooks
   coalesced (at most one per second), the occurrences summed;
 - what is still counted when the stream ends is posted before its StopStream."""
-import functools
 import json
 
 from websockets.frames import Frame, Opcode
 
-import verbs.streaming
-from audio_fork import StreamSpec
 from harness import Stack
 from stream_scenarios import Calls, b64, messages, noise, tone, write_wav
 from wsapp import AppServer as WsApp
@@ -43,13 +40,12 @@ def _occurrences(hooks):
     return sum(int(h["Occurrences"]) for h in hooks)
 
 
-def test_a_flooding_app_gets_few_webhooks_and_every_dropped_checkpoint_reported(tmp_path, monkeypatch):
-    # a 10 s playout queue: an 11 s playAudio overflows it whatever it holds
-    monkeypatch.setattr(verbs.streaming, "StreamSpec", functools.partial(StreamSpec, max_playout_seconds=10))
+def test_a_flooding_app_gets_few_webhooks_and_every_dropped_checkpoint_reported(tmp_path):
     app = WsApp().start()
     caller = write_wav(tmp_path / "caller.wav", noise(60.0, seed=9, level=300))
     try:
-        with Stack() as stack:
+        # a 10 s playout queue: an 11 s playAudio overflows it whatever it holds
+        with Stack(env={"CALLFORK_AUDIO_FORK_MAX_PLAYOUT_SECONDS": "10"}) as stack:
             calls = Calls(stack)
             calls.add("9201", f'<Response><Stream bidirectional="true" keepCallAlive="true" '
                               f'statusCallbackUrl="{calls.url("/stream-status")}">{app.url}</Stream></Response>')

@@ -126,6 +126,7 @@ class LiveStream:
             extra_headers=dict(o.extra_headers),
             extra_headers_mode=call.config.audio_fork.extra_headers_mode,
             l16_byte_order=call.config.byte_order_for(call.number), flavor=call.config.audio_fork.flavor,
+            max_playout_seconds=call.config.audio_fork.max_playout_seconds,
             account_id=call.auth_id, resolve=call.services.connect_addresses)
         self.session = StreamSession(spec, call.services.relay, call.session.api, self._on_event,
                                      may_kill_audio=functools.partial(_only_idle_writer_runs, call.session))
