@@ -37,8 +37,6 @@ import base64
 import hmac
 import json
 import re
-import uuid as uuidlib
-from datetime import datetime, timezone
 from pathlib import Path
 
 from gevent.queue import Empty
@@ -46,90 +44,11 @@ from flask import Flask, Response, jsonify, request, send_file
 
 from webhooks import UrlError, clean_url
 
+from .api_objects import (MAX_OFFSET, ApiError, api_id, call_object, error_response,
+                          read_body, stream_object, truthy)
+
 
 WEBHOOK_STATUSES = ("pending", "in_flight", "held", "failed", "unsaved", "delivered")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _api_id() -> str:
-    return str(uuidlib.uuid4())
-
-
-def _error(status: int, message: str):
-    resp = jsonify({"api_id": _api_id(), "error": message})
-    resp.status_code = status
-    return resp
-
-
-MAX_OFFSET = 2 ** 63 - 1   # SQLite's integers are 64-bit
-MAX_JSON_DEPTH = 32   # arrays and objects inside each other; the API's bodies are flat
-
-
-def _depth_ok(value, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True if `value` nests arrays/objects at most `limit` deep (walked without recursion)."""
-    todo = [(value, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if isinstance(item, (dict, list)):
-            if depth > limit:
-                return False
-            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
-    return True
-
-
-def _body() -> dict:
-    """JSON or form body as a flat dict of strings/values."""
-    if request.is_json:
-        try:
-            data = request.get_json(silent=True)
-            too_deep = not _depth_ok(data)
-        except RecursionError:   # the parser's (not a ValueError: silent=True lets it through)
-            too_deep = True
-        if too_deep:
-            raise ApiError(400, f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
-        if not isinstance(data, dict):
-            raise ApiError(400, "the body must be a JSON object")
-        return data
-    return request.form.to_dict()
-
-
-def _truthy(value) -> bool:
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in ("true", "1", "yes")
-
-
-def _call_object(call: dict, account: str, live: bool) -> dict:
-    """A call record with the Plivo/Vobiz call-object names added (call_uuid, call_direction,
-    call_status, call_duration, resource_uri) next to callfork's own."""
-    out = dict(call)
-    start, end = call.get("answer_time") or call.get("start_time"), call.get("end_time")
-    out.update(call_uuid=call["uuid"], call_direction=call.get("direction"), call_status=call.get("status"),
-               call_duration=int(round(end - start)) if start and end else None, live=live,
-               resource_uri=f"/api/v1/Account/{account}/Call/{call['uuid']}/")
-    return out
-
-
-def _iso(epoch):
-    if not isinstance(epoch, (int, float)):
-        return epoch
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _stream_object(stream: dict, account: str) -> dict:
-    """A stream record in the Vobiz stream-object shape
-    (https://docs.vobiz.ai/audio-streams/stream-object): ISO UTC times,
-    end_time null while live, resource_uri."""
-    out = dict(stream)
-    out.update(start_time=_iso(stream.get("start_time")), end_time=_iso(stream.get("end_time")),
-               resource_uri=f"/api/v1/Account/{account}/Call/{stream['call_uuid']}/Stream/{stream['stream_id']}/")
-    return out
 
 
 def create_app(service) -> Flask:
@@ -162,31 +81,31 @@ def create_app(service) -> Flask:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
-        resp = _error(exc.status, exc.message)
+        resp = error_response(exc.status, exc.message)
         if exc.status == 401:
             resp.headers["WWW-Authenticate"] = 'Basic realm="callfork"'
         return resp
 
     @app.errorhandler(404)
     def _not_found(exc):
-        return _error(404, "not found")
+        return error_response(404, "not found")
 
     @app.errorhandler(405)
     def _not_allowed(exc):
-        return _error(405, f"method {request.method} not allowed here")
+        return error_response(405, f"method {request.method} not allowed here")
 
     @app.errorhandler(413)
     def _too_large(exc):
-        return _error(413, f"request body larger than {app.config['MAX_CONTENT_LENGTH']} bytes "
+        return error_response(413, f"request body larger than {app.config['MAX_CONTENT_LENGTH']} bytes "
                            "([server] http_max_body_bytes)")
 
     @app.errorhandler(400)
     def _bad_request(exc):   # werkzeug's (a body cut short, a malformed form), not an ApiError
-        return _error(400, f"bad request: {exc.description}")
+        return error_response(400, f"bad request: {exc.description}")
 
     @app.errorhandler(500)
     def _internal(exc):
-        return _error(500, "internal error (see the service log)")
+        return error_response(500, "internal error (see the service log)")
 
     # -- health and metrics ----------------------------------------------------------------------
     @app.get("/healthz")
@@ -232,7 +151,7 @@ def create_app(service) -> Flask:
     @app.post(base + "/")
     def make_call(account: str):
         check_account(account)
-        body = _body()
+        body = read_body()
         for field in ("from", "to", "answer_url"):
             if not body.get(field):
                 raise ApiError(400, f"{field} is required")
@@ -263,7 +182,7 @@ def create_app(service) -> Flask:
                 fallback_url=fallback_url, fallback_method=fallback_method)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        return jsonify({"api_id": _api_id(), "message": "call fired", "request_uuid": request_uuid}), 201
+        return jsonify({"api_id": api_id(), "message": "call fired", "request_uuid": request_uuid}), 201
 
     @app.get(base + "/")
     def list_calls(account: str):
@@ -284,8 +203,8 @@ def create_app(service) -> Flask:
             calls = calls[offset:offset + limit]
         else:
             calls = service.store.list_calls(live_only=False, limit=limit, offset=offset)
-        return jsonify({"api_id": _api_id(), "meta": {"limit": limit, "offset": offset, "count": len(calls)},
-                        "objects": [_call_object(c, account, c["uuid"] in service.calls) for c in calls]})
+        return jsonify({"api_id": api_id(), "meta": {"limit": limit, "offset": offset, "count": len(calls)},
+                        "objects": [call_object(c, account, c["uuid"] in service.calls) for c in calls]})
 
     def stored_call(account: str, uuid: str) -> dict:
         check_account(account)
@@ -297,12 +216,12 @@ def create_app(service) -> Flask:
     @app.get(base + "/<uuid>/")
     def get_call(account: str, uuid: str):
         call = stored_call(account, uuid)
-        return jsonify(dict(_call_object(call, account, uuid in service.calls), api_id=_api_id()))
+        return jsonify(dict(call_object(call, account, uuid in service.calls), api_id=api_id()))
 
     @app.post(base + "/<uuid>/")
     def transfer_call(account: str, uuid: str):
         check_account(account)
-        body = _body()
+        body = read_body()
         legs = body.get("legs", "aleg")
         if legs != "aleg":
             raise ApiError(400, "only legs=aleg is supported (callfork does not bridge calls yet)")
@@ -317,7 +236,7 @@ def create_app(service) -> Flask:
             raise ApiError(400, "aleg_method must be GET or POST")
         if not service.transfer_call(uuid, url, method):
             raise ApiError(404, "call not found or already ended")
-        return jsonify({"api_id": _api_id(), "message": "call transferred", "call_uuid": uuid}), 202
+        return jsonify({"api_id": api_id(), "message": "call transferred", "call_uuid": uuid}), 202
 
     @app.delete(base + "/<uuid>/")
     def hangup_call(account: str, uuid: str):
@@ -329,7 +248,7 @@ def create_app(service) -> Flask:
     @app.get(base + "/<uuid>/Timeline/")
     def timeline(account: str, uuid: str):
         call = stored_call(account, uuid)
-        return jsonify({"api_id": _api_id(), "call": call, "timeline": service.store.timeline(uuid),
+        return jsonify({"api_id": api_id(), "call": call, "timeline": service.store.timeline(uuid),
                         "streams": service.store.list_streams(uuid),
                         "recordings": service.store.list_recordings(uuid),
                         "webhooks": service.outbox.deliveries(uuid)})
@@ -338,7 +257,7 @@ def create_app(service) -> Flask:
     @app.post(base + "/<uuid>/Stream/")
     def start_stream(account: str, uuid: str):
         check_account(account)
-        body = _body()
+        body = read_body()
         if not body.get("service_url"):
             raise ApiError(400, "service_url is required")
         try:   # refused now, as originate does, not after a 202 when the stream would connect
@@ -353,13 +272,13 @@ def create_app(service) -> Flask:
             stream_id = service.start_stream(uuid, body)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
-        return jsonify({"api_id": _api_id(), "message": "audio streaming started", "stream_id": stream_id}), 202
+        return jsonify({"api_id": api_id(), "message": "audio streaming started", "stream_id": stream_id}), 202
 
     @app.get(base + "/<uuid>/Stream/")
     def list_streams(account: str, uuid: str):
         stored_call(account, uuid)
-        streams = [_stream_object(st, account) for st in service.store.list_streams(uuid)]
-        return jsonify({"api_id": _api_id(), "meta": {"count": len(streams)}, "objects": streams})
+        streams = [stream_object(st, account) for st in service.store.list_streams(uuid)]
+        return jsonify({"api_id": api_id(), "meta": {"count": len(streams)}, "objects": streams})
 
     @app.delete(base + "/<uuid>/Stream/")
     def stop_all_streams(account: str, uuid: str):
@@ -375,7 +294,7 @@ def create_app(service) -> Flask:
         stream = service.store.get_stream(stream_id)
         if stream is None or stream.get("call_uuid") != uuid:
             raise ApiError(404, "Stream not found")
-        return jsonify(dict(_stream_object(stream, account), api_id=_api_id()))
+        return jsonify(dict(stream_object(stream, account), api_id=api_id()))
 
     @app.delete(base + "/<uuid>/Stream/<stream_id>/")
     def stop_stream(account: str, uuid: str, stream_id: str):
@@ -404,7 +323,7 @@ def create_app(service) -> Flask:
         summary["oldest_pending_age_s"] = round(stats["oldest_pending_age_s"], 3)
         summary["hosts_down"] = {host: {"failed_rounds": rounds, "next_try_in_s": round(wait, 3)}
                                  for host, (rounds, wait) in stats["hosts_down"].items()}
-        return jsonify({"api_id": _api_id(), "meta": {"limit": limit, "count": len(objects)},
+        return jsonify({"api_id": api_id(), "meta": {"limit": limit, "count": len(objects)},
                         "summary": summary, "objects": objects})
 
     @app.post("/api/v1/Account/<account>/Webhooks/Retry/")
@@ -412,15 +331,15 @@ def create_app(service) -> Flask:
         """Queue failed webhooks again with those held behind them (all, or one call's with
         `call_uuid`), keys and order kept; `skip_failed`: only release the held ones."""
         check_account(account)
-        body = _body()
+        body = read_body()
         call_uuid = body.get("call_uuid") or None
-        if _truthy(body.get("skip_failed", False)):
+        if truthy(body.get("skip_failed", False)):
             count = service.outbox.release_held(call_uuid)
             message = f"{count} held webhooks released (the failed ones stay failed)"
         else:
             count = service.outbox.retry_failed(call_uuid)
             message = f"{count} failed webhooks queued again (with the webhooks held behind them)"
-        return jsonify({"api_id": _api_id(), "message": message, "count": count})
+        return jsonify({"api_id": api_id(), "message": message, "count": count})
 
     # -- the live event feed ---------------------------------------------------------------------
     @app.get("/api/v1/Account/<account>/Events/")
