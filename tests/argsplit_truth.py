@@ -26,17 +26,15 @@ if __name__ == "__main__":
     from gevent import monkey
     monkey.patch_all()
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
-import uuid as uuidlib  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
+import truth_capture  # noqa: E402
 from fsargs import quote_api_arg  # noqa: E402
-from sim_support import RawESL  # noqa: E402
+from truth_capture import Switch, compare_cases  # noqa: E402
 
 # argument texts as they stand on the ESL line
 TEXTS = [
@@ -98,40 +96,6 @@ def cases() -> list[dict]:
     return out
 
 
-class Switch:
-    """An ESL connection to a switch with one parked channel: `api(line)` -> the reply body (bytes
-    sent as they are); `variables()` -> the channel's variables."""
-
-    def __init__(self, address, password="ClueCon", variables=None):
-        self.esl = RawESL.connect(address, timeout=10)
-        self.esl.frame()
-        headers, _b, _raw = self.esl.command("auth " + password)
-        assert headers.get("Reply-Text", "").startswith("+OK"), headers
-        self.uuid = str(uuidlib.uuid4())
-        reply = self.api(f"originate {{origination_uuid={self.uuid}}}loopback/9999/default &park()")
-        assert reply.startswith("+OK"), reply
-        self._variables = variables
-
-    def api(self, line: str) -> str:
-        self.esl.sock.sendall(("api " + line + "\n\n").encode("utf-8"))
-        while True:
-            headers, body, _raw = self.esl.frame(10)
-            if headers.get("Content-Type") == "api/response":
-                return body.decode("utf-8")
-
-    def variables(self, uuid: str | None = None) -> dict:
-        """The variables of the parked channel (or of channel `uuid`)."""
-        uuid = uuid or self.uuid
-        if self._variables is not None:
-            return dict(self._variables(uuid))
-        dump = json.loads(self.api(f"uuid_dump {uuid} json"))
-        return {k[len("variable_"):]: v for k, v in dump.items() if k.startswith("variable_")}
-
-    def close(self):
-        self.api(f"uuid_kill {self.uuid}")
-        self.esl.close()
-
-
 def run(switch: Switch) -> list[dict]:
     """Every case on `switch`: the case with its "reply" and, for uuid_setvar, "set" (the variables
     new or changed by it)."""
@@ -148,50 +112,28 @@ def run(switch: Switch) -> list[dict]:
     return results
 
 
+def capture(address, password: str) -> list[dict]:
+    """Every case on the (real) switch at `address`."""
+    with Switch(address, password) as switch:
+        return run(switch)
+
+
+def replay(sim) -> list[dict]:
+    """Every case on a running simulator."""
+    with Switch.on_simulator(sim) as switch:
+        return run(switch)
+
+
 def compare(expected: list, got: list, label: str = "simulator") -> list:
-    problems = []
-    for want, have in zip(expected, got):
-        assert (want["api"], want["arg"]) == (have["api"], have["arg"]), "the cases changed: capture again"
-        for key in ("reply", "set"):
-            if want.get(key) != have.get(key):
-                problems.append(f"{want['api']} {want['arg']!r}: {key} {want.get(key)!r}, {label} {have.get(key)!r}")
-    if len(expected) != len(got):
-        problems.append(f"{len(expected)} cases captured, {len(got)} run")
-    return problems
+    def differences(want, have):
+        return [f"{want['api']} {want['arg']!r}: {key} {want.get(key)!r}, {label} {have.get(key)!r}"
+                for key in ("reply", "set") if want.get(key) != have.get(key)]
+    return compare_cases(expected, got, lambda case: (case["api"], case["arg"]), differences)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    cap = sub.add_parser("capture", help="run the cases on a real FreeSWITCH and write the results")
-    cap.add_argument("--esl", default="127.0.0.1:8021:ClueCon")
-    cap.add_argument("--out", required=True)
-    sub.add_parser("sim", help="run the cases on the simulator and print the differences from the capture")
-    args = parser.parse_args(argv)
-    if args.cmd == "capture":
-        host, port, password = args.esl.split(":", 2)
-        switch = Switch((host, int(port)), password)
-        try:
-            results = run(switch)
-            version = switch.api("version").strip()
-        finally:
-            switch.close()
-        doc = {"freeswitch": version, "doc": " ".join(__doc__.split("\n\n")[0:2]).replace("\n", " "),
-               "cases": results}
-        Path(args.out).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        return 0
-    from switch_sim import Simulator
-    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
-    try:
-        switch = Switch(sim.esl_address, variables=lambda uuid: getattr(sim.get_channel(uuid), "variables", {}))
-        got = run(switch)
-        switch.close()
-    finally:
-        sim.stop()
-    captured = json.loads((Path(__file__).parent / "fixtures/fs-captures/api-argsplit.json").read_text("utf-8"))
-    for line in compare(captured["cases"], got):
-        print(line)
-    return 0
+    return truth_capture.main(argv, doc=__doc__, fixture="api-argsplit.json", capture=capture, replay=replay,
+                              compare=compare)
 
 
 if __name__ == "__main__":

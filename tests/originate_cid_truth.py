@@ -34,8 +34,6 @@ if __name__ == "__main__":
     from gevent import monkey
     monkey.patch_all()
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -46,8 +44,10 @@ from urllib.parse import unquote  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
+import truth_capture  # noqa: E402
 from callfork.originate import variable_block  # noqa: E402
 from sim_support import RawESL  # noqa: E402
+from truth_capture import api_response, compare_cases, esl_connect  # noqa: E402
 
 PLACEHOLDER = "00000000-0000-4000-8000-00000000000c"     # stands for {U} while callfork writes the block
 REQUEST_UUID = "00000000-0000-4000-8000-0000000000aa"
@@ -126,11 +126,7 @@ def run_case(esl: RawESL, case: dict, timeout: float = 10) -> dict:
         _h, _b, connect = out.command("connect", timeout)
         out.command("linger", timeout)
         out.command("myevents", timeout)
-        while True:                      # the originate's reply
-            headers, body, _raw = esl.frame(timeout)
-            if headers.get("Content-Type") == "api/response":
-                reply = body.decode("utf-8")
-                break
+        reply = api_response(esl, timeout)          # the originate's reply
         esl.command(f"api uuid_kill {uuid}", timeout)
         deadline = time.monotonic() + timeout
         hangup = None
@@ -148,24 +144,30 @@ def run_case(esl: RawESL, case: dict, timeout: float = 10) -> dict:
 
 def run(address, password="ClueCon", pace: float = 0.0) -> list[dict]:
     """Every case on the switch at `address`, `pace` seconds apart (sessions-per-second)."""
-    esl = RawESL.connect(address, timeout=10)
+    esl = esl_connect(address, password)
     try:
-        esl.frame()
-        headers, _b, _raw = esl.command("auth " + password)
-        assert headers.get("Reply-Text", "").startswith("+OK"), headers
         results = []
         for case in cases():
             time.sleep(pace)
             results.append(run_case(esl, case))
         return results
     finally:
-        esl.sock.close()
+        esl.close()
+
+
+def capture(address, password: str) -> list[dict]:
+    """Every case on the (real) switch at `address`, paced."""
+    return run(address, password, pace=0.2)
+
+
+def replay(sim) -> list[dict]:
+    """Every case on a running simulator."""
+    return run(sim.esl_address)
 
 
 def compare(expected: list, got: list, label: str = "simulator") -> list:
-    problems = []
-    for want, have in zip(expected, got):
-        assert (want["arg"], want["tail"]) == (have["arg"], have["tail"]), "the cases changed: capture again"
+    def differences(want, have):
+        problems = []
         for key in ("reply", "connect", "hangup_complete"):
             a, b = want[key], have[key]
             if isinstance(a, dict):
@@ -175,41 +177,13 @@ def compare(expected: list, got: list, label: str = "simulator") -> list:
                                         f"{a.get(name)!r}, {label} {b.get(name)!r}")
             elif a != b:
                 problems.append(f"{want['arg']}{want['tail']}: {key} {a!r}, {label} {b!r}")
-    if len(expected) != len(got):
-        problems.append(f"{len(expected)} cases captured, {len(got)} run")
-    return problems
+        return problems
+    return compare_cases(expected, got, lambda case: (case["arg"], case["tail"]), differences)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    cap = sub.add_parser("capture", help="run the cases on a real FreeSWITCH and write the results")
-    cap.add_argument("--esl", default="127.0.0.1:8021:ClueCon")
-    cap.add_argument("--out", required=True)
-    sub.add_parser("sim", help="run the cases on the simulator and print the differences from the capture")
-    args = parser.parse_args(argv)
-    if args.cmd == "capture":
-        host, port, password = args.esl.split(":", 2)
-        results = run((host, int(port)), password, pace=0.2)
-        esl = RawESL.connect((host, int(port)))
-        esl.frame()
-        esl.command("auth " + password)
-        version = esl.command("api version")[1].decode().strip()
-        esl.sock.close()
-        doc = {"freeswitch": version, "doc": " ".join(__doc__.split("\n\n")[0:4]).replace("\n", " "),
-               "cases": results}
-        Path(args.out).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        return 0
-    from switch_sim import Simulator
-    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
-    try:
-        got = run(sim.esl_address)
-    finally:
-        sim.stop()
-    captured = json.loads((Path(__file__).parent / "fixtures/fs-captures/originate-callerid.json").read_text("utf-8"))
-    for line in compare(captured["cases"], got):
-        print(line)
-    return 0
+    return truth_capture.main(argv, doc=__doc__, fixture="originate-callerid.json", capture=capture,
+                              replay=replay, compare=compare, doc_paragraphs=4)
 
 
 if __name__ == "__main__":

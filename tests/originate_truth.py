@@ -22,8 +22,6 @@ if __name__ == "__main__":
     from gevent import monkey
     monkey.patch_all()
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid as uuidlib  # noqa: E402
@@ -32,8 +30,9 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from argsplit_truth import Switch  # noqa: E402
+import truth_capture  # noqa: E402
 from callfork.originate import variable_block  # noqa: E402
+from truth_capture import Switch, compare_cases  # noqa: E402
 
 TAIL = "loopback/9999/default &park()"
 PLACEHOLDER = "00000000-0000-4000-8000-00000000000a"     # stands for {U} while callfork writes the block
@@ -95,50 +94,28 @@ def run(switch: Switch, pace: float = 0.0) -> list[dict]:
     return results
 
 
+def capture(address, password: str) -> list[dict]:
+    """Every case on the (real) switch at `address`, paced."""
+    with Switch(address, password) as switch:
+        return run(switch, pace=0.1)
+
+
+def replay(sim) -> list[dict]:
+    """Every case on a running simulator."""
+    with Switch.on_simulator(sim) as switch:
+        return run(switch)
+
+
 def compare(expected: list, got: list, label: str = "simulator") -> list:
-    problems = []
-    for want, have in zip(expected, got):
-        assert want["arg"] == have["arg"], "the cases changed: capture again"
-        for key in ("reply", "set"):
-            if want[key] != have[key]:
-                problems.append(f"originate {want['arg']!r}: {key} {want[key]!r}, {label} {have[key]!r}")
-    if len(expected) != len(got):
-        problems.append(f"{len(expected)} cases captured, {len(got)} run")
-    return problems
+    def differences(want, have):
+        return [f"originate {want['arg']!r}: {key} {want[key]!r}, {label} {have[key]!r}"
+                for key in ("reply", "set") if want[key] != have[key]]
+    return compare_cases(expected, got, lambda case: case["arg"], differences)
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    cap = sub.add_parser("capture", help="run the cases on a real FreeSWITCH and write the results")
-    cap.add_argument("--esl", default="127.0.0.1:8021:ClueCon")
-    cap.add_argument("--out", required=True)
-    sub.add_parser("sim", help="run the cases on the simulator and print the differences from the capture")
-    args = parser.parse_args(argv)
-    if args.cmd == "capture":
-        host, port, password = args.esl.split(":", 2)
-        switch = Switch((host, int(port)), password)
-        try:
-            results = run(switch, pace=0.1)
-            version = switch.api("version").strip()
-        finally:
-            switch.close()
-        doc = {"freeswitch": version, "doc": " ".join(__doc__.split("\n\n")[0:2]).replace("\n", " "),
-               "cases": results}
-        Path(args.out).write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        return 0
-    from switch_sim import Simulator
-    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
-    try:
-        switch = Switch(sim.esl_address, variables=lambda uuid: getattr(sim.get_channel(uuid), "variables", {}))
-        got = run(switch)
-        switch.close()
-    finally:
-        sim.stop()
-    captured = json.loads((Path(__file__).parent / "fixtures/fs-captures/originate-vars.json").read_text("utf-8"))
-    for line in compare(captured["cases"], got):
-        print(line)
-    return 0
+    return truth_capture.main(argv, doc=__doc__, fixture="originate-vars.json", capture=capture, replay=replay,
+                              compare=compare)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""`callfork serve` as a real subprocess, for the tests that kill it or talk to it from outside."""
+"""`callfork serve` as a real subprocess, for the tests that kill it or talk to it from outside: the
+process (`ServeProcess`) and the config file it runs with (`serve_ports`, `write_serve_config`,
+`number_table`)."""
 import os
 import resource
 import signal
@@ -9,10 +11,42 @@ from pathlib import Path
 
 import requests
 
+from harness import free_port
 from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLFORK = [sys.executable, "-m", "callfork.cli"]
+
+
+def serve_ports() -> dict:
+    """A free loopback port for each of `callfork serve`'s listeners and the simulator's ESL."""
+    return {name: free_port() for name in ("esl", "outbound", "http", "relay")}
+
+
+def number_table(answer_url: str, hangup_url: str | None = None, number: str = "*") -> str:
+    """A [[numbers]] table of the config."""
+    table = f'[[numbers]]\nnumber = "{number}"\nanswer_url = "{answer_url}"\n'
+    return table + (f'hangup_url = "{hangup_url}"\n' if hangup_url is not None else "")
+
+
+def write_serve_config(path: Path, ports: dict, numbers: str, server: str = "", webhooks: dict | None = None,
+                       public_url: bool = True) -> Path:
+    """`path` made a config for `callfork serve` on `ports` (serve_ports()): the simulator's ESL,
+    auth token "test-token", data in var/ beside the file; `server`: more [server] lines;
+    `webhooks`: the [webhooks] settings, if any; `numbers`: the [[numbers]] tables (number_table)."""
+    lines = ["[freeswitch]", f"esl_port = {ports['esl']}", "[server]",
+             f"outbound_listen = \"127.0.0.1:{ports['outbound']}\"",
+             f"http_listen = \"127.0.0.1:{ports['http']}\"",
+             f"relay_listen = \"127.0.0.1:{ports['relay']}\""]
+    if public_url:
+        lines.append(f"public_url = \"http://127.0.0.1:{ports['http']}\"")
+    lines += ['auth_token = "test-token"', f"data_dir = \"{path.parent / 'var'}\""]
+    if server:
+        lines.append(server)
+    if webhooks:
+        lines += ["[webhooks]"] + [f"{key} = {value}" for key, value in webhooks.items()]
+    path.write_text("\n".join(lines) + "\n" + numbers)
+    return path
 
 
 class ServeProcess:

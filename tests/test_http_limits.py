@@ -11,13 +11,14 @@ import select
 import socket
 import stat
 import time
+from contextlib import contextmanager
 
 import pytest
 import requests
 
 from api_support import error_json
-from harness import AppServer, Stack, free_port
-from serve_support import ServeProcess
+from harness import AppServer, Stack
+from serve_support import ServeProcess, number_table, serve_ports, write_serve_config
 from esl_app import ConfigError, load_config
 from switch_sim import CallScript, Simulator
 from waiting import wait_until
@@ -203,22 +204,27 @@ def test_a_rest_stream_to_a_private_url_is_refused_at_once():
     assert stack.app.requests == []
 
 
-def _serve_config(path, ports, app, data_dir, extra=""):
-    path.write_text(f"""[freeswitch]
-esl_port = {ports['esl']}
-[server]
-outbound_listen = "127.0.0.1:{ports['outbound']}"
-http_listen = "127.0.0.1:{ports['http']}"
-relay_listen = "127.0.0.1:{ports['relay']}"
-auth_token = "test-token"
-data_dir = "{data_dir}"
-{extra}
-[[numbers]]
-number = "*"
-answer_url = "{app.url('/answer')}"
-hangup_url = "{app.url('/hangup')}"
-""")
-    return path
+@contextmanager
+def _serve_with_160_files(tmp_path, answer_doc):
+    """`callfork serve` with 160 open files at most, 48 of them kept for calls (fd_reserve), idle
+    HTTP connections kept 600 s, on a simulator, its app answering `answer_doc`: yields (serve, sim,
+    app, ports, idle); `idle` is for the test's idle connections, closed at the end with the rest."""
+    ports = serve_ports()
+    app = AppServer().start()
+    app.document("/answer", answer_doc)
+    config = write_serve_config(tmp_path / "callfork.toml", ports, number_table(app.url("/answer"), app.url("/hangup")),
+                                server="http_idle_timeout_s = 600\nfd_reserve = 48", public_url=False)
+    sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
+    serve = ServeProcess(config, ports["http"], nofile=(160, 160))
+    idle = []
+    try:
+        yield serve, sim, app, ports, idle
+    finally:
+        for sock in idle:
+            sock.close()
+        serve.stop()
+        sim.stop()
+        app.stop()
 
 
 def test_idle_http_connections_cannot_starve_a_call_of_file_descriptors(tmp_path):
@@ -226,15 +232,7 @@ def test_idle_http_connections_cannot_starve_a_call_of_file_descriptors(tmp_path
     is left after start-up. Idle connections fill it (/healthz, on the last free one, reports the
     trouble), 200 in all wait, and a call still gets its socket, its answer document and its webhook.
     Without the cap the idle connections took every descriptor (EMFILE) and the call was never answered."""
-    ports = {name: free_port() for name in ("esl", "outbound", "http", "relay")}
-    app = AppServer().start()
-    app.document("/answer", "<Response><Speak>hello</Speak></Response>")
-    config = _serve_config(tmp_path / "callfork.toml", ports, app, tmp_path / "var",
-                           "http_idle_timeout_s = 600\nfd_reserve = 48")
-    sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
-    serve = ServeProcess(config, ports["http"], nofile=(160, 160))
-    idle = []
-    try:
+    with _serve_with_160_files(tmp_path, "<Response><Speak>hello</Speak></Response>") as (serve, sim, app, ports, idle):
         serve.start()
         health = requests.get(f"{serve.http_url}/healthz", timeout=5).json()
         cap = health["http_max_connections"]
@@ -261,27 +259,13 @@ def test_idle_http_connections_cannot_starve_a_call_of_file_descriptors(tmp_path
         wait_until(lambda: requests.get(f"{serve.http_url}/healthz", timeout=5).status_code == 200, 15,
                    "/healthz ok again")
         assert "Too many open files" not in serve.output()
-    finally:
-        for sock in idle:
-            sock.close()
-        serve.stop()
-        sim.stop()
-        app.stop()
 
 
 def test_inside_the_reserve_http_connections_are_refused_while_calls_hold_descriptors(tmp_path):
     """The cap leaves `fd_reserve` descriptors free at start; when calls then take descriptors, an
     HTTP connection accepted inside the reserve is answered 503 at once and closed, and /healthz
     says connections were refused."""
-    ports = {name: free_port() for name in ("esl", "outbound", "http", "relay")}
-    app = AppServer().start()
-    app.document("/answer", "<Response><Wait length='60'/></Response>")
-    config = _serve_config(tmp_path / "callfork.toml", ports, app, tmp_path / "var",
-                           "http_idle_timeout_s = 600\nfd_reserve = 48")
-    sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
-    serve = ServeProcess(config, ports["http"], nofile=(160, 160))
-    idle = []
-    try:
+    with _serve_with_160_files(tmp_path, "<Response><Wait length='60'/></Response>") as (serve, sim, app, ports, idle):
         serve.start()
         cap = requests.get(f"{serve.http_url}/healthz", timeout=5).json()["http_max_connections"]
         for _ in range(30):   # each call holds its socket from FreeSWITCH, and fetches
@@ -303,9 +287,3 @@ def test_inside_the_reserve_http_connections_are_refused_while_calls_hold_descri
         assert body["status"] == "degraded" and body["live_calls"] == 30
         metrics = requests.get(f"{serve.http_url}/metrics", timeout=5).text
         assert "callfork_http_refused_total 0" not in metrics and "callfork_http_refused_total" in metrics
-    finally:
-        for sock in idle:
-            sock.close()
-        serve.stop()
-        sim.stop()
-        app.stop()

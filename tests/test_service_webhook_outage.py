@@ -14,9 +14,9 @@ from pathlib import Path
 
 import requests
 
-from harness import AppServer, Stack, free_port
+from harness import AppServer, Stack
 from http_receiver import HttpReceiver, Reply
-from serve_support import ServeProcess
+from serve_support import ServeProcess, number_table, serve_ports, write_serve_config
 from switch_sim import CallScript, Simulator
 from waiting import wait_until
 
@@ -205,26 +205,7 @@ class hooks_and_app:
 
 
 # -- kill -9, twice, while the receiver is down: real `callfork serve` processes -----------------------
-def _config(path: Path, ports: dict, doc: str, hangup_url: str) -> Path:
-    path.write_text(f"""[freeswitch]
-esl_port = {ports['esl']}
-[server]
-outbound_listen = "127.0.0.1:{ports['outbound']}"
-http_listen = "127.0.0.1:{ports['http']}"
-relay_listen = "127.0.0.1:{ports['relay']}"
-public_url = "http://127.0.0.1:{ports['http']}"
-auth_token = "test-token"
-data_dir = "{path.parent / 'var'}"
-[webhooks]
-retry_window_s = 600
-backoff_base_s = 0.05
-backoff_max_s = 0.3
-[[numbers]]
-number = "*"
-answer_url = "{doc}"
-hangup_url = "{hangup_url}"
-""")
-    return path
+RETRY = {"retry_window_s": 600, "backoff_base_s": 0.05, "backoff_max_s": 0.3}
 
 
 def _rows(db):
@@ -238,12 +219,13 @@ def _rows(db):
 
 
 def test_kill_9_twice_while_the_receiver_is_down_then_everything_once_in_order(tmp_path):
-    ports = {name: free_port() for name in ("esl", "outbound", "http", "relay")}
+    ports = serve_ports()
     hooks = HttpReceiver().start()
     hooks.stop()    # down for the whole run of the first two processes
     app = AppServer().start()
     doc = app.document("/answer", RECORDING_DOC.format(hooks=hooks.url("").rstrip("/")))
-    config = _config(tmp_path / "callfork.toml", ports, doc, hooks.url("/hangup"))
+    config = write_serve_config(tmp_path / "callfork.toml", ports, number_table(doc, hooks.url("/hangup")),
+                                webhooks=RETRY)
     db = str(tmp_path / "var" / "callfork.sqlite3")
     sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
     processes = []

@@ -14,16 +14,15 @@ Signatures, checked against vobiz-python 0.1.1 on real webhooks:
   form from anyone); with `v3_mode = "sdk"` it accepts it. The two forms never agree when a webhook
   has parameters, and every callfork webhook has some."""
 import time
-from pathlib import Path
 
 import requests
 from vobiz.utils import validate_signature
 from vobiz.utils.signature_v3 import validate_v3_signature
 
-from harness import AppServer, Stack, free_port
+from harness import AppServer, Stack
 from http_receiver import HttpReceiver, Reply
 from switch_sim import CallScript, Simulator
-from serve_support import ServeProcess
+from serve_support import ServeProcess, number_table, serve_ports, write_serve_config
 from waiting import wait_until
 
 
@@ -183,35 +182,19 @@ def test_a_slow_receiver_blocks_neither_calls_nor_other_calls_webhooks():
 
 
 # -- kill -9 of a real `callfork serve` ---------------------------------------------------------------
-def write_config(path: Path, ports: dict, numbers: str, extra: str = "") -> Path:
-    path.write_text(f"""[freeswitch]
-esl_port = {ports['esl']}
-[server]
-outbound_listen = "127.0.0.1:{ports['outbound']}"
-http_listen = "127.0.0.1:{ports['http']}"
-relay_listen = "127.0.0.1:{ports['relay']}"
-public_url = "http://127.0.0.1:{ports['http']}"
-auth_token = "test-token"
-data_dir = "{path.parent / 'var'}"
-[webhooks]
-retry_window_s = 600
-backoff_base_s = 0.05
-backoff_max_s = 0.2
-{extra}
-{numbers}""")
-    return path
+RETRY = {"retry_window_s": 600, "backoff_base_s": 0.05, "backoff_max_s": 0.2}
 
 
 def test_kill_9_with_webhooks_in_the_outbox_then_restart_delivers_them(tmp_path):
-    ports = {name: free_port() for name in ("esl", "outbound", "http", "relay")}
+    ports = serve_ports()
     hooks = HttpReceiver().start()
     hooks.stop()  # down while callfork runs the call
     app = AppServer().start()
     doc = app.document("/answer", RECORDING_DOC.format(hooks=hooks.url("").rstrip("/")))
     long_doc = app.document("/long", "<Response><Wait length='60'/></Response>")
-    config = write_config(tmp_path / "callfork.toml", ports,
-                          f'[[numbers]]\nnumber = "*"\nanswer_url = "{doc}"\nhangup_url = "{hooks.url("/hangup")}"\n'
-                          f'[[numbers]]\nnumber = "2000"\nanswer_url = "{long_doc}"\n')
+    config = write_serve_config(tmp_path / "callfork.toml", ports,
+                                number_table(doc, hooks.url("/hangup")) + number_table(long_doc, number="2000"),
+                                webhooks=RETRY)
     sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
     headers = {"X-Auth-ID": "MA_LOCAL", "X-Auth-Token": "test-token"}
     serve = ServeProcess(config, ports["http"])
@@ -269,7 +252,7 @@ def test_kill_9_with_webhooks_in_the_outbox_then_restart_delivers_them(tmp_path)
 
 
 def test_kill_9_during_a_delivery_redelivers_it_with_the_same_key(tmp_path):
-    ports = {name: free_port() for name in ("esl", "outbound", "http", "relay")}
+    ports = serve_ports()
     seen = []
 
     def respond(req):
@@ -280,8 +263,8 @@ def test_kill_9_during_a_delivery_redelivers_it_with_the_same_key(tmp_path):
     hooks = HttpReceiver(responder=respond, hold_timeout=20).start()
     app = AppServer().start()
     doc = app.document("/answer", "<Response><Hangup/></Response>")
-    config = write_config(tmp_path / "callfork.toml", ports,
-                          f'[[numbers]]\nnumber = "*"\nanswer_url = "{doc}"\nhangup_url = "{hooks.url("/hangup")}"\n')
+    config = write_serve_config(tmp_path / "callfork.toml", ports, number_table(doc, hooks.url("/hangup")),
+                                webhooks=RETRY)
     sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
     serve = ServeProcess(config, ports["http"])
     second = None

@@ -10,8 +10,8 @@ import pytest
 
 import argsplit_truth
 from conftest import CAPTURES
-from switch_sim import Simulator
 from switch_sim.argsplit import api_command, separate_string
+from truth_capture import esl_setting, on_simulator
 
 CAPTURED = json.loads((CAPTURES / "api-argsplit.json").read_text(encoding="utf-8"))["cases"]
 
@@ -21,16 +21,7 @@ def test_the_capture_has_every_case():
 
 
 def test_simulator_matches_freeswitch():
-    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
-    try:
-        switch = argsplit_truth.Switch(sim.esl_address,
-                                       variables=lambda uuid: getattr(sim.get_channel(uuid), "variables", {}))
-        try:
-            got = argsplit_truth.run(switch)
-        finally:
-            switch.close()
-    finally:
-        sim.stop()
+    got = on_simulator(argsplit_truth.replay)
     problems = argsplit_truth.compare(CAPTURED, got)
     assert not problems, "\n".join(problems)
 
@@ -84,11 +75,6 @@ def test_separate_string_edge_cases_from_the_c_source():
 
 @pytest.mark.freeswitch
 def test_freeswitch_still_behaves_as_captured():
-    host, port, password = os.environ["CALLFORK_FS_ESL"].split(":", 2)
-    switch = argsplit_truth.Switch((host, int(port)), password)
-    try:
-        got = argsplit_truth.run(switch)
-    finally:
-        switch.close()
+    got = argsplit_truth.capture(*esl_setting(os.environ["CALLFORK_FS_ESL"]))
     problems = argsplit_truth.compare(CAPTURED, got, "this FreeSWITCH")
     assert not problems, "\n".join(problems)

@@ -11,8 +11,8 @@ import pytest
 
 import originate_cid_truth
 from conftest import CAPTURES
-from switch_sim import Simulator
 from switch_sim.apis.calls import sanitize_number
+from truth_capture import esl_setting, on_simulator
 
 CAPTURED = json.loads((CAPTURES / "originate-callerid.json").read_text(encoding="utf-8"))["cases"]
 
@@ -22,11 +22,7 @@ def test_the_capture_has_every_case():
 
 
 def test_simulator_matches_freeswitch():
-    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
-    try:
-        got = originate_cid_truth.run(sim.esl_address)
-    finally:
-        sim.stop()
+    got = on_simulator(originate_cid_truth.replay)
     problems = originate_cid_truth.compare(CAPTURED, got)
     assert not problems, "\n".join(problems)
 
@@ -63,7 +59,6 @@ def test_sanitize_number():
 
 @pytest.mark.freeswitch
 def test_freeswitch_still_behaves_as_captured():
-    host, port, password = os.environ["CALLFORK_FS_ESL"].split(":", 2)
-    got = originate_cid_truth.run((host, int(port)), password, pace=0.2)
+    got = originate_cid_truth.capture(*esl_setting(os.environ["CALLFORK_FS_ESL"]))     # paced
     problems = originate_cid_truth.compare(CAPTURED, got, "this FreeSWITCH")
     assert not problems, "\n".join(problems)

@@ -8,10 +8,9 @@ import os
 import pytest
 
 import originate_truth
-from argsplit_truth import Switch
 from conftest import CAPTURES
-from switch_sim import Simulator
 from switch_sim.argsplit import create_brackets
+from truth_capture import esl_setting, on_simulator
 
 CAPTURED = json.loads((CAPTURES / "originate-vars.json").read_text(encoding="utf-8"))["cases"]
 
@@ -21,16 +20,7 @@ def test_the_capture_has_every_case():
 
 
 def test_simulator_matches_freeswitch():
-    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
-    try:
-        switch = Switch(sim.esl_address,
-                        variables=lambda uuid: getattr(sim.get_channel(uuid), "variables", {}))
-        try:
-            got = originate_truth.run(switch)
-        finally:
-            switch.close()
-    finally:
-        sim.stop()
+    got = on_simulator(originate_truth.replay)
     problems = originate_truth.compare(CAPTURED, got)
     assert not problems, "\n".join(problems)
 
@@ -67,11 +57,6 @@ def test_create_brackets():
 
 @pytest.mark.freeswitch
 def test_freeswitch_still_behaves_as_captured():
-    host, port, password = os.environ["CALLFORK_FS_ESL"].split(":", 2)
-    switch = Switch((host, int(port)), password)
-    try:
-        got = originate_truth.run(switch, pace=0.1)
-    finally:
-        switch.close()
+    got = originate_truth.capture(*esl_setting(os.environ["CALLFORK_FS_ESL"]))     # paced
     problems = originate_truth.compare(CAPTURED, got, "this FreeSWITCH")
     assert not problems, "\n".join(problems)

@@ -13,6 +13,7 @@ import pytest
 
 from http_receiver import HttpReceiver, Reply
 from outbox_support import db_path, outboxes  # noqa: F401 (fixtures)
+from sqlite_filler import fill, unfill
 from waiting import wait_until
 from webhooks import OutboxError
 
@@ -205,22 +206,6 @@ def test_delivered_rows_are_pruned_after_the_retention(db_path, outboxes):
     assert [d['status'] for d in box.deliveries('c')] == ['failed']    # failed rows are kept
 
 
-def _fill(path, mb):
-    """Another connection takes `mb` MB of the file (the outbox's own size cap does not bind it)."""
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute('CREATE TABLE filler (x BLOB)')
-        conn.executemany('INSERT INTO filler VALUES (?)', [(b'x' * 65536,)] * int(mb * 16))
-    conn.close()
-
-
-def _unfill(path):
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute('DROP TABLE filler')   # its pages go to the free list: room again
-    conn.close()
-
-
 def test_a_full_database_keeps_webhooks_in_memory_then_stores_and_delivers_them(db_path, outboxes):
     big = 'x' * 6000     # a row longer than a page: it needs a new page, which the cap refuses
     with HttpReceiver() as r:
@@ -228,7 +213,7 @@ def test_a_full_database_keeps_webhooks_in_memory_then_stores_and_delivers_them(
         box.start()
         box.enqueue('c', r.url(), 'POST', {'Seq': '0'})
         assert box.flush(5)
-        _fill(db_path, 1.5)
+        fill(db_path, 1.5)
         kept = [box.enqueue('c' if n % 2 else 'd', r.url(), 'POST', {'Seq': str(n), 'Big': big})
                 for n in range(1, 6)]
         assert kept == [None] * 5
@@ -239,7 +224,7 @@ def test_a_full_database_keeps_webhooks_in_memory_then_stores_and_delivers_them(
         assert stats['unsaved'] == 5 and stats['lost'] == 1 and stats['depth'] == 5
         assert [d['status'] for d in box.deliveries('c')] == ['delivered', 'unsaved', 'unsaved', 'unsaved']
         assert not r.wait_for(lambda: len(r.requests) > 1, 0.3)    # stored first, then sent
-        _unfill(db_path)
+        unfill(db_path)
         assert box.flush(10)
     assert box.stats()['writable'] and box.stats()['unsaved'] == 0
     got = [seq_of(q) for q in r.answered(200)]

@@ -14,6 +14,7 @@ import pytest
 
 from waiting import wait_until
 from records import Store
+from sqlite_filler import fill, unfill
 from webhooks import Outbox
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,33 +235,17 @@ def test_a_refused_write_is_kept_in_order_and_written_when_the_database_takes_it
         store.close()
 
 
-def _fill(path, mb):
-    """Another connection takes `mb` MB of the file (the Store's own size cap does not bind it)."""
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute('CREATE TABLE filler (x BLOB)')
-        conn.executemany('INSERT INTO filler VALUES (?)', [(b'x' * 65536,)] * int(mb * 16))
-    conn.close()
-
-
-def _unfill(path):
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute('DROP TABLE filler')   # its pages go to the free list: room again
-    conn.close()
-
-
 def test_a_full_database_keeps_writes_within_a_bound_then_writes_them(tmp_path):
     path = str(tmp_path / 'callfork.db')
     store = Store(path, flush_delay_s=60, max_bytes=1 << 20, max_backlog=30)
     try:
-        _fill(path, 1.5)            # the file is past the Store's cap: SQLite answers SQLITE_FULL
+        fill(path, 1.5)            # the file is past the Store's cap: SQLite answers SQLITE_FULL
         for n in range(40):
             store.upsert_call('c%d' % n, status='ringing', from_number='x' * 500)
         health = store.health()
         assert not health['writable'] and 'full' in health['error']
         assert health['dropped'] > 0 and health['kept'] <= 30   # bounded, and the loss counted
-        _unfill(path)
+        unfill(path)
         wait_until(lambda: store.health()['writable'], 5, 'the kept writes went in')
         assert store.count_calls() == health['kept'] + (40 - health['kept'] - health['dropped'])
         assert store.get_call('c0')['status'] == 'ringing'
