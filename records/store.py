@@ -32,94 +32,14 @@ import gevent
 from gevent import monkey
 
 from .db import Database, write_refused
+from .schema import (CALL_ALIASES, CALL_FIELDS, CALL_STATUSES, RECORDING_FIELDS, SCHEMA, STREAM_FIELDS,
+                     STREAM_STATUSES, check_fields)
 
 log = logging.getLogger(__name__)
 _native_thread_id = monkey.get_original('threading', 'get_ident')
 MAX_PENDING_EVENTS = 500   # written at once beyond this many (memory stays bounded)
 MAX_BACKLOG = 50000        # writes and timeline rows kept while the database refuses writes
 RETRY_REFUSED_S = 1.0
-
-CALL_STATUSES = ('ringing', 'in-progress', 'completed', 'no-answer', 'busy', 'cancel', 'timeout', 'failed')
-LIVE_CALL_STATUSES = ('ringing', 'in-progress')
-STREAM_STATUSES = ('in-progress', 'completed', 'failed')
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (
-    uuid TEXT PRIMARY KEY,
-    direction TEXT,
-    from_number TEXT,
-    to_number TEXT,
-    answer_url TEXT,
-    status TEXT,
-    start_time REAL,
-    answer_time REAL,
-    end_time REAL,
-    hangup_cause TEXT,
-    hangup_cause_code INTEGER,
-    hangup_cause_name TEXT,
-    hangup_source TEXT,
-    error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS calls_status ON calls(status, start_time);
-CREATE INDEX IF NOT EXISTS calls_start ON calls(start_time);
-CREATE TABLE IF NOT EXISTS call_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_uuid TEXT NOT NULL,
-    ts REAL NOT NULL,
-    kind TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS call_events_call ON call_events(call_uuid, id);
-CREATE TABLE IF NOT EXISTS streams (
-    stream_id TEXT PRIMARY KEY,
-    call_uuid TEXT NOT NULL,
-    service_url TEXT,
-    audio_track TEXT,
-    bidirectional INTEGER,
-    content_type TEXT,
-    sampling_rate INTEGER,
-    stream_timeout REAL,
-    status_callback_url TEXT,
-    status_callback_method TEXT,
-    status TEXT,
-    start_time REAL,
-    end_time REAL,
-    error TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS streams_call ON streams(call_uuid, created_at);
-CREATE TABLE IF NOT EXISTS recordings (
-    recording_id TEXT PRIMARY KEY,
-    call_uuid TEXT NOT NULL,
-    path TEXT,
-    format TEXT,
-    duration_ms INTEGER,
-    start_ms INTEGER,
-    end_ms INTEGER,
-    end_reason TEXT,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS recordings_call ON recordings(call_uuid, created_at);
-"""
-
-CALL_FIELDS = ('direction', 'from_number', 'to_number', 'answer_url', 'status', 'start_time', 'answer_time',
-               'end_time', 'hangup_cause', 'hangup_cause_code', 'hangup_cause_name', 'hangup_source', 'error')
-CALL_ALIASES = {'from_': 'from_number', 'from': 'from_number', 'to': 'to_number'}
-STREAM_FIELDS = ('call_uuid', 'service_url', 'audio_track', 'bidirectional', 'content_type', 'sampling_rate',
-                 'stream_timeout', 'status_callback_url', 'status_callback_method', 'status', 'start_time',
-                 'end_time', 'error')
-RECORDING_FIELDS = ('call_uuid', 'path', 'format', 'duration_ms', 'start_ms', 'end_ms', 'end_reason')
-
-
-def _check_fields(fields, allowed, what):
-    unknown = sorted(set(fields) - set(allowed))
-    if unknown:
-        raise ValueError('unknown %s field(s): %s (known: %s)' % (what, ', '.join(unknown), ', '.join(allowed)))
-
 
 class Store:
     """Call records. See the module docstring for the threading model. `busy_timeout_ms`: how long a
@@ -321,7 +241,7 @@ class Store:
         """Create the call or update the given fields (others keep their values).
         `from_`/`from`/`to` are accepted for from_number/to_number."""
         fields = {CALL_ALIASES.get(k, k): v for k, v in fields.items()}
-        _check_fields(fields, CALL_FIELDS, 'call')
+        check_fields(fields, CALL_FIELDS, 'call')
         status = fields.get('status')
         if status is not None and status not in CALL_STATUSES:
             raise ValueError('call status %r is not one of %s' % (status, CALL_STATUSES))
@@ -377,7 +297,7 @@ class Store:
     # ---------------------------------------------------------------- streams
 
     def upsert_stream(self, stream_id, **fields):
-        _check_fields(fields, STREAM_FIELDS, 'stream')
+        check_fields(fields, STREAM_FIELDS, 'stream')
         status = fields.get('status')
         if status is not None and status not in STREAM_STATUSES:
             raise ValueError('stream status %r is not one of %s' % (status, STREAM_STATUSES))
@@ -410,7 +330,7 @@ class Store:
     # ---------------------------------------------------------------- recordings
 
     def add_recording(self, recording_id, call_uuid, **fields):
-        _check_fields(fields, RECORDING_FIELDS, 'recording')
+        check_fields(fields, RECORDING_FIELDS, 'recording')
         fields['call_uuid'] = str(call_uuid)
         now = time.time()
         columns = list(fields)
@@ -420,7 +340,7 @@ class Store:
 
     def update_recording(self, recording_id, **fields):
         """Update the given fields; KeyError if the recording does not exist."""
-        _check_fields(fields, RECORDING_FIELDS, 'recording')
+        check_fields(fields, RECORDING_FIELDS, 'recording')
         if not fields:
             return
         assignments = ', '.join('%s=?' % c for c in fields)

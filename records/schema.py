@@ -1,0 +1,85 @@
+"""The call records' tables (calls, call_events, streams, recordings) and the fields a Store may
+write in each, with the status values callfork uses."""
+
+__all__ = ["SCHEMA", "CALL_STATUSES", "STREAM_STATUSES", "CALL_FIELDS",
+           "CALL_ALIASES", "STREAM_FIELDS", "RECORDING_FIELDS", "check_fields"]
+
+CALL_STATUSES = ('ringing', 'in-progress', 'completed', 'no-answer', 'busy', 'cancel', 'timeout', 'failed')
+STREAM_STATUSES = ('in-progress', 'completed', 'failed')
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    uuid TEXT PRIMARY KEY,
+    direction TEXT,
+    from_number TEXT,
+    to_number TEXT,
+    answer_url TEXT,
+    status TEXT,
+    start_time REAL,
+    answer_time REAL,
+    end_time REAL,
+    hangup_cause TEXT,
+    hangup_cause_code INTEGER,
+    hangup_cause_name TEXT,
+    hangup_source TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_status ON calls(status, start_time);
+CREATE INDEX IF NOT EXISTS calls_start ON calls(start_time);
+CREATE TABLE IF NOT EXISTS call_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_uuid TEXT NOT NULL,
+    ts REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_events_call ON call_events(call_uuid, id);
+CREATE TABLE IF NOT EXISTS streams (
+    stream_id TEXT PRIMARY KEY,
+    call_uuid TEXT NOT NULL,
+    service_url TEXT,
+    audio_track TEXT,
+    bidirectional INTEGER,
+    content_type TEXT,
+    sampling_rate INTEGER,
+    stream_timeout REAL,
+    status_callback_url TEXT,
+    status_callback_method TEXT,
+    status TEXT,
+    start_time REAL,
+    end_time REAL,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS streams_call ON streams(call_uuid, created_at);
+CREATE TABLE IF NOT EXISTS recordings (
+    recording_id TEXT PRIMARY KEY,
+    call_uuid TEXT NOT NULL,
+    path TEXT,
+    format TEXT,
+    duration_ms INTEGER,
+    start_ms INTEGER,
+    end_ms INTEGER,
+    end_reason TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS recordings_call ON recordings(call_uuid, created_at);
+"""
+
+CALL_FIELDS = ('direction', 'from_number', 'to_number', 'answer_url', 'status', 'start_time', 'answer_time',
+               'end_time', 'hangup_cause', 'hangup_cause_code', 'hangup_cause_name', 'hangup_source', 'error')
+CALL_ALIASES = {'from_': 'from_number', 'from': 'from_number', 'to': 'to_number'}
+STREAM_FIELDS = ('call_uuid', 'service_url', 'audio_track', 'bidirectional', 'content_type', 'sampling_rate',
+                 'stream_timeout', 'status_callback_url', 'status_callback_method', 'status', 'start_time',
+                 'end_time', 'error')
+RECORDING_FIELDS = ('call_uuid', 'path', 'format', 'duration_ms', 'start_ms', 'end_ms', 'end_reason')
+
+
+def check_fields(fields, allowed, what):
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ValueError('unknown %s field(s): %s (known: %s)' % (what, ', '.join(unknown), ', '.join(allowed)))
