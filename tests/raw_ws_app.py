@@ -7,6 +7,7 @@ import hashlib
 import struct
 
 import gevent
+import gevent.event
 from gevent.server import StreamServer
 
 from harness import free_port
@@ -57,6 +58,7 @@ class RawApp:
         self.socks = []
         self.answer = answer or self.accept
         self.script = script
+        self._stopped = gevent.event.Event()
         self.server = StreamServer(("127.0.0.1", free_port()), self._handle)
         self.server.start()
         self.url = f"ws://127.0.0.1:{self.server.server_port}/app?x=1"
@@ -81,11 +83,12 @@ class RawApp:
                    if line.lower().startswith("sec-websocket-key:"))
         answer = self.answer(request, key)
         if answer is None:
-            gevent.sleep(30)  # never answers
+            self._stopped.wait(30)  # never answers (until the server stops)
             return
         sock.sendall(answer)
         if self.script is not None:
             self.script(sock)
 
     def stop(self):
+        self._stopped.set()
         self.server.stop(timeout=1)

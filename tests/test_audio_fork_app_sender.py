@@ -86,14 +86,13 @@ def test_a_dead_app_is_reported_lost_once(opened):
     sender, reports = sender_for(conn)
     writer = gevent.spawn(sender.run_writer)
     try:
-        for _ in range(200):
+        def send_until_lost():
             sender.send("y" * 500)
-            gevent.sleep(0.005)
-            if reports["lost"]:
-                break
+            return reports["lost"]
+        wait_until(send_until_lost, 5, "the lost report")
         for _ in range(20):
-            sender.send("z")
-            gevent.sleep(0.005)
+            sender.send("z")      # the app is gone: nothing more is written, nothing more reported
+        gevent.sleep(0)           # the writer, if it still ran, would fail now
         assert len(reports["lost"]) == 1
         assert any(name in reports["lost"][0] for name in ("BrokenPipe", "ConnectionReset"))
     finally:
