@@ -1,6 +1,7 @@
 """`callfork serve` as a real subprocess, for the tests that kill it or talk to it from outside: the
 process (`ServeProcess`) and the config file it runs with (`serve_ports`, `write_serve_config`,
-`number_table`)."""
+`number_table`), and what its webhooks must have done once the receiver is back
+(`check_delivered_once_in_order`)."""
 import os
 import resource
 import signal
@@ -98,3 +99,21 @@ class ServeProcess:
                 self.proc.wait(5)
         if self.log is not None:
             self.log.close()
+
+
+def idempotency_key(req) -> str:
+    """The idempotency key a webhook request carries."""
+    return req.headers["x-callfork-idempotency-key"]
+
+
+def check_delivered_once_in_order(answered, deliveries) -> None:
+    """`answered`: the webhook requests answered 200, in arrival order; `deliveries`: the stored
+    ones. Each key arrived exactly once, and each call's in enqueue order."""
+    keys = [idempotency_key(r) for r in answered]
+    assert len(keys) == len(set(keys)), "a key was delivered twice"
+    assert sorted(keys) == sorted(d["idempotency_key"] for d in deliveries)
+    by_call = {}
+    for d in deliveries:
+        by_call.setdefault(d["call_uuid"], []).append(d["idempotency_key"])
+    for call_uuid, expected in by_call.items():
+        assert [k for k in keys if k in expected] == expected, f"call {call_uuid}: out of order"

@@ -16,7 +16,8 @@ import requests
 
 from harness import AppServer, Stack
 from http_receiver import HttpReceiver, Reply
-from serve_support import ServeProcess, number_table, serve_ports, write_serve_config
+from serve_support import (ServeProcess, check_delivered_once_in_order, number_table, serve_ports,
+                           write_serve_config)
 from switch_sim import CallScript, Simulator
 from waiting import wait_until
 
@@ -26,10 +27,6 @@ RECORDING_DOC = """<Response>
           action="{hooks}/rec-action" callbackUrl="{hooks}/rec-stop"/>
   <Wait length="1"/>
 </Response>"""
-
-
-def _key(req):
-    return req.headers["x-callfork-idempotency-key"]
 
 
 def _cli(*args, port):
@@ -42,18 +39,6 @@ def _cli(*args, port):
 
 def _metrics(stack):
     return requests.get(f"{stack.http_url}/metrics", timeout=5).text.splitlines()
-
-
-def _check_once_in_order(receiver, deliveries):
-    """Each stored webhook answered 200 exactly once (by key), each call's in enqueue order."""
-    keys = [_key(r) for r in receiver.answered(200)]
-    assert len(keys) == len(set(keys)), "a key was delivered twice"
-    assert sorted(keys) == sorted(d["idempotency_key"] for d in deliveries)
-    by_call = {}
-    for d in deliveries:
-        by_call.setdefault(d["call_uuid"], []).append(d["idempotency_key"])
-    for call_uuid, expected in by_call.items():
-        assert [k for k in keys if k in expected] == expected, f"call {call_uuid}: out of order"
 
 
 def test_a_failed_webhook_holds_the_calls_later_ones_and_ops_see_the_queue():
@@ -185,7 +170,7 @@ def test_a_full_database_keeps_calls_going_and_their_webhooks_until_it_frees():
             deliveries = [d for c in calls for d in outbox.deliveries(c.uuid)]
             assert len(deliveries) == 3 * len(calls)
             assert outbox.flush(15)
-            _check_once_in_order(hooks_and_app(hooks, stack.app), deliveries)
+            check_delivered_once_in_order(hooks_and_app(hooks, stack.app).answered(200), deliveries)
             for c in calls:
                 assert stack.service.store.get_call(c.uuid)["status"] == "completed"
             assert requests.get(f"{stack.http_url}/healthz", timeout=5).json()["database"]["writable"] is True
@@ -194,7 +179,7 @@ def test_a_full_database_keeps_calls_going_and_their_webhooks_until_it_frees():
 
 
 class hooks_and_app:
-    """The webhooks two receivers answered, in arrival order (for _check_once_in_order)."""
+    """The webhooks two receivers answered, in arrival order (for check_delivered_once_in_order)."""
 
     def __init__(self, *receivers):
         self.receivers = receivers
@@ -252,7 +237,7 @@ def test_kill_9_twice_while_the_receiver_is_down_then_everything_once_in_order(t
         rows = _rows(db)
         assert not hooks.wait_for(lambda: len(hooks.requests) > 36, 0.5)
         assert len(hooks.requests) == 36
-        _check_once_in_order(hooks, rows)
+        check_delivered_once_in_order(hooks.answered(200), rows)
         assert {r["event"] for r in rows} == {"Record", "Hangup", "RecordStop"}
     finally:
         for serve in processes:

@@ -22,7 +22,8 @@ from vobiz.utils.signature_v3 import validate_v3_signature
 from harness import AppServer, Stack
 from http_receiver import HttpReceiver, Reply
 from switch_sim import CallScript, Simulator
-from serve_support import ServeProcess, number_table, serve_ports, write_serve_config
+from serve_support import (ServeProcess, check_delivered_once_in_order, idempotency_key, number_table,
+                           serve_ports, write_serve_config)
 from waiting import wait_until
 
 
@@ -36,10 +37,6 @@ FAST_RETRIES = {"CALLFORK_WEBHOOKS_RETRY_WINDOW_S": "600", "CALLFORK_WEBHOOKS_BA
                 "CALLFORK_WEBHOOKS_BACKOFF_MAX_S": "0.2"}
 
 
-def _key(req):
-    return req.headers["x-callfork-idempotency-key"]
-
-
 def _make_call(stack, answer_url, hangup_url, to="1000"):
     resp = requests.post(stack.api_url("/Call/"), headers=stack.api_headers(), timeout=10,
                          json={"from": "15551230001", "to": to, "answer_url": answer_url, "hangup_url": hangup_url})
@@ -49,19 +46,6 @@ def _make_call(stack, answer_url, hangup_url, to="1000"):
 
 def _timeline(stack, uuid):
     return requests.get(stack.api_url(f"/Call/{uuid}/Timeline/"), headers=stack.api_headers(), timeout=10).json()
-
-
-def _check_exactly_once_in_order(receiver, deliveries):
-    """Every stored delivery arrived, each key was answered 200 exactly once, per call in enqueue order."""
-    ok = [r for r in receiver.requests if r.answered_status == 200]
-    keys = [_key(r) for r in ok]
-    assert len(keys) == len(set(keys)), "a key was delivered twice"
-    assert sorted(keys) == sorted(d["idempotency_key"] for d in deliveries)
-    by_call = {}
-    for d in deliveries:
-        by_call.setdefault(d["call_uuid"], []).append(d["idempotency_key"])
-    for call_uuid, expected in by_call.items():
-        assert [k for k in keys if k in expected] == expected, f"call {call_uuid}: out of order"
 
 
 def test_receiver_outage_then_back_delivers_everything_once_in_order():
@@ -90,7 +74,7 @@ def test_receiver_outage_then_back_delivers_everything_once_in_order():
             assert hooks.wait_for(lambda: len(hooks.answered(200)) == 6, 15)
             assert outbox.flush(5)
             deliveries = [d for u in uuids for d in outbox.deliveries(u)]
-            _check_exactly_once_in_order(hooks, deliveries)
+            check_delivered_once_in_order(hooks.answered(200), deliveries)
             for uuid in uuids:
                 record = _timeline(stack, uuid)["webhooks"]
                 assert [w["event"] for w in record][-1] in ("Hangup", "RecordStop")
@@ -141,7 +125,7 @@ def test_5xx_is_retried_4xx_is_not_and_sdk_v3_signatures_verify():
             assert record["Hangup"]["status"] == "delivered" and record["Hangup"]["attempts"] == 3
             assert attempts == {"/gone": 1, "/flaky": 3}
             flaky = [r for r in hooks.requests if r.path == "/flaky"]
-            assert len({_key(r) for r in flaky}) == 1  # the retries carry the same key
+            assert len({idempotency_key(r) for r in flaky}) == 1  # the retries carry the same key
             metrics = requests.get(f"{stack.http_url}/metrics", timeout=5).text
             assert "callfork_webhook_failed_total 1" in metrics.splitlines()
             # v3_mode = "sdk": the vobiz SDK's V3 validator accepts callfork's V3 (and V2 still verifies)
@@ -224,7 +208,7 @@ def test_kill_9_with_webhooks_in_the_outbox_then_restart_delivers_them(tmp_path)
         hooks.start()  # the receiver is back, callfork is not: nothing can arrive
         second = ServeProcess(config, ports["http"]).start()
         assert hooks.wait_for(lambda: len(hooks.answered(200)) == 3, 15), second.output()
-        got = [_key(r) for r in hooks.answered(200)]
+        got = [idempotency_key(r) for r in hooks.answered(200)]
         assert got == keys  # each once, in the call's order
         assert [r.form["Event"] for r in hooks.answered(200)][0] == "Record"
         record = requests.get(f"{second.http_url}/api/v1/Account/MA_LOCAL/Call/{call.uuid}/Timeline/",
@@ -275,7 +259,7 @@ def test_kill_9_during_a_delivery_redelivers_it_with_the_same_key(tmp_path):
         serve.kill9()  # the Hangup webhook is in flight: its outcome is unknown
         second = ServeProcess(config, ports["http"]).start()
         assert hooks.wait_for(lambda: len(hooks.answered(200)) == 1, 10), second.output()
-        assert _key(hooks.answered(200)[0]) == _key(seen[0])  # the same key: the receiver can dedupe
+        assert idempotency_key(hooks.answered(200)[0]) == idempotency_key(seen[0])  # the same key: the receiver can dedupe
         assert hooks.answered(200)[0].form == seen[0].form
     finally:
         hooks.release()
