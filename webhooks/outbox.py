@@ -32,15 +32,16 @@ outcome) and no polling. One Outbox (one process) owns a database file's outbox 
 use it from the gevent hub's thread (its wake-up events are gevent events).
 
 The rows and the SQL on them are in outbox_table.py, one HTTP attempt in delivery.py, the per-host
-state in hosts.py; this module decides which row goes when and what an attempt's outcome does to it.
+state in hosts.py, backoff and retry windows in retry_timing.py, what the database refused in
+refused_writes.py, the running counts in outbox_counts.py, a new row in outbox_row.py; this module
+decides which row goes when and what an attempt's outcome does to it. It stays near 500 lines on
+purpose: enqueue, the scheduler and outcome recording each commit a row and, in the same step on the
+hub, change the in-flight set, the counts, the host state and the wake-up events; split apart, they
+would reach into one another's state.
 """
-import collections
-import json
 import logging
-import random
 import sqlite3
 import time
-import uuid as uuid_module
 
 import gevent
 import gevent.event
@@ -50,19 +51,18 @@ from records import write_refused
 
 from .delivery import Sender
 from .hosts import Hosts
-from .outbox_table import DELIVERED, FAILED, HELD, IN_FLIGHT, PENDING, WAITING, OutboxTable, host_of
-from .signing import param_pairs
-from .urls import UrlError, clean_url
+from .outbox_counts import OutboxCounts
+from .outbox_row import new_row
+from .outbox_table import DELIVERED, FAILED, IN_FLIGHT, PENDING, WAITING, OutboxTable
+from .refused_writes import REFUSED_RETRY_S, UNSAVED, RefusedWrites
+from .retry_timing import RETRY_AFTER_MAX_S, RetryPolicy, WindowClock
 
 log = logging.getLogger(__name__)
 
 IDLE_RECHECK_S = 5.0
-RETRY_AFTER_MAX_S = 3600.0   # a receiver asking for more is asked again after an hour
-REFUSED_RETRY_S = 1.0        # how often writes the database refused are tried again
 PRUNE_EVERY_S = 60.0
 PRUNE_BATCH = 2000           # rows deleted per statement (each statement holds the hub)
 EXPIRE_BATCH = 500
-UNSAVED = 'unsaved'          # the status listings give a webhook kept in memory (not stored yet)
 
 
 class OutboxError(Exception):
@@ -70,13 +70,8 @@ class OutboxError(Exception):
 
 
 class Outbox:
-    """Durable, ordered, retrying webhook delivery. See the module docstring.
-
-    retry_window_s: retry for this long after the webhook could first be sent (None: no window).
-    retries: give up after this many retries (attempts = 1 + retries; None: no count). At least one
-    of the two. Backoff before attempt n+1 is uniform(0, min(backoff_max_s, backoff_base_s * 2**(n-1)))
-    (full jitter), raised to a Retry-After header when there is one (up to RETRY_AFTER_MAX_S).
-    """
+    """Durable, ordered, retrying webhook delivery. See the module docstring; retries,
+    retry_window_s and the backoff are RetryPolicy's (retry_timing.py)."""
 
     def __init__(self, db_path, *, auth_token, retries=None, retry_window_s=21600.0, backoff_base_s=2.0,
                  backoff_max_s=300.0, connect_timeout_s=3, read_timeout_s=10, concurrency=16,
@@ -86,38 +81,41 @@ class Outbox:
             raise ValueError('Outbox needs an auth token to sign webhooks')
         if concurrency < 1 or per_host_concurrency < 1:
             raise ValueError('concurrency and per_host_concurrency must be >= 1')
-        if retries is None and retry_window_s is None:
-            raise ValueError('give retries, retry_window_s or both')
-        self.retries = None if retries is None else max(0, int(retries))
-        self.retry_window_s = None if retry_window_s is None else float(retry_window_s)
-        self.backoff_base_s = float(backoff_base_s)
-        self.backoff_max_s = float(backoff_max_s)
+        self.policy = RetryPolicy(retries=retries, retry_window_s=retry_window_s, backoff_base_s=backoff_base_s,
+                                  backoff_max_s=backoff_max_s)
         self.concurrency = int(concurrency)
         self.retention_s = None if retention_s is None else float(retention_s)
-        self.memory_limit = max(0, int(memory_limit))
         self.allow_private = allow_private
         self._table = OutboxTable(db_path, synchronous=synchronous, max_bytes=max_db_bytes)
         self._sender = Sender(auth_token=auth_token, connect_timeout_s=connect_timeout_s,
                               read_timeout_s=read_timeout_s, concurrency=self.concurrency,
                               user_agent=user_agent, v3_mode=v3_mode, allow_private=allow_private)
-        self._hosts = Hosts(per_host_concurrency, self.backoff_base_s, self.backoff_max_s, RETRY_AFTER_MAX_S)
+        self._hosts = self._new_hosts(per_host_concurrency)
         self._group = gevent.pool.Group()       # the delivery greenlets (capacity: self._in_flight)
         self._wake = gevent.event.Event()      # set: the scheduler should look again now
         self._changed = gevent.event.Event()   # set: some delivery finished (flush waits on it)
         self._scheduler = None
         self._in_flight = set()                # ids this instance is sending (owned by this hub)
-        self._unrecorded = []                  # (row, outcome, time) the database refused to record
-        self._unsaved = collections.deque()    # webhooks the database refused to store, in order
-        self._retry_refused_at = 0.0
+        self._refused_writes = RefusedWrites(memory_limit)
         self._prepared = False                 # start()'s table preparation done
-        self._expiry_at = None                 # when the first pending head's window ends (None: none)
+        self._windows = WindowClock(self.policy.retry_window_s)
         self._prune_at = 0.0
         self._stopping = False
-        self.lost = 0                          # webhooks dropped: refused by the database, memory full
         self.delivered = 0                     # webhooks delivered since start
-        self.write_error = None                # why the database refuses writes (None: it takes them)
-        # counted once, then kept by every change (a count over a dead receiver's rows holds the hub)
-        self._waiting, self._held, self._failed_by_host = self._table.counts()
+        self._counts = OutboxCounts(self._table.counts())
+
+    def _new_hosts(self, per_host):
+        return Hosts(per_host, self.policy.backoff_base_s, self.policy.backoff_max_s, RETRY_AFTER_MAX_S)
+
+    @property
+    def lost(self):
+        """Webhooks dropped: the database refused them and the memory queue was full."""
+        return self._refused_writes.lost
+
+    @property
+    def write_error(self):
+        """Why the database refuses writes (None: it takes them)."""
+        return self._refused_writes.error
 
     # ---------------------------------------------------------------- enqueue and inspection
 
@@ -126,104 +124,62 @@ class Outbox:
         while the database refuses writes it is kept in memory instead (returns None) and stored
         when it can be. A bad URL or method is stored as `failed` (with the reason), never dropped.
         OutboxError: it could be neither stored nor kept."""
-        if encoding not in ('form', 'json'):
-            raise ValueError('encoding must be "form" or "json", not %r' % (encoding,))
-        now = time.time()
-        call_uuid = str(call_uuid or '')
-        key = str(uuid_module.uuid4())
-        method_text = str(method or 'POST').upper()
-        status, error, target = PENDING, None, url if isinstance(url, str) else repr(url)
-        if method_text not in ('GET', 'POST'):
-            status, error = FAILED, 'bad method %r (GET or POST)' % (method,)
-        else:
-            try:
-                target = clean_url(url, allow_private=self.allow_private)
-            except UrlError as exc:
-                status, error = FAILED, 'bad_url: %s' % (exc,)
-        try:
-            if encoding == 'form':
-                body = json.dumps(param_pairs(params))
-            else:
-                body = json.dumps(params, default=str)
-        except (TypeError, ValueError) as exc:
-            raise ValueError('webhook params must be a dict or a list of pairs (form) or JSON data: %s'
-                             % (exc,)) from None
-        row = {'call_uuid': call_uuid, 'order_key': call_uuid or 'delivery:' + key, 'event': event,
-               'url': target, 'host': host_of(target), 'method': method_text, 'encoding': encoding,
-               'body': body, 'key': key, 'idempotency_key': key, 'status': status, 'error': error,
-               'max_attempts': 0 if self.retries is None else 1 + self.retries, 'created_at': now}
-        if status == FAILED:
-            log.warning('call %s: webhook %s not sent: %s', call_uuid or '-', event or '', error)
-        if self._unsaved:        # the database refused an earlier one: this one queues behind it
+        row = new_row(call_uuid, url, method, params, encoding=encoding, event=event,
+                      max_attempts=self.policy.max_attempts, allow_private=self.allow_private)
+        now = row['created_at']
+        if row['status'] == FAILED:
+            log.warning('call %s: webhook %s not sent: %s', row['call_uuid'] or '-', event or '', row['error'])
+        if self._refused_writes.webhooks:    # the database refused an earlier one: this one queues behind it
             return self._keep_unsaved(row)
         # heading its call with a free slot: stored in flight (attempt 1) and sent at once
-        send_now = (status == PENDING and self._running() and len(self._in_flight) < self.concurrency
+        send_now = (row['status'] == PENDING and self._running() and len(self._in_flight) < self.concurrency
                     and self._hosts.capacity(row['host'], now) > 0)
         try:
             delivery_id, stored, head = self._table.insert(row, now, send_now)
         except sqlite3.Error as exc:
             if not write_refused(exc):
-                log.error('call %s: could not store webhook %s for %s: %s', call_uuid or '-', event, url, exc)
+                log.error('call %s: could not store webhook %s for %s: %s', row['call_uuid'] or '-', event, url, exc)
                 raise OutboxError('could not store webhook: %s' % (exc,)) from exc
-            self._refused(exc)
+            self._refused_writes.refused(exc)
             return self._keep_unsaved(row)
-        self.write_error = None
+        self._refused_writes.taken()
         self._stored(row, delivery_id, stored, head, now)
         return delivery_id
 
     def _stored(self, row, delivery_id, stored, head, now):
         row['id'] = delivery_id
-        if stored == HELD:
-            self._held += 1
-        elif stored == FAILED:
-            self._count_failed(row['host'], 1)
-        else:
-            self._waiting += 1
+        self._counts.stored(stored, row['host'])
         if stored == IN_FLIGHT:
             row.update(attempts=1, window_start=now)
             self._start(row)
         elif stored == PENDING and head:
             self._hosts.due(row['host'], now)
-            self._expires(now)
+            self._windows.started(now)
             self._wake.set()
 
     def _keep_unsaved(self, row):
-        if len(self._unsaved) >= self.memory_limit:
-            self.lost += 1
+        refused = self._refused_writes
+        first = not refused.webhooks
+        if not refused.keep(row):
             log.error('call %s: webhook %s lost: the database refuses writes (%s) and %d webhooks wait in '
-                      'memory already', row['call_uuid'] or '-', row['event'] or '', self.write_error,
-                      len(self._unsaved))
-            raise OutboxError('the database refuses writes (%s) and the memory queue is full' % (self.write_error,))
-        if not self._unsaved:
+                      'memory already', row['call_uuid'] or '-', row['event'] or '', refused.error,
+                      len(refused.webhooks))
+            raise OutboxError('the database refuses writes (%s) and the memory queue is full' % (refused.error,))
+        if first:
             log.warning('outbox: the database refuses writes (%s): keeping webhooks in memory (up to %d) '
-                        'until it takes them', self.write_error, self.memory_limit)
-        self._unsaved.append(row)
+                        'until it takes them', refused.error, refused.memory_limit)
         self._wake.set()
         return None
 
-    def _refused(self, exc):
-        self.write_error = str(exc)
-        self._retry_refused_at = time.time() + REFUSED_RETRY_S
-
-    def _count_failed(self, host, n):
-        count = self._failed_by_host.get(host, 0) + n
-        if count > 0:
-            self._failed_by_host[host] = count
-        else:
-            self._failed_by_host.pop(host, None)
-
-    def _recount(self):
-        self._waiting, self._held, self._failed_by_host = self._table.counts()
-
     def depth(self):
         """Webhooks not yet delivered or failed (pending + in_flight + kept in memory)."""
-        return self._waiting + len(self._unsaved)
+        return self._counts.waiting + len(self._refused_writes.webhooks)
 
     def failed_count(self):
-        return sum(self._failed_by_host.values())
+        return self._counts.failed_total()
 
     def held_count(self):
-        return self._held
+        return self._counts.held
 
     def delivered_count(self):
         """Delivered rows in the table (a count of them all: for tests and tools, not /metrics)."""
@@ -234,14 +190,12 @@ class Outbox:
         (kept in memory), lost, oldest_pending_age_s (of what is not delivered or failed), failed_by_host,
         hosts_down {host: (failed rounds, s until the next try)}, writable, write_error."""
         now = time.time()
-        oldest = self._table.oldest_waiting_created()
-        if self._unsaved:
-            first = self._unsaved[0]['created_at']
-            oldest = first if oldest is None else min(oldest, first)
+        kept = [t for t in (self._table.oldest_waiting_created(), self._refused_writes.oldest_created())
+                if t is not None]
         return {'depth': self.depth(), 'held': self.held_count(), 'failed': self.failed_count(),
-                'delivered': self.delivered, 'unsaved': len(self._unsaved), 'lost': self.lost,
-                'oldest_pending_age_s': 0.0 if oldest is None else max(0.0, now - oldest),
-                'failed_by_host': dict(self._failed_by_host), 'hosts_down': self._hosts.down(now),
+                'delivered': self.delivered, 'unsaved': len(self._refused_writes.webhooks), 'lost': self.lost,
+                'oldest_pending_age_s': max(0.0, now - min(kept)) if kept else 0.0,
+                'failed_by_host': dict(self._counts.failed_by_host), 'hosts_down': self._hosts.down(now),
                 'writable': self.write_error is None, 'write_error': self.write_error}
 
     def prune(self, delivered_older_than_s):
@@ -265,20 +219,17 @@ class Outbox:
 
     def _reload(self):
         """Rows were queued anew: read the counts, the hosts' due times and the first window."""
-        self._recount()
+        self._counts.reset(self._table.counts())
         for host, due in self._table.host_dues().items():
             self._hosts.set_due(host, due)
-        first = self._table.first_window_start()
-        self._expiry_at = None
-        if first is not None:
-            self._expires(first)
+        self._windows.reset(self._table.first_window_start())
         self._wake.set()
 
     def deliveries(self, call_uuid):
         """Every webhook of a call in enqueue order, as dicts (event, url, status, attempts, ...);
         those kept in memory (the database refused them) last, with status 'unsaved' and no id."""
         rows = self._table.deliveries(call_uuid)
-        return rows + [_unsaved_public(r) for r in list(self._unsaved) if r['call_uuid'] == str(call_uuid)]
+        return rows + self._refused_writes.listing(call_uuid)
 
     def webhooks(self, statuses=None, call_uuid=None, limit=100):
         """Webhooks with these statuses (None: every one not delivered, those kept in memory too:
@@ -287,9 +238,7 @@ class Outbox:
         stored = tuple(s for s in statuses if s != UNSAVED)
         rows = self._table.listing(stored, call_uuid, limit) if stored else []
         if UNSAVED in statuses:
-            kept = [_unsaved_public(r) for r in list(self._unsaved)
-                    if call_uuid is None or r['call_uuid'] == str(call_uuid)]
-            rows += kept[:max(0, limit - len(rows))]
+            rows += self._refused_writes.listing(call_uuid)[:max(0, limit - len(rows))]
         return rows
 
     def get_delivery(self, delivery_id):
@@ -309,7 +258,7 @@ class Outbox:
         except sqlite3.Error as exc:   # e.g. a full disk at start: the scheduler tries again
             if not write_refused(exc):
                 raise
-            self._refused(exc)
+            self._refused_writes.refused(exc)
             log.error('outbox: the database refuses writes at start (%s); retrying', exc)
         self._scheduler = gevent.spawn(self._run)
         self._wake.set()
@@ -337,7 +286,7 @@ class Outbox:
         self._group.kill(block=True, timeout=timeout)
         self._in_flight.clear()
         # killed deliveries did not say they finished: forget what was counted in flight per host
-        self._hosts = Hosts(self._hosts.per_host, self.backoff_base_s, self.backoff_max_s, RETRY_AFTER_MAX_S)
+        self._hosts = self._new_hosts(self._hosts.per_host)
         try:
             self._record_unrecorded()
             if abandoned:
@@ -345,9 +294,9 @@ class Outbox:
             self._store_unsaved()
         except sqlite3.Error as exc:   # what is in flight in the table is requeued by the next start
             log.error('outbox: could not record the state at stop: %s', exc)
-        if self._unsaved:
+        if self._refused_writes.webhooks:
             log.error('outbox: %d webhook(s) the database refused are lost at stop (%s)',
-                      len(self._unsaved), self.write_error)
+                      len(self._refused_writes.webhooks), self.write_error)
 
     def close(self):
         self.stop()
@@ -383,7 +332,7 @@ class Outbox:
                 wait_s = self._pass()
             except sqlite3.Error as exc:
                 if write_refused(exc):
-                    self._refused(exc)
+                    self._refused_writes.refused(exc)
                 else:  # a database problem must not end delivery for good
                     log.exception('outbox: scheduling failed; retrying in 1 s')
                 wait_s = REFUSED_RETRY_S
@@ -398,12 +347,11 @@ class Outbox:
         now = time.time()
         if not self._prepared:
             self._prepare()
-        if self._unrecorded or self._unsaved:
-            if now >= self._retry_refused_at:
-                self._record_unrecorded()
-                self._store_unsaved()
+        if self._refused_writes.waiting() and now >= self._refused_writes.retry_at:
+            self._record_unrecorded()
+            self._store_unsaved()
         self._dispatch(now)
-        if self.retry_window_s is not None and self._expiry_at is not None and self._expiry_at <= now:
+        if self._windows.ended(now):
             self._expire(now)
         if self.retention_s is not None and now >= self._prune_at:
             self._prune(now)
@@ -418,7 +366,7 @@ class Outbox:
             room = min(free, self._hosts.capacity(host, now))
             rows = self._table.take_due(host, now, room)
             if rows:
-                self.write_error = None
+                self._refused_writes.taken()
             for row in rows:
                 self._start(row)
             free -= len(rows)
@@ -431,36 +379,26 @@ class Outbox:
             wake = self._hosts.next_wake(now)
             if wake is not None:
                 times.append(wake)
-        if self._expiry_at is not None:
-            times.append(self._expiry_at)
+        if self._windows.at is not None:
+            times.append(self._windows.at)
         if self.retention_s is not None:
             times.append(self._prune_at)
-        if self._unrecorded or self._unsaved:
-            times.append(self._retry_refused_at)
+        if self._refused_writes.waiting():
+            times.append(self._refused_writes.retry_at)
         return max(0.0, min(times) - now)
-
-    def _expires(self, window_start):
-        """A head's window started at `window_start`: wake up when it ends, if that is the first."""
-        if self.retry_window_s is None:
-            return
-        end = window_start + self.retry_window_s
-        if self._expiry_at is None or end < self._expiry_at:
-            self._expiry_at = end
 
     def _expire(self, now):
         """Pending heads whose window ended without a delivery (their host down, or a retry not yet
         due) fail, and hold their calls' later webhooks."""
-        for row in self._table.expired_heads(now - self.retry_window_s, EXPIRE_BATCH):
+        window_s = self.policy.retry_window_s
+        for row in self._table.expired_heads(now - window_s, EXPIRE_BATCH):
             reason = 'not delivered within the %g s retry window (%d attempt(s); last error: %s)' % (
-                self.retry_window_s, row['attempts'], row['last_error'] or 'none: its receiver was down')
+                window_s, row['attempts'], row['last_error'] or 'none: its receiver was down')
             _, held = self._table.mark_failed(row, row['last_status_code'], reason, now, holds=True)
-            self._failed(row, held)
+            self._counts.failed(row['host'], held)
             log.warning('call %s: webhook %s #%d to %s failed: %s', row['call_uuid'] or '-', row['event'] or '',
                         row['id'], row['url'], reason)
-        first = self._table.first_window_start()
-        self._expiry_at = None
-        if first is not None:
-            self._expires(first)
+        self._windows.reset(self._table.first_window_start())
 
     def _prune(self, now):
         count = self._table.prune(now - self.retention_s, PRUNE_BATCH)
@@ -471,22 +409,23 @@ class Outbox:
 
     def _store_unsaved(self):
         """Webhooks kept in memory go into the table, in order, in one transaction."""
-        if not self._unsaved:
+        kept = self._refused_writes.webhooks
+        if not kept:
             return
-        rows = list(self._unsaved)
+        rows = list(kept)
         now = time.time()
         try:
             results = self._table.insert_many(rows, now)
         except sqlite3.Error as exc:
             if not write_refused(exc):
                 raise
-            self._refused(exc)
+            self._refused_writes.refused(exc)
             return
         for _ in rows:
-            self._unsaved.popleft()
+            kept.popleft()
         for row, (delivery_id, stored, head) in zip(rows, results):
             self._stored(row, delivery_id, stored, head, now)
-        self.write_error = None
+        self._refused_writes.taken()
         log.warning('outbox: the database takes writes again; %d webhook(s) kept in memory are stored', len(rows))
 
     # ---------------------------------------------------------------- one delivery attempt
@@ -509,12 +448,12 @@ class Outbox:
             self._record_outcome(row, outcome, now)
         except Exception as exc:
             if isinstance(exc, sqlite3.Error) and write_refused(exc):
-                self._refused(exc)
+                self._refused_writes.refused(exc, now)
             else:
                 log.exception('call %s: could not record the outcome of webhook %s; trying again',
                               row['call_uuid'] or '-', row['id'])
-                self._retry_refused_at = now + REFUSED_RETRY_S
-            self._unrecorded.append((row, outcome, now))
+                self._refused_writes.retry_after_pause(now)
+            self._refused_writes.outcomes.append((row, outcome, now))
         finally:
             self._in_flight.discard(row['id'])
             self._wake.set()
@@ -522,10 +461,11 @@ class Outbox:
 
     def _record_unrecorded(self):
         """Outcomes the database refused to record, recorded now, in the order they came."""
-        while self._unrecorded:
-            row, outcome, at = self._unrecorded[0]
+        outcomes = self._refused_writes.outcomes
+        while outcomes:
+            row, outcome, at = outcomes[0]
             self._record_outcome(row, outcome, at)
-            self._unrecorded.pop(0)
+            outcomes.pop(0)
 
     def _record_outcome(self, row, outcome, now):
         status_code, error, retryable, retry_after = outcome
@@ -533,12 +473,12 @@ class Outbox:
                                                    row['url'])
         if error is None:
             self._promoted(self._table.mark_delivered(row, status_code, now), now)
-            self._waiting -= 1
+            self._counts.delivered()
             self.delivered += 1
         elif retryable and self._stopping:
             self._table.mark_pending(row['id'], status_code, error, now, now)
         elif retryable:
-            at = self._next_attempt(row, now, retry_after)
+            at = self.policy.next_attempt(row, now, retry_after)
             if at is not None:
                 self._table.mark_pending(row['id'], status_code, error, at, now)
                 self._hosts.due(row['host'], at)
@@ -546,48 +486,17 @@ class Outbox:
             else:
                 reason = 'gave up after %d attempt(s): %s' % (row['attempts'], error)
                 _, held = self._table.mark_failed(row, status_code, reason, now, holds=True)
-                self._failed(row, held)
+                self._counts.failed(row['host'], held)
                 log.warning('%s failed: %s; later webhooks of the call are held behind it', label, reason)
         else:
             promoted, _ = self._table.mark_failed(row, status_code, error, now, holds=False)
-            self._failed(row, 0)
+            self._counts.failed(row['host'], 0)
             self._promoted(promoted, now)
             log.warning('%s failed after %d attempt(s): %s', label, row['attempts'], error)
-        self.write_error = None
-
-    def _failed(self, row, held):
-        """A waiting row failed, and `held` rows of its call moved from waiting to held."""
-        self._waiting -= 1 + held
-        self._held += held
-        self._count_failed(row['host'], 1)
+        self._refused_writes.taken()
 
     def _promoted(self, nxt, now):
         """The call's next webhook just became its head: due as stored, its window from now."""
         if nxt is not None:
             self._hosts.due(nxt['host'], nxt['next_attempt_at'])
-            self._expires(now)
-
-    def _next_attempt(self, row, now, retry_after):
-        """When to try a row again after a retryable failure, or None: it has run out of retries."""
-        attempts = row['attempts']
-        if self.retries is not None and attempts >= 1 + self.retries:
-            return None
-        cap = min(self.backoff_max_s, self.backoff_base_s * (2 ** min(max(0, attempts - 1), 30)))
-        delay = random.uniform(0, cap)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, RETRY_AFTER_MAX_S))
-        at = now + delay
-        if self.retry_window_s is not None:
-            end = (row.get('window_start') or now) + self.retry_window_s
-            if now >= end:
-                return None
-            at = min(at, end)     # the last attempt at the window's end
-        return at
-
-
-def _unsaved_public(row):
-    return {'id': None, 'call_uuid': row['call_uuid'], 'event': row['event'], 'url': row['url'], 'host': row['host'],
-            'method': row['method'], 'encoding': row['encoding'], 'status': UNSAVED, 'attempts': 0,
-            'last_status_code': None, 'last_error': 'kept in memory: the database refuses writes',
-            'idempotency_key': row['key'], 'next_attempt_at': None, 'created_at': row['created_at'],
-            'updated_at': row['created_at'], 'delivered_at': None}
+            self._windows.started(now)
