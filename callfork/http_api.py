@@ -46,6 +46,7 @@ from webhooks import UrlError, clean_url
 
 from .api_objects import (MAX_OFFSET, ApiError, api_id, call_object, error_response,
                           read_body, stream_object, truthy)
+from .live_call_api import register as register_live_call_routes
 
 
 WEBHOOK_STATUSES = ("pending", "in_flight", "held", "failed", "unsaved", "delivered")
@@ -302,6 +303,8 @@ def create_app(service) -> Flask:
         if not service.stop_stream(uuid, stream_id):
             raise ApiError(404, "Stream not found")
         return "", 204
+
+    register_live_call_routes(app, service, check_account)   # Play, Speak, DTMF, Record on a live call
 
     # -- webhooks --------------------------------------------------------------------------------
     @app.get("/api/v1/Account/<account>/Webhooks/")

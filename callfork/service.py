@@ -29,6 +29,7 @@ from webhooks import Outbox
 from .data_dir import private_database, private_dir, tighten, write_private
 from .http_api import create_app
 from .http_server import HttpServer, open_fds
+from .live_controls import LiveControls
 from .media_cache import MediaCache
 from .originate import Originations
 from .verb_services import VerbServices
@@ -63,6 +64,7 @@ class Service:
         self.auth_token = ""
         self._feeds = []
         self.originations = Originations(self)   # calls placed by the REST API, until they reach us
+        self.live = LiveControls(self)   # Play/Speak/DTMF/Record on live calls (REST)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Service":

@@ -6,8 +6,9 @@ hangup webhook, recordings and live streams.
 
 Public API (docs/internals.md): parse_document, Document, DocumentError, XMLError, SWMLError,
 NotSupportedError, validate_source, CallContext, Interpreter, CallEnd, SOURCE_API, LiveStream,
-StreamOptions, rest_stream_options, hangup_fields, plain_number.
+StreamOptions, rest_stream_options, hangup_fields, plain_number, ApiRecording, RecordingNotStarted.
 """
+from .api_recording import ApiRecording, RecordingNotStarted
 from .context import CallContext, plain_number
 from .document import Document, parse_document
 from .errors import DocumentError, NotSupportedError, SWMLError, XMLError
@@ -19,4 +20,5 @@ from .validate import validate_source
 
 __all__ = ["parse_document", "Document", "DocumentError", "XMLError", "SWMLError", "NotSupportedError",
            "validate_source", "CallContext", "Interpreter", "CallEnd", "SOURCE_API", "LiveStream",
-           "StreamOptions", "rest_stream_options", "hangup_fields", "plain_number"]
+           "StreamOptions", "rest_stream_options", "hangup_fields", "plain_number", "ApiRecording",
+           "RecordingNotStarted"]

@@ -23,3 +23,5 @@ CORE_APIS = {
     'status': api_status, 'version': api_version, 'hupall': api_hupall, 'sched_api': api_sched_api,
     'sched_hangup': api_sched_hangup, 'sim_call': api_sim_call, 'sim_dtmf': api_sim_dtmf,
 }
+from .displace import api_uuid_displace  # noqa: E402  (switch_sim/apis/displace.py)
+CORE_APIS['uuid_displace'] = api_uuid_displace
