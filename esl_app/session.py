@@ -341,6 +341,18 @@ class CallSession:
         self._queues.append(queue)
         return queue
 
+    def add_events(self, *names):
+        """`event json <names>` on this socket: more events from now on (a subscription adds up;
+        subclasses follow the word CUSTOM, e.g. `add_events('CUSTOM', 'conference::maintenance')`)."""
+        self._raise_if_gone()
+        try:
+            reply = self._conn.send('event json ' + ' '.join(names), timeout=self.command_timeout)
+        except ESLDisconnected:
+            raise CallGone(self.hangup_cause, self.uuid) from None
+        text = reply.reply_text or ''
+        if text.startswith('-ERR'):
+            raise ESLError('event json %s: %s' % (' '.join(names), text), reply=text)
+
     def _remove_queue(self, queue):
         try:
             self._queues.remove(queue)

@@ -1,9 +1,13 @@
-"""<Conference>: join a named room (the element's text). Parsed; running it is not supported yet."""
+"""<Conference>: join a named room (the element's text) on mod_conference; the elements after it
+run when the member leaves. What a member does is verbs/conferencing.py; this module is the
+element: its attributes (vobiz.md §2.11: Vobiz's, and the Plivo SDK's maxMembers, floorEvent,
+redirect, sendDigits, recordWhenAlone, which are accepted) and its run."""
 from ..base import Attr, Enum, Int, Text
-from ..errors import NotSupportedError
+from ..conferencing import ConferenceMember
 from .element import BOOL, HTTP_URL, METHOD, VobizVerb
 
 TRANSCRIPTION = "SDK-only (Plivo) attribute; not used by Vobiz"
+SDK_ONLY = "SDK-only (Plivo) attribute; callfork does not act on it"
 
 
 class Conference(VobizVerb):
@@ -31,10 +35,10 @@ class Conference(VobizVerb):
         Attr("timeLimit", "time_limit", Int(minimum=1), 14400),
         Attr("action", "action", HTTP_URL, None),
         Attr("method", "method", METHOD, "POST"),
-        Attr("floorEvent", "floor_event", BOOL, False),
+        Attr("floorEvent", "floor_event", BOOL, False, ignored=SDK_ONLY),
         Attr("redirect", "redirect", BOOL, True),
-        Attr("sendDigits", "send_digits", Text(), None),
-        Attr("recordWhenAlone", "record_when_alone", BOOL, False),
+        Attr("sendDigits", "send_digits", Text(), None, ignored=SDK_ONLY),
+        Attr("recordWhenAlone", "record_when_alone", BOOL, False, ignored=SDK_ONLY),
         Attr("transcriptionType", "transcription_type", Text(), None, ignored=TRANSCRIPTION),
         Attr("transcriptionUrl", "transcription_url", HTTP_URL, None, ignored=TRANSCRIPTION),
         Attr("transcriptionMethod", "transcription_method", METHOD, "POST", ignored=TRANSCRIPTION),
@@ -45,5 +49,7 @@ class Conference(VobizVerb):
         return self.text
 
     def run(self, call):
-        raise NotSupportedError("<Conference> is not supported by callfork yet", self.line, self.column,
-                                self.name)
+        """Join the room until the member leaves (kicked, hung up by the REST API, the room ended,
+        alone with stayAlone="false", `*` with hangupOnStar, timeLimit); the caller hanging up
+        raises CallGone after the exit callback."""
+        ConferenceMember(call, self).run()

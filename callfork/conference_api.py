@@ -1,0 +1,137 @@
+"""The Conference REST API, under `/api/v1/Account/<auth_id>/Conference/` (Vobiz's paths and bodies,
+Plivo's where Vobiz says nothing: https://www.plivo.com/docs/voice/api/conference/):
+
+  GET    Conference/                              {"api_id", "conferences": [room names]}
+  DELETE Conference/                              hang up every room → 204
+  GET    Conference/<name>/                       {"api_id", "conference_name", "conference_run_time",
+                                                   "conference_member_count", "members": [{"muted",
+                                                   "member_id", "deaf", "from", "to", "caller_name",
+                                                   "direction", "call_uuid", "join_time"}]}
+  DELETE Conference/<name>/                       hang up every member → 204
+  DELETE Conference/<name>/Member/<ids>/          hang up the members' calls → 202 {"message": "hangup"}
+  POST   Conference/<name>/Member/<ids>/Kick/     out of the room, their documents go on → 202 "kicked"
+  POST|DELETE Conference/<name>/Member/<ids>/Mute/   → 202 "muted" | 204
+  POST|DELETE Conference/<name>/Member/<ids>/Deaf/   → 202 "deaf" | 204
+  POST   Conference/<name>/Member/<ids>/Play/     url → 202 "play queued into conference"
+  POST   Conference/<name>/Member/<ids>/Speak/    text → 202 "speak queued into conference"
+  POST   Conference/<name>/Record/                → 202 {"message": "conference recording started",
+                                                   "recording_id", "url"} (WAV)
+  DELETE Conference/<name>/Record/                → 204
+
+`<ids>`: a member id, ids separated by commas, or `all`. The 202 answers carry `member_id` (the list
+acted on) and `api_id`. An unknown (or ended) room is 404 "conference not found", a member id the
+room does not have 404 "member not found". FreeSWITCH's side is callfork/conferences.py.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import jsonify, request
+
+from .api_objects import ApiError, api_id, read_body
+from .conferences import ConferenceFailed, ConferenceNotFound, Conferences, MemberNotFound
+
+log = logging.getLogger("callfork.api")
+
+
+def register(app, service, check_account) -> None:
+    """Add the Conference routes to `app` (authenticated with create_app's `check_account`)."""
+    rooms = Conferences(service)
+    base = "/api/v1/Account/<account>/Conference"
+
+    def ask(fn, *args):
+        try:
+            return fn(*args)
+        except ConferenceNotFound:
+            raise ApiError(404, "conference not found") from None
+        except MemberNotFound:
+            raise ApiError(404, "member not found") from None
+        except ConferenceFailed as exc:
+            log.error("conference API: %s", exc)
+            raise ApiError(500, str(exc)) from None
+
+    def accepted(message: str, members: list):
+        return jsonify({"api_id": api_id(), "message": message, "member_id": members}), 202
+
+    @app.get(base + "/")
+    def list_conferences(account):
+        check_account(account)
+        return jsonify({"api_id": api_id(), "conferences": ask(rooms.names)})
+
+    @app.delete(base + "/")
+    def hangup_all_conferences(account):
+        check_account(account)
+        ask(rooms.hangup_every_room)
+        return "", 204
+
+    @app.get(base + "/<name>/")
+    def get_conference(account, name):
+        check_account(account)
+        return jsonify(dict(ask(rooms.get, name), api_id=api_id()))
+
+    @app.delete(base + "/<name>/")
+    def hangup_conference(account, name):
+        check_account(account)
+        ask(rooms.hangup_all, name)
+        return "", 204
+
+    @app.delete(base + "/<name>/Member/<ids>/")
+    def hangup_member(account, name, ids):
+        check_account(account)
+        return accepted("hangup", ask(rooms.member_action, name, ids, "hangup"))
+
+    @app.post(base + "/<name>/Member/<ids>/Kick/")
+    def kick_member(account, name, ids):
+        check_account(account)
+        return accepted("kicked", ask(rooms.member_action, name, ids, "kick"))
+
+    @app.route(base + "/<name>/Member/<ids>/Mute/", methods=["POST", "DELETE"])
+    def mute_member(account, name, ids):
+        check_account(account)
+        if request.method == "DELETE":
+            ask(rooms.member_action, name, ids, "unmute")
+            return "", 204
+        return accepted("muted", ask(rooms.member_action, name, ids, "mute"))
+
+    @app.route(base + "/<name>/Member/<ids>/Deaf/", methods=["POST", "DELETE"])
+    def deaf_member(account, name, ids):
+        check_account(account)
+        if request.method == "DELETE":
+            ask(rooms.member_action, name, ids, "undeaf")
+            return "", 204
+        return accepted("deaf", ask(rooms.member_action, name, ids, "deaf"))
+
+    @app.post(base + "/<name>/Member/<ids>/Play/")
+    def play_member(account, name, ids):
+        check_account(account)
+        url = str(read_body().get("url") or "").strip()
+        if not url.startswith(("http://", "https://")):
+            raise ApiError(400, "url (an http(s) audio URL) is required")
+        try:
+            members = ask(rooms.play, name, ids, url)
+        except ApiError:
+            raise
+        except Exception as exc:      # the media cache: not reachable, not audio
+            raise ApiError(400, f"url: {exc}") from None
+        return accepted("play queued into conference", members)
+
+    @app.post(base + "/<name>/Member/<ids>/Speak/")
+    def speak_member(account, name, ids):
+        check_account(account)
+        text = str(read_body().get("text") or "").strip()
+        if not text:
+            raise ApiError(400, "text is required")
+        return accepted("speak queued into conference", ask(rooms.speak, name, ids, text))
+
+    @app.post(base + "/<name>/Record/")
+    def record_conference(account, name):
+        check_account(account)
+        recording_id, url = ask(rooms.record_start, name)
+        return jsonify({"api_id": api_id(), "message": "conference recording started",
+                        "recording_id": recording_id, "url": url}), 202
+
+    @app.delete(base + "/<name>/Record/")
+    def stop_record_conference(account, name):
+        check_account(account)
+        ask(rooms.record_stop, name)
+        return "", 204

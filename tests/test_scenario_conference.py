@@ -1,0 +1,203 @@
+"""<Conference> end to end, on the simulator and (marked `freeswitch`) on a real FreeSWITCH with
+mod_conference: three callers in one room each hear the other two and not themselves (three
+distinct tones, measured per 100 ms window on what each caller heard); a muted member is not heard;
+the enter and exit callbacks in order with their fields; endConferenceOnExit puts the others out
+and their documents go on; maxMembers refuses the extra member, whose next elements run; and the
+Conference REST API (list, get, kick, mute, hang up; 404 for an unknown room or member).
+
+Callers are the harness's (the simulator's scripted callers, or loopback calls to `callfork<N>` on
+the real switch, whose A leg records what it heard). Each speaks one tone from a WAV file.
+"""
+import requests
+
+from harness import Stack, switch_modes
+from stream_scenarios import tone, tone_power, rms, write_wav
+from waiting import wait_until
+
+TONES = (400, 700, 1100)
+
+
+def _windows(samples, present, absent, win=0.1, rate=8000):
+    """How many 100 ms windows hold every tone of `present` (each at least 15 % of the energy) and
+    none of `absent` (each under 1 %)."""
+    n = int(win * rate)
+    count = 0
+    for i in range(0, len(samples) - n + 1, n):
+        w = samples[i:i + n]
+        if rms(w) < 300:
+            continue
+        if all(tone_power(w, f) >= 0.15 for f in present) and all(tone_power(w, f) < 0.01 for f in absent):
+            count += 1
+    return count
+
+
+def _doc(stack, room, after="", **attrs):
+    extra = "".join(f' {k}="{v}"' for k, v in attrs.items())
+    return (f'<Response><Conference callbackUrl="{stack.app.url("/conf")}"{extra}>{room}</Conference>'
+            f'{after}</Response>')
+
+
+def _join(stack, count, audio_hz=None, hangup_after=None, keep_heard=False, to="1001"):
+    """Place a caller and wait until the room has seen `count` ConferenceEnter callbacks."""
+    script = {"hangup_after": hangup_after, "keep_heard": keep_heard}
+    if audio_hz:
+        script["audio"] = write_wav(stack.data_dir / f"tone-{audio_hz}.wav", tone(audio_hz, 30, level=9000))
+    call = stack.call(to=to, **script)
+    stack.app.wait_event("ConferenceEnter", timeout=20, count=count, path="/conf")
+    return call
+
+
+def _enters(stack):
+    return [r.form for r in stack.app.events("ConferenceEnter", path="/conf")]
+
+
+def _exits(stack):
+    return [r.form for r in stack.app.events("ConferenceExit", path="/conf")]
+
+
+def _requests(stack, path):
+    return [r for r in list(stack.app.requests) if r.path == path]
+
+
+def _api(stack, method, path, **kw):
+    return requests.request(method, stack.api_url(path), headers=stack.api_headers(), timeout=10, **kw)
+
+
+@switch_modes()
+def test_three_parties_each_hear_the_other_two(real_fs):
+    with Stack(real=real_fs) as stack:
+        stack.app.document("/answer", _doc(stack, "three room", stayAlone="true"))
+        calls = [_join(stack, i + 1, hz, hangup_after=9, keep_heard=True, to=f"100{i}")
+                 for i, hz in enumerate(TONES)]
+        for call in calls:
+            call.wait(30)
+        stack.app.wait_event("ConferenceExit", timeout=15, count=3, path="/conf")
+
+        for call, own in zip(calls, TONES):
+            heard = call.heard()
+            others = [f for f in TONES if f != own]
+            # a second and more of the three-way room: both others, never itself
+            assert _windows(heard, others, [own]) >= 10, own
+            assert _windows(heard, [own], []) == 0, own
+
+        enters, exits = _enters(stack), _exits(stack)
+        assert [e["ConferenceFirstMember"] for e in enters] == ["true", "false", "false"]
+        assert len({e["ConferenceUUID"] for e in enters}) == 1 and enters[0]["ConferenceUUID"]
+        assert len({e["ConferenceMemberID"] for e in enters}) == 3
+        for e in enters:
+            assert e["ConferenceAction"] == "enter" and e["ConferenceName"] == "three room"
+            assert e["CallStatus"] == "in-progress" and e["Direction"] == "inbound"
+            assert e["From"] and e["To"] and e["CallUUID"]
+        for e in exits:
+            assert e["ConferenceAction"] == "exit" and "From" not in e and "CallStatus" not in e
+            assert e["ConferenceUUID"] == enters[0]["ConferenceUUID"]
+        assert sorted(e["ConferenceLastMember"] for e in exits) == ["false", "false", "true"]
+        # each member's enter comes before its exit
+        for e in enters:
+            assert any(x["ConferenceMemberID"] == e["ConferenceMemberID"] for x in exits)
+
+
+@switch_modes()
+def test_a_muted_member_is_not_heard(real_fs):
+    with Stack(real=real_fs) as stack:
+        stack.app.document("/answer", _doc(stack, "mute room", stayAlone="true"))
+        calls = [_join(stack, i + 1, hz, hangup_after=9, keep_heard=True, to=f"100{i}")
+                 for i, hz in enumerate(TONES)]
+        enters = _enters(stack)
+        muted = enters[1]["ConferenceMemberID"]
+        reply = _api(stack, "POST", f"/Conference/mute room/Member/{muted}/Mute/")
+        assert reply.status_code == 202 and reply.json()["member_id"] == [muted], reply.text
+        room = _api(stack, "GET", "/Conference/mute room/").json()
+        assert {m["member_id"]: m["muted"] for m in room["members"]}[muted] is True
+        for call in calls:
+            call.wait(30)
+        first, third = calls[0].heard(), calls[2].heard()
+        # after the mute: the third member's tone without the second's, and the first's
+        assert _windows(first, [TONES[2]], [TONES[1]]) >= 10
+        assert _windows(third, [TONES[0]], [TONES[1]]) >= 10
+
+
+@switch_modes()
+def test_rest_kick_hangup_and_unknown_room_or_member(real_fs):
+    with Stack(real=real_fs) as stack:
+        after = f'<Redirect>{stack.app.url("/after")}</Redirect>'
+        stack.app.document("/answer", _doc(stack, "rest room", after=after, stayAlone="true"))
+        stack.app.document("/after", "<Response><Hangup/></Response>")
+        first = _join(stack, 1, hangup_after=60, to="1001")
+        second = _join(stack, 2, hangup_after=60, to="1002")
+        enters = _enters(stack)
+
+        names = _api(stack, "GET", "/Conference/").json()
+        assert "rest room" in names["conferences"]
+        room = _api(stack, "GET", "/Conference/rest room/").json()
+        assert room["conference_member_count"] == "2"
+        assert {m["call_uuid"] for m in room["members"]} == {e["CallUUID"] for e in enters}
+
+        assert _api(stack, "GET", "/Conference/no such room/").status_code == 404
+        assert _api(stack, "POST", "/Conference/no such room/Member/1/Kick/").status_code == 404
+        missing = _api(stack, "POST", "/Conference/rest room/Member/99999/Mute/")
+        assert missing.status_code == 404 and missing.json()["error"] == "member not found"
+
+        kicked = enters[1]
+        reply = _api(stack, "POST", f"/Conference/rest room/Member/{kicked['ConferenceMemberID']}/Kick/")
+        assert reply.status_code == 202 and reply.json()["message"] == "kicked"
+        # the kicked member's document goes on after </Conference>
+        stack.app.wait_path("/after", timeout=15)
+        assert _requests(stack, "/after")[0].form["CallUUID"] == kicked["CallUUID"]
+        exit_ = stack.app.wait_event("ConferenceExit", timeout=15, path="/conf").form
+        assert exit_["ConferenceMemberID"] == kicked["ConferenceMemberID"]
+        assert exit_["ConferenceLastMember"] == "false"
+        second.wait(30)
+
+        reply = _api(stack, "DELETE", f"/Conference/rest room/Member/{enters[0]['ConferenceMemberID']}/")
+        assert reply.status_code == 202 and reply.json()["message"] == "hangup"
+        first.wait(30)
+        wait_until(lambda: len(stack.app.events("Hangup")) == 2, 15, "both hangups")
+        assert _api(stack, "GET", "/Conference/rest room/").status_code == 404
+
+
+@switch_modes()
+def test_end_conference_on_exit_puts_the_others_out(real_fs):
+    with Stack(real=real_fs) as stack:
+        after = f'<Redirect>{stack.app.url("/after")}</Redirect>'
+
+        def answer(req):
+            end = "true" if req.form.get("To", "").endswith("1001") else "false"
+            return _doc(stack, "end room", after=after, stayAlone="true", endConferenceOnExit=end)
+
+        stack.app.document("/answer", answer)
+        stack.app.document("/after", "<Response><Hangup/></Response>")
+        ender = _join(stack, 1, hangup_after=60, to="1001")
+        other = _join(stack, 2, hangup_after=60, to="1002")
+        enders = _enters(stack)
+        _api(stack, "DELETE", f"/Conference/end room/Member/{enders[0]['ConferenceMemberID']}/")
+        ender.wait(30)
+        stack.app.wait_path("/after", timeout=15)
+        other.wait(30)
+        assert [r.form["CallUUID"] for r in _requests(stack, "/after")] == [enders[1]["CallUUID"]]
+        wait_until(lambda: len(_exits(stack)) == 2, 15, "both exits")
+        exits = _exits(stack)
+        # two calls' callbacks: each call's own order holds, not the order between the calls
+        last = {e["ConferenceMemberID"]: e["ConferenceLastMember"] for e in exits}
+        assert last == {enders[0]["ConferenceMemberID"]: "false", enders[1]["ConferenceMemberID"]: "true"}
+
+
+@switch_modes()
+def test_max_members_refuses_the_extra_member(real_fs):
+    with Stack(real=real_fs) as stack:
+        after = f'<Redirect>{stack.app.url("/full")}</Redirect>'
+        stack.app.document("/answer", _doc(stack, "small room", after=after, maxMembers="2", stayAlone="true"))
+        stack.app.document("/full", "<Response><Hangup/></Response>")
+        calls = [_join(stack, 1, hangup_after=60, to="1001"), _join(stack, 2, hangup_after=60, to="1002")]
+        extra = stack.call(to="1003", hangup_after=60)
+        stack.app.wait_path("/full", timeout=20)
+        refused = _requests(stack, "/full")[0].form["CallUUID"]
+        assert refused not in {e["CallUUID"] for e in _enters(stack)}
+        extra.wait(30)
+        hangup = wait_until(lambda: [r.form for r in stack.app.events("Hangup") if r.form.get("CallUUID") == refused],
+                            15, "the refused call's Hangup webhook")
+        assert "full" in hangup[0].get("Error", "")
+        assert len(_enters(stack)) == 2
+        assert _api(stack, "DELETE", "/Conference/small room/").status_code == 204
+        for call in calls:
+            call.wait(30)
