@@ -7,6 +7,7 @@ Routes (the Vobiz-style REST API of the README), all under `/api/v1/Account/<aut
   Call/<uuid>/Stream/            POST start, GET list, DELETE all
   Call/<uuid>/Stream/<id>/       GET, DELETE
   Call/<uuid>/Timeline/          GET the call's timeline and webhook deliveries (callfork extension)
+  Call/<uuid>/Play|Speak|DTMF|Record/   live-call controls (callfork/live_call_api.py, `service.live`)
   Events/                        GET a Server-Sent-Events feed of timeline events (`callfork tail`);
                                  `?call_uuid=` follows one call
   Webhooks/                      GET the webhooks not delivered yet (`callfork webhooks`): `?status=`

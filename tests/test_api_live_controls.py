@@ -9,6 +9,7 @@ for the document to reach a verb (the call's timeline) before it asks, never for
 """
 import os
 import socket
+from urllib.parse import unquote
 
 import numpy as np
 import pytest
@@ -213,9 +214,9 @@ def _digits_on_caller_leg(stack, a_uuid):
             while True:
                 headers, body, _ = esl.next_frame(timeout=0.2)
                 if headers.get("Content-Type") == "text/event-plain":
-                    ev = event_headers(body)
+                    ev = dict(event_headers(body))
                     if ev.get("Unique-ID") == a_uuid and ev.get("DTMF-Digit"):
-                        digits.append(ev["DTMF-Digit"])
+                        digits.append(unquote(ev["DTMF-Digit"]))
         except (socket.timeout, TimeoutError):
             pass
         return "".join(digits)
@@ -248,6 +249,7 @@ def test_dtmf_reaches_the_caller(scene, tmp_path, real_fs):
         assert resp.json()["message"] == "digits sent"
         if real_fs:
             wait_until(lambda: poll() == "19#", 10, "the caller's leg got the digits")
+            assert poll() == "19#"
         call.wait(30)
         if not real_fs:   # the simulator plays the digits into what the caller hears
             heard = call.heard()

@@ -12,8 +12,8 @@ switch_ivr_displace_session / write_displace_callback), checked against the runn
   twice, or a file that cannot be opened: `-ERR Cannot displace session!`;
 * flags are letters looked for anywhere in the 5th argument (so `mux` means `m`): `m` mixes the
   file into each frame the channel writes, otherwise the frame is replaced (the tail of a short
-  last read is zeros); `l` loops the file; the limit (seconds, atoi) ends the bug when it is
-  reached. A file that ends (not looping) removes the bug;
+  last read is zeros); `l` loops the file; the limit (seconds, atoi) ends the bug once the epoch
+  second reaches the start's plus the limit (0 to 1 s early, as FreeSWITCH's stop_time). A file that ends (not looping) removes the bug;
 * the bug only acts on frames the channel writes: while the channel writes nothing (park without
   send_silence_when_idle) the file does not advance and nothing is heard;
 * stop removes the bug of that path: `+OK Success`, or `-ERR Cannot stop displace session!` when
@@ -55,13 +55,15 @@ class DisplaceBug:
         self.src = opener()
         self.mux = mux
         self.loop = loop
-        self.deadline = time.monotonic() + limit_s if limit_s > 0 else None
+        # switch_core_media_bug_add's stop_time: whole epoch seconds (now + limit), checked against
+        # the epoch second, so a limit of n ends the bug n-1 to n seconds after it started
+        self.deadline = int(time.time()) + limit_s if limit_s > 0 else None
         self._ending = False
 
     def replace_write(self, frame):
         if self._ending:
             return frame
-        if self.deadline is not None and time.monotonic() >= self.deadline:
+        if self.deadline is not None and int(time.time()) >= self.deadline:
             return self._end(frame)
         if self.src.done:
             if not self.loop:
