@@ -21,6 +21,10 @@ tests/test_sim_conference_truth.py):
   in it); a muted member is not mixed in, a deaf member hears digital silence; while the room waits
   for a moderator (wait-mod) nobody hears anyone; a member is mixed in only while its frame's energy
   (mean |sample|, FreeSWITCH's Current-Energy) reaches the profile's energy level (100);
+* the room's moh plays while a member is alone or the room waits for a moderator, again each time it
+  ends: the file of `conference <room> moh <file>`, else the profile's moh-sound (the stock
+  `local_stream://moh`, which the captured switch cannot play; a creator's `conference_moh_sound`
+  counts only for a profile without one);
 * the enter sound plays to the room when a member joins a room that had someone in it (the
   member's `conference_enter_sound`, else the profile's tone), the exit sound when a member leaves
   a room that goes on (`conference_exit_sound`, else the profile's).
@@ -46,7 +50,7 @@ from .media import FRAME_SAMPLES, RATE, MediaError, open_source
 log = logging.getLogger('switch_sim.conference')
 
 SUBCLASS = 'conference::maintenance'
-PROFILE = {'domain': '127.0.0.1', 'energy_level': 100,
+PROFILE = {'domain': '127.0.0.1', 'energy_level': 100, 'moh_sound': 'local_stream://moh',
            'enter_sound': 'tone_stream://%(200,0,500,600,700)',
            'exit_sound': 'tone_stream://%(500,0,300,200,100,50,25)'}
 QUEUE_FRAMES = 3
@@ -127,7 +131,11 @@ class Conference:
         if self.max_members in (1,) or self.max_members < 0:      # FreeSWITCH refuses 1 and negatives
             self.max_members = 0
         self.wait_mod = 'wait-mod' in parse_flags(creator.get_variable('conference_flags'))
-        self.moh_sound = creator.get_variable('conference_moh_sound')
+        # the profile's moh-sound wins over the creator's conference_moh_sound (read only when the
+        # profile has none); the stock profile's local_stream://moh cannot be played
+        self.moh_sound = PROFILE['moh_sound'] or creator.get_variable('conference_moh_sound')
+        self.tmp_moh_sound = None        # `conference <room> moh <file>`
+        self._moh_failed = set()
         self.files = []                  # (source, path) played to the whole room
         self.created = time.time()
         self.moh = None
@@ -278,6 +286,24 @@ class Conference:
             except Exception:
                 log.exception('conference %s: mixer failed', self.name)
 
+    def _moh(self) -> None:
+        """The room's moh (the API's `moh <file>`, else the profile's) plays, again each time it
+        ends, while one member is alone or the room waits for a moderator; it stops when that is over."""
+        sound = self.tmp_moh_sound or self.moh_sound
+        wanted = bool(sound) and bool(self.members) and (len(self.members) == 1 or self.wait_mod)
+        if self.moh is not None and (not wanted or self.moh[0].done or self.moh[1] != sound):
+            if self.moh in self.files:
+                self.files.remove(self.moh)
+            self.moh = None
+        if wanted and self.moh is None and sound not in self._moh_failed:
+            try:
+                self.moh = (open_source(sound, self.sim.media, {}), sound)
+            except MediaError as exc:
+                log.warning('conference %s: cannot play moh %s: %s', self.name, sound, exc)
+                self._moh_failed.add(sound)
+                return
+            self.files.append(self.moh)
+
     def _pull_files(self, files) -> np.ndarray | None:
         acc = None
         for item in list(files):
@@ -305,6 +331,7 @@ class Conference:
                 self.fire_member(member, 'stop-talking')
             if talking and not self.wait_mod:
                 spoken[member.id] = frame.astype(np.int32)
+        self._moh()
         room_files = self._pull_files(self.files)
         total = sum(spoken.values()) if spoken else None
         for path, frames in self.recordings.items():

@@ -201,3 +201,52 @@ def test_max_members_refuses_the_extra_member(real_fs):
         assert _api(stack, "DELETE", "/Conference/small room/").status_code == 204
         for call in calls:
             call.wait(30)
+
+
+@switch_modes()
+def test_digits_match_then_hangup_on_star(real_fs):
+    with Stack(real=real_fs) as stack:
+        after = f'<Redirect>{stack.app.url("/after")}</Redirect>'
+        stack.app.document("/answer", _doc(stack, "keys room", after=after, stayAlone="true",
+                                           digitsMatch="12,99", hangupOnStar="true"))
+        stack.app.document("/after", "<Response><Hangup/></Response>")
+        call = stack.call(to="1001", dtmf=[("12", 2.5), ("*", 4.0)], hangup_after=30)
+        match = stack.app.wait_event("ConferenceDigitsMatch", timeout=20, path="/conf").form
+        assert match["ConferenceDigitsMatch"] == "12" and match["ConferenceAction"] == "digits"
+        stack.app.wait_path("/after", timeout=20)
+        exit_ = stack.app.wait_event("ConferenceExit", timeout=10, path="/conf").form
+        assert exit_["ConferenceMemberID"] == match["ConferenceMemberID"]
+        call.wait(30)
+
+
+@switch_modes()
+def test_time_limit_puts_the_member_out(real_fs):
+    with Stack(real=real_fs) as stack:
+        after = f'<Redirect>{stack.app.url("/after")}</Redirect>'
+        stack.app.document("/answer", _doc(stack, "short room", after=after, stayAlone="true", timeLimit="2"))
+        stack.app.document("/after", "<Response><Hangup/></Response>")
+        call = stack.call(to="1001", hangup_after=30)
+        enter = stack.app.wait_event("ConferenceEnter", timeout=20, path="/conf")
+        stack.app.wait_path("/after", timeout=10)
+        took = _requests(stack, "/after")[0].received_at - enter.received_at
+        assert 1.5 <= took <= 5, took
+        call.wait(30)
+
+
+@switch_modes()
+def test_wait_sound_plays_while_the_member_is_alone(real_fs):
+    with Stack(real=real_fs) as stack:
+        import io
+        import soundfile
+        wav = io.BytesIO()
+        soundfile.write(wav, tone(600, 3, level=9000), 8000, subtype="PCM_16", format="WAV")
+        stack.app.document("/moh.wav", wav.getvalue(), content_type="audio/wav")
+        stack.app.document("/wait", f'<Response><Play>{stack.app.url("/moh.wav")}</Play></Response>')
+        stack.app.document("/answer", _doc(stack, "lonely room", stayAlone="true",
+                                           waitSound=stack.app.url("/wait")))
+        call = stack.call(to="1001", hangup_after=6, keep_heard=True)
+        call.wait(30)
+        wait_form = _requests(stack, "/wait")[0].form
+        assert wait_form["ConferenceAction"] == "waitSound" and wait_form["Event"] == "ConferenceRemoteSounds"
+        assert wait_form["ConferenceName"] == "lonely room" and wait_form["CallUUID"]
+        assert _windows(call.heard(), [600], []) >= 10

@@ -11,8 +11,7 @@ A member (`ConferenceMember.run`), on the caller's channel through its outbound 
 1. channel variables: `conference_controls=none` (digits are callfork's), `hangup_after_conference=false`
    (a destroyed room does not hang the member up: the elements after </Conference> run),
    `conference_max_members` (maxMembers / maxParticipants), `conference_flags=wait-mod` when
-   startConferenceOnEnter is false (read when the room is created), `conference_moh_sound` (the
-   waitSound document's Play and Wait, as `file_string://`), `conference_enter_sound` /
+   startConferenceOnEnter is false (both read when the room is created), `conference_enter_sound` /
    `conference_exit_sound` (enterSound / exitSound: `beep:1`, `beep:2` or an http(s) audio URL;
    with beep="false" and no sound given, silence);
 2. `conference <room>@default+flags{...}` runs asynchronously: `mute` (muted), `moderator`
@@ -21,7 +20,10 @@ A member (`ConferenceMember.run`), on the caller's channel through its outbound 
 3. the member's `conference::maintenance` events come on the call's own socket (subscribed with
    `event json CUSTOM conference::maintenance`): add-member gives the member id and the room's
    uuid and size (the enter callback: ConferenceFirstMember), del-member the size after the leave
-   (the exit callback: ConferenceLastMember). No add-member before the app returns: the room was
+   (the exit callback: ConferenceLastMember). The waitSound document's Play and Wait become the
+   room's music on hold once the member is in (`conference <room> moh file_string://...`: the
+   profile's moh-sound would win over `conference_moh_sound`), which FreeSWITCH plays while a member
+   is alone or the room waits for a moderator. No add-member before the app returns: the room was
    full (FreeSWITCH sends no event for that), an error in the log and the call record, the next
    elements run;
 4. while a member: DTMF events drive hangupOnStar (`*` kicks the member) and digitsMatch (the
@@ -125,6 +127,7 @@ class ConferenceMember:
         self.conference_uuid = ""
         self.record_url = None
         self.digits = ""
+        self.moh = None
 
     # -- the member's way --------------------------------------------------------------------
     def run(self) -> None:
@@ -135,6 +138,7 @@ class ConferenceMember:
             session.add_events("CUSTOM", SUBCLASS)
             call._conference_events = True
         self._set_variables()
+        self.moh = self._wait_sound()
         queue = session.subscribe(SUBCLASS, "DTMF")
         left = None
         try:
@@ -167,7 +171,6 @@ class ConferenceMember:
         values = {"conference_controls": "none", "hangup_after_conference": "false",
                   "conference_flags": "" if verb.start_conference_on_enter else "wait-mod",
                   "conference_max_members": str(verb.max_participants) if verb.max_participants else "",
-                  "conference_moh_sound": self._wait_sound() or "",
                   "conference_enter_sound": self._sound(verb.enter_sound, "enterSound"),
                   "conference_exit_sound": self._sound(verb.exit_sound, "exitSound")}
         for name, value in values.items():
@@ -278,6 +281,15 @@ class ConferenceMember:
         return (event.subclass == SUBCLASS and event.get("Action") == action
                 and event.get("Unique-ID") == self.call.uuid and event.get("Conference-Name") == self.room)
 
+    def _room_api(self, command: str, what: str) -> str:
+        try:
+            reply = self.call.session.api(f"conference {self.room} {command}")
+        except (ESLError, ESLTimeout) as exc:
+            reply = f"-ERR {exc}"
+        if not reply.startswith("+OK"):
+            self.call.error(f"<Conference> line {self.verb.line}: {what}: FreeSWITCH said {reply.strip()!r}")
+        return reply
+
     def kick(self, why: str) -> None:
         try:
             self.call.session.api(f"conference {self.room} kick {self.member_id}")
@@ -304,6 +316,8 @@ class ConferenceMember:
         self.member_id = event.get("Member-ID")
         self.conference_uuid = event.get("Conference-Unique-ID", "")
         self.call.timeline("conference_enter", {"room": self.verb.room, "member_id": self.member_id})
+        if self.moh:
+            self._room_api(f"moh {self.moh}", "waitSound")
         if self.verb.record:
             self._start_recording()
         call = self.call

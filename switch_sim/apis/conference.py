@@ -4,6 +4,7 @@ FreeSWITCH 1.10.12 does (tests/fixtures/fs-captures/conference-mod.json):
     conference list [count]                      every room: "+OK Conference <name> (<n> members rate: 8000 flags: ...)" and its members
     conference <room> json_list                  the room and its members as JSON
     conference <room> stop                       stop the files playing
+    conference <room> moh <file>|reset           the room's music on hold
     conference <room> list [count]               "<id>;<channel name>;<uuid>;<caller name>;<caller number>;<flags>;0;0;100", newest first
     conference <room> mute|unmute|deaf|undeaf|kick|hup <id>|all|last
     conference <room> play <file> [<id>]
@@ -130,6 +131,15 @@ def api_conference(sim, args):
         return '-ERR (say) Error!\nsay <text>'
     if command == 'saymember':
         return '-ERR (saymember) Error!\nsaymember <id> <text>'
+    if command == 'moh':
+        what = rest[0] if rest else ''
+        if not what:
+            return '-ERR invalid moh param\n'
+        if what == 'reset':
+            room.tmp_moh_sound = None
+        elif what not in ('on', 'off', 'toggle'):
+            room.tmp_moh_sound = what
+        return '+OK moh\n'
     if command == 'stop':
         room.files.clear()
         for member in room.members:
