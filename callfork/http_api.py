@@ -48,6 +48,7 @@ from webhooks import UrlError, clean_url
 from .api_objects import (MAX_OFFSET, ApiError, api_id, call_object, error_response,
                           read_body, stream_object, truthy)
 from .live_call_api import register as register_live_call_routes
+from .conference_api import register as register_conference_routes
 
 
 WEBHOOK_STATUSES = ("pending", "in_flight", "held", "failed", "unsaved", "delivered")
@@ -306,6 +307,7 @@ def create_app(service) -> Flask:
         return "", 204
 
     register_live_call_routes(app, service, check_account)   # Play, Speak, DTMF, Record on a live call
+    register_conference_routes(app, service, check_account)  # Conference/ (callfork/conference_api.py)
 
     # -- webhooks --------------------------------------------------------------------------------
     @app.get("/api/v1/Account/<account>/Webhooks/")

@@ -9,6 +9,7 @@ NotSupportedError, validate_source, CallContext, Interpreter, CallEnd, SOURCE_AP
 StreamOptions, rest_stream_options, hangup_fields, plain_number, ApiRecording, RecordingNotStarted.
 """
 from .api_recording import ApiRecording, RecordingNotStarted
+from .conferencing import fs_room_name, vobiz_room_name
 from .context import CallContext, plain_number
 from .document import Document, parse_document
 from .errors import DocumentError, NotSupportedError, SWMLError, XMLError
@@ -21,4 +22,4 @@ from .validate import validate_source
 __all__ = ["parse_document", "Document", "DocumentError", "XMLError", "SWMLError", "NotSupportedError",
            "validate_source", "CallContext", "Interpreter", "CallEnd", "SOURCE_API", "LiveStream",
            "StreamOptions", "rest_stream_options", "hangup_fields", "plain_number", "ApiRecording",
-           "RecordingNotStarted"]
+           "RecordingNotStarted", "fs_room_name", "vobiz_room_name"]
