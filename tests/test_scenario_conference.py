@@ -250,3 +250,70 @@ def test_wait_sound_plays_while_the_member_is_alone(real_fs):
         assert wait_form["ConferenceAction"] == "waitSound" and wait_form["Event"] == "ConferenceRemoteSounds"
         assert wait_form["ConferenceName"] == "lonely room" and wait_form["CallUUID"]
         assert _windows(call.heard(), [600], []) >= 10
+
+
+@switch_modes()
+def test_record_and_action_with_the_recording(real_fs):
+    with Stack(real=real_fs) as stack:
+        stack.app.document("/answer", _doc(stack, "taped room", stayAlone="true", record="true", timeLimit="3",
+                                           action=stack.app.url("/act")))
+        stack.app.document("/act", "<Response><Hangup/></Response>")
+        call = stack.call(to="1001", hangup_after=30,
+                          audio=write_wav(stack.data_dir / "tone-500.wav", tone(500, 30, level=9000)))
+        stack.app.wait_path("/act", timeout=20)
+        form = _requests(stack, "/act")[0].form
+        assert form["ConferenceName"] == "taped room" and form["ConferenceMemberID"] and form["ConferenceUUID"]
+        call.wait(30)
+
+        def fetched():
+            reply = requests.get(form["RecordUrl"], headers=stack.api_headers(), timeout=10)
+            return reply if reply.status_code == 200 and len(reply.content) > 8000 else None
+        reply = wait_until(fetched, 15, "the room's recording")
+        assert reply.content[:4] == b"RIFF"
+
+
+@switch_modes()
+def test_rest_deaf_play_record_and_hangup_every_room(real_fs):
+    with Stack(real=real_fs) as stack:
+        import io
+        import soundfile
+        wav = io.BytesIO()
+        soundfile.write(wav, tone(900, 1, level=9000), 8000, subtype="PCM_16", format="WAV")
+        stack.app.document("/beep.wav", wav.getvalue(), content_type="audio/wav")
+        stack.app.document("/answer", _doc(stack, "api room", stayAlone="true"))
+        calls = [_join(stack, 1, hangup_after=60, to="1001"), _join(stack, 2, hangup_after=60, to="1002")]
+        ids = [e["ConferenceMemberID"] for e in _enters(stack)]
+
+        reply = _api(stack, "POST", "/Conference/api room/Member/all/Deaf/")
+        assert reply.status_code == 202 and sorted(reply.json()["member_id"]) == sorted(ids)
+        room = _api(stack, "GET", "/Conference/api room/").json()
+        assert all(m["deaf"] for m in room["members"]) and not any(m["muted"] for m in room["members"])
+        assert _api(stack, "DELETE", "/Conference/api room/Member/all/Deaf/").status_code == 204
+        room = _api(stack, "GET", "/Conference/api room/").json()
+        assert not any(m["deaf"] for m in room["members"])
+
+        reply = _api(stack, "POST", f"/Conference/api room/Member/{ids[0]}/Play/",
+                     json={"url": stack.app.url("/beep.wav")})
+        assert reply.status_code == 202 and reply.json()["member_id"] == [ids[0]], reply.text
+        assert _api(stack, "POST", "/Conference/api room/Member/all/Play/", json={}).status_code == 400
+
+        reply = _api(stack, "POST", "/Conference/api room/Record/")
+        assert reply.status_code == 202 and reply.json()["url"].endswith(".wav"), reply.text
+        assert _api(stack, "DELETE", "/Conference/api room/Record/").status_code == 204
+        assert _api(stack, "POST", "/Conference/no such room/Record/").status_code == 404
+
+        assert _api(stack, "DELETE", "/Conference/").status_code == 204
+        for call in calls:
+            call.wait(30)
+        assert _api(stack, "GET", "/Conference/").json()["conferences"] == []
+
+
+def test_room_names_are_per_account_and_reversible():
+    from verbs import fs_room_name, vobiz_room_name
+    for room in ("sales", "Sales Room", "a@b+c{d}", "ünïcode 1", "x.2e"):
+        fs = fs_room_name("MA_LOCAL", room)
+        assert " " not in fs and "@" not in fs and "+" not in fs
+        assert vobiz_room_name("MA_LOCAL", fs) == room
+        assert vobiz_room_name("MA_OTHER", fs) is None
+    assert fs_room_name("MA_LOCAL", "sales") != fs_room_name("MA_LOCAL", "Sales")
+    assert vobiz_room_name("MA_LOCAL", "sales") is None
