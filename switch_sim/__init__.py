@@ -8,7 +8,9 @@ modes), channel (state, events, hangup path) with channel_media (media clock, bu
 channel_exec (sendmsg messages, app execution, park), causes (hangup causes), cdr (CDR variables),
 media_bug (bug buffers), apps/ and apis/ (dialplan apps and API commands, one module per group),
 media (audio sources), caller (scripted caller), cli (`callfork sim serve|call`), audio_fork
-(mod_audio_fork emulation: fork_command, fork_session, fork_playout, fork_json, fork_ws).
+(mod_audio_fork emulation: fork_command, fork_session, fork_playout, fork_json, fork_ws), and the
+`bridge` app's parts: dialstring (the dial string), bleg (B-leg channels, frame links), loopback
+(mod_loopback pairs), callees (scripted far ends, the `sim_callee <json>` API), apps/bridge.
 """
 from .caller import CallScript, SimCall
 from .cli import call_main, serve_main

@@ -101,6 +101,7 @@ class Channel(MediaPath, Execution):
         self.parked = False
         self.gone = GEvent()          # set after CHANNEL_HANGUP_COMPLETE
         self.controller = None        # the outbound ESL session controlling this channel
+        self.other_leg = None         # ('originator' | 'originatee', channel): Other-Leg-* headers (bridge)
         self.divert_events = False
         self.events_fired: list[str] = []
         self.answer_first = False
@@ -184,6 +185,9 @@ class Channel(MediaPath, Execution):
                     ('Channel-Read-Codec-Bit-Rate', '128000'), ('Channel-Write-Codec-Name', 'L16'),
                     ('Channel-Write-Codec-Rate', '8000'), ('Channel-Write-Codec-Bit-Rate', '128000')]
         headers += self.profile_headers('Caller')
+        if self.other_leg is not None:   # switch_caller_profile_event_set_data of the bridge's other leg
+            headers.append(('Other-Type', self.other_leg[0]))
+            headers += self.other_leg[1].profile_headers('Other-Leg')
         return headers
 
     def build_event(self, name: str, extra_headers=(), body: str | None = None, subclass: str | None = None,

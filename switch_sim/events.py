@@ -8,7 +8,8 @@ in the captures), and the framing:
 * plain: ``Name: <url-encoded value>`` per header, ``_undef_`` for an empty value, then either ``\\n``
   or ``Content-Length: n\\n\\n<body>``; framed as ``Content-Length: N\\nContent-Type: text/event-plain\\n\\n``
   (Content-Length BEFORE Content-Type);
-* json: one flat object (duplicate keys kept, as cJSON does; compact separators), plus
+* json: one flat object (duplicate keys kept, as cJSON does; compact separators; an `ARRAY::a|:b`
+  value as a JSON array), plus
   ``"Content-Length": "<n>"`` and ``"_body"`` when there is a body; framed with ``text/event-json``.
 
 Approximated: `Event-Calling-File/Function/Line-Number` come from a table built from the captures; for
@@ -113,7 +114,10 @@ class Event:
         return ''.join(parts)
 
     def serialize_json(self) -> str:
-        items = ['%s:%s' % (json.dumps(k, ensure_ascii=False), json.dumps(v, ensure_ascii=False))
+        # an array header (a channel variable pushed more than once, kept as `ARRAY::a|:b` as plain
+        # shows it) is a JSON array, as switch_event_serialize_json_obj writes it
+        items = ['%s:%s' % (json.dumps(k, ensure_ascii=False),
+                            json.dumps(v[7:].split('|:') if v.startswith('ARRAY::') else v, ensure_ascii=False))
                  for k, v in self.headers]
         if self.body:
             items.append('"Content-Length":%s' % json.dumps(str(len(self.body.encode('utf-8')))))

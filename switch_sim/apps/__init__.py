@@ -17,10 +17,13 @@ noise (record_waste_resources); the others nothing.
 * record: record, wait_for_silence (the apps that read the caller's frames themselves);
 * record_session: record_session, stop_record_session (a media bug; also used by uuid_record);
 * digits: play_and_get_digits, read;
-* recfile: the files the recording apps write.
+* recfile: the files the recording apps write;
+* bridge: bridge (originate B-legs over switch_sim.dialstring / bleg / loopback / callees, then
+  bridged media both ways);
+* signals: respond, gentones (what a callee answers with).
 (`socket` is registered by switch_sim.outbound.)
 """
-from . import control, digits, playback, record, record_session  # noqa: F401  (register the apps)
+from . import bridge, control, digits, playback, record, record_session, signals  # noqa: F401  (register the apps)
 from .registry import APPS, AppError, app
 
 __all__ = ['APPS', 'AppError', 'app']

@@ -1,0 +1,117 @@
+"""mod_loopback as a B-leg of `bridge`: `loopback/<dest>[/<context>[/<dialplan>]]` is a pair of
+channels, as in FreeSWITCH (tests/fixtures/fs-captures/bridge.json, bridge.md).
+
+Owns `new_pair`: the -a leg (`loopback/<dest>-a`, outbound) is the B-leg of the bridge (a
+bleg.OriginatedChannel); the -b leg (`loopback/<dest>-b`, inbound, the same caller profile and
+the same variables, as mod_loopback copies the originate's variables to both) runs the dialplan:
+with the `inline` dialplan the apps of <dest> (`app:arg` separated by `,`, or by X after a leading
+`m:X:`), else the extension: `EXTENSIONS` (the test switch's 9999 and 9998) or `sim.route(dest)`
+(the outbound socket, e.g. to callfork). What the -b leg signals reaches the -a leg (ring_ready,
+pre_answer, answer), a hangup of either reaches the other with the same cause (mod_loopback's
+channel_on_hangup), and media flows through the pair (what one writes the other reads, CNG when
+it wrote nothing in time). other_loopback_leg_uuid and loopback_leg (A / B) are set on each.
+
+Approximated: the `app=` destination form, bowout and the loopback_* knobs are not modelled;
+`respond` on a loopback leg does nothing (as on FreeSWITCH, where the inline dialplan then ends and
+the pair hangs up with NORMAL_CLEARING).
+"""
+from __future__ import annotations
+
+from .argsplit import separate_string
+from .bleg import FrameLink, LinkedFar, OriginatedChannel
+from .channel import Channel
+
+# the extensions of the freeswitch-test configuration (/work/shared/freeswitch-test/README.md):
+# 9999 answers and parks, 9998 answers and plays an endless 440 Hz tone
+EXTENSIONS = {
+    '9999': [('answer', ''), ('park', '')],
+    '9998': [('answer', ''), ('playback', 'tone_stream://%(1000,0,440);L=-1')],
+}
+
+
+def inline_apps(target: str) -> list[tuple[str, str]]:
+    """mod_dptools' inline dialplan: `app[:arg]` items split on ',' (switch_separate_string), or on
+    X after a leading `m:X:`."""
+    delim = ','
+    if len(target) > 3 and target.startswith('m:') and target[3] == ':':
+        delim, target = target[2], target[4:]
+    apps = []
+    for item in separate_string(target, delim=delim, max_parts=128):
+        app, sep, arg = item.partition(':')
+        apps.append((app.lstrip(' '), arg if sep else ''))
+    return apps
+
+
+class LoopbackA(OriginatedChannel):
+    """The -a leg of a pair: the B-leg of the bridge."""
+
+    partner = None
+
+    def hangup(self, cause: str = 'NORMAL_CLEARING') -> None:
+        if self.hungup:
+            return
+        super().hangup(cause)
+        if self.partner is not None:
+            self.partner.hangup(self.hangup_cause)
+
+
+class LoopbackB(Channel):
+    """The -b leg of a pair: runs the dialplan; its answer states reach the -a leg."""
+
+    partner = None
+
+    def ring_ready(self) -> None:
+        super().ring_ready()
+        self.partner.ring_ready()
+
+    def pre_answer(self) -> None:
+        super().pre_answer()
+        self.partner.pre_answer()
+
+    def answer(self, callstate_now: bool = True) -> None:
+        was = self.answered
+        super().answer(callstate_now)
+        if self.answered and not was:
+            self.partner.answer()
+
+    def hangup(self, cause: str = 'NORMAL_CLEARING') -> None:
+        if self.hungup:
+            return
+        super().hangup(cause)
+        self.partner.hangup(self.hangup_cause)
+
+
+def new_pair(sim, a_leg, data: str, kwargs: dict) -> LoopbackA:
+    """Both legs of `loopback/<data>`, started; returns the -a leg."""
+    dest, _, rest = data.partition('/')
+    context, _, dialplan = rest.partition('/')
+    context = context or 'default'
+    a_to_b, b_to_a = FrameLink(), FrameLink()
+    leg_a = LoopbackA(sim, a_leg, name='loopback/%s-a' % dest, destination=dest,
+                      caller=LinkedFar(b_to_a, a_to_b), **kwargs)
+    leg_a.context = context
+    leg_a.source = 'mod_loopback'
+    if dialplan == 'inline':
+        apps = inline_apps(dest)
+    else:
+        apps = list(EXTENSIONS.get(dest) or sim.route(dest))
+    profile = {'orig_caller_name': leg_a.caller_name, 'orig_caller_number': leg_a.caller_number,
+               'ani': leg_a.caller_number, 'callee_name': leg_a.callee_name,
+               'callee_number': leg_a.callee_number, 'source': 'mod_loopback',
+               'dialplan_name': dialplan or 'XML'}
+    leg_b = LoopbackB(sim, direction='inbound', caller_number=leg_a.caller_number,
+                      caller_name=leg_a.caller_name, destination=dest, variables=None,
+                      caller=LinkedFar(a_to_b, b_to_a), name='loopback/%s-b' % dest, dialplan=apps,
+                      context=context, profile=profile)
+    for key, value in kwargs['variables'].items():
+        if key != 'origination_uuid':
+            leg_b.set_variable(key, value)
+    leg_a.partner, leg_b.partner = leg_b, leg_a
+    leg_a.set_variable('other_loopback_leg_uuid', leg_b.uuid)
+    leg_a.set_variable('loopback_leg', 'A')
+    leg_b.set_variable('other_loopback_leg_uuid', leg_a.uuid)
+    leg_b.set_variable('loopback_leg', 'B')
+    leg_a.start()
+    leg_a.ready.wait(5)
+    leg_b.start()
+    return leg_a
