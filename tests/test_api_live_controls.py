@@ -65,6 +65,14 @@ def _wait_verbs(stack, uuid, count, timeout=20):
     wait_until(lambda: len(_verbs(stack, uuid)) >= count, timeout, f"verb {count} started")
 
 
+def _wait_app(stack, uuid, app, timeout=15):
+    """Until FreeSWITCH runs `app` on the call (a verb's timeline entry comes before its media is
+    fetched and its app sent)."""
+    control = stack.service.control
+    wait_until(lambda: control.api(f"uuid_getvar {uuid} current_application").strip() == app, timeout,
+               f"{app} runs")
+
+
 def _post(stack, uuid, what, body=None, method="POST"):
     return requests.request(method, stack.api_url(f"/Call/{uuid}/{what}/"), json=body,
                             headers=stack.api_headers(), timeout=30)
@@ -111,7 +119,7 @@ def test_play_mix_false_replaces_a_prompt_that_then_goes_on(scene, tmp_path):
     url = docs.serve_wav("/700.wav", tone(700, 1.5))
     call = _call(stack, tmp_path, seconds=12)
     uuid = _live_uuid(stack)
-    _wait_verbs(stack, uuid, 1)
+    _wait_app(stack, uuid, "playback")
     resp = _post(stack, uuid, "Play", {"urls": url, "mix": "false"})
     assert resp.status_code == 202, resp.text
     call.wait(30)
@@ -195,6 +203,28 @@ def test_speak_over_a_wait_is_heard_and_delete_stops_a_loop(scene, tmp_path):
     assert _loud_windows(second_wait, (1100, 900)) <= 3
     assert windows_with(heard, 900) >= 5
     assert _verbs(stack, uuid) == ["Play", "Wait", "Wait", "Play"]
+
+
+@switch_modes()
+def test_speak_during_a_prompt_waits_for_it_and_the_prompt_is_not_broken(scene, tmp_path):
+    """Speech is an app on the channel (uuid_broadcast), queued behind the prompt running now
+    (docs/decisions.md): the prompt plays to its end, then the speech, then the document goes on."""
+    stack = scene
+    docs = Docs(stack)
+    docs.add("1", f'<Response><Play>{docs.serve_wav("/900.wav", tone(900, 3.0))}</Play>'
+                  f'<Wait length="5"/></Response>')
+    call = _call(stack, tmp_path, seconds=11)
+    uuid = _live_uuid(stack)
+    _wait_app(stack, uuid, "playback")
+    resp = _post(stack, uuid, "Speak", {"text": "One moment please, we are connecting you.", "voice": "MAN"})
+    assert resp.status_code == 202, resp.text
+    call.wait(30)
+    heard = call.heard()
+    assert windows_with(heard, 900) >= 25                # the whole 3 s prompt
+    end_900 = max(i for i in range(0, len(heard) - 800, 800) if windows_with(heard[i:i + 800], 900))
+    assert _loud_windows(heard[end_900 + 800:], (900,)) >= 8     # the speech came after it
+    assert _loud_windows(heard[:end_900], (900,)) <= 2
+    assert _verbs(stack, uuid) == ["Play", "Wait"]
 
 
 # -- DTMF ------------------------------------------------------------------------------------------
