@@ -317,3 +317,28 @@ def test_room_names_are_per_account_and_reversible():
         assert vobiz_room_name("MA_OTHER", fs) is None
     assert fs_room_name("MA_LOCAL", "sales") != fs_room_name("MA_LOCAL", "Sales")
     assert vobiz_room_name("MA_LOCAL", "sales") is None
+
+
+def test_validate_calls_a_conference_document_valid(tmp_path):
+    from verbs import validate_source
+    path = tmp_path / "conf.xml"
+    path.write_text('<Response><Conference callbackUrl="https://app.example/cb" maxMembers="3" '
+                    'waitSound="https://app.example/wait">room 1</Conference><Speak>bye</Speak></Response>')
+    code, text = validate_source(str(path))
+    assert code == 0 and "valid Vobiz XML" in text and "not supported" not in text, text
+
+
+@switch_modes()
+def test_rest_transfer_takes_the_member_out_to_the_new_document(real_fs):
+    with Stack(real=real_fs) as stack:
+        stack.app.document("/answer", _doc(stack, "moving room", stayAlone="true", action=stack.app.url("/act")))
+        stack.app.document("/moved", "<Response><Hangup/></Response>")
+        call = stack.call(to="1001", hangup_after=60)
+        enter = stack.app.wait_event("ConferenceEnter", timeout=20, path="/conf").form
+        reply = _api(stack, "POST", f"/Call/{enter['CallUUID']}/", data={"legs": "aleg",
+                                                                          "aleg_url": stack.app.url("/moved")})
+        assert reply.status_code == 202, reply.text
+        stack.app.wait_path("/moved", timeout=15)
+        stack.app.wait_event("ConferenceExit", timeout=10, path="/conf")
+        call.wait(30)
+        assert not _requests(stack, "/act")

@@ -164,6 +164,8 @@ class ConferenceMember:
                 raise CallGone(session.hangup_cause or left.get("Hangup-Cause"), call.uuid)
         finally:
             queue.close()
+        if call.interrupted.is_set():
+            return          # a REST transfer took the member out: its document runs, not the action
         self._action()
 
     def _set_variables(self) -> None:
