@@ -26,5 +26,7 @@ CORE_APIS = {
     'sched_hangup': api_sched_hangup, 'sim_call': api_sim_call, 'sim_dtmf': api_sim_dtmf,
     'sim_callee': api_sim_callee,
 }
+from .conference import api_conference  # noqa: E402  (mod_conference: switch_sim/conference.py)
+CORE_APIS['conference'] = api_conference
 from .displace import api_uuid_displace  # noqa: E402  (switch_sim/apis/displace.py)
 CORE_APIS['uuid_displace'] = api_uuid_displace

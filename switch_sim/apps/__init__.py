@@ -24,6 +24,7 @@ noise (record_waste_resources); the others nothing.
 (`socket` is registered by switch_sim.outbound.)
 """
 from . import bridge, control, digits, playback, record, record_session, signals  # noqa: F401  (register the apps)
+from . import conference  # noqa: F401  (mod_conference's app: switch_sim/conference.py)
 from .registry import APPS, AppError, app
 
 __all__ = ['APPS', 'AppError', 'app']
