@@ -16,7 +16,8 @@ Field names, defaults and answers are Vobiz's (https://docs.vobiz.ai/call/play-a
 https://docs.vobiz.ai/call/dtmf/send-digits, https://docs.vobiz.ai/call/record-calls/start-recording,
 .../stop-recording, .../speak-text/stop-speak) and Plivo's where Vobiz says nothing
 (https://www.plivo.com/docs/voice/api/call/play-audio-on-calls/play-audio-on-a-call/). Errors are
-the API's JSON `{"api_id", "error"}`: 404 for a call that is not live (unknown or ended), 400 for bad
+the API's JSON `{"api_id", "error"}`: 404 for a call that is not live (unknown or ended) or not
+answered yet (Vobiz: "the call must be in-progress"), 400 for bad
 input (a bad URL or one that is not audio, bad digits, a bad legs value, no text, `legs=bleg|both`
 on a call that is not bridged). What each control does on FreeSWITCH is callfork/live_controls.py.
 Handlers only validate and ask `service.live`; they never touch the call themselves.
@@ -31,7 +32,7 @@ from flask import jsonify
 from webhooks import UrlError, clean_url
 
 from .api_objects import ApiError, api_id, read_body, truthy
-from .live_controls import LEGS, CallNotLive, ControlFailed, NoBLeg
+from .live_controls import LEGS, CallNotLive, ControlFailed, NoBLeg, NotInProgress
 
 log = logging.getLogger("callfork.api")
 
@@ -51,6 +52,8 @@ def register(app, service, check_account) -> None:
         """Run a LiveControls method, its typed errors answered as the API answers them."""
         try:
             return fn(*args, **kwargs)
+        except NotInProgress:
+            raise ApiError(404, "call not in progress: it is not answered yet") from None
         except CallNotLive:
             raise ApiError(404, NOT_LIVE) from None
         except NoBLeg as exc:

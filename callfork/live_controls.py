@@ -4,7 +4,8 @@ Play, Speak, DTMF and Record on a live call (callfork/live_call_api.py answers t
 of them changes what the call's own greenlet runs: each is a FreeSWITCH API command on the control
 connection, acting on the channel beside the document's verbs, which go on as they would (Vobiz
 plays over the call; the XML keeps running). What was started is kept here per call, so that it can
-be stopped; it is forgotten once the call has left the service.
+be stopped (the paths of a Play, the speeches); it is forgotten once the call has left the service.
+Recordings are found among the call's own (`ctx.recordings`), so nothing here keeps a call alive.
 
 * Play: the URLs are downloaded through the media cache, then `uuid_displace <uuid> start
   file_string://a!b <length> <flags>`: a media bug on what the channel writes, so it is heard
@@ -49,6 +50,11 @@ class CallNotLive(LookupError):
     """No live call has that UUID (never was, or already ended)."""
 
 
+class NotInProgress(CallNotLive):
+    """The call is live but not answered yet (ringing, early media): Vobiz's controls need an
+    in-progress call, and FreeSWITCH's displace would answer it (pre_answer) on its own."""
+
+
 class NoBLeg(ValueError):
     """`legs`/`leg` asked for the B-leg of a call that is not bridged."""
 
@@ -71,7 +77,6 @@ class _Speech:
 class _CallControls:
     displaces: list = field(default_factory=list)     # (channel uuid, path) of the running Play
     speeches: list = field(default_factory=list)      # _Speech
-    recordings: list = field(default_factory=list)    # ApiRecording
     speech_events: bool = False                      # the session's execute events are hooked
 
 
@@ -82,11 +87,13 @@ class LiveControls:
 
     # -- lookups ---------------------------------------------------------------------------------
     def live_call(self, uuid: str):
-        """The call's context; raises CallNotLive."""
+        """The call's context; raises CallNotLive (NotInProgress when it is not answered yet)."""
         self._prune()
         ctx = self.service.calls.get(uuid)
         if ctx is None or ctx.session.gone:
             raise CallNotLive(uuid)
+        if not ctx.answered:
+            raise NotInProgress(uuid)
         return ctx
 
     def _state(self, uuid: str) -> _CallControls:
@@ -248,19 +255,17 @@ class LiveControls:
         ctx = self.live_call(uuid)
         recording = ApiRecording(ctx, file_format, time_limit, stereo, callback_url, callback_method, api_id)
         try:
-            recording.start(self._api)
+            recording.start(self._api)   # then one of ctx.recordings (nothing here keeps the call)
         except RecordingNotStarted as exc:
             raise ControlFailed(f"FreeSWITCH could not record the call: {exc}") from None
-        self._state(uuid).recordings.append(recording)
         return recording
 
     def stop_record(self, uuid: str, url: str | None = None) -> int:
         """Stop every recording this API started on the call, or the one whose URL is `url`;
         returns how many (0 with a `url` that names none: the caller answers 404)."""
-        self.live_call(uuid)
-        state = self._state(uuid)
-        chosen = [r for r in state.recordings if not r.finished and (url is None or r.url == url)]
+        ctx = self.live_call(uuid)
+        chosen = [r for r in list(ctx.recordings) if isinstance(r, ApiRecording) and not r.finished
+                  and (url is None or r.url == url)]
         for recording in chosen:
             recording.stop(self._api)
-        state.recordings = [r for r in state.recordings if not r.finished and r not in chosen]
         return len(chosen)

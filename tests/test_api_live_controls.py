@@ -7,18 +7,18 @@ The caller speaks a 300 Hz tone; documents play 900/1100 Hz prompts and wait; th
 Checks count 100 ms windows of what the caller heard that are mostly one frequency. Each test waits
 for the document to reach a verb (the call's timeline) before it asks, never for a fixed time.
 """
+import io
 import os
 import socket
 from urllib.parse import unquote
 
-import numpy as np
 import pytest
 import requests
 import soundfile
 
 from harness import Stack, switch_modes
 from sim_support import RawESL, event_headers
-from stream_scenarios import Calls, rms, tone, windows_with
+from stream_scenarios import Calls, rms, tone, tone_power, windows_with
 from waiting import wait_until
 
 CALLER_HZ = 300
@@ -255,7 +255,6 @@ def _digits_on_caller_leg(stack, a_uuid):
 
 def _dtmf_tone_windows(samples, low, high, win=400):
     """50 ms windows holding both tones of a DTMF digit (each a good share of the energy)."""
-    from stream_scenarios import tone_power
     return sum(1 for i in range(0, len(samples) - win + 1, win)
                if rms(samples[i:i + win]) > 300 and tone_power(samples[i:i + win], low) > 0.2
                and tone_power(samples[i:i + win], high) > 0.2)
@@ -321,7 +320,7 @@ def test_record_then_stop_gives_the_file_and_the_callback(scene, tmp_path):
     assert int(cb["recording_end_ms"]) - int(cb["recording_start_ms"]) == int(cb["recording_duration_ms"])
     got = requests.get(started["url"], headers=stack.api_headers(), timeout=10)
     assert got.status_code == 200
-    data, rate = soundfile.read(__import__("io").BytesIO(got.content), dtype="int16", always_2d=True)
+    data, rate = soundfile.read(io.BytesIO(got.content), dtype="int16", always_2d=True)
     assert windows_with(data[:, 0], CALLER_HZ, rate=rate) >= 25      # the caller, for about 4 s
     recordings = requests.get(stack.api_url(f"/Call/{uuid}/Timeline/"), headers=stack.api_headers(),
                               timeout=10).json()["recordings"]
@@ -375,6 +374,14 @@ def test_unknown_and_ended_calls_are_404(tmp_path):
         wait_until(lambda: uuid not in stack.service.calls, 10, "the call left the service")
         assert _post(stack, uuid, "DTMF", {"digits": "1"}).status_code == 404
         assert _post(stack, uuid, "Speak", {"text": "hi"}).status_code == 404
+        # a call that is not answered yet (a leading <Wait> delays the answer) is not in progress
+        docs.add("2", '<Response><Wait length="4"/><Hangup/></Response>')
+        ringing = stack.call(to="2", hangup_after=8)
+        ringing_uuid = wait_until(lambda: [u for u in stack.service.calls if u != uuid], 15, "the call is live")[0]
+        resp = _post(stack, ringing_uuid, "Play", {"urls": "http://127.0.0.1/x.wav"})
+        assert resp.status_code == 404 and resp.json()["error"] == "call not in progress: it is not answered yet"
+        assert _post(stack, ringing_uuid, "DTMF", {"digits": "1"}).status_code == 404
+        assert not ringing.wait(30)["answered"]
         # without credentials: 401 before anything else
         assert requests.post(stack.api_url(f"/Call/{uuid}/Play/"), json={}, timeout=10).status_code == 401
 
