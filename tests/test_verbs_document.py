@@ -129,7 +129,7 @@ def test_validate_syntax_error_file(tmp_path):
 
 def test_validate_not_supported_swml(tmp_path):
     path = tmp_path / "dial.json"
-    path.write_text('{"sections": {"main": [{"connect": {"to": "+15551234567"}}]}}')
+    path.write_text('{"sections": {"main": [{"connect": {"to": "+15551234567", "confirm": "https://a.example/c"}}]}}')
     code, text = validate_source(str(path))
     assert code == 1 and "not supported" in text and "line 1:" in text
 

@@ -9,14 +9,15 @@ from .sleep import Sleep
 from .stop_record_call import StopRecordCall
 from .stop_stream import StopStream
 from .stream import Stream
+from .switch import Switch
 
 METHODS = {cls.name: cls for cls in (Answer, Play, Sleep, Hangup, RecordCall, StopRecordCall, Stream,
-                                     StopStream, Connect)}
+                                     StopStream, Connect, Switch)}
 
 # Parsed into UnsupportedMethod: running them raises NotSupportedError
-UNSUPPORTED_METHODS = ("set", "unset", "label", "goto", "transfer", "execute", "return", "cond", "switch",
+UNSUPPORTED_METHODS = ("set", "unset", "label", "goto", "transfer", "execute", "return", "cond",
                        "prompt", "record", "request", "tap", "stop_tap")
 
 __all__ = ["METHODS", "UNSUPPORTED_METHODS", "Answer", "Connect", "Hangup", "ParseOptions", "Play",
-           "PlayItem", "RecordCall", "Sleep", "StopRecordCall", "StopStream", "Stream", "SwmlMethod",
+           "PlayItem", "RecordCall", "Sleep", "StopRecordCall", "StopStream", "Stream", "SwmlMethod", "Switch",
            "UnsupportedMethod"]

@@ -1,15 +1,16 @@
-"""SWML connect: only `to: "stream:wss://..."` (a bidirectional stream that blocks like a dial).
-
-Connecting to numbers, SIP addresses or serial/parallel groups is not supported: NotSupportedError.
+"""SWML connect: the method's two forms. `to: "stream:wss://..."` is a bidirectional stream that
+blocks like a dial (this module); every other connect (a phone number or sip: URI in `to`,
+`serial`, `parallel`, `serial_parallel`) dials: verbs/swml/connect_dial.py.
 """
 import uuid as uuidlib
 
 from ..base import Attr, AttrError, Custom, NotSupportedValue, Text
 from ..streaming import LiveStream
+from .connect_dial import ConnectDial
 from .method import CODEC, CUSTOM_PARAMETERS, HTTP_URL, METHOD, StepResult, call_vars, json_type
 from .stream import StreamParams
 
-ONLY = 'only to: "stream:wss://..." is supported'
+ONLY = 'a stream connect takes only the stream parameters'
 
 
 def _to(raw, warnings):
@@ -19,6 +20,10 @@ def _to(raw, warnings):
     if not text.lower().startswith("stream:"):
         raise NotSupportedValue(f'connect to "{text}" is not supported by callfork; {ONLY}')
     return text[len("stream:"):].strip()
+
+
+def is_stream(to) -> bool:
+    return isinstance(to, str) and to.strip().lower().startswith("stream:")
 
 
 class Connect(StreamParams):
@@ -40,6 +45,8 @@ class Connect(StreamParams):
 
     @classmethod
     def from_value(cls, value, line, column, options):
+        if isinstance(value, dict) and not is_stream(value.get("to")):
+            return ConnectDial.from_value(value, line, column, options)
         if isinstance(value, dict):
             other = [k for k in value if k not in cls.attribute_names()]
             if other:
