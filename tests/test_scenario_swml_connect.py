@@ -212,3 +212,23 @@ def test_vars_after_a_failed_connect_choose_what_the_document_does(tmp_path, rea
 
     # vars.connect_result = failed, vars.connect_failed_reason = USER_BUSY: the inner case ran
     assert caller_hangup["HangupCause"] == "USER_BUSY", caller_hangup
+
+
+@switch_modes()
+def test_connect_ringback_file_plays_to_the_caller_while_the_callee_rings(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        ring = calls.serve_wav("/ring.wav", tone(500, 10.0))
+        calls.add(p + "79", '<Response><Wait length="30"/></Response>')
+        calls.add(p + "1", _swml(
+            {"connect": {"to": "79", "timeout": 4, "ringback": [ring]}},
+            {"hangup": {}}), "application/json")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        caller_hangup = _hangup_of_number(stack, p + "1")
+        heard = call.heard()
+
+    assert caller_hangup["HangupCause"] == "NORMAL_CLEARING"
+    # about 4 s of ringing: the ringback file (500 Hz; the default ringback is 440+480 Hz) most of it
+    assert windows_with(heard, 500) >= 25, windows_with(heard, 500)
