@@ -21,7 +21,7 @@ import gevent
 import gevent.queue
 
 from audio_fork import Relay
-from esl_app import Config, ControlConnection, OutboundESLServer
+from esl_app import Config, ControlConnection, LegEvents, OutboundESLServer
 from records import Store
 from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, rest_stream_options
 from webhooks import Outbox
@@ -59,7 +59,7 @@ class Service:
         self.calls: dict[str, CallContext] = {}
         self.started_at = datetime.now(timezone.utc)
         self.version = _version()
-        self.store = self.outbox = self.media = self.relay = self.control = None
+        self.store = self.outbox = self.media = self.relay = self.control = self.leg_events = None
         self.outbound = self.http = None
         self.auth_token = ""
         self._feeds = []
@@ -97,6 +97,8 @@ class Service:
         fs = self.config.freeswitch
         self.control = ControlConnection(fs.esl_host, fs.esl_port, fs.esl_password, events=CONTROL_EVENTS)
         self.control.start()
+        # the channels calls dial (<Dial>'s B-legs) report on a connection of their own
+        self.leg_events = LegEvents(fs.esl_host, fs.esl_port, fs.esl_password).start()
         self.outbound = OutboundESLServer(listen=self.config.server.outbound_address,
                                           handler=self.handle_call)
         self.outbound.start()
@@ -125,7 +127,7 @@ class Service:
             gevent.sleep(0.05)  # let each call post its hangup webhook (into the durable outbox)
         if self.outbound is not None:
             self.outbound.stop()
-        for part in (self.control, self.relay):
+        for part in (self.control, self.leg_events, self.relay):
             if part is not None:
                 part.stop()
         if self.outbox is not None:

@@ -54,6 +54,13 @@ class VerbServices:
         """A timeline entry: stored with the call, and published to `callfork tail` followers."""
         self._service.record_event(call_uuid, kind, detail)
 
+    def watch_legs(self, leg_uuids):
+        """A queue of the events of the legs a call is about to dial (esl_app.LegEvents)."""
+        return self._service.leg_events.watch(leg_uuids)
+
+    def unwatch_legs(self, leg_uuids) -> None:
+        self._service.leg_events.unwatch(leg_uuids)
+
     def media_file(self, url: str):
         return self._service.media.local_file(url)
 

@@ -9,9 +9,10 @@ from .config import Config, NumberConfig, load_config
 from .control import ControlConnection
 from .errors import CallGone, ConfigError, ESLError, ESLTimeout
 from .events import ESLEvent, ESLParser
+from .leg_events import LEG_VARIABLE, LegEvents
 from .outbound import OutboundESLServer
 from .session import CallSession
 
 __all__ = ['ESLEvent', 'ESLParser', 'CallSession', 'OutboundESLServer', 'ControlConnection',
            'CallGone', 'ESLTimeout', 'ESLError', 'load_config', 'Config', 'NumberConfig', 'ConfigError',
-           'escape_app_arg']
+           'escape_app_arg', 'LegEvents', 'LEG_VARIABLE']

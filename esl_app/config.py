@@ -42,6 +42,8 @@ class FreeswitchConfig:
     esl_password: str = 'ClueCon'
     # dial string for REST-originated calls; `{to}` is replaced by the destination number
     originate_dialstring: str = 'loopback/{to}/default'
+    # dial string for <Dial><User> (and SIP URIs elsewhere); `{uri}` is replaced by the sip: URI
+    sip_dialstring: str = 'sofia/internal/{uri}'
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,8 @@ def _check_value(section, key, value):
         raise ConfigError('%s: port out of range: %r' % (where, value))
     if section == 'freeswitch' and key == 'originate_dialstring' and '{to}' not in value:
         raise ConfigError('%s: must contain {to} (the destination number), got %r' % (where, value))
+    if section == 'freeswitch' and key == 'sip_dialstring' and '{uri}' not in value:
+        raise ConfigError('%s: must contain {uri} (the sip: URI), got %r' % (where, value))
     if (section, key) in POSITIVE_KEYS and not 0 < value < float('inf'):
         raise ConfigError('%s: must be a positive finite number: %r' % (where, value))
     if section == 'server' and key == 'fd_reserve' and value < 0:

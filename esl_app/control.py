@@ -56,12 +56,17 @@ class InboundTransport(ESLConnection, InboundESL):
 
 class ControlConnection:
     def __init__(self, host, port, password, events=DEFAULT_EVENTS, on_event=None,
-                 connect_timeout=5.0, backoff_initial=0.5, backoff_max=30.0, command_timeout=10.0):
+                 connect_timeout=5.0, backoff_initial=0.5, backoff_max=30.0, command_timeout=10.0,
+                 filters=()):
+        """filters: (header, value) pairs sent as `filter header value` after the subscription (an
+        event then passes when it matches one of them; a value `/re/` is a regular expression). A
+        filtered connection is not given BACKGROUND_JOB: its bgapi results would be filtered out."""
         self.host = host
         self.port = int(port)
         self.password = password
         events = [e for e in events]
-        if 'BACKGROUND_JOB' not in events and 'ALL' not in events:
+        self.filters = list(filters)
+        if not self.filters and 'BACKGROUND_JOB' not in events and 'ALL' not in events:
             events.insert(0, 'BACKGROUND_JOB')     # bgapi needs it
         self.events = tuple(events)
         self.on_event = on_event
@@ -115,6 +120,8 @@ class ControlConnection:
                 transport.connect()
                 if self.events:
                     transport.command('event json ' + ' '.join(self.events), timeout=self.command_timeout)
+                for header, value in list(self.filters):
+                    transport.command('filter %s %s' % (header, value), timeout=self.command_timeout)
             except ESLAuthError as exc:
                 self.last_error = str(exc)
                 log.error('%s; retrying in %.1fs', exc, delay)
@@ -169,6 +176,19 @@ class ControlConnection:
             raise ESLDisconnected('ESL control connection to %s:%s is not connected%s'
                                   % (self.host, self.port, ': %s' % self.last_error if self.last_error else ''))
         return transport
+
+    def add_filter(self, header, value):
+        """One more `filter` (kept, and sent again after a reconnect). Raises ESLDisconnected, ESLTimeout."""
+        self.filters.append((header, value))
+        self._require_transport().command('filter %s %s' % (header, value), timeout=self.command_timeout)
+
+    def remove_filter(self, header, value):
+        """`filter delete` of one added with add_filter (forgotten even when the connection is down)."""
+        if (header, value) in self.filters:
+            self.filters.remove((header, value))
+        transport = self._transport
+        if transport is not None and self.connected:
+            transport.command('filter delete %s %s' % (header, value), timeout=self.command_timeout)
 
     def api(self, cmd, timeout=10.0):
         """`api <cmd>`; returns the api/response body. Raises ESLDisconnected, ESLTimeout, ESLError."""

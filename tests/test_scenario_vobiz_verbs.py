@@ -1,6 +1,6 @@
 """Every Vobiz verb executed on a call, with its attribute defaults (issue "Vobiz XML engine"):
 Speak, Play (with the media cache), Wait, Hangup schedule, DTMF, Gather / GetDigits / GetInput,
-Record (voicemail and session), and Dial saying it is not supported (<Conference> runs: see
+Record (voicemail and session), and a Dial nobody answers (bridges: test_scenario_dial.py; <Conference>:
 test_scenario_conference.py). All calls of the module run at once on one Stack; what the simulated
 FreeSWITCH executed is checked from its CHANNEL_EXECUTE events, what the app received from its
 request log."""
@@ -120,9 +120,9 @@ def _scenarios(s: Scenarios, tmp):
           + "<Wait length=\"3\"/></Response>")
     s.add("record_dial_answer", '<Response><Record startOnDialAnswer="true" callbackUrl="{app}/rc"/>'
                                 "<Speak>Hi</Speak></Response>")
-    # not supported yet
-    s.add("dial", '<Response><Speak>Hi</Speak><Dial><Number>14155550100</Number></Dial>'
-                  "<Speak>after</Speak></Response>")
+    # the callee's app has no document for 14155550100 (404): its leg fails before answering
+    s.add("dial", '<Response><Speak>Hi</Speak><Dial action="{app}/da" redirect="false">'
+                  '<Number>14155550100</Number></Dial><Speak>after</Speak></Response>')
 
 
 @pytest.fixture(scope="module")
@@ -386,22 +386,20 @@ def test_record_session_max_length(s):
     assert stop["RecordUrl"].endswith(".mp3")
 
 
-def test_record_start_on_dial_answer_parses_and_says_dial_is_missing(s):
+def test_record_start_on_dial_answer_without_a_dial_records_nothing(s):
     r = s.result("record_dial_answer")
-    assert any("startOnDialAnswer" in e for e in r.errors())
+    assert not r.errors()
     assert r.app_data("speak") == ["flite|slt|Hi"]
     assert r.hangup["HangupCauseCode"] == "4010"
+    assert "record_session" not in [app for app, _ in r.apps]
 
 
-# --------------------------------------------------------------------------- not supported yet
-@pytest.mark.parametrize("name, element", [("dial", "<Dial>")])
-def test_dial_and_conference_say_not_supported(s, name, element):
-    r = s.result(name)
-    h = r.hangup
-    assert element in h["Error"] and "not supported" in h["Error"]
-    assert element in r.record()["error"]
-    assert any(element in e and "not supported" in e for e in r.errors())
-    assert "after" not in " ".join(r.app_data("speak"))
+def test_a_dial_nobody_answers_runs_the_next_elements(s):
+    r = s.result("dial")
+    action = r.wait_event("DialAction")
+    assert action["DialStatus"] == "failed" and action["DialBLegUUID"] == ""
+    assert r.app_data("speak") == ["flite|slt|Hi", "flite|slt|after"]
+    assert r.hangup["HangupCauseCode"] == "4010"
     r.no_tracebacks()
 
 

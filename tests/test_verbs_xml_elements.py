@@ -1,7 +1,7 @@
 """Vobiz XML elements: every attribute's default and validation (https://docs.vobiz.ai/xml)."""
 import pytest
 
-from verbs import NotSupportedError, XMLError, parse_document
+from verbs import XMLError, parse_document
 
 
 def parse(xml):
@@ -64,12 +64,10 @@ def test_defaults(xml, expected):
         assert getattr(verb, name) == value, name
 
 
-def test_verb_names_positions_and_verbs_that_cannot_run_say_so():
+def test_verb_names_and_positions():
     verbs = parse("<Response>\n  <Speak>Hi</Speak>\n  <Wait length=\"2\"/>\n"
                   "  <Dial><Number>15550100</Number></Dial>\n</Response>")
     assert [(v.name, v.line, v.column) for v in verbs] == [("Speak", 2, 3), ("Wait", 3, 3), ("Dial", 4, 3)]
-    with pytest.raises(NotSupportedError, match="not supported"):
-        verbs[2].run(None)
     assert verbs[0].stop() is None
 
 
@@ -286,14 +284,25 @@ def test_conference_max_members_is_an_alias_of_max_participants():
     assert conf.room == "Sales Room"
 
 
-def test_dial_and_conference_parse_but_do_not_run():
-    from verbs import NotSupportedError
-    dial = one('<Dial callerId="+14155550100"><Number>+14155550101</Number><User>sip:a@b.example</User></Dial>')
+def test_dial_targets_and_their_plan():
+    dial = one('<Dial callerId="+14155550100" callerName="Front desk" timeout="20" timeLimit="60" '
+               'hangupOnStar="true" digitsMatch="*9, #12" digitsMatchBLeg="0" sipHeaders="Team=ops">'
+               '<Number sendDigits="ww12">+14155550101</Number><User>sip:a@b.example</User></Dial>')
     assert [t.name for t in dial.targets] == ["Number", "User"]
-    with pytest.raises(NotSupportedError, match="Dial"):
-        dial.run(None)
+    assert dial.digits_match == ("*9", "#12") and dial.digits_match_b_leg == ("0",)
     shorthand = one("<Dial>+14155550101</Dial>")
     assert [(t.name, t.text) for t in shorthand.targets] == [("Number", "+14155550101")]
+
+
+@pytest.mark.parametrize("xml, words", [
+    ('<Dial callerId="front desk">+14155550101</Dial>', ["callerId"]),
+    ('<Dial callerName="Smith, John">+14155550101</Dial>', ["callerName"]),
+    ('<Dial digitsMatch="*9,ab">+14155550101</Dial>', ["digitsMatch", "ab"]),
+    ('<Dial confirmSound="ftp://x/y">+14155550101</Dial>', ["confirmSound"]),
+])
+def test_dial_refuses_what_it_cannot_dial(xml, words):
+    errors = [str(e) for e in errors_of(f"<Response>{xml}</Response>")]
+    assert errors and all(any(w in e for e in errors) for w in words), errors
 
 
 def test_dial_sip_headers_accept_both_key_forms():

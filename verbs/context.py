@@ -12,6 +12,7 @@ The context is built by the service (callfork/service.py) with a `services` obje
   post(call_uuid, url, method, params, event, encoding='form') (durable, fire-and-forget)
   record_event(call_uuid, kind, detail)                        (the call's timeline)
   media_file(url) -> local path                                (download + cache; raises on failure)
+  watch_legs(leg_uuids) -> queue / unwatch_legs(leg_uuids)     (events of the legs a call dials)
   store                                                        (records.Store: records, timeline)
   relay                                                        (audio_fork.Relay, for streams)
   config (esl_app.Config), number (the matched [[numbers]] entry)
@@ -73,6 +74,7 @@ class CallContext:
         self.interrupted = gevent.event.Event()  # set to stop the running verb (transfer, REST)
         self.idle = idle_audio.IdleAudio()  # what FreeSWITCH writes while no app plays
         self.answered_at = None          # when callfork answered (epoch s), if it did
+        self.dial_record = None          # a <Record startOnDialAnswer> waiting for the next <Dial>
 
     def set_parties(self, from_number: str, to_number: str, caller_name: str) -> None:
         """Who the call is from and to, and the caller's name, when the channel cannot say: a call

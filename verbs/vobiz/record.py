@@ -91,10 +91,9 @@ class Record(VobizVerb):
             call.error(f"<Record recordChannelType=\"mono\"> line {self.line}: session recordings are "
                        "always stereo (caller left, what the caller hears right)")
         if self.start_on_dial_answer:
-            # armed for the next <Dial>'s answer; callfork cannot dial yet, so nothing is recorded:
-            # said in the log and the call record, and the document goes on (a <Dial> then fails loudly)
-            call.error(f"<Record startOnDialAnswer=\"true\"> line {self.line}: the recording starts when a "
-                       "<Dial> is answered, and <Dial> is not supported by callfork yet: nothing is recorded")
+            # armed: the next <Dial> records its bridge (verbs/dial_recording.py)
+            call.dial_record = self
+            call.timeline("recording_armed", {"line": self.line})
             return
         if self.background:
             self._run_session(call)

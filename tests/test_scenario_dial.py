@@ -1,0 +1,438 @@
+"""<Dial>: the caller is handed to a callee, on the simulator and (marked `freeswitch`) on a real
+FreeSWITCH, and the app gets the DialAction result and the callbackUrl events of every leg.
+
+The callee is another number of the same callfork: the Dial's dial string is a loopback call to it
+(`[freeswitch] originate_dialstring`), so its own answer document decides what it does (answer and
+play a tone, refuse as busy, never answer). The caller speaks a 300 Hz tone, the callee plays
+700 Hz: the caller's heard audio must hold the callee's tone, and the callee's session recording
+(its read channel) the caller's.
+"""
+import io
+
+import numpy as np
+import pytest
+import requests
+import soundfile
+
+from harness import Stack, switch_modes
+from stream_scenarios import Calls, tone, windows_with, write_wav
+
+CALLER_HZ, CALLEE_HZ = 300, 700
+
+
+def _stack(real_fs, **kw):
+    prefix = "callfork" if real_fs else ""
+    env = {"CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": f"loopback/{prefix}{{to}}/default"}
+    return Stack(real=real_fs, env=env, **kw), prefix
+
+
+def _dial_events(stack, path):
+    return [r.form for r in list(stack.app.requests) if r.path == path]
+
+
+def _hangup_of(stack, call_uuid, timeout=10):
+    """The Hangup webhook of one call (the callee's own call posts one to the same URL)."""
+    def find():
+        return [r.form for r in list(stack.app.requests)
+                if r.path == "/hangup" and r.form.get("CallUUID") == call_uuid]
+    assert stack.app.wait_for(find, timeout), f"no Hangup webhook for {call_uuid}"
+    return find()[0]
+
+
+def _wait_dial_events(stack, path, count, timeout=20):
+    assert stack.app.wait_for(lambda: len(_dial_events(stack, path)) >= count, timeout), \
+        [f.get("Event") for f in _dial_events(stack, path)]
+    return _dial_events(stack, path)
+
+
+@switch_modes()
+def test_dial_connects_the_caller_and_the_callee(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 6.0))
+        calls.add(p + "77", f'<Response><Record recordSession="true" fileFormat="wav" '
+                            f'callbackUrl="{calls.url("/callee-rec")}"/><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Speak>Connecting you</Speak>'
+                           f'<Dial action="{calls.url("/dial-action")}" callbackUrl="{calls.url("/dial-events")}" '
+                           f'callerId="15550001111"><Number>77</Number></Dial></Response>')
+        calls.stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=40)
+        action = stack.app.wait_event("DialAction", timeout=40).form
+        summary = call.wait(30)
+        heard = call.heard()
+        events = _wait_dial_events(stack, "/dial-events", 3)
+        rec = stack.app.wait_event("RecordStop", timeout=20).form
+        recording = requests.get(rec["RecordUrl"], headers=stack.api_headers(), timeout=5)
+
+    a_uuid = action["CallUUID"]
+    assert action["DialStatus"] == "completed"
+    assert action["DialRingStatus"] == "true"
+    assert action["DialALegUUID"] == a_uuid
+    b_uuid = action["DialBLegUUID"]
+    assert b_uuid and b_uuid != a_uuid
+    assert action["DialHangupCause"] == "NORMAL_CLEARING"
+    assert summary["answered"] is True
+
+    assert [e["Event"] for e in events] == ["DialAnswer", "DialConnected", "DialHangup"]
+    for e in events:
+        assert e["CallUUID"] == a_uuid and e["DialALegUUID"] == a_uuid and e["DialBLegUUID"] == b_uuid
+        assert e["DialBLegTo"] == "77" and e["DialBLegFrom"] == "15550001111" and e["DialBLegPosition"] == "1"
+    hangup = events[-1]
+    assert hangup["DialAction"] == "hangup"
+    assert hangup["DialBLegHangupCause"] == "NORMAL_CLEARING"
+    assert hangup["DialBLegHangupCauseCode"] == "4000"
+    assert hangup["DialBLegHangupSource"] == "Callee"
+    assert 4 <= int(hangup["DialBLegDuration"]) <= 10
+
+    # the caller heard the callee's tone for most of its 6 s
+    assert windows_with(heard, CALLEE_HZ) >= 30, windows_with(heard, CALLEE_HZ)
+    # the callee's recording: its read channel (left) is what the caller said
+    assert recording.status_code == 200
+    audio, rate = soundfile.read(io.BytesIO(recording.content), dtype="int16", always_2d=True)
+    assert windows_with(np.ascontiguousarray(audio[:, 0]), CALLER_HZ) >= 30
+
+
+@switch_modes()
+def test_dial_busy_callee_runs_the_next_elements(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "78", '<Response><Hangup reason="busy"/></Response>')
+        calls.add(p + "1", f'<Response><Dial action="{calls.url("/dial-action")}" redirect="false" '
+                           f'callbackUrl="{calls.url("/dial-events")}"><Number>78</Number></Dial>'
+                           f'<Speak>They are busy</Speak><Hangup/></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        action = stack.app.wait_event("DialAction", timeout=30).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 1)
+        hangup = _hangup_of(stack, action["CallUUID"])
+
+    assert action["DialStatus"] == "busy"
+    assert action["DialBLegUUID"] == ""
+    assert action["DialHangupCause"] == "USER_BUSY"
+    assert [e["Event"] for e in events] == ["DialHangup"]
+    assert events[0]["DialBLegHangupCause"] == "USER_BUSY"
+    assert events[0]["DialBLegHangupCauseCode"] == "3010"
+    # the elements after </Dial> ran: the document's <Hangup/> ended the call
+    assert hangup["HangupSource"] == "Answer XML"
+
+
+@switch_modes()
+def test_dial_no_answer_after_the_ring_timeout(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "79", '<Response><Wait length="30"/><Speak>too late</Speak></Response>')
+        calls.add(p + "1", f'<Response><Dial action="{calls.url("/dial-action")}" timeout="3" '
+                           f'callbackUrl="{calls.url("/dial-events")}"><Number>79</Number></Dial></Response>')
+        calls.stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        action = stack.app.wait_event("DialAction", timeout=30).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 1)
+
+    assert action["DialStatus"] == "no-answer"
+    assert action["DialHangupCause"] == "NO_ANSWER"
+    assert action["DialBLegUUID"] == ""
+    hangup = events[-1]
+    assert hangup["Event"] == "DialHangup"
+    assert hangup["DialBLegHangupCauseCode"] == "6010"
+    assert hangup["DialBLegHangupCauseName"] == "Ring Timeout Reached"
+    assert hangup["DialBLegHangupSource"] == "Vobiz"
+
+
+@switch_modes()
+def test_dial_rings_two_callees_at_once_and_the_loser_ends_with_lose_race(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 3.0))
+        calls.add(p + "80", f'<Response><Wait length="1"/><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "81", '<Response><Wait length="30"/></Response>')
+        calls.add(p + "1", f'<Response><Dial action="{calls.url("/dial-action")}" '
+                           f'callbackUrl="{calls.url("/dial-events")}"><Number>81</Number><Number>80</Number>'
+                           f'</Dial></Response>')
+        calls.stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        action = stack.app.wait_event("DialAction", timeout=30).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 4)
+
+    assert action["DialStatus"] == "completed"
+    by_leg = {}
+    for e in events:
+        by_leg.setdefault(e["DialBLegTo"], []).append(e)
+    winner, loser = by_leg["80"], by_leg["81"]
+    assert action["DialBLegUUID"] == winner[0]["DialBLegUUID"]
+    assert [e["Event"] for e in winner] == ["DialAnswer", "DialConnected", "DialHangup"]
+    assert winner[0]["DialBLegPosition"] == "2"
+    assert [e["Event"] for e in loser] == ["DialHangup"]
+    assert loser[0]["DialBLegPosition"] == "1"
+    assert loser[0]["DialBLegHangupCause"] == "LOSE_RACE"
+    assert loser[0]["DialBLegHangupCauseCode"] == "9000"
+    assert loser[0]["DialBLegHangupCauseName"] == "Lost Race"
+    assert loser[0]["DialBLegHangupSource"] == "Vobiz"
+
+
+@switch_modes()
+def test_dial_caller_hangs_up_while_the_callee_rings(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "79", '<Response><Wait length="30"/></Response>')
+        calls.add(p + "1", f'<Response><Speak>Please hold</Speak><Dial action="{calls.url("/dial-action")}" '
+                           f'timeout="25" callbackUrl="{calls.url("/dial-events")}"><Number>79</Number></Dial>'
+                           f'</Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=5)
+        action = stack.app.wait_event("DialAction", timeout=30).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 1)
+        hangup = _hangup_of(stack, action["CallUUID"])
+
+    assert action["DialStatus"] == "cancel"
+    assert action["DialBLegUUID"] == ""
+    assert events[-1]["Event"] == "DialHangup"
+    assert events[-1]["DialBLegHangupSource"] == "Caller", str(sorted(events[-1].items()))
+    assert events[-1]["DialBLegHangupCause"] == "ORIGINATOR_CANCEL"
+    assert events[-1]["DialBLegHangupCauseCode"] == "1000"
+    assert hangup["HangupSource"] == "Caller"
+
+
+@switch_modes()
+def test_dial_hangup_on_star_ends_the_bridge_and_the_document_goes_on(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 20.0))
+        calls.add(p + "77", f'<Response><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Dial hangupOnStar="true" redirect="false" '
+                           f'action="{calls.url("/dial-action")}" callbackUrl="{calls.url("/dial-events")}">'
+                           f'<Number>77</Number></Dial><Hangup/></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+        call = stack.call(to="1", audio=str(caller_wav), dtmf=[("*", 4)], hangup_after=30)
+        action = stack.app.wait_event("DialAction", timeout=30).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 3)
+        hangup = _hangup_of(stack, action["CallUUID"])
+
+    assert action["DialStatus"] == "completed"
+    assert [e["Event"] for e in events] == ["DialAnswer", "DialConnected", "DialHangup"]
+    assert int(events[-1]["DialBLegDuration"]) <= 8
+    # redirect="false": the <Hangup/> after </Dial> ran, long before the callee's 20 s tone ended
+    assert hangup["HangupSource"] == "Answer XML"
+    assert int(hangup["Duration"]) < 15
+
+
+@switch_modes()
+def test_dial_time_limit_ends_the_bridge(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 20.0))
+        calls.add(p + "77", f'<Response><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Dial timeLimit="3" action="{calls.url("/dial-action")}" '
+                           f'callbackUrl="{calls.url("/dial-events")}"><Number>77</Number></Dial></Response>')
+        calls.stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        action = stack.app.wait_event("DialAction", timeout=30).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 3)
+
+    assert action["DialStatus"] == "completed"
+    assert action["DialHangupCause"] == "ALLOTTED_TIMEOUT"
+    hangup = events[-1]
+    assert hangup["DialBLegHangupCause"] == "ALLOTTED_TIMEOUT"
+    assert hangup["DialBLegHangupCauseCode"] == "6000"
+    assert 2 <= int(hangup["DialBLegDuration"]) <= 5
+
+
+@switch_modes()
+def test_a_background_stream_hears_both_parties_through_the_bridge(tmp_path, real_fs):
+    from stream_scenarios import media, messages, payload_bytes, pcm
+    from wsapp import AppServer as WsApp
+    ws = WsApp()
+    ws.start()
+    try:
+        stack, p = _stack(real_fs)
+        with stack:
+            calls = Calls(stack)
+            callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 5.0))
+            calls.add(p + "77", f'<Response><Play>{callee_tone}</Play></Response>')
+            calls.add(p + "1", f'<Response><Stream audioTrack="both" keepCallAlive="false">{ws.url}</Stream>'
+                               f'<Dial><Number>77</Number></Dial></Response>')
+            caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+            call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+            conn = ws.wait_connection(timeout=20)
+            call.wait(40)
+            assert conn.closed.wait(10)
+            msgs = messages(conn)
+    finally:
+        ws.stop()
+    inbound = pcm(payload_bytes(media(msgs, "inbound")))
+    outbound = pcm(payload_bytes(media(msgs, "outbound")))
+    assert windows_with(inbound, CALLER_HZ) >= 30          # the caller, all along
+    assert windows_with(outbound, CALLEE_HZ) >= 30         # the callee's voice, through the bridge
+
+
+@switch_modes()
+def test_dial_music_document_plays_while_the_callee_rings(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        music = calls.serve_wav("/music.wav", tone(1200, 1.0))
+        stack.app.document("/music", f'<Response><Play loop="0">{music}</Play></Response>')
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 3.0))
+        calls.add(p + "77", f'<Response><Wait length="4"/><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Speak>Hold on</Speak><Dial dialMusic="{calls.url("/music")}">'
+                           f'<Number>77</Number></Dial></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
+        call.wait(40)
+        heard = call.heard()
+    music_windows = windows_with(heard, 1200)
+    assert music_windows >= 20, music_windows             # ~4 s of ringing: the music, not a tone
+    assert windows_with(heard, CALLEE_HZ) >= 20            # then the callee
+
+
+@switch_modes()
+def test_dial_confirm_key_connects_only_a_callee_that_presses_it(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 4.0))
+        prompt = calls.serve_wav("/prompt.wav", tone(500, 0.5))
+        stack.app.document("/confirm", f'<Response><Play>{prompt}</Play></Response>')
+        # 82 presses the wrong key, 83 the right one after a moment
+        calls.add(p + "82", f'<Response><Play>{prompt}</Play><DTMF>2</DTMF><Wait length="10"/></Response>')
+        calls.add(p + "83", f'<Response><Wait length="1"/><Play>{prompt}</Play><DTMF>5</DTMF>'
+                            f'<Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Dial confirmSound="{calls.url("/confirm")}" confirmKey="5" '
+                           f'action="{calls.url("/dial-action")}" callbackUrl="{calls.url("/dial-events")}">'
+                           f'<Number>82</Number><Number>83</Number></Dial></Response>')
+        stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=40)
+        action = stack.app.wait_event("DialAction", timeout=40).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 4)
+        heard = call.heard()
+    assert action["DialStatus"] == "completed"
+    connected = [e for e in events if e["Event"] == "DialConnected"]
+    assert len(connected) == 1 and connected[0]["DialBLegTo"] == "83"
+    assert action["DialBLegUUID"] == connected[0]["DialBLegUUID"]
+    assert windows_with(heard, CALLEE_HZ) >= 20
+
+
+@switch_modes()
+def test_dial_digits_match_reports_what_the_caller_pressed(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 8.0))
+        calls.add(p + "77", f'<Response><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Dial digitsMatch="*9,#12" callbackUrl="{calls.url("/dial-events")}">'
+                           f'<Number>77</Number></Dial></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
+        call = stack.call(to="1", audio=str(caller_wav), dtmf=[("#12", 4)], hangup_after=30)
+        call.wait(40)
+        events = _wait_dial_events(stack, "/dial-events", 4)
+    matched = [e for e in events if e["Event"] == "DialDigitsMatch"]
+    assert len(matched) == 1, [e["Event"] for e in events]
+    assert matched[0]["DialDigitsMatch"] == "#12"
+    assert matched[0]["DialDigitsPressedBy"] == "aleg"
+    assert matched[0]["DialAction"] == "digits"
+
+
+@switch_modes()
+def test_record_in_dial_records_both_parties_of_the_bridge(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 5.0))
+        calls.add(p + "77", f'<Response><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Dial><Record action="{calls.url("/rec")}" fileFormat="wav" '
+                           f'callbackUrl="{calls.url("/rec-ready")}"/><Number>77</Number></Dial></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        call.wait(40)
+        rec = stack.app.wait_event("Record", timeout=10, path="/rec").form
+        stop = stack.app.wait_event("RecordStop", timeout=10, path="/rec-ready").form
+        recording = requests.get(rec["RecordUrl"], headers=stack.api_headers(), timeout=5)
+    assert stop["RecordingID"] == rec["RecordingID"]
+    assert 4000 <= int(rec["RecordingDurationMs"]) <= 8000
+    audio, _ = soundfile.read(io.BytesIO(recording.content), dtype="int16", always_2d=True)
+    assert audio.shape[1] == 2
+    assert windows_with(np.ascontiguousarray(audio[:, 0]), CALLER_HZ) >= 30     # the caller
+    assert windows_with(np.ascontiguousarray(audio[:, 1]), CALLEE_HZ) >= 30     # the callee
+
+
+@switch_modes()
+def test_dial_send_digits_reach_the_callee(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "77", f'<Response><GetDigits action="{calls.url("/callee-digits")}" numDigits="3" '
+                            f'timeout="8"/></Response>')
+        calls.add(p + "1", f'<Response><Dial><Number sendDigits="ww123">77</Number></Dial></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        got = stack.app.wait_path("/callee-digits", timeout=30)[0].form
+        call.wait(40)
+    assert got["Digits"] == "123"
+
+
+@switch_modes()
+def test_dial_caller_hangs_up_during_the_bridge(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 20.0))
+        calls.add(p + "77", f'<Response><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Dial action="{calls.url("/dial-action")}" '
+                           f'callbackUrl="{calls.url("/dial-events")}"><Number>77</Number></Dial></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=5)
+        action = stack.app.wait_event("DialAction", timeout=30).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 3)
+        hangup = _hangup_of(stack, action["CallUUID"])
+    assert action["DialStatus"] == "completed" and action["DialBLegUUID"]
+    assert [e["Event"] for e in events] == ["DialAnswer", "DialConnected", "DialHangup"]
+    assert events[-1]["DialBLegHangupSource"] == "Caller"
+    assert events[-1]["DialBLegHangupCauseCode"] == "4000"
+    assert hangup["HangupSource"] == "Caller"
+
+
+@switch_modes()
+def test_a_rest_transfer_ends_the_bridge_and_runs_the_new_document(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 20.0))
+        calls.add(p + "77", f'<Response><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Dial callbackUrl="{calls.url("/dial-events")}"><Number>77</Number>'
+                           f'</Dial></Response>')
+        stack.app.document("/moved", "<Response><Speak>Moved</Speak><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        connected = _wait_dial_events(stack, "/dial-events", 2)[1]
+        assert connected["Event"] == "DialConnected"
+        a_uuid = connected["CallUUID"]
+        reply = requests.post(stack.api_url(f"/Call/{a_uuid}/"), headers=stack.api_headers(),
+                              data={"legs": "aleg", "aleg_url": stack.app.url("/moved")}, timeout=5)
+        assert reply.status_code in (200, 202), reply.text
+        stack.app.wait_path("/moved", timeout=10)
+        call.wait(30)
+        hangup = _hangup_of(stack, a_uuid)
+        events = _wait_dial_events(stack, "/dial-events", 3)
+    assert events[-1]["Event"] == "DialHangup"
+    assert events[-1]["DialBLegHangupSource"] == "API Request"
+    assert hangup["HangupSource"] == "Answer XML"
+    assert int(hangup["Duration"]) < 15

@@ -1,0 +1,63 @@
+"""<Record startOnDialAnswer="true"> (nested in <Dial>, or before it): record the bridged
+conversation, from the moment a callee is connected to the end of the bridge, in stereo (the
+caller left, the callee right), then post the Record's action (Event=Record, as its redirect="false"
+form: the Dial decides what runs next) and its callbackUrl (Event=RecordStop).
+
+The caller's channel is running `bridge` meanwhile, so the recording is started and stopped with
+the `uuid_record` API, which does not wait behind the running app. `maxLength`, when the document
+gives it, limits the recording; otherwise it lasts as long as the bridge.
+"""
+from __future__ import annotations
+
+from esl_app import CallGone
+
+from .recording import END_HUNG_UP, END_MAX_LENGTH, Recording, wav_duration_ms
+
+
+class DialRecording:
+    def __init__(self, call, verb):
+        self.call = call
+        self.verb = verb
+        self.rec = None
+
+    @property
+    def limit_s(self) -> int:
+        return self.verb.max_length if "max_length" in self.verb.present else 0
+
+    def start(self) -> None:
+        """The callee was connected: start recording (once)."""
+        if self.rec is not None:
+            return
+        call, session = self.call, self.call.session
+        self.rec = Recording(call, self.verb.file_format, "session")
+        try:
+            reply = session.api(f"uuid_record {session.uuid} start {self.rec.wav_path} {self.limit_s} "
+                                "{RECORD_STEREO=true}")
+        except CallGone:
+            reply = "-ERR the call ended"
+        if not reply.startswith("+OK"):
+            call.error(f"<Record> line {self.verb.line}: FreeSWITCH did not start recording the bridged "
+                       f"call ({reply.strip()})")
+            self.rec.abandon("FreeSWITCH did not start it")
+            self.rec = None
+            return
+        call.timeline("recording_started", {"id": self.rec.id, "dial": True})
+
+    def stop(self) -> None:
+        """The bridge ended: stop, finish the file and post the callbacks."""
+        rec, call, session = self.rec, self.call, self.call.session
+        if rec is None or rec.finished:
+            return
+        if not session.gone:
+            try:
+                session.api(f"uuid_record {session.uuid} stop {rec.wav_path}")
+            except CallGone:
+                pass
+        duration_ms = wav_duration_ms(rec.wav_path)
+        full = self.limit_s and duration_ms is not None and duration_ms >= self.limit_s * 1000 - 500
+        rec.finish(END_MAX_LENGTH if full else END_HUNG_UP, duration_ms)
+        if self.verb.action:
+            call.post(self.verb.action, self.verb.method, rec.record_params("Record"), "Record")
+        if self.verb.callback_url:
+            call.post(self.verb.callback_url, self.verb.callback_method, rec.record_params("RecordStop"),
+                      "RecordStop")

@@ -1,0 +1,443 @@
+"""Dialling from a call: ring one or more B-legs at once, bridge the caller to the first that
+answers, and report what each leg did. The machinery behind Vobiz <Dial> (verbs/vobiz/dial.py).
+
+FreeSWITCH does the ringing and the race: the caller's channel runs `bridge` with every leg in one
+dial string, legs separated by `,` (they ring at once; the first to answer wins and the others end
+with LOSE_RACE). Each leg carries its own variables in `[...]`: the UUID we give it, the tag that
+names the call that dialled it (esl_app.LegEvents follows the legs by their UUIDs), its ring timeout (`leg_timeout`), caller id,
+SIP headers, and what runs when it answers (`execute_on_answer_N`: the time limit as a
+`sched_hangup`, digits to send). The caller's channel is told to stay up after the bridge
+(`hangup_after_bridge=false`, `continue_on_fail=true`), to end the bridge on `*` when asked
+(`bridge_terminate_key`), and, once answered, to hear a ringback tone while the legs ring.
+
+`Dialer.run()` blocks in the call's greenlet until the bridge app completes and every leg has
+hung up (or a short grace has passed), calling `on_leg(kind, leg)` for each leg's answer
+(`answer`), its bridge to the caller (`connected`) and its end (`hangup`), in that order per leg.
+
+Serial dialling (SWML connect): targets carry a `group`; the groups are tried one after the other
+(FreeSWITCH's failover: groups separated by `|`, `originate_continue_on_timeout=true` so a group
+that rings out does not end the dial), the legs of one group ring at once. A leg of a later group
+is created only when the earlier group failed, so its ring time starts when that group ended, and
+after a bridge the groups behind the winner's are never tried (their legs are not waited for).
+`on_state(kind, leg)`, when given, also hears `created` (when the leg's group starts: the bridge
+for the first group, the end of the group before for the others; FreeSWITCH's CHANNEL_CREATE is not
+among the leg events followed) and `ringing` (its first progress event).
+"""
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid as uuidlib
+from dataclasses import dataclass, field
+
+import gevent.queue
+
+from esl_app import LEG_VARIABLE, CallGone, ESLError
+
+log = logging.getLogger("callfork.dial")
+
+RINGBACK_TONE = "%(2000,4000,440,480)"      # the US ringback FreeSWITCH calls ${us-ring}
+LEGS_GRACE_S = 3.0        # after the bridge app returns, how long the legs' last events may take
+DIGITS_GAP_S = 3.0        # a pause this long starts a new digit sequence for digitsMatch
+# what a value in a dial string's [...] may hold: no separators, quotes, brackets or ${...}
+_SAFE_VALUE = re.compile(r"[^,'\"\[\]{}|^$\\\x00-\x1f]*")
+
+NO_ANSWER_CAUSES = ("NO_ANSWER", "ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT")
+# a leg ending with one of these (or with NO_ANSWER before its ring timeout: what a loopback leg
+# reports when the caller hangs up) may have been ended by either side: its DialHangup waits until
+# the bridge app has returned, when the caller's channel says whether it is gone
+EITHER_SIDE_CAUSES = ("NORMAL_CLEARING", "NORMAL_UNSPECIFIED", "ORIGINATOR_CANCEL")
+TIMEOUT_CAUSES = ("NO_USER_RESPONSE", "RECOVERY_ON_TIMER_EXPIRE")
+
+
+class DialError(ValueError):
+    """A dial that cannot be placed as asked (a value FreeSWITCH's dial string cannot carry)."""
+
+
+@dataclass
+class DialTarget:
+    """One leg to ring: a phone number or a sip: URI."""
+    kind: str                       # "number" or "sip"
+    address: str
+    send_digits: str | None = None
+    send_on_preanswer: bool = False
+    sip_headers: dict = field(default_factory=dict)
+    timeout_s: int | None = None    # its own ring timeout (default: the plan's)
+    caller_id: str | None = None    # its own caller id (default: the plan's)
+    group: int = 0                  # serial dialling: groups are tried in order, a group's legs at once
+
+
+@dataclass
+class DialPlan:
+    targets: list
+    caller_id: str | None = None
+    caller_name: str | None = None
+    timeout_s: int = 120
+    time_limit_s: int = 14400
+    hangup_on_star: bool = False
+    ringback: bool = True           # a ringback tone to an answered caller while the legs ring
+    ringback_file: str | None = None  # what the caller hears while the legs ring, instead of the tone
+    sip_headers: dict = field(default_factory=dict)
+    header_prefix: str = "X-VH-"      # put before each SIP header name (Vobiz's X-VH-; SWML: none)
+    confirm_file: str | None = None   # played to a callee when it answers, before it is connected
+    confirm_key: str | None = None    # the key the callee must press to be connected
+    confirm_timeout_s: int | None = None
+    digits_match: tuple = ()          # patterns the caller's digits are matched against while bridged
+    digits_match_b_leg: tuple = ()    # the same for the callee's digits
+
+
+@dataclass
+class Leg:
+    position: int                   # 1-based, in the order of the targets
+    target: DialTarget
+    uuid: str
+    from_number: str
+    started: float
+    rang: bool = False
+    answered_at: float | None = None
+    connected: bool = False
+    hangup: object = None           # its CHANNEL_HANGUP_COMPLETE event
+    hangup_cause: str = ""
+    ended: float | None = None      # time.monotonic() when its hangup reached us
+    ended_by_caller: bool = False   # it ended because the caller hung up
+    digits_matched: str = ""        # the pattern a 'digits' report is about
+    digits_by: str = ""             # who pressed them: aleg | bleg
+    digits_sent: bool = False
+    ended_by_request: bool = False  # callfork ended it: a REST transfer of the caller
+    seen: bool = False              # an event of it arrived (it exists)
+    announced: bool = False         # on_state('created') was called for it
+
+    @property
+    def to(self) -> str:
+        return self.target.address
+
+    @property
+    def done(self) -> bool:
+        return self.hangup is not None
+
+
+@dataclass
+class DialResult:
+    status: str                     # completed | busy | failed | cancel | timeout | no-answer
+    rang: bool
+    hangup_cause: str
+    bridged_leg: Leg | None
+    legs: list
+    caller_gone: bool
+
+
+def leg_value(name: str, value) -> str:
+    text = str(value)
+    if not _SAFE_VALUE.fullmatch(text):
+        raise DialError(f"{name} {text!r} cannot be dialled: it may not contain , ' \" [ ] {{ }} | ^ $ \\ "
+                        "or control characters")
+    return text
+
+
+def endpoint_for(target: DialTarget, freeswitch_config) -> tuple[dict, str]:
+    """(variables the configured dial string template carries in a leading {...}, the endpoint)."""
+    if target.kind == "sip":
+        text = freeswitch_config.sip_dialstring.replace("{uri}", target.address)
+    else:
+        text = freeswitch_config.originate_dialstring.replace("{to}", target.address)
+    variables = {}
+    match = re.match(r"^\{([^{}]*)\}(.*)$", text)
+    if match:
+        for pair in filter(None, match.group(1).split(",")):
+            name, _, value = pair.partition("=")
+            variables[name.strip()] = value
+        text = match.group(2)
+    return variables, text
+
+
+class Dialer:
+    def __init__(self, call, plan: DialPlan, on_leg=None, on_state=None):
+        self.call = call
+        self.plan = plan
+        self.on_leg = on_leg or (lambda kind, leg: None)
+        self.on_state = on_state or (lambda kind, leg: None)
+        self.legs: list[Leg] = []
+        self.started = time.monotonic()
+        self._held_hangups: list[Leg] = []
+        self._pressed = {}
+        self._outcome_known = False
+
+    # -- the dial string ----------------------------------------------------------------------
+    def dial_string(self) -> str:
+        parts = []
+        for position, target in enumerate(self.plan.targets, 1):
+            caller_id = target.caller_id or self.plan.caller_id
+            from_number = caller_id or self.call.from_number
+            leg = Leg(position, target, str(uuidlib.uuid4()), from_number, time.monotonic())
+            self.legs.append(leg)
+            template_vars, endpoint = endpoint_for(target, self.call.config.freeswitch)
+            variables = dict(template_vars)
+            variables.update({"origination_uuid": leg.uuid, LEG_VARIABLE: self.call.uuid,
+                              "callfork_dial_position": str(position),
+                              "leg_timeout": str(self.leg_timeout(leg))})
+            if caller_id:
+                variables["origination_caller_id_number"] = leg_value("callerId", caller_id)
+            if self.plan.caller_name:
+                variables["origination_caller_id_name"] = leg_value("callerName", self.plan.caller_name)
+            headers = dict(self.plan.sip_headers)
+            headers.update(target.sip_headers)
+            for name, value in headers.items():
+                variables[f"sip_h_{self.plan.header_prefix}{leg_value('sipHeaders', name)}"] = \
+                    leg_value("sipHeaders", value)
+            on_answer = [f"sched_hangup +{int(self.plan.time_limit_s)} ALLOTTED_TIMEOUT"]
+            if self.plan.confirm_file and not self.plan.confirm_key:
+                on_answer.append(f"playback {leg_value('confirmSound', self.plan.confirm_file)}")
+            for index, app in enumerate(on_answer, 1):
+                variables[f"execute_on_answer_{index}"] = f"'{app}'"
+            block = ",".join(f"{name}={value}" for name, value in variables.items())
+            parts.append((target.group, f"[{block}]{endpoint}"))
+        groups = sorted({group for group, _ in parts})
+        # the global block, read by switch_ivr_originate for every leg: FreeSWITCH's own cap on
+        # ringing (60 s unless told) would cut a longer timeout short; the confirm variables go here
+        # because, given per leg ([...]), mod_loopback deletes them from its leg before the originate
+        # looks (channel_outgoing_channel: switch_channel_del_variable_prefix "group_confirm_")
+        global_vars = {"originate_timeout": str(max(self.leg_timeout(leg) for leg in self.legs))}
+        if self.plan.confirm_key:
+            global_vars["group_confirm_key"] = leg_value("confirmKey", self.plan.confirm_key)
+            if self.plan.confirm_file:
+                global_vars["group_confirm_file"] = leg_value("confirmSound", self.plan.confirm_file)
+            if self.plan.confirm_timeout_s:
+                global_vars["group_confirm_timeout"] = str(int(self.plan.confirm_timeout_s))
+        head = "{%s}" % ",".join(f"{k}={v}" for k, v in global_vars.items())
+        return head + "|".join(",".join(text for group, text in parts if group == g) for g in groups)
+
+    @property
+    def serial(self) -> bool:
+        return len({target.group for target in self.plan.targets}) > 1
+
+    def leg_timeout(self, leg: Leg) -> int:
+        return int(leg.target.timeout_s or self.plan.timeout_s)
+
+    # -- running it ---------------------------------------------------------------------------
+    def run(self) -> DialResult:
+        call, session = self.call, self.call.session
+        dial_string = self.dial_string()
+        legs_by_uuid = {leg.uuid: leg for leg in self.legs}
+        if self.plan.ringback_file:
+            ringback, instant = self.plan.ringback_file, "true"
+        else:
+            ringback, instant = (RINGBACK_TONE if (self.plan.ringback and call.answered) else ""), ""
+        a_vars = {"hangup_after_bridge": "false", "continue_on_fail": "true",
+                  "bridge_terminate_key": "*" if self.plan.hangup_on_star else "",
+                  "ringback": ringback, "instant_ringback": instant,
+                  "originate_continue_on_timeout": "true" if self.serial else ""}
+        for name, value in a_vars.items():
+            session.set_var(name, value)
+        leg_uuids = [leg.uuid for leg in self.legs]
+        try:
+            leg_events = call.services.watch_legs(leg_uuids)
+        except ESLError as exc:     # connect the caller anyway; only the legs' reports are lost
+            call.error(f"<Dial>: {exc}; the callbackUrl events of this Dial are not sent")
+            leg_events = gevent.queue.Queue()
+        own_events = session.subscribe("CHANNEL_BRIDGE", "DTMF")
+        caller_gone = False
+        completion = None
+        try:
+            call.timeline("dial", {"legs": [{"uuid": leg.uuid, "to": leg.to} for leg in self.legs]})
+            execution = session.execute_async("bridge", dial_string)
+            first = min((leg.target.group for leg in self.legs), default=0)
+            for leg in self.legs:
+                if leg.target.group == first:
+                    self._announce(leg)
+            done_at = None
+            while True:
+                while len(own_events):
+                    self._on_own_event(own_events.get(0), legs_by_uuid)
+                try:
+                    event = leg_events.get(timeout=0.05)
+                except gevent.queue.Empty:
+                    event = None
+                if event is not None:
+                    self._on_leg_event(event, legs_by_uuid)
+                if execution.done and done_at is None:
+                    done_at = time.monotonic()
+                    try:
+                        completion = execution.wait(0)
+                    except CallGone:
+                        caller_gone = True
+                    self._release_hangups(caller_gone or session.gone)
+                if call.interrupted.is_set() and not execution.done:
+                    self._kill_legs()
+                if done_at is not None and (all(leg.done or self._never_tried(leg) for leg in self.legs)
+                                            or time.monotonic() - done_at > LEGS_GRACE_S):
+                    break
+        finally:
+            call.services.unwatch_legs(leg_uuids)
+            own_events.close()
+            self._release_hangups(caller_gone or session.gone)
+        if not caller_gone:
+            for name in ("bridge_terminate_key", "ringback", "instant_ringback", "originate_continue_on_timeout"):
+                if a_vars[name]:
+                    try:
+                        session.set_var(name, "")
+                    except CallGone:
+                        caller_gone = True
+        return self._result(completion, caller_gone or session.gone)
+
+    def _never_tried(self, leg: Leg) -> bool:
+        """A leg of a group behind the bridged leg's: FreeSWITCH never created it."""
+        bridged = next((other for other in self.legs if other.connected), None)
+        return not leg.seen and bridged is not None and leg.target.group > bridged.target.group
+
+    def _kill_legs(self):
+        for leg in self.legs:
+            if not leg.done and not leg.ended_by_request:
+                leg.ended_by_request = True
+                try:
+                    self.call.session.api(f"uuid_kill {leg.uuid} NORMAL_CLEARING")
+                except Exception as exc:
+                    log.info("call %s: could not end leg %s: %s", self.call.uuid, leg.uuid, exc)
+
+    def _on_own_event(self, event, legs_by_uuid):
+        if event.name == "DTMF":
+            self._digit("aleg", event.get("DTMF-Digit") or "")
+            return
+        leg = legs_by_uuid.get(event.get("Other-Leg-Unique-ID") or event.get("Bridge-B-Unique-ID"))
+        if leg is not None:
+            self._connected(leg)
+
+    def _digit(self, by, digit):
+        """A digit pressed while bridged, matched against digitsMatch / digitsMatchBLeg: when the
+        digits pressed since the last match (or a pause of DIGITS_GAP_S) end with a pattern, the
+        bridged leg reports `digits`."""
+        patterns = self.plan.digits_match if by == "aleg" else self.plan.digits_match_b_leg
+        leg = next((leg for leg in self.legs if leg.connected and not leg.done), None)
+        if not patterns or leg is None or not digit:
+            return
+        now = time.monotonic()
+        pressed, last = self._pressed.get(by, ("", 0.0))
+        pressed = (pressed if now - last < DIGITS_GAP_S else "") + digit
+        self._pressed[by] = (pressed, now)
+        for pattern in patterns:
+            if pressed.endswith(pattern):
+                self._pressed[by] = ("", now)
+                leg.digits_matched, leg.digits_by = pattern, by
+                self.on_leg("digits", leg)
+                return
+
+    def _on_leg_event(self, event, legs_by_uuid):
+        leg = legs_by_uuid.get(event.get("Unique-ID"))
+        if leg is None:
+            return
+        name = event.name
+        leg.seen = True
+        self._announce(leg)
+        if name == "DTMF":
+            if leg.connected:
+                self._digit("bleg", event.get("DTMF-Digit") or "")
+        elif name in ("CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA"):
+            if not leg.rang:
+                self.on_state("ringing", leg)
+            leg.rang = True
+            if name == "CHANNEL_PROGRESS_MEDIA" and leg.target.send_on_preanswer:
+                self._send_digits(leg)
+        elif name == "CHANNEL_ANSWER" and leg.answered_at is None:
+            leg.rang = True
+            leg.answered_at = time.time()
+            self._send_digits(leg)
+            self.on_leg("answer", leg)
+        elif name == "CHANNEL_BRIDGE":
+            self._connected(leg)
+        elif name == "CHANNEL_HANGUP_COMPLETE" and leg.hangup is None:
+            leg.hangup = event
+            leg.ended = time.monotonic()
+            leg.hangup_cause = event.get("Hangup-Cause") or event.get("variable_hangup_cause") or ""
+            if leg.answered_at is None and event.get("variable_answer_epoch", "0") not in ("", "0"):
+                leg.answered_at = float(event.get("variable_answer_epoch"))
+            either_side = leg.hangup_cause in EITHER_SIDE_CAUSES or (
+                leg.hangup_cause in NO_ANSWER_CAUSES and not self.timed_out(leg))
+            if self._outcome_known or not either_side:
+                leg.ended_by_caller = self._outcome_known and self.call.session.gone
+                self.on_leg("hangup", leg)
+            else:
+                self._held_hangups.append(leg)
+            self._next_group_starts(leg)
+
+    def _next_group_starts(self, leg: Leg):
+        """Serial dialling: when every leg of a group has ended, the next group starts ringing."""
+        group = leg.target.group
+        if not all(other.done for other in self.legs if other.target.group == group):
+            return
+        later = [other.target.group for other in self.legs if other.target.group > group]
+        for other in self.legs:
+            if later and other.target.group == min(later) and not other.seen:
+                other.started = time.monotonic()
+                self._announce(other)
+
+    def _announce(self, leg: Leg):
+        if not leg.announced:
+            leg.announced = True
+            self.on_state("created", leg)
+
+    def _send_digits(self, leg):
+        """sendDigits, once, when the leg answers (or opens early media, with sendOnPreanswer). Sent
+        from here (uuid_send_dtmf: it queues them, `w`/`W` pauses included, and returns) rather than
+        by the leg's execute_on_answer, which mod_loopback would copy to its far leg as well."""
+        if not leg.target.send_digits or leg.digits_sent:
+            return
+        leg.digits_sent = True
+        digits = leg_value("sendDigits", leg.target.send_digits)
+        try:
+            reply = self.call.session.api(f"uuid_send_dtmf {leg.uuid} {digits}")
+        except CallGone:
+            return
+        if not reply.startswith("+OK"):
+            self.call.error(f"<Dial>: could not send digits to leg {leg.position} ({reply.strip()})")
+
+    def _release_hangups(self, caller_gone):
+        self._outcome_known = True
+        held, self._held_hangups = self._held_hangups, []
+        for leg in held:
+            leg.ended_by_caller = caller_gone
+            if caller_gone and leg.answered_at is None:
+                leg.hangup_cause = "ORIGINATOR_CANCEL"
+            self.on_leg("hangup", leg)
+
+    def _connected(self, leg):
+        if leg.connected:
+            return
+        if leg.answered_at is None:   # its answer event was lost or comes later: say it first
+            leg.rang = True
+            leg.answered_at = time.time()
+            self.on_leg("answer", leg)
+        leg.connected = True
+        self.on_leg("connected", leg)
+
+    # -- the outcome --------------------------------------------------------------------------
+    def _result(self, completion, caller_gone) -> DialResult:
+        bridged = next((leg for leg in self.legs if leg.connected), None)
+        rang = any(leg.rang for leg in self.legs)
+        disposition = ""
+        if completion is not None:
+            disposition = (completion.get("variable_originate_disposition")
+                           or completion.get("variable_DIALSTATUS") or "")
+        if bridged is not None:
+            cause = bridged.hangup_cause or (completion.get("variable_last_bridge_hangup_cause")
+                                             if completion is not None else "") or "NORMAL_CLEARING"
+            return DialResult("completed", True, cause, bridged, self.legs, caller_gone)
+        causes = [leg.hangup_cause for leg in self.legs if leg.hangup_cause]
+        cause = disposition if disposition and disposition not in ("SUCCESS", "ANSWER") else ""
+        cause = cause or (causes[0] if causes else "") or ("ORIGINATOR_CANCEL" if caller_gone else "NORMAL_TEMPORARY_FAILURE")
+        if caller_gone or "ORIGINATOR_CANCEL" in causes + [cause]:
+            status, cause = "cancel", "ORIGINATOR_CANCEL"
+        elif "USER_BUSY" in causes + [cause]:
+            status, cause = "busy", "USER_BUSY"
+        elif cause in NO_ANSWER_CAUSES or any(c in NO_ANSWER_CAUSES for c in causes):
+            status, cause = "no-answer", "NO_ANSWER"
+        elif cause in TIMEOUT_CAUSES:
+            status = "timeout"
+        else:
+            status = "failed"
+        return DialResult(status, rang, cause, None, self.legs, caller_gone)
+
+    def timed_out(self, leg: Leg) -> bool:
+        """Did the leg end because its ring timeout ran out (not because the callee refused)?"""
+        if leg.answered_at is not None or leg.hangup_cause not in NO_ANSWER_CAUSES or leg.ended is None:
+            return False
+        return leg.ended - leg.started >= self.leg_timeout(leg) - 1.0
