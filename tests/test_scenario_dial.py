@@ -436,3 +436,37 @@ def test_a_rest_transfer_ends_the_bridge_and_runs_the_new_document(tmp_path, rea
     assert events[-1]["DialBLegHangupSource"] == "API Request"
     assert hangup["HangupSource"] == "Answer XML"
     assert int(hangup["Duration"]) < 15
+
+
+@switch_modes()
+def test_rest_play_and_dtmf_reach_the_bridged_callee(tmp_path, real_fs):
+    """The live-call API's legs=bleg finds the leg a <Dial> bridged: the callee hears a Play and
+    gets the digits."""
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "77", f'<Response><Record recordSession="true" fileFormat="wav" '
+                            f'callbackUrl="{calls.url("/callee-rec")}"/><GetDigits action="{calls.url("/callee-digits")}" '
+                            f'numDigits="2" timeout="15"/></Response>')
+        stack.app.document("/callee-digits", '<Response><Wait length="3"/></Response>')
+        calls.add(p + "1", f'<Response><Dial callbackUrl="{calls.url("/dial-events")}"><Number>77</Number>'
+                           f'</Dial></Response>')
+        music = calls.serve_wav("/1200.wav", tone(1200, 2.0))
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        connected = _wait_dial_events(stack, "/dial-events", 2)[1]
+        a_uuid = connected["CallUUID"]
+        headers = stack.api_headers()
+        play = requests.post(stack.api_url(f"/Call/{a_uuid}/Play/"), json={"urls": music, "legs": "bleg"},
+                             headers=headers, timeout=30)
+        assert play.status_code == 202, play.text
+        digits = requests.post(stack.api_url(f"/Call/{a_uuid}/DTMF/"), json={"digits": "42", "leg": "bleg"},
+                               headers=headers, timeout=30)
+        assert digits.status_code == 202, digits.text
+        got = stack.app.wait_path("/callee-digits", timeout=20)[0].form
+        call.wait(40)
+        rec = stack.app.wait_event("RecordStop", timeout=20).form
+        recording = requests.get(rec["RecordUrl"], headers=headers, timeout=5)
+    assert got["Digits"] == "42"
+    audio, _ = soundfile.read(io.BytesIO(recording.content), dtype="int16", always_2d=True)
+    assert windows_with(np.ascontiguousarray(audio[:, 0]), 1200) >= 10     # the callee heard the Play

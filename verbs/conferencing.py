@@ -44,7 +44,9 @@ import uuid as uuidlib
 
 from esl_app import CallGone, ESLError, ESLTimeout
 
+from .digit_patterns import DigitMatcher
 from .flow import NextDocument
+from .sound_document import sound_file_string
 
 log = logging.getLogger("callfork.conference")
 
@@ -126,7 +128,7 @@ class ConferenceMember:
         self.member_id = None
         self.conference_uuid = ""
         self.record_url = None
-        self.digits = ""
+        self.digits = DigitMatcher(verb.digits_match)
         self.moh = None
 
     # -- the member's way --------------------------------------------------------------------
@@ -197,36 +199,14 @@ class ConferenceMember:
 
     def _wait_sound(self) -> str | None:
         """The waitSound document's <Play> and <Wait> as one `file_string://` (what FreeSWITCH
-        plays to the room while the member waits); <Speak> cannot be played as a file there."""
+        plays to the room while the member waits)."""
         verb, call = self.verb, self.call
         if not verb.wait_sound:
             return None
-        from .document import parse_document
         params = call.params(ConferenceAction="waitSound", Event="ConferenceRemoteSounds",
                              ConferenceName=verb.room)
-        try:
-            result = call.services.fetch(verb.wait_sound, "POST", params)
-            document = parse_document(result.body, result.content_type)
-        except Exception as exc:
-            call.error(f"<Conference> line {verb.line}: waitSound {verb.wait_sound}: {exc}")
-            return None
-        parts = []
-        for item in document.verbs:
-            if item.name == "Play":
-                try:
-                    path = str(call.services.media_file(item.url))
-                except Exception as exc:
-                    call.error(f"<Conference> waitSound <Play> {item.url} skipped: {exc}")
-                    continue
-                parts += [path] * (item.loop or MAX_MOH_LOOPS)
-            elif item.name == "Wait":
-                parts.append(f"silence_stream://{item.length * 1000}")
-            else:
-                call.error(f"<Conference> waitSound: <{item.name}> is not played while waiting "
-                           "(FreeSWITCH plays only files there)")
-        if not parts:
-            return None
-        return "file_string://" + "!".join(parts)
+        return sound_file_string(call, verb.wait_sound, params, f"<Conference> line {verb.line} waitSound",
+                                 endless_loops=MAX_MOH_LOOPS)
 
     def _wait_joined(self, queue, execution):
         """The add-member event of this channel, or None when the app returned first (refused)."""
@@ -304,14 +284,11 @@ class ConferenceMember:
         if verb.hangup_on_star and digit == "*":
             self.kick("hangupOnStar")
             return
-        if not verb.digits_match or not verb.callback_url:
+        if not verb.callback_url:
             return
-        self.digits = (self.digits + digit)[-32:]
-        for pattern in (p.strip() for p in verb.digits_match.split(",")):
-            if pattern and self.digits.endswith(pattern):
-                self.digits = ""
-                self._callback("digits", "ConferenceDigitsMatch", {"ConferenceDigitsMatch": pattern})
-                return
+        pattern = self.digits.press(digit)
+        if pattern is not None:
+            self._callback("digits", "ConferenceDigitsMatch", {"ConferenceDigitsMatch": pattern})
 
     # -- callbacks ---------------------------------------------------------------------------
     def _entered(self, event) -> None:

@@ -35,6 +35,8 @@ import gevent.queue
 
 from esl_app import LEG_VARIABLE, CallGone, ESLError
 
+from .digit_patterns import DigitMatcher
+
 log = logging.getLogger("callfork.dial")
 
 RINGBACK_TONE = "%(2000,4000,440,480)"      # the US ringback FreeSWITCH calls ${us-ring}
@@ -160,7 +162,8 @@ class Dialer:
         self.legs: list[Leg] = []
         self.started = time.monotonic()
         self._held_hangups: list[Leg] = []
-        self._pressed = {}
+        self._matchers = {"aleg": DigitMatcher(plan.digits_match, DIGITS_GAP_S),
+                          "bleg": DigitMatcher(plan.digits_match_b_leg, DIGITS_GAP_S)}
         self._outcome_known = False
 
     # -- the dial string ----------------------------------------------------------------------
@@ -306,20 +309,13 @@ class Dialer:
         """A digit pressed while bridged, matched against digitsMatch / digitsMatchBLeg: when the
         digits pressed since the last match (or a pause of DIGITS_GAP_S) end with a pattern, the
         bridged leg reports `digits`."""
-        patterns = self.plan.digits_match if by == "aleg" else self.plan.digits_match_b_leg
         leg = next((leg for leg in self.legs if leg.connected and not leg.done), None)
-        if not patterns or leg is None or not digit:
+        if leg is None:
             return
-        now = time.monotonic()
-        pressed, last = self._pressed.get(by, ("", 0.0))
-        pressed = (pressed if now - last < DIGITS_GAP_S else "") + digit
-        self._pressed[by] = (pressed, now)
-        for pattern in patterns:
-            if pressed.endswith(pattern):
-                self._pressed[by] = ("", now)
-                leg.digits_matched, leg.digits_by = pattern, by
-                self.on_leg("digits", leg)
-                return
+        pattern = self._matchers[by].press(digit)
+        if pattern is not None:
+            leg.digits_matched, leg.digits_by = pattern, by
+            self.on_leg("digits", leg)
 
     def _on_leg_event(self, event, legs_by_uuid):
         leg = legs_by_uuid.get(event.get("Unique-ID"))
