@@ -6,7 +6,8 @@ Owns:
 * `OriginatedChannel`: a B-leg. Events CHANNEL_OUTGOING, CHANNEL_CREATE, CHANNEL_ORIGINATE (in that
   order, as captured), then whatever its far end does (progress, early media, answer, hangup),
   each with `Other-Type: originator` and the A-leg's profile as `Other-Leg-*`. It runs no dialplan:
-  its session waits for hangup and runs `execute_on_answer` (`app arg`) once it is answered. Caller
+  its session waits for hangup and runs `execute_on_answer` and `execute_on_answer_*` (`app arg`)
+  once it is answered (on a loopback pair, the -a leg runs them; its hangup reaches the -b leg). Caller
   profile: the caller id asked for (origination_caller_id_name/number, else the A-leg's caller
   id), callee id "Outbound Call" and switch_sanitize_number(<endpoint data>), the A-leg's context
   and source. Variables: the leg's `{}`/`[]` variables, then originator, originator_codec,
@@ -119,17 +120,24 @@ class OriginatedChannel(Channel):
 
     def run_app(self, app: str, arg: str = '') -> None:
         """Run an app in this leg's session (execute_on_answer)."""
-        self._apps.append((app, arg))
+        self._apps.append(lambda: self.execute(app, arg))
+        self._wake.set()
+
+    def run_call(self, func) -> None:
+        """Run `func(channel)` in this leg's session (the originate's group_confirm collector)."""
+        self._apps.append(lambda: func(self))
         self._wake.set()
 
     def answer(self, callstate_now: bool = True) -> None:
         was = self.answered
         super().answer(callstate_now)
         if self.answered and not was:
-            on_answer = self.get_variable('execute_on_answer')
-            if on_answer:
-                app, _, arg = on_answer.strip().partition(' ')
-                self.run_app(app, arg)
+            # switch_channel_execute_on: every variable named execute_on_answer* (execute_on_answer_1,
+            # ...), in variable order
+            for name, value in list(self.variables.items()):
+                if name.startswith('execute_on_answer') and value.strip():
+                    app, _, arg = value.strip().partition(' ')
+                    self.run_app(app, arg)
 
     def hangup(self, cause: str = 'NORMAL_CLEARING') -> None:
         super().hangup(cause)
@@ -145,7 +153,7 @@ class OriginatedChannel(Channel):
                 self._wake.wait(1.0)
                 self._wake.clear()
                 while self._apps and not self.hungup:
-                    self.execute(*self._apps.popleft())
+                    self._apps.popleft()()
         except Exception:
             log.exception('[%s] B-leg session failed', self.uuid)
         finally:

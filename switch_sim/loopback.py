@@ -10,12 +10,17 @@ with the `inline` dialplan the apps of <dest> (`app:arg` separated by `,`, or by
 pre_answer, answer), a hangup of either reaches the other with the same cause (mod_loopback's
 channel_on_hangup), and media flows through the pair (what one writes the other reads, CNG when
 it wrote nothing in time). other_loopback_leg_uuid and loopback_leg (A / B) are set on each.
+`send_dtmf_to_far_end(ch, digits)`: DTMF sent out of a loopback leg (send_dtmf, uuid_send_dtmf, a
+bridge passing digits on) arrives at its partner as received DTMF (mod_loopback's send_dtmf), `w`
+and `W` waiting 500 ms and 1 s.
 
 Approximated: the `app=` destination form, bowout and the loopback_* knobs are not modelled;
 `respond` on a loopback leg does nothing (as on FreeSWITCH, where the inline dialplan then ends and
 the pair hangs up with NORMAL_CLEARING).
 """
 from __future__ import annotations
+
+import gevent
 
 from .argsplit import separate_string
 from .bleg import FrameLink, LinkedFar, OriginatedChannel
@@ -115,3 +120,20 @@ def new_pair(sim, a_leg, data: str, kwargs: dict) -> LoopbackA:
     leg_a.ready.wait(5)
     leg_b.start()
     return leg_a
+
+
+def send_dtmf_to_far_end(ch, digits: str) -> bool:
+    """Queue `digits` on the partner of loopback leg `ch` (in the background); False if `ch` is not
+    a loopback leg."""
+    partner = getattr(ch, 'partner', None)
+    if partner is None:
+        return False
+
+    def deliver():
+        for digit in digits:
+            if digit in 'wW':
+                gevent.sleep(0.5 if digit == 'w' else 1.0)
+            elif digit.upper() in '0123456789*#ABCD':
+                partner.queue_dtmf(digit.upper())
+    gevent.spawn(deliver)
+    return True

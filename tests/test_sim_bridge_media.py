@@ -136,3 +136,24 @@ def test_a_loopback_leg_to_a_callfork_number_reaches_the_outbound_socket():
     finally:
         listener.close()
         sim.stop()
+
+
+def test_digits_cross_a_loopback_pair_and_group_confirm_key_picks_the_leg_that_presses_it():
+    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
+    try:
+        # uuid_send_dtmf on a loopback leg: its partner receives the digit (FreeSWITCH's reply text)
+        a, _c = caller_channel(sim, "[origination_uuid=b-3]loopback/m:^:answer^read:1 1 x got 5000 #/default/inline")
+        assert bridged_to(a) == "b-3"
+        b = sim.get_channel("b-3")
+        assert sim.run_api("uuid_send_dtmf", "b-3 5") == "+OK b-3 sent DTMF 5.\n"
+        wait_until(lambda: b.partner.get_variable("got") == "5", 5, "the digit at the -b leg")
+        sim.run_api("uuid_kill", a.uuid)
+        # two callees answer; only the one that presses the confirm key is connected
+        a2, _c = caller_channel(sim, "{group_confirm_key=5}"
+                                     "[origination_uuid=w-1]loopback/m:^:answer^send_dtmf:2^park/default/inline,"
+                                     "[origination_uuid=w-2]loopback/m:^:answer^sleep:300^send_dtmf:5^park/default/inline")
+        assert bridged_to(a2) == "w-2"
+        wait_until(lambda: sim.get_channel("w-1") is None, 5, "the loser gone")
+        assert a2.get_variable("originate_causes") == "ARRAY::w-1;LOSE_RACE|:w-2;NONE"
+    finally:
+        sim.stop()

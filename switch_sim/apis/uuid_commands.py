@@ -7,7 +7,9 @@ uuid_record 5, uuid_broadcast 4; tests/fixtures/fs-captures/api-argsplit.json), 
 space where the C code does that (uuid_kill, uuid_break).
 
 Approximated: `uuid_send_dtmf` plays the DTMF tones to the caller (what FreeSWITCH sends out over
-RTP), it does not queue DTMF on the channel itself (use the call script or `sim_dtmf` for that).
+RTP), it does not queue DTMF on the channel itself (use the call script or `sim_dtmf` for that); on
+a loopback leg its partner receives them (switch_sim.loopback). It answers `+OK <uuid> sent DTMF
+<digits>.` (tests/fixtures/fs-captures/bridge.json).
 """
 from __future__ import annotations
 
@@ -132,10 +134,12 @@ def api_uuid_send_dtmf(sim, ch, parts):
     if not parts[1]:
         return '-USAGE: <uuid> <dtmf_data>\n'
     digits, _, dur = parts[1].partition('@')
-    samples = dtmf_sequence(digits, int(dur) if dur.isdigit() else 250)
-    if samples is not None:
-        ch.add_write_injector(_ToneInjector(ch, samples))
-    return '+OK Success\n'
+    from ..loopback import send_dtmf_to_far_end
+    if not send_dtmf_to_far_end(ch, digits):  # a loopback leg: its partner receives the digits
+        samples = dtmf_sequence(digits, int(dur) if dur.isdigit() else 250)
+        if samples is not None:
+            ch.add_write_injector(_ToneInjector(ch, samples))
+    return '+OK %s sent DTMF %s.\n' % (ch.uuid, parts[1])
 
 
 def parse_inline_apps(text: str) -> list[tuple[str, str]]:

@@ -9,7 +9,9 @@ ignore_early_media=false, the default, a callee's 183 ends the originate and the
 early media); the others are hung up with LOSE_RACE. A leg's `leg_timeout` hangs it up with
 ALLOTTED_TIMEOUT; the call's timeout (the A-leg's `call_timeout`, else `originate_timeout`,
 else 60 s) hangs up what still rings with NO_ANSWER; the A-leg hanging up cancels the legs with
-ORIGINATOR_CANCEL. While the legs ring, the A-leg hears `ringback` (a tone `%(on,off,f..)` or a
+ORIGINATOR_CANCEL. With `group_confirm_key`, an answered leg wins only once it has pressed the key
+(switch_ivr_originate's collect thread: group_confirm_file, _read_timeout, _error_file, _timeout;
+not captured, read in the source). While the legs ring, the A-leg hears `ringback` (a tone `%(on,off,f..)` or a
 file), once a leg rings or at once with `instant_ringback`; without it, nothing is written. A leg
 that fails sets the A-leg's last_bridge_hangup_cause (while the A-leg is up).
 
@@ -23,14 +25,15 @@ unset; otherwise it is hung up with the cause.
 Bridge: CHANNEL_BRIDGE on the A-leg only (Bridge-A/B-Unique-ID first, `Other-Type: originatee` and
 the B-leg's profile as Other-Leg-* from then on), media both ways (each leg's read frames are the
 other's written frames, through each one's media bugs), the A-leg answered if it was not; DTMF on
-the A-leg is dequeued (DTMF events) and `bridge_terminate_key` ends the bridge. It ends when a leg
+either leg is dequeued (DTMF events) and sent out of the other (to a loopback partner; approximated:
+not in band to a scripted caller or callee), and `bridge_terminate_key` on the A-leg ends the bridge. It ends when a leg
 hangs up or on the key: CHANNEL_UNBRIDGE on the A-leg; a B-leg still up is hung up
 (NORMAL_CLEARING, or the A-leg's cause; ORIGINATOR_CANCEL if it never answered);
 bridge_hangup_cause = the B-leg's cause; last_bridge_role=originator when the A-leg hung up; then
 the A-leg is hung up with that cause if hangup_after_bridge is true (unset: it goes on).
 
 Approximated: `failure_causes`, `transfer_on_fail`, park/transfer_after_bridge, camp-on, the
-`group_confirm` and `monitor_early_media` knobs, and DTMF passed on to the B-leg are not modelled;
+`monitor_early_media` knobs are not modelled;
 queued (not event-locked) messages of the A-leg run nested during the bridge.
 """
 from __future__ import annotations
@@ -40,6 +43,7 @@ import time
 
 from .. import dialstring
 from ..bleg import FrameLink, LinkSource, new_leg
+from ..loopback import send_dtmf_to_far_end
 from ..media import ArraySource, MediaError, open_source
 from .registry import app
 
@@ -89,6 +93,7 @@ class Originate:
         self.timeout = _seconds(a.get_variable('call_timeout')) or \
             _seconds(dial.variables.get('originate_timeout')) or 60.0
         self.created: list = []          # every B-leg channel, in creation order
+        self.confirming: dict = {}       # answered legs asked for group_confirm_key: pressed it yet?
         self.ringback = None
 
     def _leg_failed(self, leg) -> None:
@@ -139,8 +144,12 @@ class Originate:
                         ch.set_variable('last_bridge_hangup_cause', self.a.hangup_cause)
                     ch.hangup('ORIGINATOR_CANCEL')
                 return None, 'ORIGINATOR_CANCEL'
+            for ch, _t in legs:
+                if ch.answered and not ch.hungup and ch not in self.confirming and self._confirm_key(ch):
+                    self._start_confirm(ch, legs, int(time.time()) - started)
             winner = next((ch for ch, _t in legs if not ch.hungup and (
-                ch.answered or (self.early_ok and ch.early_media))), None)
+                (ch.answered and (ch not in self.confirming or self.confirming[ch]))
+                or (self.early_ok and ch.early_media and not ch.answered))), None)
             if winner is not None:
                 for ch, _t in legs:
                     if ch is not winner:
@@ -158,6 +167,38 @@ class Originate:
             self._ring(instant or any(ch.progress_us or ch.early_media for ch, _t in legs))
             if not self.a.wait_frame():
                 continue
+
+    def _confirm_key(self, ch) -> str:
+        return ch.get_variable('group_confirm_key') or self.dial.variables.get('group_confirm_key') or ''
+
+    def _start_confirm(self, ch, legs, elapsed: int) -> None:
+        """An answered leg with a group_confirm_key is not the winner until it presses the key:
+        collect_thread_run reads len(key) digits over group_confirm_file (each read waits
+        group_confirm_read_timeout ms, 5000) until they are the key; group_confirm_timeout gives
+        the leg that many more seconds (0: no limit)."""
+        key = self._confirm_key(ch)
+        var = lambda name: ch.get_variable(name) or self.dial.variables.get(name)   # noqa: E731
+        prompt = var('group_confirm_file')
+        error_prompt = var('group_confirm_error_file')
+        read_ms = int(_seconds(var('group_confirm_read_timeout')) or 5000)
+        extend = var('group_confirm_timeout')
+        if extend is not None and extend.strip().isdigit():
+            for i, (leg, _t) in enumerate(legs):
+                if leg is ch:
+                    legs[i] = (leg, elapsed + int(extend) if int(extend) else None)
+        self.confirming[ch] = False
+
+        def collect(leg):
+            from .digits import ivr_read
+            from .playback import play_file
+            while not leg.hungup:
+                _status, digits = ivr_read(leg, len(key), len(key), prompt, None, read_ms, '', read_ms)
+                if digits == key:
+                    self.confirming[leg] = True
+                    return
+                if error_prompt:
+                    play_file(leg, error_prompt)
+        ch.run_call(collect)
 
     def _ring(self, ringing: bool) -> None:
         value = self.a.get_variable('ringback')
@@ -227,7 +268,14 @@ def bridge_media(a, b) -> None:
                 pass                      # uuid_break does not end a bridge
             stop = False
             while a.dtmf_queue and not stop:
-                stop = bool(key) and a.dequeue_dtmf() == key[0]
+                digit = a.dequeue_dtmf()
+                stop = bool(key) and digit == key[0]
+                if not stop and digit:
+                    send_dtmf_to_far_end(b, digit)      # passed on to the callee
+            while b.dtmf_queue:                          # the callee's digits reach the caller
+                digit = b.dequeue_dtmf()
+                if digit:
+                    send_dtmf_to_far_end(a, digit)
             if stop:
                 break
     finally:

@@ -8,7 +8,8 @@ and hangup are seen within one frame, and services queued messages on every fram
 with `send_silence_when_idle`.
 
 Approximated: speak / tts:// use the synthetic speech of switch_sim.media (mod_flite is not
-available).
+available). send_dtmf plays the tones in band; on a loopback leg the partner receives the digits
+instead (switch_sim.loopback.send_dtmf_to_far_end, as mod_loopback's send_dtmf).
 """
 from __future__ import annotations
 
@@ -156,6 +157,9 @@ def app_send_dtmf(ch, data):
         duration_ms = int(dur) if dur else 250
     except ValueError:
         duration_ms = 250
+    from ..loopback import send_dtmf_to_far_end
+    if send_dtmf_to_far_end(ch, digits):      # a loopback leg: its partner receives the digits
+        return
     samples = dtmf_sequence(digits, duration_ms)
     if samples is not None:
         play_source(ch, ArraySource(samples))
