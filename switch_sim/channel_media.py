@@ -219,7 +219,15 @@ class MediaPath:
             caller.tick(self, heard if heard is not None else _ZERO_FRAME, time.monotonic() - self._created_mono)
 
     def _read(self, read) -> None:
-        """One read frame (None = CNG) to the read taps, the read-stream bugs, then READ_PING bugs."""
+        """One read frame (None = CNG): SMBF_READ_REPLACE bugs change it (uuid_displace's `r` flag;
+        approximated: before every other bug, in attach order), then it goes to the read taps (the
+        blocking record apps, a bridge), the read-stream bugs, then READ_PING bugs."""
+        for bug in list(self.media_bugs.values()):
+            if getattr(bug, 'read_replace', False):
+                try:
+                    read = bug.replace_read(read)
+                except Exception:
+                    log.exception('[%s] media bug %s failed', self.uuid, getattr(bug, 'name', bug))
         for tap in list(self.read_taps):
             try:
                 tap(read)

@@ -157,3 +157,27 @@ def test_digits_cross_a_loopback_pair_and_group_confirm_key_picks_the_leg_that_p
         assert a2.get_variable("originate_causes") == "ARRAY::w-1;LOSE_RACE|:w-2;NONE"
     finally:
         sim.stop()
+
+
+def test_a_read_displace_on_the_a_leg_reaches_the_callee(tmp_path):
+    """uuid_displace's `r` flag on the A-leg replaces what it reads, so the bridged callee hears the
+    file instead of the caller (and the caller hears 0xFFFF samples: near silence)."""
+    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
+    try:
+        reply = sim.run_api("sim_callee", json.dumps({"match": "15557654322", "answer_after": 0,
+                                                      "audio": tone_wav(tmp_path / "callee.wav", 1000),
+                                                      "keep_heard": True}))
+        callee_id = reply.split()[1]
+        a, caller = caller_channel(sim, "sofia/gateway/carrier/15557654322",
+                                   audio=tone_wav(tmp_path / "caller.wav", 600))
+        bridged_to(a)
+        callee = heard(sim, callee_id)
+        start_heard, start_caller = len(callee), len(caller.heard_samples())
+        reply = sim.run_api("uuid_displace", f"{a.uuid} start tone_stream://%(1000,0,1500);L=-1 0 r")
+        assert reply == "+OK Success\n"
+        wait_until(lambda: len(heard(sim, callee_id)) - start_heard >= RATE, 5, "a second heard by the callee")
+        assert dominant_hz(heard(sim, callee_id)[-RATE // 2:]) == 1500
+        assert dominant_hz(caller.heard_samples()[start_caller + RATE // 5:]) == 0
+        sim.run_api("uuid_kill", a.uuid)
+    finally:
+        sim.stop()

@@ -19,10 +19,13 @@ switch_ivr_displace_session / write_displace_callback), checked against the runn
 * stop removes the bug of that path: `+OK Success`, or `-ERR Cannot stop displace session!` when
   there is none (it ended, or never started).
 
-Approximated: the read side is not modelled: FreeSWITCH also replaces what the channel *reads* with
-0xFFFF samples while a non-`m` displace runs (the caller is muted to the other side), and the `r`
-flag displaces the read side instead of the written one; the simulator refuses `r` (`-ERR Cannot
-displace session!`) rather than pretend to play it.
+* `r` displaces the read side instead (read_displace_callback, from the source, not captured): what
+  the channel reads (what a bridged B-leg hears) is the file, or the file mixed in with `m`; what
+  it writes becomes 0xFFFF samples unless `m`.
+
+Approximated: FreeSWITCH also replaces what the channel *reads* with 0xFFFF samples while a non-`m`,
+non-`r` displace runs (the caller is muted to the other side); the simulator leaves the read side
+of a write displace alone.
 """
 from __future__ import annotations
 
@@ -46,8 +49,9 @@ class DisplaceBug:
     function = 'displace'
     write_replace = True
 
-    def __init__(self, ch, path: str, opener, limit_s: int, mux: bool, loop: bool):
+    def __init__(self, ch, path: str, opener, limit_s: int, mux: bool, loop: bool, read: bool = False):
         self.ch = ch
+        self.read_replace = read        # `r`: the file replaces what the channel reads
         self.opener = opener            # () -> a fresh Source of the file (for `l`)
         self.name = 'displace:' + path
         self.target = path
@@ -61,6 +65,17 @@ class DisplaceBug:
         self._ending = False
 
     def replace_write(self, frame):
+        if self.read_replace:           # read_displace_callback's WRITE_REPLACE: 0xFFFF unless mux
+            return frame if self.mux or self._ending else np.full(len(frame), -1, dtype=np.int16)
+        return self._next(frame)
+
+    def replace_read(self, frame):
+        """SMBF_READ_REPLACE (`r`): the frame the channel reads (None: CNG)."""
+        samples = np.zeros(160, dtype=np.int16) if frame is None else frame
+        out = self._next(samples)
+        return frame if out is samples and frame is None else out
+
+    def _next(self, frame):
         if self._ending:
             return frame
         if self.deadline is not None and int(time.time()) >= self.deadline:
@@ -112,15 +127,12 @@ def _start(ch, path: str, limit: int, flags: str) -> bool:
     ch.pre_answer()
     if ch.hungup or _displace_bug(ch, path) is not None:
         return False
-    if 'r' in flags:
-        log.error('[%s] uuid_displace: the read side (flag r) is not modelled by the simulator', ch.uuid)
-        return False
     if path.startswith(('tts://', 'say:')):
         return False   # only the playback app knows these; FreeSWITCH's file open does not
     def opener():
         return open_source(path, ch.sim.media, ch.variables)
     try:
-        bug = DisplaceBug(ch, path, opener, limit or 0, 'm' in flags, 'l' in flags)
+        bug = DisplaceBug(ch, path, opener, limit or 0, 'm' in flags, 'l' in flags, read='r' in flags)
     except MediaError as exc:
         log.error('[%s] uuid_displace: cannot open %s: %s', ch.uuid, path, exc)
         return False
