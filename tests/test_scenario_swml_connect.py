@@ -78,7 +78,7 @@ def test_connect_to_a_number_each_party_hears_the_other_and_the_document_goes_on
                          "call_state_events": ALL_STATES}},
             {"hangup": {"reason": "busy"}}), "application/json")
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
-        call = stack.call(to="1", audio=str(caller_wav), hangup_after=40)
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=40)
         caller_hangup = _hangup_of_number(stack, p + "1")
         heard = call.heard()
         bodies = _wait_states(stack, 3)
@@ -123,7 +123,7 @@ def test_connect_parallel_the_first_to_answer_wins_and_the_loser_is_cancelled(tm
                          "call_state_events": ALL_STATES}},
             {"hangup": {}}), "application/json")
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
-        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
         caller_hangup = _hangup_of_number(stack, p + "1")
         heard = call.heard()
         legs = _by_leg(_wait_states(stack, 5))
@@ -153,7 +153,7 @@ def test_connect_serial_tries_the_next_destination_when_the_first_is_busy(tmp_pa
             {"switch": {"variable": "vars.connect_result", "case": {"connected": [{"hangup": {}}]},
                         "default": [{"hangup": {"reason": "decline"}}]}}), "application/json")
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
-        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
         caller_hangup = _hangup_of_number(stack, p + "1")
         heard = call.heard()
         bodies = _wait_states(stack, 5)
@@ -225,7 +225,7 @@ def test_connect_ringback_file_plays_to_the_caller_while_the_callee_rings(tmp_pa
             {"connect": {"to": "79", "timeout": 4, "ringback": [ring]}},
             {"hangup": {}}), "application/json")
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
-        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
         caller_hangup = _hangup_of_number(stack, p + "1")
         heard = call.heard()
 

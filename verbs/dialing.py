@@ -197,10 +197,12 @@ class Dialer:
             parts.append((target.group, f"[{block}]{endpoint}"))
         groups = sorted({group for group, _ in parts})
         # the global block, read by switch_ivr_originate for every leg: FreeSWITCH's own cap on
-        # ringing (60 s unless told) would cut a longer timeout short; the confirm variables go here
+        # ringing (60 s unless told) would cut a longer timeout short, so it is raised past the legs'
+        # own: it fires at `elapsed >= cap` in whole epoch seconds, a leg_timeout at `elapsed >
+        # timeout`, and +2 keeps the cap from winning the same second; the confirm variables go here
         # because, given per leg ([...]), mod_loopback deletes them from its leg before the originate
         # looks (channel_outgoing_channel: switch_channel_del_variable_prefix "group_confirm_")
-        global_vars = {"originate_timeout": str(max(self.leg_timeout(leg) for leg in self.legs))}
+        global_vars = {"originate_timeout": str(max(self.leg_timeout(leg) for leg in self.legs) + 2)}
         if self.plan.confirm_key:
             global_vars["group_confirm_key"] = leg_value("confirmKey", self.plan.confirm_key)
             if self.plan.confirm_file:
