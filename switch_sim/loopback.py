@@ -30,7 +30,7 @@ from .channel import Channel
 # 9999 answers and parks, 9998 answers and plays an endless 440 Hz tone
 EXTENSIONS = {
     '9999': [('answer', ''), ('park', '')],
-    '9998': [('answer', ''), ('playback', 'tone_stream://%(1000,0,440);L=-1')],
+    '9998': [('answer', ''), ('playback', 'tone_stream://%(1000,0,440);loops=-1')],
 }
 
 

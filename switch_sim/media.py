@@ -9,8 +9,10 @@ Approximated (documented, deterministic):
   (letters/digits voiced, with a pitch and formant derived from the character; spaces and punctuation
   silent), amplitude ~ -12 dBFS. Engine must be `flite` and the voice one of mod_flite's
   (awb, kal, kal16, rms, slt); anything else fails to open like a missing module/voice.
-* tone_stream supports `%(on,off,f1[,f2...])` segments, `L=<loops>` (-1 = forever) and `v=<dB>`;
-  other teletone script features are not implemented (the open fails with an error).
+* tone_stream supports `%(on,off,f1[,f2...])` segments, `L=<n>` (the script n times; libteletone
+  ignores n <= 0, so `L=-1` plays it once), `;loops=<n>` (mod_tone_stream's buffer loops: -1 =
+  forever) and `v=<dB>`; other teletone script features are not implemented (the open fails with
+  an error).
 * silence_stream produces digital silence (no comfort noise); `0` fails ("Invalid Input") as in FreeSWITCH.
 * Files: anything libsndfile (soundfile) reads; multi-channel is averaged to mono; other rates are
   resampled with soxr. `path@@<samples>` seeks.
@@ -265,7 +267,10 @@ def _tone_stream(spec: str) -> Source:
         if not part:
             continue
         if part.startswith('L='):
-            loops = int(part[2:])
+            if int(part[2:]) > 0:              # libteletone: `if ((L = atoi(cur + 2)) > 0)`
+                loops = int(part[2:])
+        elif part.startswith('loops='):        # mod_tone_stream: switch_buffer_set_loops
+            loops = -1 if int(part[6:]) < 0 else max(1, int(part[6:]))
         elif part.startswith('v='):
             volume_db = float(part[2:])
         elif part.startswith('%(') and part.endswith(')'):

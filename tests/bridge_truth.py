@@ -12,7 +12,8 @@ gone. Kept per case: each leg's ordered events with their relevant headers (legs
 by origination_uuid, the loopback partners "<name>-b"), the A-leg's variables callfork reads
 (from the EXECUTE_COMPLETE of bridge), the B-legs' variables (from their CHANNEL_HANGUP_COMPLETE),
 the replies of the actions, timings (the bridge's run time, when each B-leg hung up), and what the
-caller heard while the B-legs rang (the dominant frequency of each 200 ms of the right channel).
+caller heard while the B-legs rang (the dominant frequency of each 200 ms of the right channel),
+and, where a case records a B-leg (uuid_record, stereo), what that leg wrote: what the A-leg read.
 
     python tests/bridge_truth.py capture --esl 127.0.0.1:8021:ClueCon --out tests/fixtures/fs-captures/bridge.json
     python tests/bridge_truth.py sim          # the same cases on the simulator, differences printed
@@ -142,6 +143,10 @@ def cases() -> list[dict]:
         {"name": "early_media_ignored", "vars": A_VARS + ["ringback=%(2000,4000,440,480)"],
          "dial": "{ignore_early_media=true}[origination_uuid={U1},leg_timeout=3]loopback/m:^:pre_answer^"
                  "gentones:%(30000\\,0\\,800)/default/inline", "actions": [], "listen": True},
+        {"name": "read_displace_reaches_the_callee", "vars": A_VARS,
+         "dial": "[origination_uuid={U1},RECORD_STEREO=true]loopback/9998/default",
+         "actions": [["A", "CHANNEL_BRIDGE", 0.3, "record U1"], ["A", "CHANNEL_BRIDGE", 0.6, "displace A"],
+                     ["A", "CHANNEL_BRIDGE", 2.6, "kill U1"]], "listen": True},
         {"name": "unknown_gateway", "vars": A_VARS,
          "dial": "[origination_uuid={U1}]sofia/gateway/nosuchgw/15557654321", "actions": []},
         {"name": "unknown_user", "vars": A_VARS, "dial": "[origination_uuid={U1}]user/nosuchuser", "actions": []},
@@ -234,6 +239,10 @@ class Run:
             line = f"uuid_kill {target}"
         elif verb == "exists":
             line = f"uuid_exists {target}"
+        elif verb == "record":                  # what the B-leg writes: what the A-leg read
+            line = f"uuid_record {target} start {self.b_record}"
+        elif verb == "displace":                # the `r` flag: replaces what the leg reads
+            line = f"uuid_displace {target} start tone_stream://%(1000,0,1500);loops=-1 0 r"
         else:                                   # "dtmf A <digit>": the caller presses a key
             line = self.caller_dtmf(self, rest[0])
         self.esl.send(f"api {line}\n\n")
@@ -358,10 +367,16 @@ def run_case(esl, case: dict, caller_dtmf, record_dir: Path = TONE_DIR) -> dict:
         os.chmod(record_dir, 0o755)
         record = str(record_dir / f"heard-{case['name']}-{uuidlib.uuid4().hex[:6]}.wav")
     r = Run(esl, case, caller_dtmf)
+    if record:
+        r.b_record = record[:-4] + "-b.wav"
     result = r.run(record)
     if record:
         result["heard_hz"] = heard_summary(record, r.bridge_started)
-        os.unlink(record) if os.path.exists(record) else None
+        if any(a[3].startswith("record") for a in case["actions"]):
+            result["b_wrote_hz"] = heard_summary(r.b_record, 0.0, 2.4)
+        for path in (record, r.b_record):
+            if os.path.exists(path):
+                os.unlink(path)
     return result
 
 
@@ -462,7 +477,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "try":
         address, password = truth_capture.esl_setting("127.0.0.1:8021:ClueCon")
         for res in run(address, password, _real_dtmf, only=sys.argv[2:]):
-            print("==", res["name"], res["times"], res["replies"], res.get("heard_hz"))
+            print("==", res["name"], res["times"], res["replies"], res.get("heard_hz"), res.get("b_wrote_hz"))
             for leg, evs in res["legs"].items():
                 print("  ", leg, [e["event"] + ("(%s)" % e["Hangup-Cause"] if "Hangup-Cause" in e and e["event"].endswith("COMPLETE") else "") for e in evs])
             print("   A vars", res["a_variables"])

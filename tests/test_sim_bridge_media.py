@@ -173,7 +173,7 @@ def test_a_read_displace_on_the_a_leg_reaches_the_callee(tmp_path):
         bridged_to(a)
         callee = heard(sim, callee_id)
         start_heard, start_caller = len(callee), len(caller.heard_samples())
-        reply = sim.run_api("uuid_displace", f"{a.uuid} start tone_stream://%(1000,0,1500);L=-1 0 r")
+        reply = sim.run_api("uuid_displace", f"{a.uuid} start tone_stream://%(1000,0,1500);loops=-1 0 r")
         assert reply == "+OK Success\n"
         wait_until(lambda: len(heard(sim, callee_id)) - start_heard >= RATE, 5, "a second heard by the callee")
         assert dominant_hz(heard(sim, callee_id)[-RATE // 2:]) == 1500

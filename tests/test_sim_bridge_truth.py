@@ -48,8 +48,9 @@ def test_bridge_case_replays(esl, want, tmp_path):
         if not action.startswith("dtmf"):           # the simulator's caller presses keys differently
             assert got == reply, action
     assert abs(have["times"]["bridge_s"] - want["times"]["bridge_s"]) <= SLACK_S
-    if "heard_hz" in want:
-        windows = min(len(want["heard_hz"]), len(have["heard_hz"]))
-        assert windows >= 5
-        same = sum(a == b for a, b in zip(want["heard_hz"][:windows], have["heard_hz"][:windows]))
-        assert same >= windows - 1, (want["heard_hz"], have["heard_hz"])
+    for key in ("heard_hz", "b_wrote_hz"):
+        if key in want:
+            windows = min(len(want[key]), len(have[key]))
+            assert windows >= 5, (key, have[key])
+            same = sum(a == b for a, b in zip(want[key][:windows], have[key][:windows]))
+            assert same >= windows - 1, (key, want[key], have[key])

@@ -19,9 +19,10 @@ switch_ivr_displace_session / write_displace_callback), checked against the runn
 * stop removes the bug of that path: `+OK Success`, or `-ERR Cannot stop displace session!` when
   there is none (it ended, or never started).
 
-* `r` displaces the read side instead (read_displace_callback, from the source, not captured): what
-  the channel reads (what a bridged B-leg hears) is the file, or the file mixed in with `m`; what
-  it writes becomes 0xFFFF samples unless `m`.
+* `r` displaces the read side instead (read_displace_callback): what the channel reads (what a
+  bridged B-leg hears) is the file, or the file mixed in with `m` (captured: bridge.json,
+  read_displace_reaches_the_callee); what it writes becomes 0xFFFF samples unless `m` (from the
+  source, not captured).
 
 Approximated: FreeSWITCH also replaces what the channel *reads* with 0xFFFF samples while a non-`m`,
 non-`r` displace runs (the caller is muted to the other side); the simulator leaves the read side

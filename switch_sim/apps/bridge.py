@@ -71,7 +71,7 @@ def ringback_source(ch, value: str):
     """The ringback the A-leg hears: a teletone `%(...)` (looped) or a file; None if it cannot open."""
     try:
         if value.startswith('%(') or value.startswith('L=') or value.startswith('v='):
-            return open_source('tone_stream://%s;L=-1' % value, ch.sim.media, ch.variables)
+            return open_source('tone_stream://%s;loops=-1' % value, ch.sim.media, ch.variables)
         src = open_source(value, ch.sim.media, ch.variables)
         if isinstance(src, ArraySource):
             src.loop = len(src.samples) > 0
