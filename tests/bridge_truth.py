@@ -17,6 +17,7 @@ and, where a case records a B-leg (uuid_record, stereo), what that leg wrote: wh
 
     python tests/bridge_truth.py capture --esl 127.0.0.1:8021:ClueCon --out tests/fixtures/fs-captures/bridge.json
     python tests/bridge_truth.py sim          # the same cases on the simulator, differences printed
+    python tests/bridge_truth.py try <case>.. # some cases on the real switch, printed (not written)
 
 Needs the freeswitch-test configuration (9999 answers and parks, 9998 answers and plays 440 Hz),
 mod_loopback's inline dialplan and mod_tone_stream; no callfork, no port 8084.
@@ -252,6 +253,13 @@ class Run:
         self.replies.append([action, None])
         self.awaiting_reply = self.replies[-1]
 
+    def peer(self) -> str:
+        """The A-leg's loopback partner (the caller's side), as its events name it."""
+        for _t, label, ev in self.events:
+            if label == "A" and ev.get("variable_other_loopback_leg_uuid"):
+                return ev["variable_other_loopback_leg_uuid"]
+        return self.a
+
     def sendmsg(self, app: str, arg: str, lock: bool = False) -> None:
         lines = [f"sendmsg {self.a}", "call-command: execute", f"execute-app-name: {app}",
                  f"execute-app-arg: {arg}"]
@@ -413,16 +421,6 @@ def _real_dtmf(run: Run, digit: str) -> str:
     return f"uuid_send_dtmf {run.peer()} {digit}"
 
 
-def _peer(self) -> str:
-    for _t, label, ev in self.events:
-        if label == "A" and ev.get("variable_other_loopback_leg_uuid"):
-            return ev["variable_other_loopback_leg_uuid"]
-    return self.a
-
-
-Run.peer = _peer
-
-
 def capture(address, password: str) -> list[dict]:
     return run(address, password, _real_dtmf)
 
@@ -431,8 +429,8 @@ def replay(sim) -> list[dict]:
     return run(sim.esl_address, "ClueCon", sim_dtmf, pace=0.0)
 
 
-UNSTABLE = ("last_bridge_role",)
-SETUP = ("CHANNEL_OUTGOING", "CHANNEL_CREATE", "CHANNEL_ORIGINATE")     # set or not depending on which thread FreeSWITCH ran first
+UNSTABLE = ("last_bridge_role",)       # set or not depending on which thread FreeSWITCH ran first
+SETUP = ("CHANNEL_OUTGOING", "CHANNEL_CREATE", "CHANNEL_ORIGINATE")
 
 
 def event_names(events: list, leg: str) -> list:
