@@ -470,3 +470,27 @@ def test_rest_play_and_dtmf_reach_the_bridged_callee(tmp_path, real_fs):
     assert got["Digits"] == "42"
     audio, _ = soundfile.read(io.BytesIO(recording.content), dtype="int16", always_2d=True)
     assert windows_with(np.ascontiguousarray(audio[:, 0]), 1200) >= 10     # the callee heard the Play
+
+
+@switch_modes()
+def test_a_callee_s_early_media_is_not_its_answer(tmp_path, real_fs):
+    """A callee that plays early media (a carrier's announcement) and never answers: the caller
+    hears it while it rings, and the Dial ends at its timeout, unanswered."""
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        early = calls.serve_wav("/early.wav", tone(1200, 8.0))
+        calls.add(p + "84", f'<Response><PreAnswer><Play>{early}</Play></PreAnswer><Wait length="20"/></Response>')
+        calls.add(p + "1", f'<Response><Dial timeout="4" action="{calls.url("/dial-action")}" '
+                           f'callbackUrl="{calls.url("/dial-events")}"><Number>84</Number></Dial></Response>')
+        stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
+        action = stack.app.wait_event("DialAction", timeout=30).form
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 1)
+        heard = call.heard()
+    assert action["DialStatus"] == "no-answer", action
+    assert action["DialRingStatus"] == "true" and action["DialBLegUUID"] == ""
+    assert [e["Event"] for e in events] == ["DialHangup"]
+    assert windows_with(heard, 1200) >= 15      # the early media reached the caller while it rang

@@ -202,7 +202,12 @@ class Dialer:
         # timeout`, and +2 keeps the cap from winning the same second; the confirm variables go here
         # because, given per leg ([...]), mod_loopback deletes them from its leg before the originate
         # looks (channel_outgoing_channel: switch_channel_del_variable_prefix "group_confirm_")
-        global_vars = {"originate_timeout": str(max(self.leg_timeout(leg) for leg in self.legs) + 2)}
+        global_vars = {"originate_timeout": str(max(self.leg_timeout(leg) for leg in self.legs) + 2),
+                       # a callee's early media must not count as its answer (FreeSWITCH would
+                       # bridge it at once and stop its timeout): passed to the caller while it rings
+                       # (one leg, no ringback file), or ignored under a ringback file
+                       **({"ignore_early_media": "true"} if self.plan.ringback_file
+                          else {"bridge_early_media": "true"})}
         if self.plan.confirm_key:
             global_vars["group_confirm_key"] = leg_value("confirmKey", self.plan.confirm_key)
             if self.plan.confirm_file:

@@ -12,7 +12,11 @@ else 60 s) hangs up what still rings with NO_ANSWER; the A-leg hanging up cancel
 ORIGINATOR_CANCEL. With `group_confirm_key`, an answered leg wins only once it has pressed the key
 (switch_ivr_originate's collect thread: group_confirm_file, _read_timeout, _error_file, _timeout;
 not captured, read in the source). While the legs ring, the A-leg hears `ringback` (a tone `%(on,off,f..)` or a
-file), once a leg rings or at once with `instant_ringback`; without it, nothing is written. A leg
+file), once a leg rings or at once with `instant_ringback`; without it, nothing is written, except
+with `bridge_early_media=true`: the originate then waits for an answer and, for a single leg and no
+ringback, the leg's early media is what the A-leg hears (pre-answered; switch_ivr_originate's
+ignore_early_media == 3 passthrough, read in the source and checked at callfork's level by
+tests/test_scenario_dial.py on FreeSWITCH 1.10.12). A leg
 that fails sets the A-leg's last_bridge_hangup_cause (while the A-leg is up).
 
 Failure: originate_disposition / originate_failed_cause = the cause (the last leg's), DIALSTATUS
@@ -90,6 +94,8 @@ class Originate:
         ignore = dial.variables.get('ignore_early_media', a.get_variable('ignore_early_media'))
         self.early_ok = not (_true(ignore) or ignore in ('consume', 'ring_ready')
                              or _true(dial.variables.get('bridge_early_media')))
+        self.bridge_early_media = _true(dial.variables.get('bridge_early_media'))
+        self.passthrough = None          # (leg, its read tap) while its early media reaches the A-leg
         self.timeout = _seconds(a.get_variable('call_timeout')) or \
             _seconds(dial.variables.get('originate_timeout')) or 60.0
         self.created: list = []          # every B-leg channel, in creation order
@@ -117,6 +123,7 @@ class Originate:
         finally:
             if self.ringback is not None and self.a.write_source is self.ringback:
                 self.a.write_source = None
+            self._end_passthrough()
 
     def _group(self, group):
         legs, cause = [], 'NORMAL_CLEARING'
@@ -165,6 +172,7 @@ class Originate:
                 for ch, _t in legs:
                     ch.hangup('NO_ANSWER')
             self._ring(instant or any(ch.progress_us or ch.early_media for ch, _t in legs))
+            self._pass_early_media(legs)
             if not self.a.wait_frame():
                 continue
 
@@ -199,6 +207,32 @@ class Originate:
                 if error_prompt:
                     play_file(leg, error_prompt)
         ch.run_call(collect)
+
+    def _pass_early_media(self, legs) -> None:
+        """bridge_early_media (switch_ivr_originate's ignore_early_media == 3): the early media of a
+        single leg is what the A-leg hears while it rings (pre-answered first), unless a `ringback`
+        is set; the originate goes on waiting for an answer."""
+        if not self.bridge_early_media or self.passthrough is not None or len(legs) != 1:
+            return
+        leg = legs[0][0]
+        if not leg.early_media or leg.answered or leg.hungup or self.a.get_variable('ringback'):
+            return
+        if not (self.a.answered or self.a.early_media):
+            self.a.pre_answer()
+        link = FrameLink()
+        leg.read_taps.append(link.push)
+        self.passthrough = (leg, link.push)
+        self.a.write_source = LinkSource(link)
+
+    def _end_passthrough(self) -> None:
+        if self.passthrough is None:
+            return
+        leg, tap = self.passthrough
+        self.passthrough = None
+        if tap in leg.read_taps:
+            leg.read_taps.remove(tap)
+        if isinstance(self.a.write_source, LinkSource) and not self.a.hungup:
+            self.a.write_source = None
 
     def _ring(self, ringing: bool) -> None:
         value = self.a.get_variable('ringback')
