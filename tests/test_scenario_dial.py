@@ -39,6 +39,22 @@ def _hangup_of(stack, call_uuid, timeout=10):
     return find()[0]
 
 
+def _press(stack, call, digits):
+    """The caller presses `digits` now."""
+    if stack.real_fs:
+        stack.service.control.api(f"uuid_send_dtmf {call.a_uuid} {digits}")
+    else:
+        for digit in digits:
+            call.channel.queue_dtmf(digit)
+
+
+def _hang_up_caller(stack, call):
+    if stack.real_fs:
+        stack.service.control.api(f"uuid_kill {call.a_uuid} NORMAL_CLEARING")
+    else:
+        call.channel.hangup("NORMAL_CLEARING")
+
+
 def _wait_dial_events(stack, path, count, timeout=20):
     assert stack.app.wait_for(lambda: len(_dial_events(stack, path)) >= count, timeout), \
         [f.get("Event") for f in _dial_events(stack, path)]
@@ -189,7 +205,11 @@ def test_dial_caller_hangs_up_while_the_callee_rings(tmp_path, real_fs):
                            f'timeout="25" callbackUrl="{calls.url("/dial-events")}"><Number>79</Number></Dial>'
                            f'</Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
-        call = stack.call(to="1", audio=str(caller_wav), hangup_after=5)
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        # the callee's call has reached its app: it rings; the caller hangs up now
+        stack.app.wait_for(lambda: any(r.form.get("To") == p + "79" for r in list(stack.app.requests)
+                                       if r.path == "/answer"), 30)
+        _hang_up_caller(stack, call)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
         events = _wait_dial_events(stack, "/dial-events", 1)
@@ -215,7 +235,9 @@ def test_dial_hangup_on_star_ends_the_bridge_and_the_document_goes_on(tmp_path, 
                            f'action="{calls.url("/dial-action")}" callbackUrl="{calls.url("/dial-events")}">'
                            f'<Number>77</Number></Dial><Hangup/></Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
-        call = stack.call(to="1", audio=str(caller_wav), dtmf=[("*", 4)], hangup_after=30)
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        _wait_dial_events(stack, "/dial-events", 2)          # DialConnected: bridged
+        _press(stack, call, "*")
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
         events = _wait_dial_events(stack, "/dial-events", 3)
@@ -340,7 +362,9 @@ def test_dial_digits_match_reports_what_the_caller_pressed(tmp_path, real_fs):
         calls.add(p + "1", f'<Response><Dial digitsMatch="*9,#12" callbackUrl="{calls.url("/dial-events")}">'
                            f'<Number>77</Number></Dial></Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
-        call = stack.call(to="1", audio=str(caller_wav), dtmf=[("#12", 4)], hangup_after=30)
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        _wait_dial_events(stack, "/dial-events", 2)          # DialConnected: bridged
+        _press(stack, call, "#12")
         call.wait(40)
         events = _wait_dial_events(stack, "/dial-events", 4)
     matched = [e for e in events if e["Event"] == "DialDigitsMatch"]
@@ -398,7 +422,9 @@ def test_dial_caller_hangs_up_during_the_bridge(tmp_path, real_fs):
         calls.add(p + "1", f'<Response><Dial action="{calls.url("/dial-action")}" '
                            f'callbackUrl="{calls.url("/dial-events")}"><Number>77</Number></Dial></Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
-        call = stack.call(to="1", audio=str(caller_wav), hangup_after=5)
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        _wait_dial_events(stack, "/dial-events", 2)          # DialConnected: bridged
+        _hang_up_caller(stack, call)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
         events = _wait_dial_events(stack, "/dial-events", 3)

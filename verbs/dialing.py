@@ -10,6 +10,8 @@ SIP headers, and what runs when it answers (`execute_on_answer_N`: the time limi
 (`hangup_after_bridge=false`, `continue_on_fail=true`), to end the bridge on `*` when asked
 (`bridge_terminate_key`), and, once answered, to hear a ringback tone while the legs ring.
 
+The dial string and the values it may carry are verbs/dial_plan.py's; this module runs it.
+
 `Dialer.run()` blocks in the call's greenlet until the bridge app completes and every leg has
 hung up (or a short grace has passed), calling `on_leg(kind, leg)` for each leg's answer
 (`answer`), its bridge to the caller (`connected`) and its end (`hangup`), in that order per leg.
@@ -26,15 +28,14 @@ among the leg events followed) and `ringing` (its first progress event).
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid as uuidlib
-from dataclasses import dataclass, field
 
 import gevent.queue
 
-from esl_app import LEG_VARIABLE, CallGone, ESLError
+from esl_app import CallGone, ESLError
 
+from .dial_plan import DialPlan, DialResult, Leg, leg_timeout, leg_value, make_legs
+from .dial_plan import dial_string as build_dial_string
 from .digit_patterns import DigitMatcher
 
 log = logging.getLogger("callfork.dial")
@@ -42,8 +43,6 @@ log = logging.getLogger("callfork.dial")
 RINGBACK_TONE = "%(2000,4000,440,480)"      # the US ringback FreeSWITCH calls ${us-ring}
 LEGS_GRACE_S = 3.0        # after the bridge app returns, how long the legs' last events may take
 DIGITS_GAP_S = 3.0        # a pause this long starts a new digit sequence for digitsMatch
-# what a value in a dial string's [...] may hold: no separators, quotes, brackets or ${...}
-_SAFE_VALUE = re.compile(r"[^,'\"\[\]{}|^$\\\x00-\x1f]*")
 
 NO_ANSWER_CAUSES = ("NO_ANSWER", "ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT")
 # a leg ending with one of these (or with NO_ANSWER before its ring timeout: what a loopback leg
@@ -51,106 +50,6 @@ NO_ANSWER_CAUSES = ("NO_ANSWER", "ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT")
 # the bridge app has returned, when the caller's channel says whether it is gone
 EITHER_SIDE_CAUSES = ("NORMAL_CLEARING", "NORMAL_UNSPECIFIED", "ORIGINATOR_CANCEL")
 TIMEOUT_CAUSES = ("NO_USER_RESPONSE", "RECOVERY_ON_TIMER_EXPIRE")
-
-
-class DialError(ValueError):
-    """A dial that cannot be placed as asked (a value FreeSWITCH's dial string cannot carry)."""
-
-
-@dataclass
-class DialTarget:
-    """One leg to ring: a phone number or a sip: URI."""
-    kind: str                       # "number" or "sip"
-    address: str
-    send_digits: str | None = None
-    send_on_preanswer: bool = False
-    sip_headers: dict = field(default_factory=dict)
-    timeout_s: int | None = None    # its own ring timeout (default: the plan's)
-    caller_id: str | None = None    # its own caller id (default: the plan's)
-    group: int = 0                  # serial dialling: groups are tried in order, a group's legs at once
-
-
-@dataclass
-class DialPlan:
-    targets: list
-    caller_id: str | None = None
-    caller_name: str | None = None
-    timeout_s: int = 120
-    time_limit_s: int = 14400
-    hangup_on_star: bool = False
-    ringback: bool = True           # a ringback tone to an answered caller while the legs ring
-    ringback_file: str | None = None  # what the caller hears while the legs ring, instead of the tone
-    sip_headers: dict = field(default_factory=dict)
-    header_prefix: str = "X-VH-"      # put before each SIP header name (Vobiz's X-VH-; SWML: none)
-    confirm_file: str | None = None   # played to a callee when it answers, before it is connected
-    confirm_key: str | None = None    # the key the callee must press to be connected
-    confirm_timeout_s: int | None = None
-    digits_match: tuple = ()          # patterns the caller's digits are matched against while bridged
-    digits_match_b_leg: tuple = ()    # the same for the callee's digits
-
-
-@dataclass
-class Leg:
-    position: int                   # 1-based, in the order of the targets
-    target: DialTarget
-    uuid: str
-    from_number: str
-    started: float
-    rang: bool = False
-    answered_at: float | None = None
-    connected: bool = False
-    hangup: object = None           # its CHANNEL_HANGUP_COMPLETE event
-    hangup_cause: str = ""
-    ended: float | None = None      # time.monotonic() when its hangup reached us
-    ended_by_caller: bool = False   # it ended because the caller hung up
-    digits_matched: str = ""        # the pattern a 'digits' report is about
-    digits_by: str = ""             # who pressed them: aleg | bleg
-    digits_sent: bool = False
-    ended_by_request: bool = False  # callfork ended it: a REST transfer of the caller
-    seen: bool = False              # an event of it arrived (it exists)
-    announced: bool = False         # on_state('created') was called for it
-
-    @property
-    def to(self) -> str:
-        return self.target.address
-
-    @property
-    def done(self) -> bool:
-        return self.hangup is not None
-
-
-@dataclass
-class DialResult:
-    status: str                     # completed | busy | failed | cancel | timeout | no-answer
-    rang: bool
-    hangup_cause: str
-    bridged_leg: Leg | None
-    legs: list
-    caller_gone: bool
-
-
-def leg_value(name: str, value) -> str:
-    text = str(value)
-    if not _SAFE_VALUE.fullmatch(text):
-        raise DialError(f"{name} {text!r} cannot be dialled: it may not contain , ' \" [ ] {{ }} | ^ $ \\ "
-                        "or control characters")
-    return text
-
-
-def endpoint_for(target: DialTarget, freeswitch_config) -> tuple[dict, str]:
-    """(variables the configured dial string template carries in a leading {...}, the endpoint)."""
-    if target.kind == "sip":
-        text = freeswitch_config.sip_dialstring.replace("{uri}", target.address)
-    else:
-        text = freeswitch_config.originate_dialstring.replace("{to}", target.address)
-    variables = {}
-    match = re.match(r"^\{([^{}]*)\}(.*)$", text)
-    if match:
-        for pair in filter(None, match.group(1).split(",")):
-            name, _, value = pair.partition("=")
-            variables[name.strip()] = value
-        text = match.group(2)
-    return variables, text
 
 
 class Dialer:
@@ -168,61 +67,15 @@ class Dialer:
 
     # -- the dial string ----------------------------------------------------------------------
     def dial_string(self) -> str:
-        parts = []
-        for position, target in enumerate(self.plan.targets, 1):
-            caller_id = target.caller_id or self.plan.caller_id
-            from_number = caller_id or self.call.from_number
-            leg = Leg(position, target, str(uuidlib.uuid4()), from_number, time.monotonic())
-            self.legs.append(leg)
-            template_vars, endpoint = endpoint_for(target, self.call.config.freeswitch)
-            variables = dict(template_vars)
-            variables.update({"origination_uuid": leg.uuid, LEG_VARIABLE: self.call.uuid,
-                              "callfork_dial_position": str(position),
-                              "leg_timeout": str(self.leg_timeout(leg))})
-            if caller_id:
-                variables["origination_caller_id_number"] = leg_value("callerId", caller_id)
-            if self.plan.caller_name:
-                variables["origination_caller_id_name"] = leg_value("callerName", self.plan.caller_name)
-            headers = dict(self.plan.sip_headers)
-            headers.update(target.sip_headers)
-            for name, value in headers.items():
-                variables[f"sip_h_{self.plan.header_prefix}{leg_value('sipHeaders', name)}"] = \
-                    leg_value("sipHeaders", value)
-            on_answer = [f"sched_hangup +{int(self.plan.time_limit_s)} ALLOTTED_TIMEOUT"]
-            if self.plan.confirm_file and not self.plan.confirm_key:
-                on_answer.append(f"playback {leg_value('confirmSound', self.plan.confirm_file)}")
-            for index, app in enumerate(on_answer, 1):
-                variables[f"execute_on_answer_{index}"] = f"'{app}'"
-            block = ",".join(f"{name}={value}" for name, value in variables.items())
-            parts.append((target.group, f"[{block}]{endpoint}"))
-        groups = sorted({group for group, _ in parts})
-        # the global block, read by switch_ivr_originate for every leg: FreeSWITCH's own cap on
-        # ringing (60 s unless told) would cut a longer timeout short, so it is raised past the legs'
-        # own: it fires at `elapsed >= cap` in whole epoch seconds, a leg_timeout at `elapsed >
-        # timeout`, and +2 keeps the cap from winning the same second; the confirm variables go here
-        # because, given per leg ([...]), mod_loopback deletes them from its leg before the originate
-        # looks (channel_outgoing_channel: switch_channel_del_variable_prefix "group_confirm_")
-        global_vars = {"originate_timeout": str(max(self.leg_timeout(leg) for leg in self.legs) + 2),
-                       # a callee's early media must not count as its answer (FreeSWITCH would
-                       # bridge it at once and stop its timeout): passed to the caller while it rings
-                       # (one leg, no ringback file), or ignored under a ringback file
-                       **({"ignore_early_media": "true"} if self.plan.ringback_file
-                          else {"bridge_early_media": "true"})}
-        if self.plan.confirm_key:
-            global_vars["group_confirm_key"] = leg_value("confirmKey", self.plan.confirm_key)
-            if self.plan.confirm_file:
-                global_vars["group_confirm_file"] = leg_value("confirmSound", self.plan.confirm_file)
-            if self.plan.confirm_timeout_s:
-                global_vars["group_confirm_timeout"] = str(int(self.plan.confirm_timeout_s))
-        head = "{%s}" % ",".join(f"{k}={v}" for k, v in global_vars.items())
-        return head + "|".join(",".join(text for group, text in parts if group == g) for g in groups)
+        self.legs = make_legs(self.plan, self.call.from_number)
+        return build_dial_string(self.plan, self.legs, self.call.uuid, self.call.config.freeswitch)
 
     @property
     def serial(self) -> bool:
         return len({target.group for target in self.plan.targets}) > 1
 
     def leg_timeout(self, leg: Leg) -> int:
-        return int(leg.target.timeout_s or self.plan.timeout_s)
+        return leg_timeout(self.plan, leg)
 
     # -- running it ---------------------------------------------------------------------------
     def run(self) -> DialResult:

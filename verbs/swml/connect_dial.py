@@ -22,7 +22,8 @@ import re
 from dataclasses import dataclass
 
 from ..base import Attr, AttrError, Bool, Custom, Int, NotSupportedValue, check_url
-from ..dialing import DialError, Dialer, DialPlan, DialTarget
+from ..dial_plan import DialError, DialPlan, DialTarget
+from ..dialing import Dialer
 from .call_state import DEFAULT_EVENTS, STATES, CallStateReporter
 from .method import HTTP_URL, SwmlMethod, call_vars, json_type
 

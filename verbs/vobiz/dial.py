@@ -9,7 +9,8 @@ import re
 
 from ..base import Attr, AttrError, Custom, Enum, Int, Text, check_url
 from ..dial_recording import DialRecording
-from ..dialing import DialError, Dialer, DialPlan, DialTarget
+from ..dial_plan import DialError, DialPlan, DialTarget
+from ..dialing import Dialer
 from ..sound_document import sound_file_string
 from ..flow import EndCall, NextDocument
 from ..hangup_codes import SOURCE_API, SOURCE_CALLEE, SOURCE_CALLER, SOURCE_VOBIZ, CODE_NAMES, CallEnd, from_fs_cause
