@@ -20,7 +20,7 @@ import time
 
 import gevent
 
-from .recording import END_HUNG_UP, END_MAX_LENGTH, BackgroundRecording, Recording, wav_duration_ms
+from .recording import Recording, SessionRecording, wav_duration_ms
 
 log = logging.getLogger("callfork.recording")
 
@@ -31,15 +31,13 @@ class RecordingNotStarted(Exception):
     """FreeSWITCH refused `uuid_record ... start` (its reply is the message)."""
 
 
-class ApiRecording(BackgroundRecording):
+class ApiRecording(SessionRecording):
     def __init__(self, call, file_format: str, time_limit_s: int, stereo: bool, callback_url: str,
                  callback_method: str, api_id: str):
         rec = Recording(call, file_format, "api")
-        super().__init__(call, rec, time_limit_s, {"RECORD_STEREO": "true" if stereo else "false"})
-        self.callback_url = callback_url
-        self.callback_method = callback_method or "POST"
+        super().__init__(call, rec, time_limit_s, {"RECORD_STEREO": "true" if stereo else "false"},
+                         callback_url, callback_method)
         self.api_id = api_id
-        self._stop_reason = None
 
     @property
     def url(self) -> str:
@@ -51,7 +49,7 @@ class ApiRecording(BackgroundRecording):
 
     def start(self, api) -> None:
         """Attach the recording with `api` (the control connection's `api`); raises RecordingNotStarted."""
-        self.call.session.on_event("RECORD_STOP", self._on_record_stop)
+        self.follow_stops()
         args = ",".join(f"{k}={v}" for k, v in self.rec_vars.items())
         reply = api(f"uuid_record {self.call.uuid} start {self.rec.wav_path} {self.limit_s} {{{args}}}")
         if not reply.startswith("+OK"):
@@ -66,34 +64,13 @@ class ApiRecording(BackgroundRecording):
         """Stop it now; the RECORD_STOP that follows finishes it (and posts the callback)."""
         if self.rec.finished:
             return
-        self._stop_reason = END_STOPPED
+        self.stop_reason = END_STOPPED
         reply = api(f"uuid_record {self.call.uuid} stop {self.rec.wav_path}")
         if not reply.startswith("+OK"):
             # already stopped by FreeSWITCH (time limit) or the call is going: finish from the file
             log.info("call %s: recording %s: uuid_record stop answered %s", self.call.uuid, self.rec.id,
                      reply.strip())
             gevent.spawn(self._finish, END_STOPPED, wav_duration_ms(self.rec.wav_path))
-
-    def _on_record_stop(self, event) -> None:
-        # runs in the ESL dispatch greenlet: never block here
-        if not self.is_our_stop(event):
-            return
-        try:
-            duration = int(event.get("variable_record_ms") or "")
-        except ValueError:
-            duration = None
-        gevent.spawn(self._finish, self._stop_reason or END_MAX_LENGTH, duration)
-
-    def on_call_end(self, complete) -> None:
-        self._finish(END_HUNG_UP, wav_duration_ms(self.rec.wav_path))
-
-    def _finish(self, reason: str, duration_ms) -> None:
-        if self.rec.finished:
-            return
-        self.call.session.off_event("RECORD_STOP", self._on_record_stop)
-        self.rec.finish(reason, duration_ms)
-        if self.callback_url:
-            self.call.post(self.callback_url, self.callback_method, self.callback_params(), "RecordStop")
 
     def callback_params(self) -> dict:
         rec = self.rec

@@ -188,14 +188,26 @@ class BackgroundRecording:
 
 
 class SessionRecording(BackgroundRecording):
-    """A whole-call recording running in the background: ends at maxLength or at hangup, then the
-    RecordStop callback goes out (after the hangup webhook when the call ended, as on Vobiz)."""
+    """A recording running in the background that ends on its own RECORD_STOP (maxLength, or a stop
+    asked for: `stop_reason`) or at hangup, then posts its RecordStop callback (after the hangup
+    webhook when the call ended, as on Vobiz). A <Record recordSession>'s (`for_verb`), and the
+    REST API's (verbs/api_recording.py), which adds its own callback fields (`callback_params`)."""
 
-    def __init__(self, call, rec: Recording, verb):
-        super().__init__(call, rec, verb.max_length, {"RECORD_STEREO": "true"})
-        self.callback_url = verb.callback_url
-        self.callback_method = verb.callback_method
-        call.session.on_event("RECORD_STOP", self._on_record_stop)
+    def __init__(self, call, rec: Recording, limit_s, rec_vars: dict, callback_url, callback_method):
+        super().__init__(call, rec, limit_s, rec_vars)
+        self.callback_url = callback_url
+        self.callback_method = callback_method or "POST"
+        self.stop_reason = None
+
+    @classmethod
+    def for_verb(cls, call, rec: Recording, verb) -> "SessionRecording":
+        recording = cls(call, rec, verb.max_length, {"RECORD_STEREO": "true"}, verb.callback_url,
+                        verb.callback_method)
+        recording.follow_stops()
+        return recording
+
+    def follow_stops(self) -> None:
+        self.call.session.on_event("RECORD_STOP", self._on_record_stop)
 
     def _on_record_stop(self, event) -> None:
         # runs in the ESL dispatch greenlet: never block here
@@ -205,7 +217,7 @@ class SessionRecording(BackgroundRecording):
             duration = int(event.get("variable_record_ms") or "")
         except ValueError:
             duration = None
-        gevent.spawn(self._finish, END_MAX_LENGTH, duration)
+        gevent.spawn(self._finish, self.stop_reason or END_MAX_LENGTH, duration)
 
     def on_call_end(self, complete) -> None:
         self._finish(END_HUNG_UP, wav_duration_ms(self.rec.wav_path))
@@ -216,5 +228,7 @@ class SessionRecording(BackgroundRecording):
         self.call.session.off_event("RECORD_STOP", self._on_record_stop)
         self.rec.finish(reason, duration_ms)
         if self.callback_url:
-            self.call.post(self.callback_url, self.callback_method,
-                           self.rec.record_params("RecordStop"), "RecordStop")
+            self.call.post(self.callback_url, self.callback_method, self.callback_params(), "RecordStop")
+
+    def callback_params(self) -> dict:
+        return self.rec.record_params("RecordStop")

@@ -159,7 +159,7 @@ class Record(VobizVerb):
         fork's and records the stream's audio (verbs/recording.py BackgroundRecording)."""
         call.ensure_answered()
         rec = Recording(call, self.file_format, "session")
-        recording = SessionRecording(call, rec, self)
+        recording = SessionRecording.for_verb(call, rec, self)
         if self.stream is not None:
             call.after_next_fork(lambda: self._start(call, recording))
             try:
