@@ -232,3 +232,31 @@ def test_connect_ringback_file_plays_to_the_caller_while_the_callee_rings(tmp_pa
     assert caller_hangup["HangupCause"] == "NORMAL_CLEARING"
     # about 4 s of ringing: the ringback file (500 Hz; the default ringback is 440+480 Hz) most of it
     assert windows_with(heard, 500) >= 25, windows_with(heard, 500)
+
+
+@switch_modes()
+def test_connect_then_transfer_to_a_section_and_to_a_url(tmp_path, real_fs):
+    """A busy callee: the document transfers to its `voicemail` section, which plays a tone and
+    transfers to a URL whose document hangs up as busy; what follows each transfer never runs."""
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "78", '<Response><Hangup reason="busy"/></Response>')
+        beep = calls.serve_wav("/900.wav", tone(900, 2.0))
+        stack.app.document("/after", _swml({"hangup": {"reason": "busy"}}), "application/json")
+        calls.add(p + "1", json.dumps({"version": "1.0.0", "sections": {
+            "main": [{"connect": {"to": "78"}},
+                     {"switch": {"variable": "vars.connect_result",
+                                 "case": {"failed": [{"transfer": {"dest": "voicemail"}}]}}},
+                     {"hangup": {"reason": "decline"}}],
+            "voicemail": [{"play": {"url": beep}},
+                          {"transfer": {"dest": calls.url("/after"), "params": {"from_section": "voicemail"}}},
+                          {"hangup": {}}]}}), "application/json")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
+        caller_hangup = _hangup_of_number(stack, p + "1")
+        after = stack.app.wait_path("/after", timeout=10)[0]
+        heard = call.heard()
+    assert caller_hangup["HangupCause"] == "USER_BUSY"          # the /after document's hangup
+    assert after.form.get("from_section") == "voicemail"
+    assert windows_with(heard, 900) >= 15                       # the voicemail section played

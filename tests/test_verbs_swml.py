@@ -325,7 +325,7 @@ def test_connect_to_a_plain_ws_stream_url_errors():
     assert not isinstance(err, NotSupportedError) and "to" in err.message
 
 
-UNSUPPORTED = ["set", "unset", "label", "goto", "transfer", "execute", "return", "cond", "prompt",
+UNSUPPORTED = ["set", "unset", "label", "goto", "execute", "return", "cond", "prompt",
                "record", "request", "tap", "stop_tap"]
 
 
@@ -373,3 +373,20 @@ def test_supported_methods_run_and_unsupported_ones_say_so():
 def test_odd_values_are_errors_not_crashes(body, content_type):
     with pytest.raises(DocumentError):
         parse_document(body, content_type)
+
+
+def test_transfer_goes_to_a_section_or_a_url():
+    doc = parse_document(json.dumps({"sections": {
+        "main": [{"transfer": "next"}, {"transfer": {"dest": "https://a.example/swml", "params": {"x": 1}}}],
+        "next": [{"hangup": {}}]}}), "application/json")
+    first, second = doc.verbs
+    assert first.dest == "next" and not first.is_url
+    assert second.is_url and second.params_given == {"x": 1}
+
+
+@pytest.mark.parametrize("dest, words", [("nowhere", "neither a section"), ("ftp://a/b", "neither a section"),
+                                         ('{"sections": {}}', "inline"), ("relay:app", "relay"), (5, "section name")])
+def test_transfer_refuses_what_it_cannot_reach(dest, words):
+    with pytest.raises(DocumentError) as info:
+        parse_document(json.dumps({"sections": {"main": [{"transfer": {"dest": dest}}]}}), "application/json")
+    assert any(words in str(e) for e in info.value.errors), info.value.errors

@@ -24,6 +24,14 @@ class NextDocument(Exception):
         self.kind = kind
 
 
+class NextSection(Exception):
+    """Go on with another section of the running (SWML) document (SWML transfer)."""
+
+    def __init__(self, name: str):
+        super().__init__(f"transfer to section {name}")
+        self.name = name
+
+
 class EndCall(Exception):
     """End the call now, for the reason carried in `end`."""
 

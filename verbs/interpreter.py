@@ -17,7 +17,7 @@ from esl_app import CallGone, ESLError, ESLTimeout
 from . import hangup_codes as codes
 from .document import parse_document
 from .errors import DocumentError, NotSupportedError
-from .flow import EndCall, NextDocument
+from .flow import EndCall, NextDocument, NextSection
 from .hangup_webhook import hangup_params
 
 log = logging.getLogger("callfork.interpreter")
@@ -27,6 +27,7 @@ log = logging.getLogger("callfork.interpreter")
 # (a Redirect chain that plays nothing); an IVR menu that loops while it talks is never cut
 MAX_DOCUMENTS = 1000
 MAX_IDLE_DOCUMENTS = 25
+MAX_SECTION_JUMPS = 1000     # SWML transfers between sections of one document
 IDLE_S = 0.5
 
 
@@ -96,11 +97,26 @@ class Interpreter:
         for warning in doc.warnings:
             log.warning("call %s: %s", ctx.uuid, warning)
         started = time.monotonic()
+        verbs, jumps = doc.verbs, 0
         try:
-            for position, verb in enumerate(doc.verbs):
-                self._check_transfer()
-                ctx.verb_position = position
-                self.run_verb(verb)
+            while verbs is not None:
+                try:
+                    for position, verb in enumerate(verbs):
+                        self._check_transfer()
+                        ctx.verb_position = position
+                        self.run_verb(verb)
+                    verbs = None
+                except NextSection as jump:     # SWML transfer to a section of this document
+                    jumps += 1
+                    if jumps > MAX_SECTION_JUMPS:
+                        raise EndCall(codes.CallEnd(5000, codes.SOURCE_ERROR, "NORMAL_CLEARING",
+                                                    f"more than {MAX_SECTION_JUMPS} transfers between sections "
+                                                    "of one document (a loop?)")) from None
+                    verbs = (getattr(doc, "sections", None) or {}).get(jump.name)
+                    if verbs is None:
+                        raise EndCall(codes.document_invalid(self._doc_kind(), f"no section {jump.name!r} "
+                                                             "to transfer to")) from None
+                    ctx.timeline("section", {"name": jump.name})
         finally:
             quick = time.monotonic() - started < IDLE_S
             self._idle_documents = self._idle_documents + 1 if quick else 0

@@ -168,12 +168,23 @@ class _Reader:
         sections = {}
         for name, steps in sections_raw.items():
             sections[str(name)] = self.read_section(str(name), steps)
+        self._check_transfers(sections)
         self._raise()
         for name, verbs in sections.items():
             for verb in verbs:
                 self.warnings.extend(f"line {verb.line}:{verb.column}: sections.{name}: {verb.name}: {w}"
                                      for w in verb.warnings)
         return sections, self.warnings
+
+    def _check_transfers(self, sections):
+        """A transfer to a section needs that section (found now, not when the call gets there)."""
+        for name, verbs in sections.items():
+            for index, verb in enumerate(verbs):
+                if verb.name == "transfer" and getattr(verb, "dest", None) and not verb.is_url \
+                        and verb.dest not in sections:
+                    self.error(f"transfer: dest {verb.dest!r} is neither a section of this document "
+                               f"({', '.join(sorted(sections))}) nor an http(s) URL",
+                               ("sections", name, index), "transfer", f"sections.{name}[{index}]")
 
     def _raise(self):
         if not self.errors:
