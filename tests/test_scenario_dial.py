@@ -520,3 +520,31 @@ def test_a_callee_s_early_media_is_not_its_answer(tmp_path, real_fs):
     assert action["DialRingStatus"] == "true" and action["DialBLegUUID"] == ""
     assert [e["Event"] for e in events] == ["DialHangup"]
     assert windows_with(heard, 1200) >= 15      # the early media reached the caller while it rang
+
+
+def test_dial_user_rings_a_sip_uri_with_its_headers(tmp_path):
+    """<User> on the simulator (a scripted SIP callee: the test switch has no SIP phone to call): the
+    leg goes through [freeswitch] sip_dialstring with the X-VH- headers, its callbacks carry them,
+    and the caller hears the callee."""
+    import json as jsonlib
+    stack, _p = _stack(False)
+    with stack:
+        calls = Calls(stack)
+        callee_wav = write_wav(tmp_path / "callee.wav", tone(CALLEE_HZ, 4.0))
+        reply = stack.sim.run_api("sim_callee", jsonlib.dumps({"match": "sip:agent@example.com", "answer_after": 0.5,
+                                                               "audio": str(callee_wav), "hangup_after": 4}))
+        assert reply.startswith("+OK"), reply
+        calls.add("1", f'<Response><Dial sipHeaders="Team=ops" callbackUrl="{calls.url("/dial-events")}">'
+                       f'<User sipHeaders="ReasonX-VH=billing">sip:agent@example.com</User></Dial></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
+        connected = _wait_dial_events(stack, "/dial-events", 2)[1]
+        leg = stack.sim.get_channel(connected["DialBLegUUID"])
+        assert leg is not None and leg.name.startswith("sofia/internal/")
+        assert leg.get_variable("sip_h_X-VH-Reason") == "billing" and leg.get_variable("sip_h_X-VH-Team") == "ops"
+        call.wait(30)
+        events = _wait_dial_events(stack, "/dial-events", 3)
+    assert connected["DialBLegTo"] == "sip:agent@example.com"
+    for e in events:
+        assert e["X-VH-Reason"] == "billing" and e["X-VH-Team"] == "ops"
+    assert windows_with(call.heard(), CALLEE_HZ) >= 25
