@@ -33,8 +33,10 @@ commands are answered in order) and the events they cause go out in one write.
 
 Not modelled (each is a loud failure: logged, answered with `-ERR`, and the call counted as failed
 in the benchmark's table; never a silent +OK): other commands and APIs, other apps, sendmsg without
-`event-lock: true` (PRIVATE_COMMAND, nesting), `loops` other than 1, `event xml`, `ALL`, `filter`,
-`api`/`bgapi` on the control connection, DTMF and media. CUSTOM subscriptions are accepted: their
+`event-lock: true` (PRIVATE_COMMAND, nesting), `loops` other than 1, `event xml`, `ALL`,
+`api`/`bgapi` on the control connection, DTMF and media, dialled legs (`bridge`): an inbound
+connection may subscribe to their events and `filter` (stored and answered as FreeSWITCH does), but
+no call ever makes one. CUSTOM subscriptions are accepted: their
 events (mod_audio_fork::*) only follow `uuid_audio_fork`, an API that is not modelled.
 CHANNEL_PARK is not sent: callfork subscribes after the channel parked (as the simulator shows).
 
@@ -69,6 +71,10 @@ MYEVENTS = frozenset((
     "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_STATE", "CHANNEL_UNBRIDGE", "CHANNEL_UNPARK",
     "DETECTED_SPEECH", "DTMF", "NOTALK", "TALK"))
 CONTROL_EVENTS = frozenset(("BACKGROUND_JOB",))   # the control connection gets nothing else here
+# callfork's connection for dialled legs (esl_app.LegEvents) subscribes to these and filters on leg
+# UUIDs; lean calls never dial, so none of them is ever sent
+LEG_EVENTS = frozenset(("CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER", "CHANNEL_BRIDGE",
+                        "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE", "DTMF"))
 TTS_MS_PER_CHAR = 65           # switch_sim.media's synthetic speech
 FRAME_MS = 20
 FIRST_COMMAND_S = 25.0         # mod_event_socket's window for the first command
@@ -582,6 +588,17 @@ def parse_event_command(args: str) -> tuple:
     return fmt, names
 
 
+def filter_reply(args: str) -> str:
+    """mod_event_socket's answer to `filter <header> <value>` / `filter delete <header> [<value>]`."""
+    parts = args.split(None, 1)
+    if parts and parts[0].lower() == "delete" and len(parts) > 1:
+        header, _, value = parts[1].partition(" ")
+        return "+OK filter deleted. [%s][%s]" % (header, value)
+    if len(parts) == 2:
+        return "+OK filter added. [%s]=[%s]" % (parts[0], parts[1])
+    return "-ERR invalid syntax"
+
+
 class LeanSwitch:
     def __init__(self, password: str = "ClueCon"):
         self.frames = Frames()
@@ -593,6 +610,7 @@ class LeanSwitch:
         self.control_errors: list = []
         self.control_format = None
         self.control_events: set = set()
+        self.leg_events: set = set()     # what the dialled legs' connection subscribed to
 
     # -- the inbound event socket (callfork's control connection) -------------------------------
     def serve_esl(self, sock, _peer) -> None:
@@ -622,16 +640,22 @@ class LeanSwitch:
                     elif cmd == "event":
                         try:
                             fmt, names = parse_event_command(args)
-                            if names - CONTROL_EVENTS:
-                                raise NotModelled("control connection events %s (only BACKGROUND_JOB is)"
-                                                  % " ".join(sorted(names - CONTROL_EVENTS)))
+                            if names - CONTROL_EVENTS - LEG_EVENTS:
+                                raise NotModelled("inbound connection events %s (only BACKGROUND_JOB and "
+                                                  "dialled legs' are)"
+                                                  % " ".join(sorted(names - CONTROL_EVENTS - LEG_EVENTS)))
                         except NotModelled as exc:
                             self._control_fail(str(exc))
                             sock.sendall(reply("-ERR lean switch does not model: %s" % exc))
                             continue
-                        self.control_format = fmt
-                        self.control_events |= names
+                        if names <= LEG_EVENTS:
+                            self.leg_events |= names
+                        else:
+                            self.control_format = fmt
+                            self.control_events |= names
                         sock.sendall(reply("+OK event listener enabled %s" % fmt))
+                    elif cmd == "filter":
+                        sock.sendall(reply(filter_reply(args)))
                     elif cmd in ("exit", "..."):
                         sock.sendall(reply("+OK bye") + b"Content-Type: text/disconnect-notice\n"
                                      b"Content-Length: %d\n\n%s" % (len(GOODBYE), GOODBYE))
