@@ -25,13 +25,15 @@ tests/test_sim_conference_truth.py):
   ends: the file of `conference <room> moh <file>`, else the profile's moh-sound (the stock
   `local_stream://moh`, which the captured switch cannot play; a creator's `conference_moh_sound`
   counts only for a profile without one);
+* `dist-dtmf`: a member's digits go to the other members (switch_sim/conference_dtmf.py, pinned by
+  tests/fixtures/fs-captures/conference-dtmf.json);
 * the enter sound plays to the room when a member joins a room that had someone in it (the
   member's `conference_enter_sound`, else the profile's tone), the exit sound when a member leaves
   a room that goes on (`conference_exit_sound`, else the profile's).
 
 Approximated: the mixer runs on its own 20 ms clock and each member's frames cross it through a
 queue of a few frames (FreeSWITCH's mux buffers), so a member hears the others 20-60 ms late; the
-talking detector has no hangover; `dist-dtmf` (relayDTMF) is not modelled; `say` has no TTS engine
+talking detector has no hangover; `say` has no TTS engine
 (the default profile of the captured switch has none either: `-ERR (say) Error!`); recordings hold
 the mix of every member and the files played to the room, written as WAV when they stop.
 """
@@ -75,6 +77,10 @@ class Member:
         self.moderator = 'moderator' in flags
         self.endconf = 'endconf' in flags
         self.mintwo = 'mintwo' in flags
+        self.dist_dtmf = 'dist-dtmf' in flags
+        self.skip_dtmf = 'skip-dtmf' in flags
+        self.dtmf_out = collections.deque()    # digits other members relayed, sent one per frame
+        self.tones = None                # the caller channel's injector of sent digits
         self.talking = False
         self.energy = 0
         self.left = None                 # why the member left: 'kick', 'hup', 'destroyed', 'hangup'

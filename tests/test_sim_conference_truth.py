@@ -5,7 +5,9 @@ scenario is run again on the simulator, with members made the same way (the memb
 the order of the room's events (create, add/del, mute/unmute, deaf/undeaf, kick/hup, destroy) with
 the member each is about and the room's size, the headers of a member event, the API's replies,
 whether each member's channel outlived its conference app, and who heard whom (each tone heard, or
-not, by each member in each window).
+not, by each member in each window). The `dist-dtmf` capture
+(tests/fixtures/fs-captures/conference-dtmf.json, tests/conference_dtmf_capture.py) is replayed with
+members made of loopback pairs, as captured: who got which digits, and nothing of them in-band.
 """
 import json
 import time
@@ -272,3 +274,88 @@ def test_wait_mod_nobody_hears_anyone_until_a_moderator(run):
     run.hold(windows, "after_moderator", 2.0)
     levels = {"member1": run.levels(w1, windows), "member2": run.levels(w2, windows)}
     assert _who_heard(levels) == _who_heard(cap["levels"])
+
+
+DTMF_FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "fs-captures" / "conference-dtmf.json").read_text())
+
+
+def _loopback_member(run, room, flags, hz=None):
+    """A member as the DTMF capture made it: a loopback pair whose -b leg is the member (its apps
+    inline: the conference, then park) and whose -a leg is its phone, here bridged from a simulated
+    caller that keeps what the phone was given (what the member's channel wrote)."""
+    audio = None
+    if hz:
+        t = np.arange(8000 * 30) / 8000
+        audio = (np.sin(2 * np.pi * hz * t) * 10362).astype(np.int16)
+    caller = CallerModel(CallScript(to="9999", keep_heard=True), audio)
+    block = "{conference_controls=none,hangup_after_conference=false}"
+    target = f"{room}@default" + (f"+flags{{{flags}}}" if flags else "")
+    dial = f"{block}loopback/m:^:conference:{target}^park/default/inline"
+    known = {e.get("Unique-ID") for e in run.events if e.get("Action") == "add-member"}
+    ch = run.sim.create_channel(direction="outbound", destination="9999", dialplan=[("bridge", dial)],
+                                caller=caller, answer_first=True)
+    run.wait(lambda e: e.get("Action") == "add-member" and e.get("Conference-Name") == room
+             and e.get("Unique-ID") not in known)
+    uuid = next(e["Unique-ID"] for e in run.events if e.get("Action") == "add-member"
+                and e.get("Conference-Name") == room and e.get("Unique-ID") not in known)
+    phone = run.sim.get_channel(uuid).get_variable("other_loopback_leg_uuid")
+    return {"uuid": uuid, "phone": phone, "caller": caller, "ch": ch}
+
+
+def _digits_by_leg(rows):
+    out = {}
+    for leg, digit in rows:
+        out[leg] = out.get(leg, "") + digit
+    return out
+
+
+def test_dist_dtmf_sends_a_members_digits_to_the_others(run):
+    cap = DTMF_FIXTURE["scenarios"]["dist_dtmf"]
+    room = "simcap-dtmf"
+    run.esl.sock.sendall(b"event plain DTMF\n\n")     # the reader skips the reply
+    members = [_loopback_member(run, room, cap["flags"][f"member{i}"]) for i in (1, 2, 3)]
+    legs = {}
+    for i, m in enumerate(members):
+        legs[m["uuid"]] = f"member{i + 1}"
+        legs[m["phone"]] = f"member{i + 1}_phone"
+    heard_from = len(members[1]["caller"].heard) * 160
+    replies = [run.api(f"uuid_send_dtmf {members[0]['phone']} 12#").strip()]
+    wait_until(lambda: len([e for e in run.events if e.get("Event-Name") == "DTMF"]) >= 9, 5, "the relayed digits")
+    run.hold([], "digits", 0.5)
+    heard_to = len(members[1]["caller"].heard) * 160
+    replies.append(run.api(f"uuid_send_dtmf {members[1]['phone']} 45").strip())
+    wait_until(lambda: len([e for e in run.events if e.get("Event-Name") == "DTMF"]) >= 11, 5, "member 2's digits")
+    run.hold([], "after", 1.0)
+    rows = [(legs[e["Unique-ID"]], e["DTMF-Digit"]) for e in run.events
+            if e.get("Event-Name") == "DTMF" and e.get("Unique-ID") in legs]
+    real_rows = [(r["leg"], r["digit"]) for r in cap["dtmf"]]
+    # who got which digits, each leg's in order: the pressing member (its own reading), every other
+    # member's phone for member 1's dist-dtmf, nobody for member 2's digits (no flag)
+    assert _digits_by_leg(rows) == _digits_by_leg(real_rows)
+    assert _digits_by_leg(real_rows) == {"member1": "12#", "member2_phone": "12#", "member3_phone": "12#",
+                                         "member2": "45"}
+    assert [r.replace(members[0]["phone"], "{M1_PHONE}").replace(members[1]["phone"], "{M2_PHONE}")
+            for r in replies] == cap["send_replies"]
+    # out of band: nothing of the digits is in what member 2 was given to hear
+    heard = members[1]["caller"].heard_samples()[heard_from:heard_to]
+    assert len(heard) >= 4000
+    real_db = cap["member2_heard_digit1_dbfs"]
+    assert real_db["1209"] <= SILENT_DB
+    assert goertzel_dbfs(heard, 8000, 1209) <= SILENT_DB
+    for m in members:
+        m["ch"].hangup("NORMAL_CLEARING")
+
+
+def test_dist_dtmf_to_a_simulated_caller_is_played_as_tones(run):
+    """Out of the simulator's own caller channel a relayed digit is the digit's tone in what the
+    caller hears (the simulator's approximation of an endpoint; see switch_sim/conference_dtmf.py)."""
+    room = "simcap-dtmf-tones"
+    presser = run.member(room, flags="dist-dtmf")
+    other = run.member(room)
+    start = len(other["caller"].heard) * 160
+    presser["ch"].queue_dtmf("1")
+    run.hold([], "tone", 0.8)
+    heard = other["caller"].heard_samples()[start:]
+    assert goertzel_dbfs(heard, 8000, 697) > HEARD_DB - 10 and goertzel_dbfs(heard, 8000, 1209) > HEARD_DB - 10
+    for m in (presser, other):
+        m["ch"].hangup("NORMAL_CLEARING")

@@ -4,10 +4,11 @@ owns rooms, members, mixing and events) and returns when the member leaves: kick
 API, the room destroyed, or the channel hung up.
 
 The member's flags are those of `+flags{...}` and of the channel's `conference_member_flags`
-(mute, deaf, moderator, endconf, mintwo; others are accepted and ignored). The channel is answered
-first. While it is a member the channel reads into the room and writes what the room mixes for it;
-messages queued by its socket run nested, digits are dequeued (their DTMF event fires, as with
-`conference_controls=none`) and CF_BREAK is ignored, as in mod_conference's loop.
+(mute, deaf, moderator, endconf, mintwo, dist-dtmf, skip-dtmf; others are accepted and ignored).
+The channel is answered first. While it is a member the channel reads into the room and writes
+what the room mixes for it; messages queued by its socket run nested, digits are dequeued (their
+DTMF event fires, as with `conference_controls=none`; with `dist-dtmf` they go to the other
+members: switch_sim/conference_dtmf.py) and CF_BREAK is ignored, as in mod_conference's loop.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import logging
 import re
 
 from ..conference import parse_flags, registry
+from ..conference_dtmf import member_digits
 from .registry import AppError, app
 
 log = logging.getLogger('switch_sim.apps')
@@ -58,8 +60,7 @@ def app_conference(ch, data):
                 break
             ch.service_messages()
             ch.take_break()
-            while ch.has_dtmf():
-                ch.dequeue_dtmf()
+            member_digits(member)
             ch.write_source = member
     finally:
         if member.on_read in ch.read_taps:
