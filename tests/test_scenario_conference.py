@@ -3,22 +3,18 @@ mod_conference: three callers in one room each hear the other two and not themse
 distinct tones, measured per 100 ms window on what each caller heard); a muted member is not heard;
 the enter and exit callbacks in order with their fields; endConferenceOnExit puts the others out
 and their documents go on; maxMembers refuses the extra member, whose next elements run; relayDTMF
-sends a member's digits to the others (and only with it); and the Conference REST API (list, get,
+sends a member's digits to the others (test_scenario_conference_dtmf.py); record keeps the room as
+WAV or MP3; and the Conference REST API (list, get,
 kick, mute, hang up; 404 for an unknown room or member).
 
 Callers are the harness's (the simulator's scripted callers, or loopback calls to `callfork<N>` on
 the real switch, whose A leg records what it heard). Each speaks one tone from a WAV file.
 """
-import os
-from urllib.parse import unquote
-
-import gevent
+import pytest
 import requests
 
 from harness import Stack, switch_modes
-from sim_support import RawESL, event_headers
 from stream_scenarios import tone, tone_power, rms, write_wav
-from switch_sim.media import DTMF_FREQS
 from waiting import wait_until
 
 TONES = (400, 700, 1100)
@@ -259,24 +255,55 @@ def test_wait_sound_plays_while_the_member_is_alone(real_fs):
         assert _windows(call.heard(), [600], []) >= 10
 
 
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
 @switch_modes()
-def test_record_and_action_with_the_recording(real_fs):
+def test_record_and_action_with_the_recording(real_fs, fmt):
     with Stack(real=real_fs) as stack:
         stack.app.document("/answer", _doc(stack, "taped room", stayAlone="true", record="true", timeLimit="3",
-                                           action=stack.app.url("/act")))
+                                           recordFileFormat=fmt, action=stack.app.url("/act")))
         stack.app.document("/act", "<Response><Hangup/></Response>")
         call = stack.call(to="1001", hangup_after=30,
                           audio=write_wav(stack.data_dir / "tone-500.wav", tone(500, 30, level=9000)))
         stack.app.wait_path("/act", timeout=20)
         form = _requests(stack, "/act")[0].form
         assert form["ConferenceName"] == "taped room" and form["ConferenceMemberID"] and form["ConferenceUUID"]
+        assert form["RecordUrl"].endswith("." + fmt)
+        # the recording stopped when the member left: it is there, whole, when the action is asked
+        reply = requests.get(form["RecordUrl"], headers=stack.api_headers(), timeout=10)
+        assert reply.status_code == 200
+        assert reply.headers["Content-Type"] == ("audio/mpeg" if fmt == "mp3" else "audio/wav")
+        if fmt == "wav":
+            assert reply.content[:4] == b"RIFF"
+        else:
+            assert reply.content[:3] == b"ID3" or reply.content[0] == 0xFF
+        import io
+        import soundfile
+        data, rate = soundfile.read(io.BytesIO(reply.content), dtype="int16", always_2d=True)
+        assert soundfile.info(io.BytesIO(reply.content)).format == fmt.upper()
+        samples = data[:, 0]
+        # about the member's 3 s in the room, holding what it said
+        assert 2.0 <= len(samples) / rate <= 6.0, len(samples) / rate
+        assert _windows(samples, [500], [], rate=rate) >= 10
         call.wait(30)
+        if fmt == "mp3":      # converted: the WAV FreeSWITCH wrote is gone
+            assert not list(stack.data_dir.glob("recordings/*.wav"))
 
-        def fetched():
-            reply = requests.get(form["RecordUrl"], headers=stack.api_headers(), timeout=10)
-            return reply if reply.status_code == 200 and len(reply.content) > 8000 else None
-        reply = wait_until(fetched, 15, "the room's recording")
-        assert reply.content[:4] == b"RIFF"
+
+@switch_modes()
+def test_record_of_a_member_who_hung_up_alone_is_converted(real_fs):
+    with Stack(real=real_fs) as stack:
+        stack.app.document("/answer", _doc(stack, "hung room", stayAlone="true", record="true"))
+        call = stack.call(to="1001", hangup_after=3,
+                          audio=write_wav(stack.data_dir / "tone-500.wav", tone(500, 30, level=9000)))
+        stack.app.wait_event("ConferenceEnter", timeout=20, path="/conf")
+        call.wait(30)
+        # the room ended with its only member: FreeSWITCH closed the file and callfork converted it
+        recordings = stack.data_dir / "recordings"
+        mp3 = wait_until(lambda: not list(recordings.glob("*.wav")) and list(recordings.glob("*.mp3")), 15,
+                         "the MP3 in place of the WAV")
+        import soundfile
+        data, rate = soundfile.read(str(mp3[0]), dtype="int16", always_2d=True)
+        assert _windows(data[:, 0], [500], [], rate=rate) >= 5
 
 
 @switch_modes()
@@ -350,101 +377,3 @@ def test_rest_transfer_takes_the_member_out_to_the_new_document(real_fs):
         call.wait(30)
         assert not _requests(stack, "/act")
 
-
-class _DigitsReceived:
-    """The digits sent to a caller's phone. On a real FreeSWITCH the caller is the A leg of a
-    loopback pair: digits sent out of callfork's leg arrive there as DTMF (its events, taken on a
-    second event socket); the simulator plays digits sent to its callers as their tones, read back
-    from what the caller heard."""
-
-    def __init__(self, stack):
-        self.stack = stack
-        self.events = []
-        self.esl = self.reader = None
-        if stack.real_fs:
-            host, port, password = os.environ["CALLFORK_FS_ESL"].split(":", 2)
-            self.esl = RawESL.connect((host, int(port)))
-            self.esl.frame()
-            self.esl.command(f"auth {password}")
-            self.esl.command("event plain DTMF")
-            self.reader = gevent.spawn(self._read)
-
-    def _read(self):
-        while True:
-            try:
-                headers, body, _ = self.esl.next_frame(timeout=3600)
-            except Exception:
-                return
-            if headers.get("Content-Type") == "text/event-plain":
-                ev = dict(event_headers(body))
-                self.events.append((unquote(ev.get("Unique-ID", "")), unquote(ev.get("DTMF-Digit", ""))))
-
-    def press(self, call, digits):
-        """The caller presses keys (on callfork's leg they arrive as the caller's digits)."""
-        control = self.stack.service.control
-        if self.stack.real_fs:
-            assert control.api(f"uuid_send_dtmf {call.a_uuid} {digits}").startswith("+OK")
-        else:
-            assert control.api(f"sim_dtmf {call.uuid} {digits}").startswith("+OK")
-
-    def of(self, call) -> str:
-        if self.stack.real_fs:
-            return "".join(d for uuid, d in list(self.events) if uuid == call.a_uuid)
-        return _tone_digits(call.heard())
-
-    def close(self):
-        if self.reader is not None:
-            self.reader.kill()
-            self.esl.sock.close()
-
-
-def _tone_digits(samples, win=400):
-    """The DTMF digits whose two tones fill 50 ms windows of `samples`, a run of windows one digit."""
-    out, last = [], None
-    for i in range(0, len(samples) - win + 1, win):
-        w = samples[i:i + win]
-        digit = None
-        if rms(w) > 300:
-            for d, (low, high) in DTMF_FREQS.items():
-                if tone_power(w, low) > 0.2 and tone_power(w, high) > 0.2:
-                    digit = d
-                    break
-        if digit is not None and digit != last:
-            out.append(digit)
-        last = digit
-    return "".join(out)
-
-
-@switch_modes()
-def test_relay_dtmf_sends_a_members_digits_to_the_others(real_fs):
-    with Stack(real=real_fs) as stack:
-        def answer(req):
-            relay = req.form.get("To", "").endswith("1001")
-            return _doc(stack, "keys room", stayAlone="true", relayDTMF="true" if relay else "false",
-                        digitsMatch="12,9" if relay else "45")
-        stack.app.document("/answer", answer)
-        digits = _DigitsReceived(stack)
-        try:
-            other = _join(stack, 1, hangup_after=60, keep_heard=True, to="1002")
-            relaying = _join(stack, 2, hangup_after=60, keep_heard=True, to="1001")
-
-            def matched(pattern):
-                return [e.form for e in stack.app.events("ConferenceDigitsMatch", path="/conf")
-                        if e.form["ConferenceDigitsMatch"] == pattern]
-            # the relaying member presses 12: its own document sees them, the other member gets them
-            digits.press(relaying, "12")
-            wait_until(lambda: matched("12"), 15, "the relaying member's digitsMatch")
-            wait_until(lambda: digits.of(other) == "12", 10, "the other member got 12")
-            # the member without relayDTMF presses 45: only its own document sees them
-            digits.press(other, "45")
-            wait_until(lambda: matched("45"), 15, "the other member's digitsMatch")
-            # then 9 from the relaying member: once the other got it, 45 had time to go round
-            digits.press(relaying, "9")
-            wait_until(lambda: digits.of(other) == "129", 10, "the other member got 9")
-            assert _api(stack, "DELETE", "/Conference/keys room/").status_code == 204
-            for call in (other, relaying):
-                call.wait(30)
-            assert digits.of(relaying) == ""
-            assert digits.of(other) == "129"
-        finally:
-            digits.close()

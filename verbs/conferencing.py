@@ -29,26 +29,24 @@ A member (`ConferenceMember.run`), on the caller's channel through its outbound 
 4. while a member: DTMF events drive hangupOnStar (`*` kicks the member) and digitsMatch (the
    digits pressed so far, matched against each comma-separated pattern: a callback with
    ConferenceAction=digits, Event=ConferenceDigitsMatch, ConferenceDigitsMatch); timeLimit and a
-   REST transfer kick the member (mod_conference ignores uuid_break); record starts the room's
-   recording when the member joins;
+   REST transfer kick the member (mod_conference ignores uuid_break); record records the room
+   from the member's join to its leave (verbs/conference_recording.py: WAV, or MP3 as
+   recordFileFormat says);
 5. after the leave: the action URL (ConferenceName, ConferenceUUID, ConferenceMemberID, RecordUrl
    when recording) is fetched and replaces the document when redirect is true, else posted.
 The caller hanging up ends the member too: the exit callback is still posted, then CallGone.
 """
 from __future__ import annotations
 
-import logging
 import re
 import time
-import uuid as uuidlib
 
 from esl_app import CallGone, ESLError, ESLTimeout
 
+from .conference_recording import MemberRecording
 from .digit_patterns import DigitMatcher
 from .flow import NextDocument
 from .sound_document import sound_file_string
-
-log = logging.getLogger("callfork.conference")
 
 PREFIX = "cf_"
 PROFILE = "default"
@@ -127,7 +125,7 @@ class ConferenceMember:
         self.room = fs_room_name(call.auth_id, verb.room)
         self.member_id = None
         self.conference_uuid = ""
-        self.record_url = None
+        self.recording = None
         self.digits = DigitMatcher(verb.digits_match)
         self.moh = None
 
@@ -158,9 +156,12 @@ class ConferenceMember:
             except CallGone:
                 left = self._left_on_hangup(queue)
                 self._exited(left)
+                self._stop_recording(hung_up=True)
                 raise
             self._exited(left)
-            if session.gone or (left is not None and left.get("Hangup-Cause")):
+            hung_up = session.gone or (left is not None and bool(left.get("Hangup-Cause")))
+            self._stop_recording(hung_up)
+            if hung_up:
                 # the caller hung up: FreeSWITCH fired CHANNEL_HANGUP before the del-member,
                 # which was already queued when the call went
                 raise CallGone(session.hangup_cause or left.get("Hangup-Cause"), call.uuid)
@@ -321,21 +322,14 @@ class ConferenceMember:
         self.call.post(verb.callback_url, verb.callback_method, params, event_name)
 
     def _start_recording(self) -> None:
-        call = self.call
-        recording_id = str(uuidlib.uuid4())
-        path = call.services.recordings_dir / f"{recording_id}.wav"
-        try:
-            reply = call.session.api(f"conference {self.room} recording start {path}")
-        except (ESLError, ESLTimeout) as exc:
-            reply = str(exc)
-        if not reply.startswith("+OK"):
-            call.error(f"<Conference> line {self.verb.line}: the room's recording did not start: {reply.strip()}")
-            return
-        self.record_url = f"{call.services.public_url}/recordings/{recording_id}.wav"
-        try:
-            call.services.store.add_recording(recording_id, call.uuid, path=str(path), format="wav")
-        except Exception:
-            log.exception("call %s: could not store the conference recording", call.uuid)
+        verb = self.verb
+        self.recording = MemberRecording(self.call, self.room, f"<Conference> line {verb.line}",
+                                         verb.record_file_format)
+        self.recording.start()
+
+    def _stop_recording(self, hung_up: bool) -> None:
+        if self.recording is not None:
+            self.recording.stop(hung_up)
 
     def _action(self) -> None:
         verb, call = self.verb, self.call
@@ -343,8 +337,8 @@ class ConferenceMember:
             return
         params = call.params(ConferenceName=verb.room, ConferenceUUID=self.conference_uuid,
                              ConferenceMemberID=self.member_id or "")
-        if self.record_url:
-            params["RecordUrl"] = self.record_url
+        if self.recording is not None and self.recording.url:
+            params["RecordUrl"] = self.recording.url
         if verb.redirect:
             raise NextDocument(verb.action, verb.method, params, "action")
         call.post(verb.action, verb.method, params, "ConferenceAction")
