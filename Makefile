@@ -31,8 +31,11 @@ $(SER_STAMP): Makefile
 	$(SERIALIZERS)/bin/pip install 'pipecat-ai==1.14.0' 'pipecat-vobiz==0.0.3'
 	touch $(SER_STAMP)
 
+# the scenarios wait on real-time audio: TEST_WORKERS pytest workers (pytest-xdist) share the time
+TEST_WORKERS ?= 4
+
 test: install $(SER_STAMP)
-	CALLFORK_SERIALIZERS_PYTHON=$(CURDIR)/$(SERIALIZERS)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider
+	CALLFORK_SERIALIZERS_PYTHON=$(CURDIR)/$(SERIALIZERS)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 bench: install
 	$(BIN)/python -m bench

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-import threading
 import time
 
 import gevent
+import gevent.event
 from flask import Flask, Response, request
 from gevent.pywsgi import WSGIServer
 from gevent.server import StreamServer
@@ -45,7 +45,7 @@ class SampleApp:
         # what it received, newest kept (`callfork serve` may run it for days)
         self.webhooks: deque = deque(maxlen=10000)   # every request received: {"path", "form", "time"}
         self.ws_events: deque = deque(maxlen=10000)  # what the echo bot saw: {"event", ...}
-        self._changed = threading.Event()
+        self._changed = gevent.event.Event()
         self.http = WSGIServer((host, 0), self._flask(), log=None)
         self.ws = StreamServer((host, 0), self._ws_connection)
 

@@ -4,11 +4,19 @@ Tests talk to real things over real sockets: the simulator over TCP ESL, real We
 servers, real SQLite. Tests that need a real FreeSWITCH are marked `freeswitch` and run only when
 CALLFORK_FS_ESL=host:port:password is set.
 """
+import os
+
 from gevent import monkey
 
-monkey.patch_all()
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # a pytest-xdist worker (make test: -n N): execnet talks to the controller from a real thread,
+    # which patched threads would turn into a greenlet that blocks the hub (LoopExit); the code under
+    # test uses gevent's own greenlets, events and queues, and everything else is patched as in
+    # production
+    monkey.patch_all(thread=False)
+else:
+    monkey.patch_all()
 
-import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -18,12 +26,12 @@ CAPTURES = FIXTURES / "fs-captures"
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.environ.get("CALLFORK_FS_ESL"):
-        return
+    real = bool(os.environ.get("CALLFORK_FS_ESL"))
     skip = pytest.mark.skip(reason="needs a real FreeSWITCH: set CALLFORK_FS_ESL=host:port:password")
+    one_worker = pytest.mark.xdist_group("freeswitch")   # with -n N --dist loadgroup: one at a time
     for item in items:
         if "freeswitch" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(one_worker if real else skip)
 
 
 @pytest.fixture

@@ -228,16 +228,26 @@ class Interpreter:
             if end.error:   # FreeSWITCH ended the call for a reason of its own: say so once
                 ctx.error(end.error)
         params = hangup_params(ctx, complete, end, cause)
+        # the record first: an app that asks for the call when its Hangup webhook arrives finds it ended
+        self._store_end(params, end)
+        errors = len(ctx.errors)
         number = ctx.number
         try:
             ctx.post(number.hangup_url or number.answer_url, number.hangup_method or "POST", params, "Hangup")
-        except Exception:  # e.g. the outbox refused the URL: the record below still says how it ended
+        except Exception:  # e.g. the outbox refused the URL: the record says how it ended
             log.exception("call %s: the Hangup webhook could not be queued", ctx.uuid)
         for recording in list(ctx.recordings):
             try:
                 recording.on_call_end(complete)
             except Exception:
                 log.exception("call %s: recording finalisation failed", ctx.uuid)
+        if len(ctx.errors) > errors:   # a recording could not be finished: the record says so too
+            self._store_end(params, end)
+        log.info("call %s ended: %s %s (%s)", ctx.uuid, end.code, end.name, end.source)
+        return end
+
+    def _store_end(self, params, end) -> None:
+        ctx = self.ctx
         try:
             ctx.services.store.upsert_call(
                 ctx.uuid, status=params["CallStatus"], hangup_cause=params["HangupCause"],
@@ -245,8 +255,6 @@ class Interpreter:
                 end_time=time.time(), error="; ".join(ctx.errors))
         except Exception:
             log.exception("call %s: could not store the call record", ctx.uuid)
-        log.info("call %s ended: %s %s (%s)", ctx.uuid, end.code, end.name, end.source)
-        return end
 
 
 def _describe(error) -> str:
