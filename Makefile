@@ -35,7 +35,7 @@ $(SER_STAMP): Makefile
 TEST_WORKERS ?= 4
 
 test: install $(SER_STAMP)
-	CALLFORK_SERIALIZERS_PYTHON=$(CURDIR)/$(SERIALIZERS)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
+	CALLFORK_SERIALIZERS_PYTHON=$(CURDIR)/$(SERIALIZERS)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/python -m bench

@@ -26,14 +26,33 @@ CAPTURES = FIXTURES / "fs-captures"
 
 
 def pytest_collection_modifyitems(config, items):
-    real = bool(os.environ.get("CALLFORK_FS_ESL"))
+    if os.environ.get("CALLFORK_FS_ESL"):
+        return
     skip = pytest.mark.skip(reason="needs a real FreeSWITCH: set CALLFORK_FS_ESL=host:port:password")
-    one_worker = pytest.mark.xdist_group("freeswitch")   # with -n N --dist loadgroup: one at a time
     for item in items:
         if "freeswitch" in item.keywords:
-            item.add_marker(one_worker if real else skip)
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _one_real_switch_test_at_a_time(request):
+    """Tests on the real switch run one at a time, whichever pytest-xdist worker has them (make test
+    runs -n N): its dialplan sends every call to one socket port. The lock is a file lock shared by
+    the workers, held for the test; waiting for it blocks only this worker."""
+    if "freeswitch" not in request.keywords or not os.environ.get("CALLFORK_FS_ESL"):
+        yield
+        return
+    import fcntl
+    import tempfile
+    with open(os.path.join(tempfile.gettempdir(), "callfork-real-switch-tests.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture
 def captures_dir():
     return CAPTURES
+

