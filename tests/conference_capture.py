@@ -24,7 +24,6 @@ if __name__ == "__main__":
     from gevent import monkey
     monkey.patch_all()
 
-import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -38,7 +37,7 @@ import gevent  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from truth_capture import api_response, esl_connect, esl_setting  # noqa: E402
+from truth_capture import api_response, capture_main, esl_connect  # noqa: E402
 
 TONES = (400, 700, 1100)          # Hz: what members 1, 2, 3 say
 WINDOW_S = 1.5                    # how long each mixing state is held
@@ -364,17 +363,7 @@ def capture(address, password) -> dict:
 
 
 def main(argv):
-    import argparse
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    cap = sub.add_parser("capture")
-    cap.add_argument("--esl", default="127.0.0.1:8021:ClueCon")
-    cap.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    address, password = esl_setting(args.esl)
-    record = capture(address, password)
-    Path(args.out).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return 0
+    return capture_main(argv, doc=__doc__, capture=capture)
 
 
 if __name__ == "__main__":

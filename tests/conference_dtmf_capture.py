@@ -22,7 +22,6 @@ if __name__ == "__main__":
     from gevent import monkey
     monkey.patch_all()
 
-import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import uuid as uuidlib  # noqa: E402
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from conference_capture import Capture, goertzel_dbfs  # noqa: E402
-from truth_capture import esl_setting  # noqa: E402
+from truth_capture import capture_main  # noqa: E402
 
 DIGIT_1_TONES = (697, 1209)
 
@@ -100,17 +99,7 @@ def capture(address, password) -> dict:
 
 
 def main(argv):
-    import argparse
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    cap = sub.add_parser("capture")
-    cap.add_argument("--esl", default="127.0.0.1:8021:ClueCon")
-    cap.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    address, password = esl_setting(args.esl)
-    record = capture(address, password)
-    Path(args.out).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return 0
+    return capture_main(argv, doc=__doc__, capture=capture)
 
 
 if __name__ == "__main__":

@@ -137,3 +137,19 @@ def main(argv, *, doc: str, fixture: str, capture: Callable, replay: Callable, c
     for line in compare(captured["cases"], got):
         print(line)
     return 0
+
+
+def capture_main(argv, *, doc: str, capture: Callable) -> int:
+    """The command line of a capture tool with no simulator replay of its own: `capture --esl
+    host:port:password --out FILE` writes `capture(address, password)` (a JSON-able record) to FILE."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    cap = sub.add_parser("capture")
+    cap.add_argument("--esl", default="127.0.0.1:8021:ClueCon")
+    cap.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    address, password = esl_setting(args.esl)
+    record = capture(address, password)
+    Path(args.out).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
+
