@@ -6,24 +6,18 @@ As in test_scenario_dial.py, the callee is another number of the same callfork (
 a loopback call to it, `[freeswitch] originate_dialstring`), whose Vobiz XML answer decides what it
 does: answer and play a 700 Hz tone, refuse as busy, never answer. The caller speaks 300 Hz.
 """
-import io
 import json
 
-import numpy as np
 import requests
-import soundfile
 
-from harness import Stack, switch_modes
+from dial_support import CALLEE_HZ, CALLER_HZ, channel, dial_stack
+from harness import switch_modes
 from stream_scenarios import Calls, tone, windows_with, write_wav
 
-CALLER_HZ, CALLEE_HZ = 300, 700
 ALL_STATES = ["created", "ringing", "answered", "ended"]
 
 
-def _stack(real_fs):
-    prefix = "callfork" if real_fs else ""
-    env = {"CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": f"loopback/{prefix}{{to}}/default"}
-    return Stack(real=real_fs, env=env), prefix
+_stack = dial_stack
 
 
 def _swml(*steps):
@@ -105,8 +99,7 @@ def test_connect_to_a_number_each_party_hears_the_other_and_the_document_goes_on
 
     assert windows_with(heard, CALLEE_HZ) >= 30, windows_with(heard, CALLEE_HZ)
     assert recording.status_code == 200
-    audio, _rate = soundfile.read(io.BytesIO(recording.content), dtype="int16", always_2d=True)
-    assert windows_with(np.ascontiguousarray(audio[:, 0]), CALLER_HZ) >= 30
+    assert windows_with(channel(recording, 0), CALLER_HZ) >= 30
 
 
 @switch_modes()
