@@ -124,13 +124,28 @@ class Capture:
         """The member's B leg plays an endless tone: what the member says into the room."""
         return self.api(f"uuid_broadcast {member['b_leg']} tone_stream://%(100000,0,{freq});loops=-1 aleg").strip()
 
-    def wait_events(self, predicate, timeout=5.0):
+    def wait_events(self, predicate, timeout=5.0, since=0.0):
+        """Until an event (from capture second `since` on) matches `predicate`; False on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if any(predicate(e["headers"]) for e in self.events):
+            if any(predicate(e["headers"]) for e in self.events if e["t"] >= since):
                 return True
             gevent.sleep(0.05)
         return False
+
+    def wait_action(self, action, uuid=None, room=None, since=0.0, timeout=5.0):
+        """Until a conference::maintenance event `action` of this member (or room) has come."""
+        return self.wait_events(lambda h: h.get("Action") == action
+                                and (uuid is None or h.get("Unique-ID") == uuid)
+                                and (room is None or h.get("Conference-Name") == room), timeout, since)
+
+    def hung_up(self, *members, timeout=5.0):
+        """Hang the members up and wait for their CHANNEL_HANGUP_COMPLETE."""
+        since = self.now()
+        self.hangup(*members)
+        for m in members:
+            self.wait_events(lambda h, u=m["uuid"]: h.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE"
+                             and h.get("Unique-ID") == u, timeout, since)
 
     def exists(self, member) -> str:
         return self.api(f"uuid_exists {member['uuid']}").strip()
@@ -191,10 +206,9 @@ def scenario_three(cap: Capture) -> dict:
 
     def hold(name):
         start = cap.now()
-        gevent.sleep(WINDOW_S)
+        gevent.sleep(WINDOW_S)      # a measurement window: this much of the room is recorded
         windows.append((name, start, cap.now()))
 
-    gevent.sleep(0.5)
     hold("all")
     api(f"conference {room} mute {mid[1]}")
     hold("m2_muted")
@@ -206,14 +220,17 @@ def scenario_three(cap: Capture) -> dict:
     api(f"conference {room} list count")
     api("conference list")
     api(f"conference {room} json_list")
+    since = cap.now()
     api(f"conference {room} play tone_stream://%(300,0,1500)")
-    gevent.sleep(0.5)
+    cap.wait_action("play-file-done", room=room, since=since)
+    since = cap.now()
     api(f"conference {room} play tone_stream://%(300,0,1500) {mid[0]}")
-    gevent.sleep(0.5)
+    cap.wait_action("play-file-member-done", room=room, since=since)
     api(f"conference {room} say hello")
     rec = str(cap.dir / f"conf-{room}.wav")
+    since = cap.now()
     api(f"conference {room} recording start {rec}")
-    gevent.sleep(0.5)
+    cap.wait_action("start-recording", room=room, since=since)
     api(f"conference {room} recording stop {rec}")
     api(f"conference {room} mute 99")
     api(f"conference {room} kick 99")
@@ -225,19 +242,18 @@ def scenario_three(cap: Capture) -> dict:
     api(f"conference {room} deaf all")
     api(f"conference {room} undeaf all")
     api(f"conference {room} kick {mid[2]}")
-    gevent.sleep(0.5)
+    cap.wait_action("del-member", uuid=members[2]["uuid"])
     after_kick = cap.exists(members[2])
     api(f"conference {room} hup {mid[1]}")
-    gevent.sleep(0.5)
+    cap.wait_action("del-member", uuid=members[1]["uuid"])
     after_hup = cap.exists(members[1])
     hold("after_kick_and_hup")
     api(f"conference {room} kick all")
-    gevent.sleep(0.5)
+    cap.wait_action("del-member", uuid=members[0]["uuid"])
     after_kick_all = cap.exists(members[0])
     for m in members:
         cap.api(f"uuid_record {m['uuid']} stop {m['heard']}")
-    cap.hangup(*members)
-    gevent.sleep(0.5)
+    cap.hung_up(*members)
     levels = {f"member{i + 1}": cap.levels(m, windows) for i, m in enumerate(members)}
     for m in members:
         os.unlink(m["heard"])
@@ -265,13 +281,12 @@ def scenario_endconf(cap: Capture) -> dict:
     e2 = cap.member(room, variables={"hangup_after_conference": "false"}, record=False)
     e3 = cap.member(room, record=False)
     cap.wait_events(lambda h: h.get("Action") == "add-member" and h.get("Unique-ID") == e3["uuid"])
-    gevent.sleep(0.3)
     cap.hangup(e1)
     cap.wait_events(lambda h: h.get("Action") == "conference-destroy" and h.get("Conference-Name") == room)
-    gevent.sleep(0.5)
+    # the member without hangup_after_conference=false is hung up by the room's end
+    cap.wait_events(lambda h: h.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE" and h.get("Unique-ID") == e3["uuid"])
     after = {"e2_hangup_after_conference_false": cap.exists(e2), "e3_default": cap.exists(e3)}
-    cap.hangup(e2, e3)
-    gevent.sleep(0.3)
+    cap.hung_up(e2, e3)
     return {"room": room, "channel_after": after,
             "events": conference_events(cap, {e1["uuid"], e2["uuid"], e3["uuid"]}, t_start)}
 
@@ -285,11 +300,9 @@ def scenario_max_members(cap: Capture) -> dict:
     cap.wait_events(lambda h: h.get("Action") == "add-member" and h.get("Unique-ID") == b["uuid"])
     c = cap.member(room, variables=vars_, record=False)
     cap.wait_events(lambda h: h.get("Event-Name") == "CHANNEL_EXECUTE_COMPLETE" and h.get("Unique-ID") == c["uuid"])
-    gevent.sleep(0.3)
     listing = cap.api(f"conference {room} list count").strip()
     after = cap.exists(c)
-    cap.hangup(a, b, c)
-    gevent.sleep(0.3)
+    cap.hung_up(a, b, c)
     return {"room": room, "count_after_refusal": listing, "refused_channel_after": after,
             "events": conference_events(cap, {a["uuid"], b["uuid"], c["uuid"]}, t_start)}
 
@@ -300,17 +313,13 @@ def scenario_mintwo(cap: Capture) -> dict:
     vars_ = {"hangup_after_conference": "false"}
     a = cap.member(room, flags="mintwo", variables=vars_, record=False)
     cap.wait_events(lambda h: h.get("Action") == "add-member" and h.get("Unique-ID") == a["uuid"])
-    gevent.sleep(0.5)
     alone = cap.api(f"conference {room} list count").strip()
     b = cap.member(room, variables=vars_, record=False)
     cap.wait_events(lambda h: h.get("Action") == "add-member" and h.get("Unique-ID") == b["uuid"])
-    gevent.sleep(0.3)
-    cap.hangup(b)
+    cap.hung_up(b)
     cap.wait_events(lambda h: h.get("Event-Name") == "CHANNEL_EXECUTE_COMPLETE" and h.get("Unique-ID") == a["uuid"], 3)
-    gevent.sleep(0.3)
     after = cap.exists(a)
-    cap.hangup(a)
-    gevent.sleep(0.3)
+    cap.hung_up(a)
     return {"room": room, "count_while_alone": alone, "first_member_after_second_left": after,
             "events": conference_events(cap, {a["uuid"], b["uuid"]}, t_start)}
 
@@ -327,18 +336,17 @@ def scenario_wait_mod(cap: Capture) -> dict:
     cap.say(w2, TONES[1])
     windows = []
     start = cap.now()
-    gevent.sleep(WINDOW_S + 0.5)
+    gevent.sleep(WINDOW_S + 0.5)    # a measurement window, as hold() in scenario_three
     windows.append(("before_moderator", start, cap.now()))
     w3 = cap.member(room, flags="moderator", variables=vars_, record=False)
     cap.wait_events(lambda h: h.get("Action") == "add-member" and h.get("Unique-ID") == w3["uuid"])
     cap.say(w3, TONES[2])
     start = cap.now()
-    gevent.sleep(WINDOW_S + 0.5)
+    gevent.sleep(WINDOW_S + 0.5)    # a measurement window
     windows.append(("after_moderator", start, cap.now()))
     for m in (w1, w2):
         cap.api(f"uuid_record {m['uuid']} stop {m['heard']}")
-    cap.hangup(w1, w2, w3)
-    gevent.sleep(0.5)
+    cap.hung_up(w1, w2, w3)
     levels = {"member1": cap.levels(w1, windows), "member2": cap.levels(w2, windows)}
     for m in (w1, w2):
         os.unlink(m["heard"])

@@ -38,6 +38,8 @@ from truth_capture import capture_main  # noqa: E402
 DIGIT_1_TONES = (697, 1209)
 
 
+WINDOW_S = 2.0      # what member 2 hears from the first press on, checked for in-band digits
+
 def _dtmf_events(cap: Capture, legs: dict, t_from: float) -> list:
     """(leg name, digit, source) of each DTMF event on the legs, in order."""
     names = {uuid: name for name, uuid in legs.items()}
@@ -61,18 +63,24 @@ def run_scenario(cap: Capture) -> dict:
     for i, m in enumerate(members):
         legs[f"member{i + 1}"] = m["uuid"]
         legs[f"member{i + 1}_phone"] = m["b_leg"]
-    gevent.sleep(0.5)
     t_from = cap.now()
     sent = [cap.api(f"uuid_send_dtmf {members[0]['b_leg']} 12#").strip()]
-    gevent.sleep(2.0)
+    # the relayed digits reach the other members' phones (DTMF events there), then the rest of a
+    # measurement window: what member 2 heard meanwhile is checked for in-band tones
+    for m in members[1:]:
+        cap.wait_events(lambda h, u=m["b_leg"]: h.get("Event-Name") == "DTMF" and h.get("Unique-ID") == u
+                        and h.get("DTMF-Digit") == "#", 5.0, t_from)
+    gevent.sleep(max(0.0, t_from + WINDOW_S - cap.now()))
     t_mid = cap.now()
     sent.append(cap.api(f"uuid_send_dtmf {members[1]['b_leg']} 45").strip())
-    gevent.sleep(2.0)
+    # member 2 has no dist-dtmf: its own leg reads its digits, and nothing may reach the others
+    cap.wait_events(lambda h, u=members[1]["uuid"]: h.get("Event-Name") == "DTMF" and h.get("Unique-ID") == u
+                    and h.get("DTMF-Digit") == "5", 5.0, t_mid)
+    gevent.sleep(1.0)   # a window in which nothing may arrive: there is nothing to wait for
     t_end = cap.now()
     heard = members[1]
     cap.api(f"uuid_record {heard['uuid']} stop {heard['heard']}")
-    cap.hangup(*members)
-    gevent.sleep(0.5)
+    cap.hung_up(*members)
     import soundfile
     data, rate = soundfile.read(heard["heard"], dtype="int16")
     a = int(max(0.0, t_from - heard["rec_t"]) * rate)
