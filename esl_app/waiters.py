@@ -39,6 +39,11 @@ class Execution:
         except gevent.Timeout:
             raise ESLTimeout('[%s] %s did not complete within %ss' % (self.session.uuid, self.app, timeout)) from None
 
+    def on_done(self, callback):
+        """callback(self) once the app completed or failed (at once if it has); it runs in the
+        greenlet that resolved it and must not block."""
+        self._result.rawlink(lambda _result: callback(self))
+
     def _complete(self, event):
         if not self._result.ready():
             self._result.set(event)

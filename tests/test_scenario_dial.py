@@ -459,9 +459,10 @@ def test_rest_play_and_dtmf_reach_the_bridged_callee(tmp_path, real_fs):
     stack, p = _stack(real_fs)
     with stack:
         calls = Calls(stack)
+        prompt = calls.serve_wav("/prompt.wav", tone(500, 8.0))
         calls.add(p + "77", f'<Response><Record recordSession="true" fileFormat="wav" '
                             f'callbackUrl="{calls.url("/callee-rec")}"/><GetDigits action="{calls.url("/callee-digits")}" '
-                            f'numDigits="2" timeout="15"/></Response>')
+                            f'numDigits="2" timeout="15"><Play>{prompt}</Play></GetDigits></Response>')
         stack.app.document("/callee-digits", '<Response><Wait length="3"/></Response>')
         calls.add(p + "1", f'<Response><Dial callbackUrl="{calls.url("/dial-events")}"><Number>77</Number>'
                            f'</Dial></Response>')
@@ -470,6 +471,14 @@ def test_rest_play_and_dtmf_reach_the_bridged_callee(tmp_path, real_fs):
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
         connected = _wait_dial_events(stack, "/dial-events", 2)[1]
         a_uuid = connected["CallUUID"]
+        # the callee's GetDigits is collecting once its prompt plays (digits pressed before it are dropped)
+        def callee_uuids():
+            return [r.form["CallUUID"] for r in list(stack.app.requests)
+                    if r.path == "/answer" and r.form.get("To") == p + "77"]
+        assert stack.app.wait_for(callee_uuids, 10)
+        callee = callee_uuids()[0]
+        control = stack.service.control
+        stack.wait(lambda: control.api(f"uuid_getvar {callee} current_application").strip() == "playback", 15)
         headers = stack.api_headers()
         play = requests.post(stack.api_url(f"/Call/{a_uuid}/Play/"), json={"urls": music, "legs": "bleg"},
                              headers=headers, timeout=30)

@@ -42,7 +42,8 @@ log = logging.getLogger("callfork.dial")
 
 RINGBACK_TONE = "%(2000,4000,440,480)"      # the US ringback FreeSWITCH calls ${us-ring}
 LEGS_GRACE_S = 3.0        # after the bridge app returns, how long the legs' last events may take
-DIGITS_GAP_S = 3.0        # a pause this long starts a new digit sequence for digitsMatch
+DIGITS_GAP_S = 3.0
+BRIDGE_DONE, INTERRUPTED = object(), object()   # what the Dialer's inbox carries besides events        # a pause this long starts a new digit sequence for digitsMatch
 
 NO_ANSWER_CAUSES = ("NO_ANSWER", "ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT")
 # a leg ending with one of these (or with NO_ANSWER before its ring timeout: what a loopback leg
@@ -98,41 +99,52 @@ class Dialer:
         except ESLError as exc:     # connect the caller anyway; only the legs' reports are lost
             call.error(f"<Dial>: {exc}; the callbackUrl events of this Dial are not sent")
             leg_events = gevent.queue.Queue()
-        own_events = session.subscribe("CHANNEL_BRIDGE", "DTMF")
+        # one inbox, read by this greenlet only: the legs' events, the caller's own bridge and digits,
+        # the bridge app's completion and a REST transfer's interruption
+        inbox = leg_events
+        own = lambda event: inbox.put(event)  # noqa: E731  (runs in the ESL dispatch greenlet)
+        for name in ("CHANNEL_BRIDGE", "DTMF"):
+            session.on_event(name, own)
+        interrupted = lambda _event: inbox.put(INTERRUPTED)  # noqa: E731
+        call.interrupted.rawlink(interrupted)
         caller_gone = False
         completion = None
         try:
             call.timeline("dial", {"legs": [{"uuid": leg.uuid, "to": leg.to} for leg in self.legs]})
             execution = session.execute_async("bridge", dial_string)
+            execution.on_done(lambda _execution: inbox.put(BRIDGE_DONE))
             first = min((leg.target.group for leg in self.legs), default=0)
             for leg in self.legs:
                 if leg.target.group == first:
                     self._announce(leg)
             done_at = None
             while True:
-                while len(own_events):
-                    self._on_own_event(own_events.get(0), legs_by_uuid)
+                wait = None if done_at is None else max(0.0, done_at + LEGS_GRACE_S - time.monotonic())
                 try:
-                    event = leg_events.get(timeout=0.05)
+                    item = inbox.get(timeout=wait)
                 except gevent.queue.Empty:
-                    event = None
-                if event is not None:
-                    self._on_leg_event(event, legs_by_uuid)
-                if execution.done and done_at is None:
+                    break                       # the grace after the bridge app is over
+                if item is BRIDGE_DONE:
                     done_at = time.monotonic()
                     try:
                         completion = execution.wait(0)
                     except CallGone:
                         caller_gone = True
                     self._release_hangups(caller_gone or session.gone)
-                if call.interrupted.is_set() and not execution.done:
-                    self._kill_legs()
-                if done_at is not None and (all(leg.done or self._never_tried(leg) for leg in self.legs)
-                                            or time.monotonic() - done_at > LEGS_GRACE_S):
+                elif item is INTERRUPTED:
+                    if not execution.done:
+                        self._kill_legs()
+                elif item.get("Unique-ID") == call.uuid:
+                    self._on_own_event(item, legs_by_uuid)
+                else:
+                    self._on_leg_event(item, legs_by_uuid)
+                if done_at is not None and all(leg.done or self._never_tried(leg) for leg in self.legs):
                     break
         finally:
             call.services.unwatch_legs(leg_uuids)
-            own_events.close()
+            for name in ("CHANNEL_BRIDGE", "DTMF"):
+                session.off_event(name, own)
+            call.interrupted.unlink(interrupted)
             self._release_hangups(caller_gone or session.gone)
         if not caller_gone:
             for name in ("bridge_terminate_key", "ringback", "instant_ringback", "originate_continue_on_timeout"):
