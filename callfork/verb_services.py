@@ -19,6 +19,8 @@ class VerbServices:
         self.public_url = service.config.server.public_url.rstrip("/")
         self.auth_id = service.config.server.auth_id
         self.relay = service.relay
+        # Twilio apps get Twilio's signature on every fetch and webhook of their calls
+        self.signer = getattr(number, "api", None) or "vobiz"
 
     @property
     def auth_token(self) -> str:
@@ -30,7 +32,8 @@ class VerbServices:
         wh = self.config.webhooks
         return fetch_document(url, method, params, auth_token=self.auth_token,
                               connect_timeout=wh.connect_timeout_s, read_timeout=wh.read_timeout_s,
-                              v3_mode=wh.v3_mode, allow_private=self.config.server.allow_private_urls)
+                              v3_mode=wh.v3_mode, allow_private=self.config.server.allow_private_urls,
+                              signer=self.signer)
 
     def check_url(self, url: str, schemes=("ws", "wss")) -> str:
         """A URL the app gave (e.g. a stream's WebSocket): fragment stripped, scheme checked, and
@@ -48,7 +51,8 @@ class VerbServices:
         return checked_addresses(host, port, allow_private=self.config.server.allow_private_urls)
 
     def post(self, call_uuid: str, url: str, method: str, params: dict, event: str, encoding: str = "form") -> None:
-        self._service.outbox.enqueue(call_uuid, url, method, params, encoding=encoding, event=event)
+        self._service.outbox.enqueue(call_uuid, url, method, params, encoding=encoding, event=event,
+                                     signer=self.signer)
 
     def record_event(self, call_uuid: str, kind: str, detail: dict) -> None:
         """A timeline entry: stored with the call, and published to `callfork tail` followers."""

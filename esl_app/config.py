@@ -117,6 +117,9 @@ class NumberConfig:
     fallback_url: str = ''
     fallback_method: str = 'POST'
     l16_byte_order: str | None = None      # None: the [audio_fork] value
+    # the API its app speaks: 'vobiz' (Vobiz XML or SWML, Vobiz webhooks and signatures) or 'twilio'
+    # (TwiML, Twilio's webhook parameters and X-Twilio-Signature; hangup_url is its StatusCallback)
+    api: str = 'vobiz'
 
     def matches(self, destination):
         return _number_matches(self.number, destination)
@@ -137,6 +140,7 @@ CHOICES = {
     ('numbers', 'answer_method'): ('GET', 'POST'),
     ('numbers', 'hangup_method'): ('GET', 'POST'),
     ('numbers', 'fallback_method'): ('GET', 'POST'),
+    ('numbers', 'api'): ('vobiz', 'twilio'),
     ('webhooks', 'retry_mode'): ('window', 'vobiz'),
 }
 POSITIVE_KEYS = {('server', 'http_max_connections'), ('server', 'http_idle_timeout_s'),

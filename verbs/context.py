@@ -31,6 +31,8 @@ import gevent.event
 from esl_app import CallGone
 
 from . import idle_audio
+from .twiml.request_params import twilio_params
+from .twiml.status_callback import StatusCallback
 
 log = logging.getLogger("callfork.call")
 
@@ -50,6 +52,14 @@ class CallContext:
         self.uuid = session.uuid
         self.config = services.config
         self.number = services.number
+        # the API the app speaks ('vobiz' or 'twilio'): its documents, webhook parameters, signatures
+        self.api = getattr(services.number, "api", None) or "vobiz"
+        self.status_callback = None      # a Twilio app's StatusCallback (verbs/twiml/status_callback.py)
+        if self.api == "twilio":
+            number = services.number
+            self.status_callback = StatusCallback(number.hangup_url, number.hangup_method,
+                                                  getattr(number, "status_callback_events", None) or ("completed",))
+            self.status_callback.sequence = getattr(number, "status_callback_sequence", 0)
         self.direction = session.direction or "inbound"
         self.from_number = plain_number(session.caller_id_number or "")
         self.to_number = plain_number(session.destination_number or "")
@@ -100,7 +110,10 @@ class CallContext:
         return "in-progress" if self.answered else "ringing"
 
     def params(self, **extra) -> dict:
-        """The standard Vobiz request parameters (https://docs.vobiz.ai/xml/request), plus `extra`."""
+        """The standard request parameters, plus `extra`: Vobiz's (https://docs.vobiz.ai/xml/request),
+        or Twilio's for a Twilio app (verbs/twiml/request_params.py)."""
+        if self.api == "twilio":
+            return twilio_params(self, **extra)
         p = {
             "CallUUID": self.uuid,
             "From": self.from_number,
@@ -119,6 +132,11 @@ class CallContext:
             p.update({"ALegUUID": self.uuid, "ALegRequestUUID": request_uuid, "RequestUUID": request_uuid})
         p.update({k: "" if v is None else str(v) for k, v in extra.items()})
         return p
+
+    def event_params(self, event: str) -> dict:
+        """The parameters of a document request the engine makes on its own (the answer URL:
+        StartApp, a REST transfer: Transfer): Vobiz names the event, Twilio does not."""
+        return self.params() if self.api == "twilio" else self.params(Event=event)
 
     # -- media -----------------------------------------------------------------------------------
     @property

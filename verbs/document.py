@@ -1,4 +1,5 @@
-"""A parsed answer document and `parse_document`: Vobiz XML or SWML, chosen by content type, then by sniffing."""
+"""A parsed answer document and `parse_document`: Vobiz XML or SWML, chosen by content type, then by
+sniffing; TwiML for a Twilio app's calls."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,6 +7,7 @@ from dataclasses import dataclass, field
 from .errors import DocumentError, XMLError
 from .sniff import KIND_NAMES, BodyError, decode_body, size_message, sniff, to_bytes
 from .swml.parser import parse_swml
+from .twiml.parser import parse_twiml
 from .xml_parser import parse_vobiz_xml
 
 XML_TYPES = ("application/xml", "text/xml")
@@ -14,7 +16,7 @@ SWML_TYPES = ("application/json", "application/yaml", "text/x-yaml", "text/yaml"
 
 @dataclass
 class Document:
-    """kind: 'vobiz' or 'swml'; verbs: the verbs to run (SWML: sections['main']); sections: SWML only;
+    """kind: 'vobiz', 'swml' or 'twiml'; verbs: the verbs to run (SWML: sections['main']); sections: SWML only;
     warnings: document-level notes and every verb's warnings, each with its position."""
     kind: str
     verbs: list
@@ -23,9 +25,15 @@ class Document:
     content_type: str | None = None
 
 
-def parse_document(body, content_type: str | None = None, allow_insecure_ws: bool = True) -> Document:
-    """Parse an answer body. Raises XMLError / SWMLError / NotSupportedError (all DocumentError)."""
+def parse_document(body, content_type: str | None = None, allow_insecure_ws: bool = True,
+                   api: str = "vobiz") -> Document:
+    """Parse an answer body. Raises XMLError / SWMLError / NotSupportedError (all DocumentError).
+    A Twilio app (`api="twilio"`) answers with TwiML only, whatever its Content-Type says."""
     raw = to_bytes(body)
+    if api == "twilio":
+        verbs, warnings = parse_twiml(raw)
+        media_type = (content_type or "").split(";")[0].strip().lower() or None
+        return Document("twiml", verbs, {}, warnings, media_type)
     media_type = (content_type or "").split(";")[0].strip().lower() or None
     too_big = size_message(len(raw))
     if too_big:

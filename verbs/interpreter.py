@@ -19,6 +19,7 @@ from .document import parse_document
 from .errors import DocumentError, NotSupportedError
 from .flow import EndCall, NextDocument, NextSection
 from .hangup_webhook import hangup_params
+from .twiml.status_callback import completed_extra
 
 log = logging.getLogger("callfork.interpreter")
 
@@ -44,8 +45,11 @@ class Interpreter:
         number = ctx.number
         end = None
         try:
+            if ctx.status_callback is not None and ctx.session.answered:
+                # a call placed through the REST API is answered before it reaches callfork
+                ctx.status_callback.send(ctx.post, ctx.params(), "answered")
             doc = self._fetch(number.answer_url, number.answer_method,
-                              ctx.params(Event="StartApp"), "answer", fallback=number.fallback_url)
+                              ctx.event_params("StartApp"), "answer", fallback=number.fallback_url)
             while True:
                 try:
                     self._run_document(doc)
@@ -153,7 +157,7 @@ class Interpreter:
         transfer = ctx.take_transfer()
         if transfer is not None:
             url, method = transfer
-            raise NextDocument(url, method, ctx.params(Event="Transfer"), "transfer")
+            raise NextDocument(url, method, ctx.event_params("Transfer"), "transfer")
 
     def _doc_kind(self) -> str:
         return getattr(self, "_last_kind", "answer")
@@ -187,7 +191,7 @@ class Interpreter:
             raise EndCall(codes.fetch_failed(kind, error))
         ctx.timeline("document_fetched", {"kind": kind, "url": result.url, "status": result.status})
         try:
-            return parse_document(result.body, result.content_type)
+            return parse_document(result.body, result.content_type, api=ctx.api)
         except DocumentError as exc:
             detail = "; ".join(_describe(e) for e in getattr(exc, "errors", None) or [exc])
             error = f"{label} {result.url}: {detail}"
@@ -233,7 +237,12 @@ class Interpreter:
         errors = len(ctx.errors)
         number = ctx.number
         try:
-            ctx.post(number.hangup_url or number.answer_url, number.hangup_method or "POST", params, "Hangup")
+            if ctx.status_callback is not None:    # a Twilio app: its StatusCallback's `completed`
+                answered = bool(params.get("AnswerTime"))
+                extra = completed_extra(end, answered, int(params["Duration"] or 0), params["Error"])
+                ctx.status_callback.send(ctx.post, ctx.params(), "completed", **extra)
+            else:
+                ctx.post(number.hangup_url or number.answer_url, number.hangup_method or "POST", params, "Hangup")
         except Exception:  # e.g. the outbox refused the URL: the record says how it ended
             log.exception("call %s: the Hangup webhook could not be queued", ctx.uuid)
         for recording in list(ctx.recordings):

@@ -16,6 +16,7 @@ import gevent
 from .http_client import (ACCEPT_ENCODING, RequestFailed, build_request, default_user_agent, drain, new_pool,
                           release, send)
 from .signing import sign_headers
+from .twilio_signing import twilio_headers
 from .urls import checked_addresses
 
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -44,8 +45,12 @@ class Sender:
             headers['X-Callfork-Event'] = _header_safe(row['event'])
         if content_type:
             headers['Content-Type'] = content_type
-        headers.update(sign_headers(row['url'], sign_params, self.auth_token, method=row['method'],
-                                    v3_mode=self.v3_mode))
+        if row.get('signer') == 'twilio':
+            headers.update(twilio_headers(row['url'], sign_params, self.auth_token, method=row['method'],
+                                          idempotency_key=row['idempotency_key']))
+        else:
+            headers.update(sign_headers(row['url'], sign_params, self.auth_token, method=row['method'],
+                                        v3_mode=self.v3_mode))
         total = self.timeouts[0] + self.timeouts[1] + 1
         try:
             with gevent.Timeout(total):

@@ -12,7 +12,8 @@ import gevent
 
 from .http_client import (ACCEPT_ENCODING, BodyReadError, BodyTooLarge, RequestFailed, build_request,
                           default_user_agent, new_pool, read_limited, release, send)
-from .signing import sign_headers
+from .signing import SIGNERS, sign_headers
+from .twilio_signing import twilio_headers
 from .urls import UrlError, checked_addresses, clean_url
 
 log = logging.getLogger(__name__)
@@ -66,9 +67,9 @@ class _TotalTimeout(BaseException):
 
 def fetch_document(url, method, params, *, auth_token, connect_timeout=3, read_timeout=10,
                    total_timeout=None, max_bytes=100 * 1024, user_agent=None, v3_mode='docs',
-                   allow_private=True):
+                   allow_private=True, signer='vobiz'):
     """Request `url` with `params` (form-encoded POST, or GET with the params in the query), signed with
-    `auth_token`; return FetchResult for a 2xx answer, raise FetchError otherwise.
+    `auth_token` as `signer` ('vobiz' or 'twilio') signs; return FetchResult for a 2xx answer, raise FetchError otherwise.
 
     total_timeout (default connect_timeout + read_timeout) bounds the whole exchange, including a
     server that trickles its body. Redirects (at most 5) are followed and each target is re-checked
@@ -78,6 +79,8 @@ def fetch_document(url, method, params, *, auth_token, connect_timeout=3, read_t
     method = (method or 'POST').upper()
     if method not in ('GET', 'POST'):
         raise FetchError('bad_url', 'method must be GET or POST, not %r' % (method,), url=url)
+    if signer not in SIGNERS:
+        raise ValueError('signer must be one of %s, not %r' % (', '.join(SIGNERS), signer))
     try:
         target = clean_url(url, allow_private=allow_private)
     except UrlError as exc:
@@ -88,7 +91,7 @@ def fetch_document(url, method, params, *, auth_token, connect_timeout=3, read_t
     timer.start()
     try:
         return _fetch_following(target, method, params, auth_token, (connect_timeout, read_timeout),
-                                max_bytes, ua, v3_mode, allow_private)
+                                max_bytes, ua, v3_mode, allow_private, signer)
     except _TotalTimeout:
         raise FetchError('unreachable', 'no complete answer from %s within %.1f s' % (target, total),
                          url=target) from None
@@ -96,14 +99,17 @@ def fetch_document(url, method, params, *, auth_token, connect_timeout=3, read_t
         timer.close()
 
 
-def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v3_mode, allow_private):
+def _fetch_following(url, method, params, auth_token, timeouts, max_bytes, ua, v3_mode, allow_private, signer):
     pool = _get_pool(allow_private)
     for _hop in range(MAX_REDIRECTS + 1):
         request_url, body, content_type, _ = build_request(url, method, params, 'form')
         headers = {'User-Agent': ua, 'Accept': '*/*', 'Accept-Encoding': ACCEPT_ENCODING}
         if content_type:
             headers['Content-Type'] = content_type
-        headers.update(sign_headers(url, params, auth_token, method=method, v3_mode=v3_mode))
+        if signer == 'twilio':
+            headers.update(twilio_headers(url, params, auth_token, method=method))
+        else:
+            headers.update(sign_headers(url, params, auth_token, method=method, v3_mode=v3_mode))
         try:
             response = send(pool, method, request_url, body, headers, timeouts)
         except RequestFailed as exc:

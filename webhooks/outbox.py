@@ -119,12 +119,12 @@ class Outbox:
 
     # ---------------------------------------------------------------- enqueue and inspection
 
-    def enqueue(self, call_uuid, url, method, params, *, encoding='form', event=None):
+    def enqueue(self, call_uuid, url, method, params, *, encoding='form', event=None, signer='vobiz'):
         """Keep one webhook and return its delivery id. The row is committed before this returns;
         while the database refuses writes it is kept in memory instead (returns None) and stored
         when it can be. A bad URL or method is stored as `failed` (with the reason), never dropped.
         OutboxError: it could be neither stored nor kept."""
-        row = new_row(call_uuid, url, method, params, encoding=encoding, event=event,
+        row = new_row(call_uuid, url, method, params, encoding=encoding, event=event, signer=signer,
                       max_attempts=self.policy.max_attempts, allow_private=self.allow_private)
         now = row['created_at']
         if row['status'] == FAILED:

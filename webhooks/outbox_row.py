@@ -9,11 +9,13 @@ import time
 import uuid
 
 from .outbox_table import FAILED, PENDING, host_of
-from .signing import param_pairs
+from .signing import SIGNERS, param_pairs
 from .urls import UrlError, clean_url
 
 
-def new_row(call_uuid, url, method, params, *, encoding, event, max_attempts, allow_private):
+def new_row(call_uuid, url, method, params, *, encoding, event, max_attempts, allow_private, signer='vobiz'):
+    if signer not in SIGNERS:
+        raise ValueError('signer must be one of %s, not %r' % (', '.join(SIGNERS), signer))
     if encoding not in ('form', 'json'):
         raise ValueError('encoding must be "form" or "json", not %r' % (encoding,))
     call_uuid = str(call_uuid or '')
@@ -36,6 +38,6 @@ def new_row(call_uuid, url, method, params, *, encoding, event, max_attempts, al
         raise ValueError('webhook params must be a dict or a list of pairs (form) or JSON data: %s'
                          % (exc,)) from None
     return {'call_uuid': call_uuid, 'order_key': call_uuid or 'delivery:' + key, 'event': event,
-            'url': target, 'host': host_of(target), 'method': method_text, 'encoding': encoding,
+            'url': target, 'host': host_of(target), 'method': method_text, 'encoding': encoding, 'signer': signer,
             'body': body, 'key': key, 'idempotency_key': key, 'status': status, 'error': error,
             'max_attempts': max_attempts, 'created_at': time.time()}

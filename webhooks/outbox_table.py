@@ -45,13 +45,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     host TEXT NOT NULL DEFAULT '',
     head INTEGER NOT NULL DEFAULT 0,
     window_start REAL,
-    holds INTEGER NOT NULL DEFAULT 0
+    holds INTEGER NOT NULL DEFAULT 0,
+    signer TEXT NOT NULL DEFAULT 'vobiz'
 );
 CREATE INDEX IF NOT EXISTS outbox_call ON outbox(call_uuid, id);
 """
 # columns added after the first release: a database of an older callfork gets them at open
 ADDED_COLUMNS = (("host", "TEXT NOT NULL DEFAULT ''"), ("head", "INTEGER NOT NULL DEFAULT 0"),
-                 ("window_start", "REAL"), ("holds", "INTEGER NOT NULL DEFAULT 0"))
+                 ("window_start", "REAL"), ("holds", "INTEGER NOT NULL DEFAULT 0"),
+                 ("signer", "TEXT NOT NULL DEFAULT 'vobiz'"))
 INDEXES = """
 DROP INDEX IF EXISTS outbox_active;
 CREATE INDEX IF NOT EXISTS outbox_key ON outbox(order_key, id);
@@ -98,7 +100,7 @@ class OutboxTable:
 
     def insert(self, row, now, send_now=False):
         """Store one webhook (a dict: call_uuid, order_key, event, url, host, method, encoding, body,
-        key, max_attempts, and status/error when it is stored `failed`), in one transaction with the
+        key, signer, max_attempts, and status/error when it is stored `failed`), in one transaction with the
         look at its call's earlier rows: `held` behind a failed one, `pending` behind a waiting one,
         else its call's head (`in_flight`, attempt 1, with `send_now`). Returns (id, status, head).
         sqlite3.Error when it could not be stored."""
@@ -129,10 +131,11 @@ class OutboxTable:
         cursor = conn.execute(
             'INSERT INTO outbox (call_uuid, order_key, event, url, host, method, encoding, body, '
             'idempotency_key, status, attempts, max_attempts, next_attempt_at, last_error, '
-            'created_at, updated_at, head, window_start) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+            'created_at, updated_at, head, window_start, signer) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
             (row['call_uuid'], row['order_key'], row['event'], row['url'], row['host'], row['method'],
              row['encoding'], row['body'], row['key'], status, attempts, row['max_attempts'],
-             row.get('created_at', now), error, row.get('created_at', now), now, head, window))
+             row.get('created_at', now), error, row.get('created_at', now), now, head, window,
+             row.get('signer') or 'vobiz'))
         return cursor.lastrowid, status, head
 
     # -- counting and listing ----------------------------------------------------------------

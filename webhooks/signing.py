@@ -15,6 +15,8 @@ import secrets
 from urllib.parse import parse_qs, urlencode, urlparse, urlsplit, urlunparse, urlunsplit
 
 V3_MODES = ('docs', 'sdk')
+# who signs a call's webhooks and document fetches: its app's API (`[[numbers]] api`)
+SIGNERS = ('vobiz', 'twilio')
 
 
 def _b64_hmac(token, message, digest):
