@@ -171,7 +171,14 @@ def dial_string(plan: DialPlan, legs: list, call_uuid: str, freeswitch_config) -
                    # bridge it at once and stop its timeout): passed to the caller while it rings
                    # (one leg, no ringback file), or ignored under a ringback file
                    **({"ignore_early_media": "true"} if plan.ringback_file
-                      else {"bridge_early_media": "true"})}
+                      else {"bridge_early_media": "true"}),
+                   # an unanswered SIP leg offers only the caller's codec ("originator_codec") unless
+                   # told to add its profile's (switch_core_media_prepare_codecs in
+                   # https://github.com/signalwire/freeswitch/blob/v1.10.12/src/switch_core_media.c):
+                   # a phone without it (a loopback caller's L16, a PCMA-only phone behind a PCMU
+                   # carrier) refuses the call with 488; with it the leg offers the caller's codec
+                   # first, then the profile's, and FreeSWITCH transcodes
+                   "media_mix_inbound_outbound_codecs": "true"}
     if plan.confirm_key:
         global_vars["group_confirm_key"] = leg_value("confirmKey", plan.confirm_key)
         if plan.confirm_file:
