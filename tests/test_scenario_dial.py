@@ -519,8 +519,8 @@ def test_a_callee_s_early_media_is_not_its_answer(tmp_path, real_fs):
 
 
 def test_dial_user_rings_a_sip_uri_with_its_headers(tmp_path):
-    """<User> on the simulator (a scripted SIP callee: the test switch has no SIP phone to call): the
-    leg goes through [freeswitch] sip_dialstring with the X-VH- headers, its callbacks carry them,
+    """<User> on the simulator (a scripted SIP callee; on the real switch a SIP phone of the tests
+    answers instead: tests/test_scenario_dial_user.py): the leg goes through [freeswitch] sip_dialstring with the X-VH- headers, its callbacks carry them,
     and the caller hears the callee."""
     import json as jsonlib
     stack, _p = _stack(False)
