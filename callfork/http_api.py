@@ -49,6 +49,7 @@ from .api_objects import (MAX_OFFSET, ApiError, api_id, call_object, error_respo
                           read_body, stream_object, truthy)
 from .live_call_api import register as register_live_call_routes
 from .conference_api import register as register_conference_routes
+from .twilio_api import register as register_twilio_routes
 
 
 WEBHOOK_STATUSES = ("pending", "in_flight", "held", "failed", "unsaved", "delivered")
@@ -308,6 +309,7 @@ def create_app(service) -> Flask:
 
     register_live_call_routes(app, service, check_account)   # Play, Speak, DTMF, Record on a live call
     register_conference_routes(app, service, check_account)  # Conference/ (callfork/conference_api.py)
+    register_twilio_routes(app, service)   # Twilio's /2010-04-01/Accounts/<AccountSid>/Calls (callfork/twilio_api.py)
 
     # -- webhooks --------------------------------------------------------------------------------
     @app.get("/api/v1/Account/<account>/Webhooks/")

@@ -4,6 +4,15 @@ cannot be escaped refused), keeps each call's URLs and parties until FreeSWITCH'
 the call to the outbound server (`number_for`), and, when the originate fails, records the call and
 posts its Hangup webhook itself, since the call never reaches callfork.
 
+A call placed through Twilio's API (`api="twilio"`, callfork/twilio_api.py) differs in what is posted:
+its StatusCallback (verbs/twiml/status_callback.py) gets `initiated` when the originate is sent,
+`ringing` when the new channel rings (its CHANNEL_PROGRESS / CHANNEL_PROGRESS_MEDIA, followed on the
+service's LegEvents connection until the call reaches callfork or fails), and, when the originate
+fails, `completed` with CallStatus busy / no-answer / canceled / failed instead of the Hangup
+webhook; the interpreter posts `answered` and `completed` once the call runs, numbering on from the
+callbacks posted here (`status_callback_sequence`). Its record exists from the start (status
+ringing in the store; `status_of` says queued until the channel rings), so the API can show it.
+
 The webhooks' From / To / CallerName come from the request kept here, not from the channel:
 FreeSWITCH flips caller and callee id on a channel it originates, so the channel's caller id is
 "Outbound Call" <the dial string's last part> ("default" for loopback/N/default, the number called
@@ -18,9 +27,12 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import gevent
+import gevent.queue
 
 from fsargs import quote_api_arg
 from verbs import CallEnd, hangup_fields, plain_number
+from verbs.twiml.request_params import twilio_params
+from verbs.twiml.status_callback import StatusCallback, completed_extra
 
 log = logging.getLogger("callfork.service")
 
@@ -32,16 +44,20 @@ class Originations:
 
     def originate(self, *, from_number, to, answer_url, answer_method="POST", hangup_url="",
                   hangup_method="POST", caller_name="", time_limit=14400, ring_timeout=60,
-                  fallback_url="", fallback_method="POST") -> str:
+                  fallback_url="", fallback_method="POST", api="vobiz", answer_document="",
+                  status_callback_events=("completed",), call_uuid=None) -> str:
         """Place an outbound call; it comes back to the outbound server through `socket`.
         Returns the request UUID at once (the call proceeds in the background, as on Vobiz).
-        ValueError (nothing was dialled) when a value cannot go safely into the originate command."""
+        ValueError (nothing was dialled) when a value cannot go safely into the originate command.
+        A Twilio call (`api="twilio"`): `hangup_url`/`hangup_method` are its StatusCallback, which
+        gets `status_callback_events`; `answer_document` is a document to run instead of fetching
+        `answer_url`; `call_uuid` the UUID the caller chose for it (its Call SID is made from it)."""
         if not _DIAL_TEXT.fullmatch(str(to)):
             raise ValueError("to: a number or SIP-style destination (letters, digits and + * # . @ / : _ -)")
         if not _DIAL_TEXT.fullmatch(str(from_number)):
             raise ValueError("from: a number (letters, digits and + * # . @ / : _ -)")
         request_uuid = str(uuidlib.uuid4())
-        call_uuid = str(uuidlib.uuid4())
+        call_uuid = str(uuidlib.UUID(call_uuid)) if call_uuid else str(uuidlib.uuid4())
         variables = {
             "origination_uuid": call_uuid,
             "origination_caller_id_number": from_number,
@@ -59,7 +75,12 @@ class Originations:
             "callfork_fallback_url": fallback_url,
             "callfork_fallback_method": fallback_method,
             "callfork_time_limit": time_limit,
+            "callfork_api": api,
+            "callfork_answer_document": answer_document,
         }
+        if api == "twilio":
+            variables["status_callback"] = StatusCallback(hangup_url, hangup_method, status_callback_events)
+            variables["twilio_status"] = "queued"
         # Only what FreeSWITCH needs goes into the originate command; the URLs stay here, keyed by
         # the call's uuid (a URL's commas would be split by originate's {a=b,c=d} parsing).
         on_channel = ("origination_uuid", "origination_caller_id_number", "origination_caller_id_name",
@@ -71,17 +92,49 @@ class Originations:
         self._pending[call_uuid] = variables
         self.service.store.add_event(call_uuid, "originate", {"request_uuid": request_uuid, "to": to, "from": from_number,
                                                       "answer_url": answer_url})
+        if api == "twilio":   # shown by the API from now on (the store has no "queued": see status_of)
+            self.service.store.upsert_call(call_uuid, direction="outbound", from_number=plain_number(from_number),
+                                           to_number=plain_number(to), answer_url=answer_url, status="ringing",
+                                           start_time=datetime.now(timezone.utc).timestamp())
         gevent.spawn(self._dial, command, request_uuid, call_uuid, variables)
         return request_uuid
 
+    def status_of(self, call_uuid: str) -> str | None:
+        """A Twilio call not yet at callfork: "queued" until its channel rings, then "ringing"; None
+        for any other call."""
+        v = self._pending.get(call_uuid)
+        return v.get("twilio_status") if v else None
+
+    def cancel(self, call_uuid: str) -> bool:
+        """Twilio's `Status=canceled`: end a call that has not reached callfork yet (its originate
+        then fails, and its `completed` says canceled). False when it is not pending any more."""
+        v = self._pending.get(call_uuid)
+        if v is None:
+            return False
+        v["callfork_canceled"] = True
+        try:
+            self.service.control.api(f"uuid_kill {call_uuid} ORIGINATOR_CANCEL")
+        except Exception as exc:   # the originate has not created the channel yet: _dial sees the flag
+            log.info("outbound call %s: uuid_kill at cancel: %r", call_uuid, exc)
+        return True
+
     def _dial(self, command, request_uuid, call_uuid, variables) -> None:
         """bgapi the originate; when it fails the call never reaches callfork: record it and post its
-        Hangup webhook here."""
+        Hangup webhook (a Twilio call: its `completed`) here."""
         started = datetime.now(timezone.utc)
-        try:
-            result = self.service.control.bgapi(command, timeout=int(variables["originate_timeout"]) + 30)
-        except Exception as exc:
-            result = f"-ERR {exc}"
+        if "status_callback" in variables:
+            self._post_status(call_uuid, variables, "initiated")
+            self._watch_ringing(call_uuid, variables)
+        if variables.get("callfork_canceled"):
+            result = "-ERR ORIGINATOR_CANCEL"
+        else:
+            try:
+                result = self.service.control.bgapi(command, timeout=int(variables["originate_timeout"]) + 30)
+            except Exception as exc:
+                result = f"-ERR {exc}"
+        if variables.get("callfork_canceled") and not result.startswith("+OK"):
+            result = "-ERR ORIGINATOR_CANCEL"   # (FreeSWITCH says how the channel was killed)
+        self._stop_watching(variables)
         if result.startswith("+OK"):
             return
         self._pending.pop(call_uuid, None)
@@ -110,8 +163,61 @@ class Originations:
                                hangup_cause=cause, hangup_cause_code=end.code, hangup_cause_name=end.name,
                                hangup_source=end.source, error=error)
         self.service.record_event(call_uuid, "error", {"message": error})
+        if "status_callback" in variables:   # a Twilio app: its StatusCallback's completed, no Hangup
+            self._post_status(call_uuid, variables, "completed", **completed_extra(end, False, 0, error))
+            return
         self.service.outbox.enqueue(call_uuid, url, variables["callfork_hangup_method"], params, event="Hangup")
         self.service.record_event(call_uuid, "webhook_queued", {"event": "Hangup", "url": url})
+
+    # -- a Twilio call's progress before it reaches callfork --------------------------------------
+    def _post_status(self, call_uuid, variables, event, **extra) -> None:
+        """Post `event` to the call's StatusCallback, if it asked for it (signed as Twilio signs)."""
+        callback = variables["status_callback"]
+
+        def post(url, method, params, name):
+            self.service.outbox.enqueue(call_uuid, url, method, params, event=name, signer="twilio")
+            self.service.record_event(call_uuid, "webhook_queued", {"event": name, "url": url})
+
+        party = SimpleNamespace(uuid=call_uuid, auth_id=self.service.config.server.auth_id, direction="outbound",
+                                from_number=plain_number(variables["origination_caller_id_number"]),
+                                to_number=plain_number(variables["callfork_to"]),
+                                caller_name=variables["origination_caller_id_name"],
+                                call_status=lambda: variables["twilio_status"])
+        try:
+            callback.send(post, twilio_params(party), event, **extra)
+        except Exception:   # e.g. the outbox refused it: the call goes on
+            log.exception("call %s: the %s status callback could not be queued", call_uuid, event)
+
+    def _watch_ringing(self, call_uuid, variables) -> None:
+        """Follow the new channel's events until it reaches callfork or fails: its first
+        CHANNEL_PROGRESS(_MEDIA) is the callee ringing."""
+        try:
+            queue = self.service.leg_events.watch([call_uuid])
+        except Exception as exc:   # (ESLError) the call goes on; only `ringing` is not seen
+            log.warning("call %s: cannot follow the ringing of the call: %s", call_uuid, exc)
+            return
+        variables["ring_watch"] = (queue, gevent.spawn(self._ringing, call_uuid, variables, queue))
+
+    def _ringing(self, call_uuid, variables, queue, block=True) -> None:
+        while True:
+            try:
+                event = queue.get(block=block)
+            except gevent.queue.Empty:
+                return
+            name = event.get("Event-Name")
+            if name in ("CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA") and variables["twilio_status"] == "queued":
+                variables["twilio_status"] = "ringing"
+                self.service.record_event(call_uuid, "ringing", {})
+                self._post_status(call_uuid, variables, "ringing")
+
+    def _stop_watching(self, variables) -> None:
+        """Stop following the channel; what it reported until now still counts (drained here)."""
+        queue, watcher = variables.pop("ring_watch", (None, None))
+        if watcher is None:
+            return
+        watcher.kill()
+        self.service.leg_events.unwatch([variables["origination_uuid"]])
+        self._ringing(variables["origination_uuid"], variables, queue, block=False)
 
     def number_for(self, session):
         """The number entry of a call placed by `originate`, now reaching the outbound server (its
@@ -120,9 +226,14 @@ class Originations:
         v = self._pending.pop(session.uuid, None)
         if v is None:
             return None
+        self._stop_watching(v)
         if v.get("callfork_time_limit"):
             session.api(f"sched_hangup +{int(v['callfork_time_limit'])} {session.uuid} ALLOTTED_TIMEOUT")
-        return SimpleNamespace(number=v["callfork_to"], to=v["callfork_to"],
+        callback = v.get("status_callback")
+        return SimpleNamespace(api=v.get("callfork_api", "vobiz"), answer_document=v.get("callfork_answer_document"),
+                               status_callback_events=callback.events if callback else None,
+                               status_callback_sequence=callback.sequence if callback else 0,
+                               number=v["callfork_to"], to=v["callfork_to"],
                                from_number=v["origination_caller_id_number"],
                                caller_name=v["origination_caller_id_name"], answer_url=v["callfork_answer_url"],
                                answer_method=v.get("callfork_answer_method", "POST"),

@@ -222,11 +222,12 @@ class Service:
         ctx.request_hangup(CallEnd(4000, SOURCE_API, "NORMAL_CLEARING"))
         return True
 
-    def transfer_call(self, uuid: str, url: str, method: str) -> bool:
+    def transfer_call(self, uuid: str, url: str, method: str, document: str | None = None) -> bool:
+        """Continue the live call with the document at `url`, or with `document` (an inline one)."""
         ctx = self.calls.get(uuid)
         if ctx is None or ctx.session.gone:
             return False
-        ctx.request_transfer(url, method)
+        ctx.request_transfer(url, method, document)
         gevent.spawn(self._break_until_transferred, ctx)
         return True
 
@@ -250,16 +251,18 @@ class Service:
         request UUID at once. ValueError: nothing was dialled."""
         return self.originations.originate(**request)
 
-    def start_stream(self, uuid: str, body: dict) -> str:
-        """REST `POST .../Stream/`: start a stream on a live call; returns its id at once."""
+    def start_stream(self, uuid: str, body: dict, stream=None) -> str:
+        """REST `POST .../Stream/`: start a stream on a live call; returns its id at once. `stream`:
+        a LiveStream the caller made (Twilio's Streams.json), instead of one from `body`."""
         ctx = self.calls.get(uuid)
         if ctx is None or ctx.session.gone:
             raise ValueError("call not found or already ended")
-        try:
-            options = rest_stream_options(body)
-        except (TypeError, AttributeError, OverflowError) as exc:   # a JSON value of the wrong type (or inf)
-            raise ValueError(f"invalid stream parameters: {exc}") from None
-        stream = LiveStream(ctx, options)
+        if stream is None:
+            try:
+                options = rest_stream_options(body)
+            except (TypeError, AttributeError, OverflowError) as exc:   # a JSON value of the wrong type (or inf)
+                raise ValueError(f"invalid stream parameters: {exc}") from None
+            stream = LiveStream(ctx, options)
         gevent.spawn(self._start_rest_stream, ctx, stream)
         return stream.stream_id
 

@@ -264,9 +264,10 @@ class CallContext:
     # -- requests from other greenlets (the REST API, shutdown) --------------------------------
     # They never change the call's state: they leave a request and wake the call's greenlet, which
     # takes it (take_transfer / take_requested_end) between verbs or when the call is gone.
-    def request_transfer(self, url: str, method: str = "POST") -> None:
-        """Interrupt the running verb and continue with the document at `url` (Transfer API)."""
-        self._requests.append(("transfer", url, method))
+    def request_transfer(self, url: str, method: str = "POST", document: str | None = None) -> None:
+        """Interrupt the running verb and continue with the document at `url` (Transfer API), or
+        with `document` itself when the request carried one (Twilio's `Twiml`)."""
+        self._requests.append(("transfer", url, method, document))
         self.interrupted.set()  # ends <Wait>/sleeps and Speak/Play loops; the interpreter clears it
         # the running app only: `uuid_break all` would also drop queued apps (an async <DTMF>'s
         # followers), whose completions then never come
@@ -281,7 +282,8 @@ class CallContext:
         return any(r[0] == "transfer" for r in list(self._requests))
 
     def take_transfer(self):
-        """In the call's greenlet: the latest transfer asked for, as (url, method), or None."""
+        """In the call's greenlet: the latest transfer asked for, as (url, method, document or None),
+        or None."""
         transfer = None
         for request in self._take("transfer"):
             transfer = request[1:]

@@ -48,8 +48,10 @@ class Interpreter:
             if ctx.status_callback is not None and ctx.session.answered:
                 # a call placed through the REST API is answered before it reaches callfork
                 ctx.status_callback.send(ctx.post, ctx.params(), "answered")
-            doc = self._fetch(number.answer_url, number.answer_method,
-                              ctx.event_params("StartApp"), "answer", fallback=number.fallback_url)
+            inline = getattr(number, "answer_document", None)   # a REST call's inline document (Twiml)
+            doc = (self._inline(inline, "answer") if inline else
+                   self._fetch(number.answer_url, number.answer_method,
+                               ctx.event_params("StartApp"), "answer", fallback=number.fallback_url))
             while True:
                 try:
                     self._run_document(doc)
@@ -61,7 +63,9 @@ class Interpreter:
                     end = codes.end_of_document()
                     break
                 except NextDocument as nxt:
-                    doc = self._fetch(nxt.url, nxt.method, nxt.params, nxt.kind)
+                    inline = getattr(nxt, "document", None)   # a REST transfer's inline document
+                    doc = (self._inline(inline, nxt.kind) if inline else
+                           self._fetch(nxt.url, nxt.method, nxt.params, nxt.kind))
         except EndCall as stop:
             end = stop.end
             if end.error and ctx.session.gone and ctx.take_requested_end() is None:
@@ -156,8 +160,10 @@ class Interpreter:
         ctx = self.ctx
         transfer = ctx.take_transfer()
         if transfer is not None:
-            url, method = transfer
-            raise NextDocument(url, method, ctx.event_params("Transfer"), "transfer")
+            url, method, document = transfer
+            nxt = NextDocument(url, method, ctx.event_params("Transfer"), "transfer")
+            nxt.document = document
+            raise nxt
 
     def _doc_kind(self) -> str:
         return getattr(self, "_last_kind", "answer")
@@ -198,6 +204,18 @@ class Interpreter:
             if fallback:
                 return self._fallback(fallback, params, kind, error)
             raise EndCall(codes.document_invalid(kind, error))
+
+    def _inline(self, body: str, kind: str):
+        """A document the REST request carried itself (Twilio's `Twiml`), parsed as a fetched one
+        would be; a bad one ends the call with the same codes (there is no URL to fall back from)."""
+        self._last_kind = kind
+        self._last_url = f"the inline {kind} document"
+        self.ctx.timeline("document_inline", {"kind": kind})
+        try:
+            return parse_document(body, None, api=self.ctx.api)
+        except DocumentError as exc:
+            detail = "; ".join(_describe(e) for e in getattr(exc, "errors", None) or [exc])
+            raise EndCall(codes.document_invalid(kind, f"the inline {kind} document: {detail}"))
 
     def _fallback(self, fallback: str, params: dict, kind: str, why: str):
         """The fallback URL after the answer URL failed with `why`; if it fails too, the call ends
