@@ -22,7 +22,7 @@ def _serve(args) -> int:
 def _validate(args) -> int:
     from verbs import validate_source
 
-    code, text = validate_source(args.source)
+    code, text = validate_source(args.source, api=args.api)
     print(text)
     return code
 
@@ -67,11 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "sample app. Without [server] auth_token, a token is generated on first start, "
                     "printed once and kept in data_dir/auth_token.")
     serve.add_argument("--config", default=argparse.SUPPRESS, help="path to callfork.toml")
-    v = sub.add_parser("validate", help="check a Vobiz XML or SWML document: errors with line:column, exit 1; or a summary, exit 0",
-                       description="Parse a Vobiz XML or SWML document the way a call would. Prints a "
-                                   "summary of the verbs and exits 0, or prints every error with "
-                                   "line:column and exits 1.")
+    v = sub.add_parser("validate", help="check a Vobiz XML, SWML or (--api twilio) TwiML document: errors with "
+                                        "line:column, exit 1; or a summary, exit 0",
+                       description="Parse a Vobiz XML or SWML document (or, with --api twilio, a TwiML "
+                                   "document) the way a call would. Prints a summary of the verbs and "
+                                   "exits 0, or prints every error with line:column and exits 1.")
     v.add_argument("source", help="a file path, or an http(s) URL to fetch")
+    v.add_argument("--api", choices=("vobiz", "twilio"), default="vobiz",
+                   help="the API of the number's app: vobiz (the default: Vobiz XML or SWML, by content "
+                        "type, then by sniffing) or twilio (TwiML, whatever the content type)")
     s = sub.add_parser("sim", help="the built-in FreeSWITCH simulator (`callfork sim serve --help`, `callfork sim call --help`)")
     s.add_argument("sim_command", choices=("serve", "call"))
     d = sub.add_parser("demo", help="simulator + service + sample app + one call, no FreeSWITCH and no internet needed",

@@ -196,6 +196,7 @@ class Interpreter:
                 return self._fallback(fallback, params, kind, error)
             raise EndCall(codes.fetch_failed(kind, error))
         ctx.timeline("document_fetched", {"kind": kind, "url": result.url, "status": result.status})
+        ctx.document_url = url   # what a TwiML document's relative URLs are resolved against
         try:
             return parse_document(result.body, result.content_type, api=ctx.api)
         except DocumentError as exc:

@@ -1,4 +1,5 @@
-"""`callfork validate FILE|URL`: parse a document and report every error, or summarise its verbs."""
+"""`callfork validate FILE|URL [--api twilio]`: parse a document and report every error, or summarise its
+verbs. `--api twilio` reads it as TwiML (a Twilio number's documents); nothing is sniffed for that."""
 from __future__ import annotations
 
 import os
@@ -13,23 +14,25 @@ from .sniff import MAX_DOCUMENT_BYTES
 CONTENT_TYPES = {".xml": "application/xml", ".json": "application/json", ".yaml": "application/yaml",
                  ".yml": "application/yaml"}
 FETCH_TIMEOUT = (3, 10)   # connect, read (seconds)
+KIND_NAMES = {"vobiz": "Vobiz XML", "swml": "SWML", "twiml": "TwiML"}
 
 
-def validate_source(source: str) -> tuple[int, str]:
-    """(exit code, text): 0 and a verb summary when the document is valid, 1 and every error otherwise."""
+def validate_source(source: str, api: str = "vobiz") -> tuple[int, str]:
+    """(exit code, text): 0 and a verb summary when the document is valid, 1 and every error otherwise.
+    `api`: "vobiz" (Vobiz XML or SWML, told apart as a call tells them) or "twilio" (TwiML only)."""
     loaded = _load(source)
     if isinstance(loaded, str):
         return 1, f"{source}: {loaded}"
     body, content_type = loaded
     try:
-        document = parse_document(body, content_type)
+        document = parse_document(body, content_type, api=api)
     except DocumentError as exc:
         kind = "not supported" if isinstance(exc, NotSupportedError) else "invalid"
         count = len(exc.errors)
         lines = [f"{source}: {kind}: {count} error{'s' if count != 1 else ''}"]
         lines += [f"  {error}" for error in exc.errors]
         return 1, "\n".join(lines)
-    name = "Vobiz XML" if document.kind == "vobiz" else "SWML"
+    name = KIND_NAMES[document.kind]
     lines = [f"{source}: valid {name}, {len(document.verbs)} verb{'s' if len(document.verbs) != 1 else ''}"]
     if document.kind == "swml":
         for section, verbs in document.sections.items():

@@ -1,4 +1,7 @@
-"""Vobiz XML → typed verb objects: hardened lxml parsing, positions, nesting rules, all errors at once.
+"""Vobiz XML (and TwiML) → typed verb objects: hardened lxml parsing, positions, nesting rules, all
+errors at once. A `Dialect` says which elements a document may hold and what the dialect is called in
+messages; `parse_xml(body, dialect)` parses any of them, `parse_vobiz_xml` is the Vobiz one (TwiML's is
+verbs/twiml/parser.py).
 
 Hardening: no DTD (any DOCTYPE is refused before lxml sees the document, so no entity expansion or
 external entity can happen), no network, no huge trees, a 100 KB size limit checked first, and a
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
+from dataclasses import dataclass
 
 from lxml import etree
 
@@ -22,18 +26,39 @@ MAX_ERRORS = 100
 _SCAN = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<!([A-Za-z]+)|<([A-Za-z_][\w.\-:]*)", re.S)
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """An XML dialect: `name` in messages ("Vobiz XML"), `document` ("a Vobiz document"), its
+    element classes by name, what <Response> may contain, and the elements callfork refuses with
+    their messages; `speech`: the element that text belongs in."""
+    name: str
+    document: str
+    elements: dict
+    response_children: tuple
+    not_supported: dict
+    speech: str = "Speak"
+
+
+VOBIZ = Dialect("Vobiz XML", "a Vobiz document", ELEMENTS, RESPONSE_CHILDREN, NOT_SUPPORTED)
+
+
 def parse_vobiz_xml(body) -> tuple[list, list[str]]:
     """Parse a Vobiz XML document; return (verbs, warnings) or raise XMLError listing every problem."""
-    text, kind = read_text(body, XMLError, "Vobiz XML")
+    return parse_xml(body, VOBIZ)
+
+
+def parse_xml(body, dialect: Dialect) -> tuple[list, list[str]]:
+    """Parse a document of `dialect`; return (verbs, warnings) or raise XMLError listing every problem."""
+    text, kind = read_text(body, XMLError, dialect.name)
     if kind != "xml":
         what = KIND_NAMES[kind]
         if kind == "empty":
-            raise XMLError("the answer is empty; expected Vobiz XML (<Response>...</Response>)")
-        raise XMLError(f"the answer is {what}, not Vobiz XML (expected <Response>...</Response>)")
+            raise XMLError(f"the answer is empty; expected {dialect.name} (<Response>...</Response>)")
+        raise XMLError(f"the answer is {what}, not {dialect.name} (expected <Response>...</Response>)")
     starts, doctype = _scan(text)
     if doctype:
         line, column = doctype
-        raise XMLError("DOCTYPE and entity declarations are not allowed in Vobiz XML", line, column)
+        raise XMLError(f"DOCTYPE and entity declarations are not allowed in {dialect.name}", line, column)
     parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
                              remove_comments=True, remove_pis=True, strip_cdata=True, dtd_validation=False)
     try:
@@ -41,7 +66,7 @@ def parse_vobiz_xml(body) -> tuple[list, list[str]]:
                                 _reencode(text), parser)
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc) from None
-    return _Builder(root, starts).build()
+    return _Builder(root, starts, dialect).build()
 
 
 def _has_encoding_decl(text: str) -> bool:
@@ -87,8 +112,9 @@ def _local(name: str) -> str:
 class _Builder:
     """Walks the lxml tree, builds verbs, and collects errors (the `ctx` the verb classes see)."""
 
-    def __init__(self, root, starts):
+    def __init__(self, root, starts, dialect: Dialect = VOBIZ):
         self.root = root
+        self.dialect = dialect
         self.errors: list[ErrorDetail] = []
         self.positions = {}
         elements = list(root.iter())
@@ -103,7 +129,7 @@ class _Builder:
         name = _local(root.tag)
         if name != "Response":
             line, column = self.position(root)
-            raise XMLError(f"the root element is <{name}>; a Vobiz document's root must be <Response>",
+            raise XMLError(f"the root element is <{name}>; {self.dialect.document}'s root must be <Response>",
                            line, column, name)
         too_deep = self._too_deep(root, 1)
         if too_deep is not None:
@@ -114,7 +140,7 @@ class _Builder:
             self.error_at(root, "Response", f"unknown attribute {_local(attr)}; <Response> has no attributes")
         if (root.text or "").strip() or any((c.tail or "").strip() for c in root):
             self.error_at(root, "Response", "text directly inside <Response> is not allowed; "
-                                            "put it in <Speak> (or another element)")
+                                            f"put it in <{self.dialect.speech}> (or another element)")
         verbs = self.parse_children(root, None)
         if self.errors:
             raise XMLError(errors=self.errors[:MAX_ERRORS])
@@ -145,7 +171,7 @@ class _Builder:
         return _local(name)
 
     def verb_names(self):
-        return ELEMENTS.keys()
+        return self.dialect.elements.keys()
 
     def error(self, verb, message: str) -> None:
         self.errors.append(ErrorDetail(message, verb.line, verb.column, verb.name))
@@ -155,7 +181,7 @@ class _Builder:
         self.errors.append(ErrorDetail(message, line, column, name))
 
     def parse_children(self, element, parent: VobizVerb | None) -> list:
-        allowed = RESPONSE_CHILDREN if parent is None else parent.CHILDREN
+        allowed = self.dialect.response_children if parent is None else parent.CHILDREN
         parent_name = "Response" if parent is None else parent.name
         verbs = []
         for child in element:
@@ -167,12 +193,13 @@ class _Builder:
     def parse_element(self, element, parent_name: str, allowed):
         tag = _local(element.tag)
         listing = ", ".join(allowed) if allowed else "no elements"
-        if tag in NOT_SUPPORTED:
-            self.error_at(element, tag, NOT_SUPPORTED[tag])
+        elements, not_supported = self.dialect.elements, self.dialect.not_supported
+        if tag in not_supported:
+            self.error_at(element, tag, not_supported[tag])
             return None
-        cls = ELEMENTS.get(tag)
+        cls = elements.get(tag)
         if cls is None:
-            hint = next((f" (did you mean <{n}>?)" for n in ELEMENTS if n.lower() == tag.lower()), "")
+            hint = next((f" (did you mean <{n}>?)" for n in elements if n.lower() == tag.lower()), "")
             self.error_at(element, tag, f"unknown element <{tag}>{hint}; allowed inside <{parent_name}>: {listing}")
             return None
         if tag not in allowed:

@@ -30,10 +30,12 @@ def parse_events(raw) -> tuple:
 
 def final_status(answered: bool, code: int) -> str:
     """CallStatus of the `completed` event: completed once answered, else why it was not (Vobiz codes
-    of verbs/hangup_codes.py: 3010 busy, 3000/6010 no answer, 1000 canceled)."""
+    of verbs/hangup_codes.py: 3010 busy, 3000/6010 no answer, 1000 canceled; 3020 rejected is
+    no-answer, as Twilio reports a <Reject reason="rejected">: https://www.twilio.com/docs/voice/twiml/reject)."""
     if answered:
         return "completed"
-    return {3010: "busy", 3000: "no-answer", 6010: "no-answer", 1000: "canceled"}.get(code, "failed")
+    return {3010: "busy", 3000: "no-answer", 3020: "no-answer", 6010: "no-answer",
+            1000: "canceled"}.get(code, "failed")
 
 
 def rfc2822(epoch: float | None = None) -> str:

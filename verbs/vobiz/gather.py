@@ -127,6 +127,13 @@ class Gather(VobizVerb):
 
     def _collect_once(self, call, dtmf):
         """One attempt: prompts, then digits. Returns (digits, timed_out, invalid)."""
+        self._prompt(call, dtmf)
+        if self.play_beep:
+            call.session.execute("playback", "tone_stream://%(300,200,700)")
+        return self._read_digits(call, dtmf)
+
+    def _prompt(self, call, dtmf) -> None:
+        """The nested prompts, which a digit interrupts (it stays in `dtmf`, the first of Digits)."""
         call.session.set_var("playback_terminators", "any")
         call.barge_in = lambda: len(dtmf) > 0
         try:
@@ -137,8 +144,9 @@ class Gather(VobizVerb):
         finally:
             call.barge_in = None
             call.session.set_var("playback_terminators", "none")
-        if self.play_beep:
-            call.session.execute("playback", "tone_stream://%(300,200,700)")
+
+    def _read_digits(self, call, dtmf):
+        """Digits from `dtmf` until a timeout, finishOnKey or numDigits: (digits, timed_out, invalid)."""
         digit_timeout = 5 if self.digit_end_timeout == "auto" else self.digit_end_timeout
         timeout = self.execution_timeout
         digits, invalid = "", False

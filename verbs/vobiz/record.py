@@ -104,13 +104,34 @@ class Record(VobizVerb):
         """Blocking: beep, record the caller until silence (timeout), maxLength, a finishOnKey digit
         (excluded from the file) or hangup; then action (Event=Record, with the results) and
         callbackUrl (Event=RecordStop)."""
+        captured = self._record_caller(call)
+        if captured is None:
+            return
+        rec, reason, record_ms, gone = captured
+        rec.finish(reason, record_ms)
+        params = rec.record_params("Record")
+        if self.callback_url:
+            call.post(self.callback_url, self.callback_method, rec.record_params("RecordStop"), "RecordStop")
+        if gone is not None:
+            if self.action:
+                call.post(self.action, self.method, params, "Record")
+            raise gone
+        if self.action:
+            if self.redirect:
+                raise NextDocument(self.action, self.method, params, "action")
+            call.post(self.action, self.method, params, "Record")
+
+    def _record_caller(self, call):
+        """Beep, then record the caller until silence, maxLength, a finishOnKey digit or hangup:
+        (rec, end reason, FreeSWITCH's record_ms or None, CallGone or None), the Recording not
+        finished yet; None when the verb was interrupted before recording."""
         call.ensure_answered()
         if call.interrupted.is_set():
-            return
+            return None
         if self.play_beep:   # a hangup during the beep: nothing was recorded, nothing to report
             call.session.execute("playback", BEEP)
         if call.interrupted.is_set():
-            return
+            return None
         call.session.set_var("playback_terminators", self.finish_on_key or "none")
         rec = Recording(call, self.file_format, "voicemail")
         gone = None
@@ -138,18 +159,7 @@ class Record(VobizVerb):
         if gone is not None and record_ms is None and not rec.wav_path.exists():
             rec.abandon("the call ended before FreeSWITCH started recording")
             raise gone
-        rec.finish(reason, record_ms)
-        params = rec.record_params("Record")
-        if self.callback_url:
-            call.post(self.callback_url, self.callback_method, rec.record_params("RecordStop"), "RecordStop")
-        if gone is not None:
-            if self.action:
-                call.post(self.action, self.method, params, "Record")
-            raise gone
-        if self.action:
-            if self.redirect:
-                raise NextDocument(self.action, self.method, params, "action")
-            call.post(self.action, self.method, params, "Record")
+        return rec, reason, record_ms, gone
 
     def _run_session(self, call) -> None:
         """Non-blocking: record the whole call in stereo (caller left, what the caller hears right,
