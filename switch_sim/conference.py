@@ -31,11 +31,20 @@ tests/test_sim_conference_truth.py):
   member's `conference_enter_sound`, else the profile's tone), the exit sound when a member leaves
   a room that goes on (`conference_exit_sound`, else the profile's).
 
+* speech (tests/fixtures/fs-captures/conference-speak.json): the profile has no tts-engine (as the
+  stock one), so `say` speaks into the room only with `{tts_engine=...,tts_voice=...}` in front of
+  its text (speak-text event), and `play say:{...}<text>` too (play-file, no play-file-done);
+  `saymember` speaks nothing and succeeds (speak-text-member); a file played to one member ends
+  with play-file-member-done;
+* recordings (same capture): the file's extension chooses the format (`.mp3` MP3 as mod_shout
+  writes it, anything else WAV), written when the recording stops, then stop-recording with
+  Other-Recordings, Samples-Out, Samplerate and Milliseconds-Elapsed; a room that ends stops its
+  recordings after its members' del-member and before conference-destroy.
+
 Approximated: the mixer runs on its own 20 ms clock and each member's frames cross it through a
 queue of a few frames (FreeSWITCH's mux buffers), so a member hears the others 20-60 ms late; the
-talking detector has no hangover; `say` has no TTS engine
-(the default profile of the captured switch has none either: `-ERR (say) Error!`); recordings hold
-the mix of every member and the files played to the room, written as WAV when they stop.
+talking detector has no hangover; speech is switch_sim.media's synthetic voice; recordings hold
+the mix of every member and the files played to the room.
 """
 from __future__ import annotations
 
@@ -47,7 +56,7 @@ import uuid as uuid_mod
 import gevent
 import numpy as np
 
-from .media import FRAME_SAMPLES, RATE, MediaError, open_source
+from .media import FRAME_SAMPLES, RATE, MediaError, open_source, tts_source
 
 log = logging.getLogger('switch_sim.conference')
 
@@ -261,21 +270,37 @@ class Conference:
             self.fire_member(member, 'play-file-member', [('File', path)])
         return True
 
+    def say(self, engine: str, voice: str, text: str) -> bool:
+        """Speech into the room (conference_say); False when the engine or voice cannot speak."""
+        try:
+            src = tts_source(engine, voice, text)
+        except MediaError as exc:
+            log.warning('conference %s: cannot speak: %s', self.name, exc)
+            return False
+        self.files.append((src, None))
+        return True
+
     def start_recording(self, path: str) -> None:
         self.recordings[path] = []
         self.fire('start-recording', [('Path', path)])
 
     def stop_recording(self, path: str) -> bool:
+        """The recording's file is written (MP3 for `.mp3`, else WAV), then stop-recording."""
         frames = self.recordings.pop(path, None)
         if frames is None:
             return False
+        samples = np.concatenate(frames) if frames else _ZERO[:0]
         try:
             import soundfile
-            soundfile.write(path, np.concatenate(frames) if frames else _ZERO[:0], RATE, subtype='PCM_16',
-                            format='WAV')
+            if path.lower().endswith('.mp3'):
+                soundfile.write(path, samples, RATE, format='MP3')
+            else:
+                soundfile.write(path, samples, RATE, subtype='PCM_16', format='WAV')
         except Exception as exc:
             log.error('conference %s: cannot write %s: %s', self.name, path, exc)
-        self.fire('stop-recording', [('Path', path)])
+        self.fire('stop-recording', [('Path', path), ('Other-Recordings', _tf(bool(self.recordings))),
+                                     ('Samples-Out', str(len(samples))), ('Samplerate', str(RATE)),
+                                     ('Milliseconds-Elapsed', str(len(samples) // (RATE // 1000)))])
         return True
 
     # ------------------------------------------------------------------ the mixer
@@ -310,7 +335,7 @@ class Conference:
                 return
             self.files.append(self.moh)
 
-    def _pull_files(self, files) -> np.ndarray | None:
+    def _pull_files(self, files, member: Member | None = None) -> np.ndarray | None:
         acc = None
         for item in list(files):
             src, path = item
@@ -318,7 +343,11 @@ class Conference:
             acc = data if acc is None else acc + data
             if src.done:
                 files.remove(item)
-                if files is self.files:
+                if path is None:             # speech: no event at its end
+                    continue
+                if member is not None:
+                    self.fire_member(member, 'play-file-member-done', [('File', path)])
+                else:
                     self.fire('play-file-done', [('File', path)])
         return acc
 
@@ -353,7 +382,7 @@ class Conference:
                 out = out + total - spoken.get(member.id, 0)
             if room_files is not None:
                 out = out + room_files
-            own = self._pull_files(member.files)
+            own = self._pull_files(member.files, member)
             if own is not None:
                 out = out + own
             if not member.can_hear:

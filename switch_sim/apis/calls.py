@@ -106,6 +106,9 @@ def api_originate(sim, args):
         if not m:
             return '-ERR INVALID_URL\n'
         dialplan = [(m.group(1), m.group(2) or '')]
+    elif len(parts) > 2 and parts[2] == 'inline':
+        from ..loopback import inline_apps
+        dialplan = inline_apps(target)
     else:
         dialplan = None
     # the cid_name / cid_num arguments ('undef' = none) become the origination_caller_id_* variables

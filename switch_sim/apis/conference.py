@@ -7,18 +7,30 @@ FreeSWITCH 1.10.12 does (tests/fixtures/fs-captures/conference-mod.json):
     conference <room> moh <file>|reset           the room's music on hold
     conference <room> list [count]               "<id>;<channel name>;<uuid>;<caller name>;<caller number>;<flags>;0;0;100", newest first
     conference <room> mute|unmute|deaf|undeaf|kick|hup <id>|all|last
-    conference <room> play <file> [<id>]
-    conference <room> say <text>                 no TTS engine in the profile: "-ERR (say) Error!"
+    conference <room> play <file>|say:<text> [<id>]
+    conference <room> say [{tts_engine=E,tts_voice=V}]<text>
+    conference <room> saymember <id> <text>     succeeds and speaks nothing (no tts-engine in the profile)
     conference <room> recording start|stop <path>|all,  record <path>,  norecord <path>|all
 
 An unknown room is "-ERR Conference <room> not found", an unknown member "-ERR Non-Existant ID <id>".
+`say` and `saymember` take the text after the first "say"/"saymember" of the whole command line,
+room name included (conference_api.c: strstr), so a room named with "say" in it says the wrong
+text; `play` splits its arguments as every API does. The profile has no tts-engine (as the stock
+one): `say` speaks only with the engine and voice in braces in front of its text
+(tests/fixtures/fs-captures/conference-speak.json). `play say:<text> <id>` crashes FreeSWITCH
+1.10.12 (conference_api_sub_play reads the member's file node, which conference_member_say did not
+make): the simulator stops.
 """
 from __future__ import annotations
 
 import json
+import logging
 import time
 
+from ..argsplit import create_brackets, separate_string
 from ..conference import registry
+
+log = logging.getLogger('switch_sim.conference')
 
 _MEMBER_ACTIONS = {'mute': ('mute', 'mute'), 'unmute': ('unmute', 'unmute'), 'deaf': ('deaf', 'deaf'),
                    'undeaf': ('undeaf', 'undeaf'), 'kick': ('kick', 'kicked'), 'hup': ('hup', 'hup')}
@@ -65,6 +77,74 @@ def _act(room, member, action: str) -> None:
         room.set_deaf(member, action == 'deaf')
     else:
         room.kick(member, action)
+
+
+def _text_after(args: str, command: str) -> str:
+    """What an ARGS_AS_ONE command gets: the line after the first `command` in it, blanks skipped."""
+    at = args.find(command)
+    text = args[at + len(command):] if at >= 0 else args
+    return text.lstrip(' \t')
+
+
+def _speech(text: str) -> tuple[str | None, str | None, str]:
+    """conference_say's reading of its text: a leading `{...}` block (tts_engine, tts_voice), then
+    `#voice#`; the profile gives no engine nor voice."""
+    engine = voice = None
+    if text.startswith('{'):
+        parsed = create_brackets(text)
+        if parsed is not None:
+            params, text = parsed
+            engine, voice = params.get('tts_engine'), params.get('tts_voice')
+    if text.startswith('#') and '#' in text[1:]:
+        voice, _, text = text[1:].partition('#')
+    return engine, voice, text
+
+
+def _say(room, text: str) -> bool:
+    if not text or not room.members:
+        return False
+    engine, voice, words = _speech(text)
+    return bool(engine) and bool(voice) and room.say(engine, voice, words)
+
+
+def _member_by_str(room, text: str):
+    if text == 'last':
+        newest = room.newest_first()
+        return newest[0] if newest else None
+    try:
+        return room.find(int(text))
+    except ValueError:
+        return None
+
+
+def _play(sim, room, args: str) -> str:
+    argv = separate_string(args, max_parts=25)
+    is_async = (len(argv) == 4 and argv[3].lower() == 'async') or (len(argv) == 5 and argv[4].lower() == 'async')
+    argc = len(argv) - (1 if is_async else 0)
+    if argc < 3:
+        return '-ERR (play) Error!\n'
+    path = argv[2]
+    speech = path[:4].lower() == 'say:'
+    if argc == 3:
+        if speech and not is_async:
+            if not _say(room, path[4:]):
+                return '-ERR (play) File: %s not found.\n' % path
+            room.fire('play-file', [('File', path), ('Async', 'false')])
+            return '+OK (play) Playing file %s\n' % path
+        if not room.play(path):
+            return '-ERR (play) File: %s not found.\n' % path
+        return '+OK (play) Playing file %s\n' % path
+    member = _member_by_str(room, argv[3])
+    if member is None:
+        return '-ERR (play) Member: %s not found.\n' % argv[3]
+    if speech:
+        log.critical('conference %s play %s %s: FreeSWITCH 1.10.12 crashes here (the member has no file '
+                     'node); the simulator stops', room.name, path, argv[3])
+        sim.stop()          # closes this connection too: no reply, as from the crashed switch
+        return ''
+    if not room.play(path, member):
+        return '-ERR (play) File: %s not found.\n' % path
+    return '+OK (play) Playing file %s to member %d\n' % (path, member.id)
 
 
 def api_conference(sim, args):
@@ -114,23 +194,26 @@ def api_conference(sim, args):
             out.append('+OK %s %d\n' % (word, member.id))
         return ''.join(out)
     if command == 'play':
-        if not rest:
-            return '-ERR (play) Error!\n'
-        path = rest[0]
-        if len(rest) > 1 and rest[1].isdigit():
-            member = room.find(int(rest[1]))
-            if member is None:
-                return '-ERR (play) Member: %s not found.\n' % rest[1]
-            if not room.play(path, member):
-                return '-ERR (play) File: %s not found.\n' % path
-            return '+OK (play) Playing file %s to member %d\n' % (path, member.id)
-        if not room.play(path):
-            return '-ERR (play) File: %s not found.\n' % path
-        return '+OK (play) Playing file %s\n' % path
+        return _play(sim, room, args)
     if command == 'say':
-        return '-ERR (say) Error!\nsay <text>'
+        text = _text_after(args, 'say')
+        if not text:
+            return '-ERR (say) Error! No text.\nsay <text>'
+        if not _say(room, text):
+            return '-ERR (say) Error!\nsay <text>'
+        room.fire('speak-text', [('Text', text)])
+        return '+OK (say) OK\n'
     if command == 'saymember':
-        return '-ERR (saymember) Error!\nsaymember <id> <text>'
+        usage = 'saymember <member_id> <text>'
+        member_id, _, text = _text_after(args, 'saymember').partition(' ')
+        if not member_id or not text:
+            return '-ERR (saymember) No Text!\n' + usage
+        member = _member_by_str(room, member_id)
+        if member is None:
+            return '-ERR (saymember) Unknown Member %s!\n%s' % (member_id, usage)
+        # conference_member_say returns success at once when the profile has no tts-engine
+        room.fire_member(member, 'speak-text-member', [('Text', text)])
+        return '+OK (saymember) OK\n'
     if command == 'moh':
         what = rest[0] if rest else ''
         if not what:
@@ -161,6 +244,8 @@ def api_conference(sim, args):
             for path in paths:
                 if room.stop_recording(path):
                     out.append('Stopped recording file %s\n' % path)
+            if not out and target != 'all':
+                out.append("-ERR non-existant recording '%s'\n" % target)
             # FreeSWITCH 1.10.12 counts 0 whatever it stopped
             return ''.join(out) + '+OK Stopped recording 0 files\n'
         return '-ERR (%s) Error!\n' % command
