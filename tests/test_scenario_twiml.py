@@ -130,16 +130,35 @@ def test_play_of_a_relative_url_is_heard_loop_times(twilio):
     assert fetches, "the relative URL was not fetched from the app"
 
 
-def test_play_digits_sends_dtmf(twilio):
-    executed = []
-    sim = twilio.stack.sim
-    deliver = sim.deliver
+def executed(stack) -> list:
+    """[(application, data)] the simulated FreeSWITCH starts from now on (its CHANNEL_EXECUTE events)."""
+    apps = []
+    deliver = stack.sim.deliver
 
     def watch(ev, divert_to=None):
         if ev.name == "CHANNEL_EXECUTE":
-            executed.append((ev.get("Application"), ev.get("Application-Data") or ""))
+            apps.append((ev.get("Application"), ev.get("Application-Data") or ""))
         return deliver(ev, divert_to=divert_to)
-    sim.deliver = watch
+    stack.sim.deliver = watch
+    return apps
+
+
+def test_say_voices_map_onto_the_flite_voices_and_loop(twilio):
+    apps = executed(twilio.stack)
+    r = VoiceResponse()
+    r.say("One", voice="man", loop=2)
+    r.say("Two", voice="alice")
+    r.say("Three", voice="Polly.Joanna")
+    r.say("Four")
+    twilio.answer(r)
+    call = twilio.call()
+    twilio.completed(call)
+    assert [data for app, data in apps if app == "speak"] == [
+        "flite|rms|One", "flite|rms|One", "flite|slt|Two", "flite|slt|Three", "flite|rms|Four"]
+
+
+def test_play_digits_sends_dtmf(twilio):
+    executed_apps = executed(twilio.stack)
     r = VoiceResponse()
     r.play(digits="1w2#")
     r.say("done")
@@ -147,8 +166,8 @@ def test_play_digits_sends_dtmf(twilio):
     call = twilio.call()
     twilio.completed(call)
     assert call.wait(5)["answered"]
-    apps = [app for app, _ in executed]
-    assert ("send_dtmf", "1w2#") in executed
+    apps = [app for app, _ in executed_apps]
+    assert ("send_dtmf", "1w2#") in executed_apps
     assert apps.index("send_dtmf") < apps.index("speak")     # sent before the next verb ran
 
 
