@@ -211,6 +211,18 @@ def test_gather_posts_digits_to_the_action_and_runs_its_twiml(twilio):
     assert windows_with(call.heard(), 1100) >= 8      # the action's TwiML ran
 
 
+def test_gather_barge_in_false_plays_the_prompt_out_and_drops_its_digits(twilio):
+    twilio.wav("/media/600.wav", tone(600, 3.0))
+    r = VoiceResponse()
+    r.gather(action="/g", num_digits=1, timeout=4, barge_in=False).play("media/600.wav")
+    twilio.answer(r)
+    twilio.app.document("/g", str(VoiceResponse().hangup()), "text/xml")
+    call = twilio.call(dtmf=[("5", 1.0), ("7", 4.5)])
+    twilio.completed(call)
+    assert twilio.requests_to("/g")[0].form["Digits"] == "7"
+    assert windows_with(call.heard(), 600) >= 27      # the whole 3 s prompt, not cut at 1 s
+
+
 def test_gather_timeout_goes_on_with_the_next_verb(twilio):
     r = VoiceResponse()
     r.gather(action="/never", timeout=1).say("Say nothing")
