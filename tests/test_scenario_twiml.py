@@ -312,6 +312,18 @@ def test_record_finished_by_a_key_says_which(twilio, tmp_path):
     assert action["Digits"] == "#"
 
 
+def test_record_cut_by_the_callers_hangup_still_posts_the_action(twilio, tmp_path):
+    r = VoiceResponse()
+    r.record(action="/recorded", play_beep=False, timeout=10)
+    twilio.answer(r)
+    call = twilio.call(audio=caller_talks(tmp_path / "caller.wav", 0.5, 12), hangup_after=3)
+    done = twilio.completed(call)
+    action = twilio.requests_to("/recorded")[0].form
+    assert action["Digits"] == "hangup" and action["CallStatus"] == "completed"
+    assert 1 <= int(action["RecordingDuration"]) <= 3
+    assert done["CallStatus"] == "completed"
+
+
 def test_an_empty_recording_requests_no_action_and_goes_on(twilio):
     r = VoiceResponse()
     r.record(action="/recorded", timeout=1, play_beep=False, recording_status_callback="/recstatus",
