@@ -26,6 +26,8 @@ class StreamSpec:
     l16_byte_order: str = "le"             # 'le' | 'be' (app side, both directions)
     flavor: str = "jambonz"                # mod_audio_fork build: 'jambonz' | 'drachtio'
     account_id: str = ""
+    app_stream_id: str = ""                # twilio: the streamSid/callSid the app sees (a TwiML stream: its
+    app_call_id: str = ""                  # MZ/CA sids); empty: stream_id and call_uuid (SWML)
     connect_timeout: float = 5.0           # app connect, and module connect after the fork command
     app_queue_messages: int = 500          # bounded send queue to the app (~5 s of 2-track media)
     app_sndbuf: int | None = 262144        # SO_SNDBUF of the app socket: bounds what a stalled app

@@ -2,7 +2,8 @@
 
 It wraps `audio_fork.StreamSession` (the relay does the audio) and owns what a stream means on a
 call: its status callbacks (Vobiz StartStream / PlayedStream / ClearedAudio / DroppedStream /
-DegradedStream / StopStream as form posts, or SWML `calling.call.stream` JSON), its lifetime
+DegradedStream / StopStream as form posts, SWML `calling.call.stream` JSON, or what a TwiML stream's
+`on_status` makes of them: verbs/twiml/stream.py), its lifetime
 (`streamTimeout`, the app's `stop`, REST DELETE, SWML `stop_stream`, WS failure, hangup), its
 reconnects (`maxRetries`: a new stream id and a new `start` each time, the old fork stopped
 first), its record in the store, and DTMF forwarding. Hangup closes the app socket with 1000 and
@@ -26,11 +27,14 @@ from audio_fork import StreamSession, StreamSpec, StreamStartError
 
 from . import idle_audio
 from .stream_status import StatusCoalescer
+from .twiml.sids import call_sid, stream_sid
 
 log = logging.getLogger("callfork.stream")
 
 # why a stream ended -> whether Vobiz posts StopStream (server-side stops only)
 SERVER_STOPS = {"app_stop", "timeout", "api", "stop_stream"}
+
+APP_CLOSED = "connection disconnected with the remote service"   # the DroppedStream of an app's close
 
 # repeated status callbacks: the first at once, then at most one per interval (verbs/stream_status.py)
 DEGRADED_INTERVAL_S = 10.0     # per kind of DegradedStream (its Error)
@@ -57,6 +61,10 @@ class StreamOptions:
     control_id: str | None = None                          # SWML control_id
     content_type: str = "audio/x-l16;rate=8000"            # as the document said (for callbacks/records)
     attributes: dict = field(default_factory=dict)         # the Vobiz attributes echoed in callbacks
+    # a TwiML stream: the app sees Twilio's MZ/CA sids, and `on_status(stream, event, fields)` gets
+    # every status event (this module's names, and "Ended" last) instead of the SWML callbacks
+    twiml: bool = False
+    on_status: object = None
 
 
 class LiveStream:
@@ -107,6 +115,11 @@ class LiveStream:
             raise
 
     @property
+    def started(self) -> bool:
+        """The app's socket was up and the audio flowed (its StartStream was reported)."""
+        return self._started_at is not None
+
+    @property
     def needs_written_frames(self) -> bool:
         """The stream only works while FreeSWITCH writes frames to the caller: the jambonz module
         mixes the app's audio into them, and a stereo fork takes its second track from them."""
@@ -127,7 +140,9 @@ class LiveStream:
             extra_headers_mode=call.config.audio_fork.extra_headers_mode,
             l16_byte_order=call.config.byte_order_for(call.number), flavor=call.config.audio_fork.flavor,
             max_playout_seconds=call.config.audio_fork.max_playout_seconds,
-            account_id=call.auth_id, resolve=call.services.connect_addresses)
+            account_id=call.auth_id, resolve=call.services.connect_addresses,
+            app_stream_id=stream_sid(self.stream_id) if o.twiml else "",
+            app_call_id=call_sid(call.uuid) if o.twiml else "")
         self.session = StreamSession(spec, call.services.relay, call.session.api, self._on_event,
                                      may_kill_audio=functools.partial(_only_idle_writer_runs, call.session))
         self._record(status="in-progress", start_time=time.time())
@@ -229,7 +244,7 @@ class LiveStream:
         elif name == "app_stop":
             self._stop_reason = self._stop_reason or "app_stop"
         elif name == "app_closed":
-            self._dropped(detail, "connection disconnected with the remote service")
+            self._dropped(detail, APP_CLOSED)
         elif name in ("app_failed", "module_failed"):
             self._dropped(detail, "connection failed: " + str(detail.get("error") or detail.get("reason") or name))
         elif name == "ended":
@@ -271,7 +286,9 @@ class LiveStream:
         failed = reason in ("failed", "dropped")
         self._record(status="failed" if failed else "completed", end_time=time.time(), error=self.error)
         self.call.timeline("stream_ended", {"stream_id": self.stream_id, "reason": reason})
-        if self.options.dialect == "twilio" and self.options.status_url:
+        if self.options.on_status is not None:
+            self.options.on_status(self, "Ended", {})
+        elif self.options.dialect == "twilio" and self.options.status_url:
             self._swml_callback("finished")
         self.ended.set()
 
@@ -281,6 +298,9 @@ class LiveStream:
 
     def _callback(self, event: str, **fields) -> None:
         o = self.options
+        if o.on_status is not None:
+            o.on_status(self, event, fields)
+            return
         if o.dialect == "twilio":
             if event == "StartStream":
                 self._swml_callback("streaming")

@@ -24,4 +24,5 @@ def dialect_for(spec):
     if spec.dialect == "vobiz":
         return make_dialect("vobiz", extra_headers=spec.extra_headers,
                             extra_headers_mode=spec.extra_headers_mode, **common)
+    common.update(stream_id=spec.app_stream_id or spec.stream_id, call_id=spec.app_call_id or spec.call_uuid)
     return make_dialect(spec.dialect, custom_parameters=spec.custom_parameters, **common)

@@ -1,8 +1,13 @@
 """TwiML, and the rest of Twilio's contract on the call side: the parser (parser.py) and one module per
 TwiML verb, whose element table is here; Twilio's request parameters (request_params.py),
 Call/Stream/Recording SIDs (sids.py) and the call's status callbacks (status_callback.py)."""
+from .conference import Conference
+from .connect import Connect
+from .dial import Dial
 from .gather import Gather
 from .hangup import Hangup
+from .number import Number
+from .parameter import Parameter
 from .pause import Pause
 from .play import Play
 from .record import Record
@@ -11,13 +16,19 @@ from .reject import Reject
 from .request_params import API_VERSION, e164, twilio_params
 from .say import Say
 from .sids import call_sid, call_uuid, recording_sid, stream_sid
+from .sip import Sip
+from .start import Start
+from .stop import Stop
+from .stream import Stream
 
 # The TwiML element table: every verb and noun class callfork runs, and what <Response> may hold.
 # Dial (with Number, Sip, Conference), Connect, Stream, Parameter, Start and Stop join here: add the
 # class to VERBS (nouns too: a parent's CHILDREN names them) and the verbs to RESPONSE_CHILDREN; their
 # names then drop out of NOT_SUPPORTED by themselves.
-VERBS = (Say, Play, Pause, Gather, Record, Hangup, Reject, Redirect)
-RESPONSE_CHILDREN = ("Say", "Play", "Pause", "Gather", "Record", "Hangup", "Reject", "Redirect")
+VERBS = (Say, Play, Pause, Gather, Record, Hangup, Reject, Redirect, Dial, Number, Sip, Conference, Connect, Stream,
+         Parameter, Start, Stop)
+RESPONSE_CHILDREN = ("Say", "Play", "Pause", "Gather", "Record", "Hangup", "Reject", "Redirect", "Dial", "Connect",
+                     "Start", "Stop")
 ELEMENTS = {cls.name: cls for cls in VERBS}
 
 _NOT_YET = "is not supported by callfork yet"

@@ -1,0 +1,128 @@
+"""TwiML <Dial>, on the simulator and (marked `freeswitch`) on a real FreeSWITCH: a Twilio app
+(`[[numbers]] api = "twilio"`, TwiML from the twilio package's VoiceResponse) dials another number
+of the same callfork (a loopback leg: tests/dial_support.py), whose Vobiz document decides what the
+callee does (answer and play a tone, refuse as busy, never answer). The caller speaks CALLER_HZ, the
+callee plays CALLEE_HZ: the caller hears the callee, and the Dial's dual recording holds both
+parties. The action URL gets Twilio's DialCallStatus / DialCallSid / DialCallDuration (and the
+recording), the <Number>'s statusCallback its leg's events, all signed as Twilio signs; the action's
+document replaces the rest, and without an action the next verb runs.
+"""
+import re
+
+import requests
+from twilio.request_validator import RequestValidator
+from twilio.twiml.voice_response import Dial, VoiceResponse
+
+from dial_support import CALLEE_HZ, CALLER_HZ, channel, channels, dial_stack
+from harness import switch_modes
+from stream_scenarios import Calls, tone, wait_until, windows_with, write_wav
+from verbs.twiml import call_sid, call_uuid
+
+TOKEN = "test-token"        # the harness's auth_token, which signs a Twilio app's webhooks
+NEXT_HZ = 500
+
+
+def _stack(real_fs):
+    """(Stack whose number `<prefix>1` is a Twilio app answered at /voice, the callee prefix)."""
+    stack, prefix = dial_stack(real_fs)
+    stack.app.start()       # its port goes into the config
+    stack.config_text = (f'[[numbers]]\nnumber = "{prefix}1"\napi = "twilio"\n'
+                         f'answer_url = "{stack.app.url("/voice")}"\nhangup_url = "{stack.app.url("/status")}"\n')
+    return stack, prefix
+
+
+def _signed(req, stack) -> bool:
+    url = stack.app.url(req.path)
+    return RequestValidator(TOKEN).validate(url, req.form, req.headers.get("x-twilio-signature", ""))
+
+
+def _completed(stack, timeout=60):
+    (status,) = stack.app.wait_path("/status", timeout=timeout)
+    return status.form
+
+
+@switch_modes()
+def test_twiml_dial_connects_both_parties_and_reports_twilios_dial_fields(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "77", f'<Response><Play>{calls.serve_wav("/700.wav", tone(CALLEE_HZ, 6.0))}</Play></Response>')
+        r = VoiceResponse()
+        dial = Dial(action="/dial-action", caller_id="+15550001111", record="record-from-answer-dual", timeout=20)
+        dial.number("77", status_callback=stack.app.url("/leg"),
+                    status_callback_event="initiated ringing answered completed")
+        r.append(dial)
+        r.say("never said: the action's document replaces the rest")
+        stack.app.document("/voice", str(r))
+        hang_up = VoiceResponse()
+        hang_up.hangup()
+        stack.app.document("/dial-action", str(hang_up))
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=40)
+        (action,) = stack.app.wait_path("/dial-action", timeout=40)
+        status = _completed(stack)
+        heard = call.heard()
+        wait_until(lambda: any(leg.form["CallStatus"] == "completed" for leg in stack.app.events(path="/leg")),
+                   15, "the leg's completed callback")
+        legs = stack.app.events(path="/leg")
+        recording = requests.get(action.form["RecordingUrl"], headers=stack.api_headers(), timeout=5)
+
+    a = action.form
+    caller_sid = status["CallSid"]
+    assert _signed(action, stack) and a["CallSid"] == caller_sid
+    assert a["DialCallStatus"] == "completed" and a["DialBridged"] == "true"
+    assert re.fullmatch(r"CA[0-9a-f]{32}", a["DialCallSid"]) and a["DialCallSid"] != caller_sid
+    assert 4 <= int(a["DialCallDuration"]) <= 10, a["DialCallDuration"]
+    assert re.fullmatch(r"RE[0-9a-f]{32}", a["RecordingSid"]) and 4 <= int(a["RecordingDuration"]) <= 10
+    assert status["CallStatus"] == "completed"
+    # the leg's own statusCallback: Twilio's child-call events, in order, about the dialled leg
+    events = [leg.form for leg in legs]
+    assert [e["CallStatus"] for e in events][0] == "initiated"
+    assert "in-progress" in [e["CallStatus"] for e in events] and events[-1]["CallStatus"] == "completed"
+    assert [e["SequenceNumber"] for e in events] == [str(i) for i in range(len(events))]
+    for leg, e in zip(legs, events):
+        assert _signed(leg, stack)
+        assert e["CallSid"] == a["DialCallSid"] and e["ParentCallSid"] == caller_sid
+        assert e["Direction"] == "outbound-dial" and e["From"] == "+15550001111"
+    assert 4 <= int(events[-1]["CallDuration"]) <= 10
+    # each party heard the other: the caller the callee's tone, the dual recording both
+    assert windows_with(heard, CALLEE_HZ) >= 30, windows_with(heard, CALLEE_HZ)
+    assert recording.status_code == 200 and channels(recording) == 2
+    assert windows_with(channel(recording, 0), CALLER_HZ) >= 30
+    assert windows_with(channel(recording, 1), CALLEE_HZ) >= 30
+
+
+@switch_modes()
+def test_twiml_dial_busy_and_no_answer_and_without_action_the_next_verb_runs(tmp_path, real_fs):
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "78", '<Response><Hangup reason="busy"/></Response>')
+        calls.add(p + "79", '<Response><Wait length="30"/></Response>')
+        busy, no_answer = Dial(action="/busy"), Dial(action="/no-answer", timeout=5)
+        busy.number("78")
+        no_answer.number("79")
+        last = VoiceResponse()
+        last.dial("79", timeout=5)                     # no action: the <Play> after it runs
+        last.play(calls.serve_wav("/next.wav", tone(NEXT_HZ, 2.0)))
+        last.pause(length=1)          # the end of what the caller hears is not cut by the hangup
+        last.hangup()
+        stack.app.document("/voice", str(VoiceResponse().append(busy)))
+        stack.app.document("/busy", str(VoiceResponse().append(no_answer)))
+        stack.app.document("/no-answer", str(last))
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 40.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=50)
+        (after_busy,) = stack.app.wait_path("/busy", timeout=30)
+        (after_no_answer,) = stack.app.wait_path("/no-answer", timeout=30)
+        status = _completed(stack)
+        heard = call.heard()
+
+    b, n = after_busy.form, after_no_answer.form
+    assert _signed(after_busy, stack) and _signed(after_no_answer, stack)
+    assert b["DialCallStatus"] == "busy" and b["DialBridged"] == "false" and b["DialCallDuration"] == "0"
+    assert re.fullmatch(r"CA[0-9a-f]{32}", b["DialCallSid"])        # the leg that was tried
+    assert n["DialCallStatus"] == "no-answer" and n["DialBridged"] == "false"
+    assert call_uuid(b["CallSid"]) and b["CallSid"] == n["CallSid"] == status["CallSid"]
+    assert windows_with(heard, NEXT_HZ) >= 10                     # the verb after the action-less Dial
+    assert status["CallStatus"] == "completed"
+    assert call_sid(call_uuid(status["CallSid"])) == status["CallSid"]

@@ -1,0 +1,209 @@
+"""TwiML <Dial> (https://www.twilio.com/docs/voice/twiml/dial): ring its <Number>s and <Sip>s (or the
+number that is its text) at once, or one after the other with `sequential`, and connect the caller
+to the first that answers, on the Dial machinery of Vobiz <Dial> (verbs/dialing.py Dialer); or put
+the caller in a <Conference> (verbs/twiml/conference.py).
+
+The caller is answered first and hears a ringback tone (`ringTone`: the tone of that country,
+default us) while the legs ring, unless `answerOnBridge`: then it stays unanswered (the callee's
+early media reaches it) and the bridge answers it. `timeout` (default 30 s) is each leg's ring time,
+`timeLimit` the bridged call's, `callerId` the legs' caller id, `hangupOnStar` lets the caller end
+the bridge with `*` (the Dial ends, the caller stays). `record` records the bridged call from the
+moment it is connected (verbs/dial_recording.py: both parties, the caller left and the callee right,
+whichever of Twilio's record-from-answer / -ringing / -dual values is given).
+
+When the Dial ends: with `action`, the action URL gets DialCallStatus (completed | busy | no-answer
+| failed | canceled), DialCallSid (the connected or last-tried leg's CA sid), DialCallDuration,
+DialBridged, and RecordingUrl / RecordingSid / RecordingDuration when recorded, plus the call's
+parameters; its document replaces the rest. Without `action` the next verb runs. The caller
+hanging up ends the call; the action URL is still told (its answer is not run).
+"""
+from __future__ import annotations
+
+
+from ..base import Attr, Enum, Int, Text
+from ..dial_plan import DialError, DialPlan
+from ..dial_recording import DialRecording
+from ..dialing import Dialer
+from ..flow import EndCall, NextDocument
+from ..hangup_codes import CallEnd
+from ..vobiz.element import BOOL, METHOD
+from .element import REL_URL, TwimlVerb, resolve
+from .number import PHONE, Number, leg_params, plain_number
+from .sids import call_sid, recording_sid
+from .status_callback import final_status
+
+RECORD = Enum("do-not-record", "record-from-answer", "record-from-ringing", "record-from-answer-dual",
+              "record-from-ringing-dual", aliases={"true": "record-from-answer", "false": "do-not-record"},
+              case_insensitive=True)
+# FreeSWITCH tone specs of the ringback tones Twilio's ringTone names (the common ones)
+RING_TONES = {
+    "us": "%(2000,4000,440,480)", "ca": "%(2000,4000,440,480)", "us-old": "%(2000,4000,440,480)",
+    "uk": "%(400,200,400,450);%(400,2000,400,450)", "au": "%(400,200,400,450);%(400,2000,400,450)",
+    "nz": "%(400,200,400,450);%(400,2000,400,450)", "de": "%(1000,4000,425)", "at": "%(1000,5000,420)",
+    "ch": "%(1000,4000,425)", "fr": "%(1500,3500,440)", "it": "%(1000,4000,425)", "es": "%(1500,3000,425)",
+    "nl": "%(1000,4000,425)", "be": "%(1000,3000,425)", "in": "%(400,200,400,375);%(400,2000,400,375)",
+    "jp": "%(1000,2000,400)", "br": "%(1000,4000,425)", "mx": "%(1000,4000,425)", "se": "%(1000,5000,425)",
+}
+DIAL_STATUS = {"completed": "completed", "busy": "busy", "no-answer": "no-answer", "timeout": "no-answer",
+               "cancel": "canceled", "failed": "failed"}
+
+
+class Dial(TwimlVerb):
+    name = "Dial"
+    TEXT = "text"
+    CHILDREN = ("Number", "Sip", "Conference")
+    ATTRIBUTES = (
+        Attr("action", "action", REL_URL, None),
+        Attr("method", "method", METHOD, "POST"),
+        Attr("timeout", "timeout", Int(minimum=5, maximum=600, clamp=True), 30),
+        Attr("timeLimit", "time_limit", Int(minimum=1, maximum=14400), 14400),
+        Attr("callerId", "caller_id", Text(pattern=r"\+?[0-9]{2,20}|sips?:\S+", pattern_desc="a phone number"),
+             None),
+        Attr("record", "record", RECORD, "do-not-record"),
+        Attr("recordingStatusCallback", "recording_status_callback", REL_URL, None),
+        Attr("recordingStatusCallbackMethod", "recording_status_callback_method", METHOD, "POST"),
+        Attr("recordingStatusCallbackEvent", "recording_status_callback_event", Text(), "completed"),
+        Attr("trim", "trim", Text(), None, ignored="callfork keeps the recording's silence"),
+        Attr("hangupOnStar", "hangup_on_star", BOOL, False),
+        Attr("answerOnBridge", "answer_on_bridge", BOOL, False),
+        Attr("ringTone", "ring_tone", Enum(*RING_TONES, case_insensitive=True), None),
+        Attr("sequential", "sequential", BOOL, False),
+    )
+
+    @property
+    def targets(self) -> list:
+        found = [c for c in self.children if c.name in ("Number", "Sip")]
+        if self.text:
+            found.insert(0, Number(self.line, self.column, text=self.text))
+        return found
+
+    @property
+    def conference(self):
+        return next((c for c in self.children if c.name == "Conference"), None)
+
+    def check(self):
+        errors = []
+        if self.text and not PHONE.fullmatch(self.text):
+            errors.append(f'"{self.text}" is not a phone number')
+        if self.conference is not None:
+            if len(self.children) > 1 or self.text:
+                errors.append("<Conference> must be the only thing <Dial> dials")
+        elif not self.targets:
+            errors.append("nothing to dial: add <Number>, <Sip> or <Conference> (or the number as text)")
+        return errors
+
+    # -- running it -----------------------------------------------------------------------------
+    def plan(self) -> DialPlan:
+        targets = []
+        for position, noun in enumerate(self.targets):
+            target = noun.target()
+            target.group = position if self.sequential else 0
+            targets.append(target)
+        tone = RING_TONES.get((self.ring_tone or "").lower())
+        return DialPlan(targets, caller_id=plain_number(self.caller_id) if self.caller_id and
+                        not self.caller_id.startswith("sip") else None,
+                        timeout_s=self.timeout, time_limit_s=self.time_limit, hangup_on_star=self.hangup_on_star,
+                        ringback=True, ringback_file=f"tone_stream://{tone};loops=-1" if tone else None)
+
+    def run(self, call):
+        if self.conference is not None:
+            from .conference import run_conference
+            return run_conference(call, self, self.conference)
+        if not self.answer_on_bridge:
+            call.ensure_answered()
+        nouns = self.targets
+        legs = LegReports(call, nouns)
+        recording = DialRecording(call, _RecordSpec(self)) if self.record != "do-not-record" else None
+
+        def on_leg(kind, leg):
+            if kind == "connected" and recording is not None:
+                recording.start()
+            legs.on_leg(kind, leg)
+
+        dialer = Dialer(call, self.plan(), on_leg=on_leg, on_state=legs.on_state)
+        try:
+            result = dialer.run()
+        except DialError as exc:
+            call.error(f"<Dial> line {self.line}: {exc}")
+            raise EndCall(CallEnd(5000, "Error", "NORMAL_CLEARING", str(exc))) from None
+        finally:
+            if recording is not None:
+                recording.stop()
+        bridged = result.bridged_leg
+        call.timeline("dial_result", {"status": result.status, "cause": result.hangup_cause,
+                                      "b_leg": bridged.uuid if bridged else ""})
+        if not self.action:
+            return
+        params = self._action_params(call, result, recording)
+        action = resolve(call, self.action)
+        if result.caller_gone or call.transfer_requested():
+            call.post(action, self.method, params, "DialAction")   # told, not followed
+            return
+        raise NextDocument(action, self.method, params, "action")
+
+    def _action_params(self, call, result, recording) -> dict:
+        bridged = result.bridged_leg
+        tried = bridged or next((leg for leg in reversed(result.legs) if leg.seen or leg.done), None)
+        fields = {"DialCallStatus": DIAL_STATUS.get(result.status, "failed"),
+                  "DialCallSid": call_sid(tried.uuid) if tried else "",
+                  "DialBridged": "true" if bridged else "false",
+                  "DialCallDuration": str(leg_duration(bridged)) if bridged else "0"}
+        rec = recording.rec if recording is not None else None
+        if rec is not None and rec.finished:
+            fields.update(RecordingUrl=rec.url, RecordingSid=recording_sid(rec.id),
+                          RecordingDuration=str(max(0, round(rec.duration_ms / 1000))))
+        return call.params(**fields)
+
+
+class _RecordSpec:
+    """What verbs/dial_recording.py reads of a Vobiz <Record>, for a Dial's `record`: a WAV of the
+    whole bridge; the Dial's action carries the recording, recordingStatusCallback gets its own."""
+    file_format = "wav"
+    present = ()
+    max_length = 0
+    method = callback_method = "POST"
+    callback_url = None
+    action = None
+
+    def __init__(self, dial: Dial):
+        self.line = dial.line
+
+
+def leg_duration(leg) -> int:
+    """Whole seconds from the leg's answer to its hangup (0 when it never answered)."""
+    if leg is None or leg.answered_at is None:
+        return 0
+    ended = leg.hangup.get("Event-Date-Timestamp") if leg.hangup is not None else None
+    end_s = int(ended) / 1e6 if ended and ended.isdigit() else leg.answered_at
+    return max(0, round(end_s - leg.answered_at))
+
+
+class LegReports:
+    """Each leg's statusCallback (its noun's): the Dialer's leg states → Twilio's child-call events."""
+
+    def __init__(self, call, nouns):
+        self.call = call
+        self.nouns = nouns
+        self.callbacks = {}
+
+    def _send(self, leg, event: str, **extra) -> None:
+        noun = self.nouns[leg.position - 1]
+        status = self.callbacks.get(leg.position)
+        if status is None:
+            status = self.callbacks[leg.position] = noun.leg_status()
+        if status is not None:
+            status.send(self.call.post, leg_params(self.call, leg), event, **extra)
+
+    def on_state(self, kind, leg) -> None:
+        if kind in ("created", "ringing"):
+            self._send(leg, "initiated" if kind == "created" else "ringing")
+
+    def on_leg(self, kind, leg) -> None:
+        if kind == "answer":
+            self._send(leg, "answered")
+        elif kind == "hangup":
+            answered = leg.answered_at is not None
+            code = {"USER_BUSY": 3010, "NO_ANSWER": 3000, "ORIGINATOR_CANCEL": 1000,
+                    "LOSE_RACE": 1000}.get(leg.hangup_cause, 0)
+            self._send(leg, "completed", CallStatus=final_status(answered, code),
+                       CallDuration=str(leg_duration(leg)))
