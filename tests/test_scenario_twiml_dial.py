@@ -13,6 +13,8 @@ import requests
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Dial, VoiceResponse
 
+from test_scenario_conference import _windows
+
 from dial_support import CALLEE_HZ, CALLER_HZ, channel, channels, dial_stack
 from harness import switch_modes
 from stream_scenarios import Calls, tone, wait_until, windows_with, write_wav
@@ -22,12 +24,13 @@ TOKEN = "test-token"        # the harness's auth_token, which signs a Twilio app
 NEXT_HZ = 500
 
 
-def _stack(real_fs):
-    """(Stack whose number `<prefix>1` is a Twilio app answered at /voice, the callee prefix)."""
+def _stack(real_fs, numbers=("1",)):
+    """(Stack whose `numbers` (with the callee prefix) are Twilio apps answered at /voice<n>, the prefix)."""
     stack, prefix = dial_stack(real_fs)
     stack.app.start()       # its port goes into the config
-    stack.config_text = (f'[[numbers]]\nnumber = "{prefix}1"\napi = "twilio"\n'
-                         f'answer_url = "{stack.app.url("/voice")}"\nhangup_url = "{stack.app.url("/status")}"\n')
+    stack.config_text = "".join(
+        f'[[numbers]]\nnumber = "{prefix}{n}"\napi = "twilio"\nanswer_url = "{stack.app.url("/voice" + n)}"\n'
+        f'hangup_url = "{stack.app.url("/status")}"\n' for n in numbers)
     return stack, prefix
 
 
@@ -53,7 +56,7 @@ def test_twiml_dial_connects_both_parties_and_reports_twilios_dial_fields(tmp_pa
                     status_callback_event="initiated ringing answered completed")
         r.append(dial)
         r.say("never said: the action's document replaces the rest")
-        stack.app.document("/voice", str(r))
+        stack.app.document("/voice1", str(r))
         hang_up = VoiceResponse()
         hang_up.hangup()
         stack.app.document("/dial-action", str(hang_up))
@@ -107,7 +110,7 @@ def test_twiml_dial_busy_and_no_answer_and_without_action_the_next_verb_runs(tmp
         last.play(calls.serve_wav("/next.wav", tone(NEXT_HZ, 2.0)))
         last.pause(length=1)          # the end of what the caller hears is not cut by the hangup
         last.hangup()
-        stack.app.document("/voice", str(VoiceResponse().append(busy)))
+        stack.app.document("/voice1", str(VoiceResponse().append(busy)))
         stack.app.document("/busy", str(VoiceResponse().append(no_answer)))
         stack.app.document("/no-answer", str(last))
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 40.0))
@@ -126,3 +129,55 @@ def test_twiml_dial_busy_and_no_answer_and_without_action_the_next_verb_runs(tmp
     assert windows_with(heard, NEXT_HZ) >= 10                     # the verb after the action-less Dial
     assert status["CallStatus"] == "completed"
     assert call_sid(call_uuid(status["CallSid"])) == status["CallSid"]
+
+
+@switch_modes()
+def test_twiml_dial_conference_both_members_hear_each_other_and_get_twilios_callbacks(tmp_path, real_fs):
+    """The first member ends the room when it leaves (endConferenceOnExit): the second is put out and
+    its Dial's action document runs."""
+    stack, p = _stack(real_fs, numbers=("1", "2"))
+    with stack:
+        conf = stack.app.url("/conf")
+        first, second = VoiceResponse(), VoiceResponse()
+        dial = Dial()
+        dial.conference("Sales Room", beep="false", end_conference_on_exit=True, status_callback=conf,
+                        status_callback_event="start end join leave")
+        first.append(dial)
+        dial = Dial(action="/left")
+        dial.conference("Sales Room", beep="false", status_callback=conf, status_callback_event="join leave end")
+        second.append(dial)
+        after = VoiceResponse()
+        after.play(Calls(stack).serve_wav("/next.wav", tone(NEXT_HZ, 2.0)))
+        after.pause(length=1)
+        after.hangup()
+        for path, doc in (("/voice1", first), ("/voice2", second), ("/left", after)):
+            stack.app.document(path, str(doc))
+
+        def joins():
+            return [r for r in stack.app.events(path="/conf") if r.form["StatusCallbackEvent"] == "participant-join"]
+        one = stack.call(to="1", audio=str(write_wav(tmp_path / "one.wav", tone(CALLER_HZ, 30.0, level=9000))),
+                         keep_heard=True, hangup_after=9)
+        wait_until(lambda: len(joins()) == 1, 20, "the first member joined")
+        two = stack.call(to="2", audio=str(write_wav(tmp_path / "two.wav", tone(CALLEE_HZ, 30.0, level=9000))),
+                         keep_heard=True, hangup_after=30)
+        (left,) = stack.app.wait_path("/left", timeout=30)
+        stack.app.wait_path("/status", timeout=30, count=2)
+        heard_one, heard_two = one.heard(), two.heard()
+        events = stack.app.events(path="/conf")
+
+    forms = [r.form for r in events]
+    assert all(_signed(r, stack) for r in events)
+    one_sid, two_sid = (f["CallSid"] for f in forms if f["StatusCallbackEvent"] == "participant-join")
+    # in order per member (two calls' webhooks are not ordered between them)
+    assert [f["StatusCallbackEvent"] for f in forms if f["CallSid"] == one_sid] == [
+        "conference-start", "participant-join", "participant-leave"]
+    assert [f["StatusCallbackEvent"] for f in forms if f["CallSid"] == two_sid] == [
+        "participant-join", "participant-leave", "conference-end"]     # the room ended when it was put out
+    assert {f["FriendlyName"] for f in forms} == {"Sales Room"}
+    assert len({f["ConferenceSid"] for f in forms}) == 1 and re.fullmatch(r"CF[0-9a-f]{32}", forms[0]["ConferenceSid"])
+    assert left.form["CallSid"] == two_sid and left.form["DialCallStatus"] == "completed" and _signed(left, stack)
+    assert left.form["ConferenceSid"] == forms[0]["ConferenceSid"]
+    # each heard the other, never itself; the second, put out, heard its action's document
+    assert _windows(heard_one, [CALLEE_HZ], [CALLER_HZ]) >= 10
+    assert _windows(heard_two, [CALLER_HZ], [CALLEE_HZ]) >= 10
+    assert windows_with(heard_two, NEXT_HZ) >= 10

@@ -5,11 +5,12 @@ another member, a REST kick); then the Dial's action, when given, gets the call'
 document replaces the rest, else the next verb runs.
 
 Attributes: muted, beep (true | false | onEnter | onExit), startConferenceOnEnter,
-endConferenceOnExit, maxParticipants, waitUrl (an audio file, or a document whose <Play>s and
-<Pause>/<Wait>s become the room's music on hold; none: the profile's), record (record-from-start:
+endConferenceOnExit, maxParticipants, waitUrl (an audio file, or a document of <Play>s read
+as verbs/sound_document.py reads one, fetched with POST: the room's music on hold; none: the
+profile's), record (record-from-start:
 the room from this member's join to its leave, WAV), statusCallback / statusCallbackMethod /
 statusCallbackEvent: `start` (the room started: the first member that starts it joined), `end`
-(the last member left, or this member ended it), `join`, `leave`, each with ConferenceSid
+(the last member left: the one whose leave emptied the room posts it), `join`, `leave`, each with ConferenceSid
 (`CF` + mod_conference's room UUID hex), FriendlyName, StatusCallbackEvent (conference-start,
 conference-end, participant-join, participant-leave), CallSid, Muted, Hold, StartConferenceOnEnter,
 EndConferenceOnExit, SequenceNumber, Timestamp. `mute` and `hold` are accepted; callfork has no
@@ -100,6 +101,14 @@ class TwimlMember(ConferenceMember):
         self.noun = noun
         self.sequence = 0
 
+    @property
+    def conference_sid(self) -> str:
+        """`CF` + the hex of mod_conference's room UUID (empty before the member joined)."""
+        try:
+            return sid("CF", self.conference_uuid)
+        except ValueError:
+            return ""
+
     def _wait_sound(self):
         noun, call = self.noun, self.call
         if not noun.wait_url:
@@ -124,7 +133,7 @@ class TwimlMember(ConferenceMember):
             self._status("join", "participant-join")
         elif action == "exit":
             self._status("leave", "participant-leave")
-            if extra.get("ConferenceLastMember") == "true" or verb.end_conference_on_exit:
+            if extra.get("ConferenceLastMember") == "true":     # the room is empty: it has ended
                 self._status("end", "conference-end")
 
     def _status(self, event: str, name: str) -> None:
@@ -132,7 +141,7 @@ class TwimlMember(ConferenceMember):
         if not noun.status_callback or event not in noun.status_callback_event:
             return
         params = {"AccountSid": call.auth_id, "CallSid": call_sid(call.uuid),
-                  "ConferenceSid": sid("CF", self.conference_uuid) if self.conference_uuid else "",
+                  "ConferenceSid": self.conference_sid,
                   "FriendlyName": noun.room, "StatusCallbackEvent": name, "Muted": str(noun.muted).lower(),
                   "Hold": "false", "Coaching": "false",
                   "StartConferenceOnEnter": str(noun.start_conference_on_enter).lower(),
@@ -147,8 +156,7 @@ class TwimlMember(ConferenceMember):
         verb, call = self.verb, self.call
         if not verb.action:
             return
-        fields = {"DialCallStatus": "completed", "ConferenceSid": sid("CF", self.conference_uuid)
-                  if self.conference_uuid else ""}
+        fields = {"DialCallStatus": "completed", "ConferenceSid": self.conference_sid}
         if self.recording is not None and self.recording.url:
             fields["RecordingUrl"] = self.recording.url
         raise NextDocument(resolve(call, verb.action), verb.method, call.params(**fields), "action")
