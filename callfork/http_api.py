@@ -16,7 +16,8 @@ Routes (the Vobiz-style REST API of the README), all under `/api/v1/Account/<aut
   Webhooks/Retry/                POST: queue failed webhooks again, and those held behind them
                                  (`callfork retry-webhooks`); `call_uuid` for one call; `skip_failed`:
                                  send the held ones only, the failed ones stay failed
-`/recordings/<id>.<wav|mp3>` (authenticated), `/healthz`, `/metrics` (Prometheus text).
+`/recordings/<id>[.wav|.mp3]` (authenticated; no extension: the file as written; the other
+format: converted, callfork/recording_files.py), `/healthz`, `/metrics` (Prometheus text).
 
 Handlers never run call logic inline: they ask the service (`service.*` methods below), which
 hands the work to the call's own greenlet or spawns one. The service object provides:
@@ -37,8 +38,6 @@ from __future__ import annotations
 import base64
 import hmac
 import json
-import re
-from pathlib import Path
 
 from gevent.queue import Empty
 from flask import Flask, Response, jsonify, request, send_file
@@ -48,6 +47,7 @@ from webhooks import UrlError, clean_url
 from .api_objects import (MAX_OFFSET, ApiError, api_id, call_object, error_response,
                           read_body, stream_object, truthy)
 from .live_call_api import register as register_live_call_routes
+from .recording_files import NoRecording, recording_file, recording_id
 from .conference_api import register as register_conference_routes
 from .twilio_api import register as register_twilio_routes
 
@@ -140,14 +140,13 @@ def create_app(service) -> Flask:
     @app.get("/recordings/<name>")
     def recording(name: str):
         check_auth()
-        m = re.fullmatch(r"([0-9a-f-]{36})\.(wav|mp3)", name)
-        if not m:
-            raise ApiError(404, "recording not found")
-        rec = service.store.get_recording(m.group(1))
-        path = Path(service.recordings_dir) / name
-        if rec is None or not path.exists():
-            raise ApiError(404, "recording not found")
-        return send_file(path, mimetype="audio/mpeg" if m.group(2) == "mp3" else "audio/wav")
+        try:
+            if service.store.get_recording(recording_id(name)) is None:
+                raise NoRecording(name)
+            path, media_type = recording_file(service.recordings_dir, name)
+        except NoRecording:
+            raise ApiError(404, "recording not found") from None
+        return send_file(path, mimetype=media_type)
 
     # -- calls -----------------------------------------------------------------------------------
     base = "/api/v1/Account/<account>/Call"

@@ -294,11 +294,15 @@ def test_record_holds_the_callers_tone_and_posts_action_and_status_callbacks(twi
     assert completed["CallSid"] == done["CallSid"] and completed["AccountSid"] == done["AccountSid"]
     assert completed["RecordingDuration"] == action["RecordingDuration"]
     assert completed["RecordingSource"] == "RecordVerb"
-    resp = requests.get(action["RecordingUrl"], headers=twilio.stack.api_headers(), timeout=10)
-    assert resp.status_code == 200
-    audio, rate = soundfile.read(io.BytesIO(resp.content), dtype="int16")
-    assert rate == 8000 and windows_with(audio, 300) >= 20
-    assert recording_sid(action["RecordingUrl"].rsplit("/", 1)[1].split(".")[0]) == sid
+    # Twilio's RecordingUrl has no extension; apps append .wav or .mp3 for the format they want
+    assert recording_sid(action["RecordingUrl"].rsplit("/", 1)[1]) == sid
+    for suffix, media_type in (("", "audio/wav"), (".mp3", "audio/mpeg"), (".wav", "audio/wav")):
+        resp = requests.get(action["RecordingUrl"] + suffix, headers=twilio.stack.api_headers(), timeout=10)
+        assert resp.status_code == 200 and resp.headers["Content-Type"].startswith(media_type), suffix
+        audio, rate = soundfile.read(io.BytesIO(resp.content), dtype="int16")
+        assert rate == 8000 and windows_with(audio, 300) >= 20, suffix
+    missing = action["RecordingUrl"].rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000.mp3"
+    assert requests.get(missing, headers=twilio.stack.api_headers(), timeout=10).status_code == 404
 
 
 def test_record_finished_by_a_key_says_which(twilio, tmp_path):

@@ -1,6 +1,7 @@
 """<Record>: record the caller after a beep, until `timeout` seconds of silence, `maxLength`, a
 `finishOnKey` key or hangup (https://www.twilio.com/docs/voice/twiml/record), on Vobiz <Record>'s
-recording code (FreeSWITCH `record` into a WAV that callfork serves at /recordings/<id>.wav).
+recording code (FreeSWITCH `record` into a WAV that callfork serves at /recordings/<id>, and as
+.wav or .mp3).
 
 - trim="trim-silence" (the default) cuts the silence before the first and after the last sound;
   "do-not-trim" keeps the file as recorded. A recording with no sound at all is empty: as Twilio does,
@@ -28,7 +29,7 @@ from ..vobiz.element import BOOL
 from ..vobiz.record import Record as VobizRecord
 from ..vobiz.record import _keys
 from .element import METHOD, REL_URL, TwimlVerb, resolve
-from .sids import call_sid, recording_sid
+from .sids import call_sid, recording_sid, recording_url
 from .status_callback import rfc2822
 
 STATUS_EVENTS = ("in-progress", "completed", "absent")
@@ -118,7 +119,7 @@ class Record(TwimlVerb, VobizRecord):
             return     # an empty recording: no action, the next verb runs
         self._status(call, "completed", rec.id, rec.start_ms, rec.duration_ms)
         digits = "hangup" if gone is not None else rec.digits
-        params = call.params(RecordingUrl=rec.url, RecordingDuration=_seconds(rec.duration_ms),
+        params = call.params(RecordingUrl=recording_url(call.services.public_url, rec.id), RecordingDuration=_seconds(rec.duration_ms),
                              RecordingSid=recording_sid(rec.id), Digits=digits)
         url = resolve(call, self.action) or getattr(call, "document_url", None)
         if gone is not None:
@@ -139,7 +140,7 @@ class Record(TwimlVerb, VobizRecord):
         """The recordingStatusCallback for `event`, if the document asked for it."""
         if not self.status_url or event not in self.status_events:
             return
-        url = f"{call.services.public_url}/recordings/{rec_id}.{self.file_format}"
+        url = recording_url(call.services.public_url, rec_id)
         params = {"AccountSid": call.auth_id, "CallSid": call_sid(call.uuid), "RecordingSid": recording_sid(rec_id),
                   "RecordingUrl": url, "RecordingStatus": event,
                   "RecordingDuration": _seconds(duration_ms or 0), "RecordingChannels": "1",

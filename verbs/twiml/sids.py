@@ -42,3 +42,9 @@ def ident_of(text: str, prefix: str) -> str | None:
 def call_uuid(text: str) -> str | None:
     """The call UUID a Call SID (or the UUID itself) names; None when it names no call."""
     return ident_of(text, "CA")
+
+
+def recording_url(public_url: str, recording_id: str) -> str:
+    """A recording's RecordingUrl as Twilio gives it: no extension (the file as written); an app may
+    append `.wav` or `.mp3` (callfork/recording_files.py serves either)."""
+    return f"{public_url.rstrip('/')}/recordings/{recording_id}"
