@@ -13,10 +13,19 @@ Plivo's where Vobiz says nothing: https://www.plivo.com/docs/voice/api/conferenc
   POST|DELETE Conference/<name>/Member/<ids>/Mute/   → 202 "muted" | 204
   POST|DELETE Conference/<name>/Member/<ids>/Deaf/   → 202 "deaf" | 204
   POST   Conference/<name>/Member/<ids>/Play/     url → 202 "play queued into conference"
-  POST   Conference/<name>/Member/<ids>/Speak/    text → 202 "speak queued into conference"
-  POST   Conference/<name>/Record/                → 202 {"message": "conference recording started",
-                                                   "recording_id", "url"} (WAV)
-  DELETE Conference/<name>/Record/                → 204
+  POST   Conference/<name>/Member/<ids>/Speak/    text; voice WOMAN|MAN (or Polly.*), language: mod_flite's
+                                                  voice as for <Speak> → 202 "speak queued into
+                                                  conference" (`all`: into the room; ids: those
+                                                  members only, once the text is rendered)
+  POST   Conference/<name>/Record/                file_format wav (callfork's default) | mp3, callback_url,
+                                                  callback_method → 202 {"message": "conference
+                                                  recording started", "recording_id", "url"}
+  DELETE Conference/<name>/Record/                stop the room's recordings, whoever started them → 204
+
+When a recording ends (DELETE, or the room's end) callback_url gets Plivo's fields: api_id (the
+start's), record_url, recording_id, conference_name, recording_duration (s),
+recording_duration_ms, recording_start_ms, recording_end_ms
+(https://www.plivo.com/docs/voice/api/conference/record-conference/start-recording-a-conference/).
 
 `<ids>`: a member id, ids separated by commas, or `all`. The 202 answers carry `member_id` (the list
 acted on) and `api_id`. An unknown (or ended) room is 404 "conference not found", a member id the
@@ -25,8 +34,14 @@ room does not have 404 "member not found". FreeSWITCH's side is callfork/confere
 from __future__ import annotations
 
 import logging
+import re
+from types import SimpleNamespace
 
 from flask import jsonify, request
+
+from verbs import CallContext
+from verbs.vobiz.speak import SPEAK_LANGUAGES
+from webhooks import UrlError, clean_url
 
 from .api_objects import ApiError, api_id, read_body
 from .conferences import ConferenceFailed, ConferenceNotFound, Conferences, MemberNotFound
@@ -38,6 +53,7 @@ def register(app, service, check_account) -> None:
     """Add the Conference routes to `app` (authenticated with create_app's `check_account`)."""
     rooms = Conferences(service)
     base = "/api/v1/Account/<account>/Conference"
+    allow_private = service.config.server.allow_private_urls
 
     def ask(fn, *args):
         try:
@@ -118,16 +134,41 @@ def register(app, service, check_account) -> None:
     @app.post(base + "/<name>/Member/<ids>/Speak/")
     def speak_member(account, name, ids):
         check_account(account)
-        text = str(read_body().get("text") or "").strip()
+        body = read_body()
+        text = str(body.get("text") or "").strip()
         if not text:
             raise ApiError(400, "text is required")
-        return accepted("speak queued into conference", ask(rooms.speak, name, ids, text))
+        voice = str(body.get("voice") or "WOMAN").strip()
+        if voice.upper() in ("WOMAN", "MAN"):
+            voice = voice.upper()
+        elif not re.fullmatch(r"[A-Za-z]+\.[A-Za-z0-9_\-]+", voice):
+            raise ApiError(400, f"voice must be WOMAN, MAN or a provider voice such as Polly.Amy; got {voice!r}")
+        language = str(body.get("language") or "en-US").strip()
+        if voice in ("WOMAN", "MAN") and language not in SPEAK_LANGUAGES:
+            raise ApiError(400, f"language {language!r} is not available for voice {voice}")
+        # <Speak>'s mapping ([tts] voices), which only reads the configuration
+        flite_voice = CallContext.tts_voice(SimpleNamespace(config=service.config), voice, language)
+        return accepted("speak queued into conference", ask(rooms.speak, name, ids, text, flite_voice))
 
     @app.post(base + "/<name>/Record/")
     def record_conference(account, name):
         check_account(account)
-        recording_id, url = ask(rooms.record_start, name)
-        return jsonify({"api_id": api_id(), "message": "conference recording started",
+        body = read_body()
+        file_format = str(body.get("file_format") or "wav").strip().lower()
+        if file_format not in ("wav", "mp3"):
+            raise ApiError(400, f"file_format must be wav or mp3; got {file_format!r}")
+        callback_url = ""
+        if body.get("callback_url"):
+            try:
+                callback_url = clean_url(str(body["callback_url"]), allow_private=allow_private)
+            except UrlError as exc:
+                raise ApiError(400, f"bad callback_url: {exc}") from None
+        callback_method = str(body.get("callback_method") or "POST").upper()
+        if callback_method not in ("GET", "POST"):
+            raise ApiError(400, "callback_method must be GET or POST")
+        the_api_id = api_id()
+        recording_id, url = ask(rooms.record_start, name, file_format, callback_url, callback_method, the_api_id)
+        return jsonify({"api_id": the_api_id, "message": "conference recording started",
                         "recording_id": recording_id, "url": url}), 202
 
     @app.delete(base + "/<name>/Record/")

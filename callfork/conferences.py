@@ -6,15 +6,21 @@ Only this account's rooms are seen (verbs/conferencing.py names them). A room's 
 `Member` actions take `all` or comma-separated member ids: ids the room does not have are
 `MemberNotFound`. Hang up (a member, or a whole room) ends the members' calls (`uuid_kill`; their
 exit callbacks follow); kick takes them out of the room and their documents go on after the
-</Conference>; mute, deaf, play, speak act on them in the room.
+</Conference>; mute, deaf, play, speak act on them in the room (speech: callfork/conference_speech.py).
+A room's recordings belong to the room (callfork/room_recordings.py): the REST API stops them
+whoever started them, a <Conference record> member's too.
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid as uuidlib
 
 from verbs import fs_room_name, vobiz_room_name
+
+from .conference_speech import MemberSpeech, SpeechFailed, room_command, speakable
+from .room_recordings import RoomRecordingFailed, RoomRecordings
 
 log = logging.getLogger("callfork.conference")
 
@@ -138,44 +144,71 @@ class Conferences:
                 done.append(str(m.get("id")))
         return done
 
-    def speak(self, name: str, member_ids: str, text: str) -> list[str]:
-        """FreeSWITCH speaks into a room only with a tts-engine in the room's profile (the stock
-        `default` profile has none: then ConferenceFailed with its "-ERR (say) Error!")."""
+    def speak(self, name: str, member_ids: str, text: str, voice: str) -> list[str]:
+        """Speak `text` with flite's `voice` into the room (`all`) or to the members named only
+        (callfork/conference_speech.py says how, on a profile without a tts-engine)."""
         room = fs_room_name(self.auth_id, name)
         members = self._members(name, member_ids)
-        clean = " ".join(text.split())
+        words = speakable(text)
+        if not words:
+            raise ConferenceFailed("nothing to speak")
         if member_ids.strip().lower() == "all":
-            reply = self._api(f"conference {room} say {clean}")
+            reply = self._api(room_command(room, words, voice))
             if not reply.startswith("+OK"):
                 raise ConferenceFailed(reply.strip().splitlines()[0] if reply.strip() else "no reply")
             return [str(m.get("id")) for m in members]
-        done = []
-        for m in members:
-            reply = self._api(f"conference {room} saymember {m.get('id')} {clean}")
-            if not reply.startswith("+OK"):
-                raise ConferenceFailed(reply.strip().splitlines()[0] if reply.strip() else "no reply")
-            done.append(str(m.get("id")))
-        return done
-
-    def record_start(self, name: str) -> tuple[str, str]:
-        """Record the room (WAV) into recordings_dir: (recording_id, its URL)."""
-        room = fs_room_name(self.auth_id, name)
-        self.room(name)
-        recording_id = str(uuidlib.uuid4())
-        path = self.service.recordings_dir / f"{recording_id}.wav"
-        reply = self._api(f"conference {room} recording start {path}")
-        if not reply.startswith("+OK"):
-            raise ConferenceFailed(reply.strip())
-        url = f"{self.service.config.server.public_url.rstrip('/')}/recordings/{recording_id}.wav"
-        members = self.room(name).get("members") or [{}]
+        ids = [str(m.get("id")) for m in members]
         try:
-            self.service.store.add_recording(recording_id, members[0].get("uuid") or "", path=str(path),
-                                             format="wav")
+            MemberSpeech(self._api, self.service.recordings_dir).start(room, ids, words, voice)
+        except SpeechFailed as exc:
+            raise ConferenceFailed(str(exc)) from None
+        return ids
+
+    def record_start(self, name: str, file_format: str = "wav", callback_url: str = "",
+                     callback_method: str = "POST", api_id: str = "") -> tuple[str, str]:
+        """Record the room into recordings_dir as `file_format` (wav or mp3, which FreeSWITCH writes
+        itself: mod_shout); the recording belongs to the room (callfork/room_recordings.py) and when
+        it ends, however, `callback_url` gets Plivo's conference record callback fields. Returns
+        (recording_id, its URL)."""
+        room = fs_room_name(self.auth_id, name)
+        conference_uuid = self.room(name).get("conference_uuid") or ""
+        recording_id = str(uuidlib.uuid4())
+        path = self.service.recordings_dir / f"{recording_id}.{file_format}"
+        url = f"{self.service.config.server.public_url.rstrip('/')}/recordings/{recording_id}.{file_format}"
+        start_ms = int(time.time() * 1000)
+        store = self.service.store
+
+        def stopped(elapsed_ms):
+            end_ms = int(time.time() * 1000)
+            duration_ms = elapsed_ms if elapsed_ms is not None else end_ms - start_ms
+            try:
+                store.update_recording(recording_id, duration_ms=duration_ms, start_ms=end_ms - duration_ms,
+                                       end_ms=end_ms, end_reason="RecordingStopped")
+            except Exception:
+                log.exception("conference %s: could not store the recording's end", name)
+            if callback_url:
+                params = {"api_id": api_id, "record_url": url, "recording_id": recording_id,
+                          "conference_name": name, "recording_duration": int(round(duration_ms / 1000)),
+                          "recording_duration_ms": duration_ms, "recording_start_ms": end_ms - duration_ms,
+                          "recording_end_ms": end_ms}
+                self.service.outbox.enqueue(conference_uuid or recording_id, callback_url, callback_method, params,
+                                            event="ConferenceRecordStop")
+
+        try:
+            store.add_recording(recording_id, conference_uuid, path=str(path), format=file_format, start_ms=start_ms)
         except Exception:
             log.exception("conference %s: could not store the recording", name)
+        try:
+            RoomRecordings.of(self.service).start(room, str(path), stopped)
+        except RoomRecordingFailed as exc:
+            raise ConferenceFailed(str(exc)) from None
         return recording_id, url
 
     def record_stop(self, name: str) -> None:
+        """Stop the room's recordings, whoever started them (each then finishes and calls back)."""
         room = fs_room_name(self.auth_id, name)
         self.room(name)
-        self._api(f"conference {room} recording stop all")
+        try:
+            RoomRecordings.of(self.service).stop_room(room)
+        except RoomRecordingFailed as exc:
+            raise ConferenceFailed(str(exc)) from None

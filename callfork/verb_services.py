@@ -65,6 +65,13 @@ class VerbServices:
     def unwatch_legs(self, leg_uuids) -> None:
         self._service.leg_events.unwatch(leg_uuids)
 
+    @property
+    def room_recordings(self):
+        """The conference rooms' recordings (callfork/room_recordings.py): a <Conference record>
+        recording belongs to its room."""
+        from .room_recordings import RoomRecordings
+        return RoomRecordings.of(self._service)
+
     def media_file(self, url: str):
         return self._service.media.local_file(url)
 

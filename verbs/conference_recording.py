@@ -1,18 +1,19 @@
 """The room's recording of a `<Conference record="true">` member (verbs/conferencing.py runs it):
 started when the member joins, stopped when it leaves, and kept as `recordFileFormat` says.
 
-FreeSWITCH records the room as WAV (`conference <room> recording start <path>`, mod_sndfile) into
-the data directory; it stops with `conference <room> recording stop <path>` or when the room ends.
-The recording's end is a room event (`stop-recording`, no Unique-ID), which the call's own socket
-never gets (mod_event_socket's `myevents` sends only events of the call's channel), so after the
-stop callfork waits for the file to be closed: its header then counts its bytes (libsndfile writes
-the data size when it closes the file). Then verbs/recording.py's Recording.finish converts it to
-MP3 when asked, as for `<Record>`, and the file is served at `<public_url>/recordings/<id>.<ext>`
-(the RecordUrl of the action request).
+The recording belongs to the room (callfork/room_recordings.py, reached as
+`call.services.room_recordings`): FreeSWITCH records the room as WAV (`conference <room> recording
+start <path>`, mod_sndfile) into the data directory, and whoever stops it (this member when it
+leaves, the REST API's `DELETE .../Conference/<name>/Record/`, or the room's end) FreeSWITCH closes
+the file and fires stop-recording, on which the registry calls `_room_stopped`: verbs/recording.py's
+Recording.finish converts it to MP3 when asked, as for `<Record>`, and the file is served at
+`<public_url>/recordings/<id>.<ext>` (the RecordUrl of the action request).
 
-A member who hung up cannot stop the recording (its socket is gone): when the room ended with it,
-FreeSWITCH closed the file and it is finished as above; otherwise the room's recording goes on
-until the room ends, and is kept as the WAV it is (an error says so; no action request carries it).
+A member who leaves stops the recording and waits for it to be finished before its action request
+(the RecordUrl serves the whole file); if no stop-recording comes (the event connection dropped)
+it finishes the file once FreeSWITCH has closed it (its WAV header then counts its bytes). A member
+who hung up cannot ask anything any more: the recording goes on with the room until the REST API
+stops it or the room ends, and is finished then (no action request carries it: the call is gone).
 """
 from __future__ import annotations
 
@@ -20,14 +21,12 @@ import os
 import time
 
 import gevent
+import gevent.event
 import soundfile
-
-from esl_app import CallGone, ESLError, ESLTimeout
 
 from .recording import Recording, wav_duration_ms
 
 CLOSE_WAIT_S = 10.0          # how long FreeSWITCH gets to close the file after the stop
-HUNG_UP_WAIT_S = 2.0         # ... after the member hung up (the room ended with it, or goes on)
 END_LEFT = "ConferenceExit"
 END_HUNG_UP = "HungUp"
 
@@ -61,6 +60,9 @@ class MemberRecording:
         self.where = where                # "<Conference> line N", for errors
         self.file_format = file_format
         self.rec = None
+        self.room_rec = None
+        self.end_reason = END_HUNG_UP     # until the member leaves alive
+        self.done = gevent.event.Event()  # set once the recording is finished
 
     @property
     def url(self) -> str | None:
@@ -70,29 +72,43 @@ class MemberRecording:
         call = self.call
         rec = Recording(call, self.file_format, "conference")
         try:
-            reply = call.session.api(f"conference {self.room} recording start {rec.wav_path}")
-        except (ESLError, ESLTimeout) as exc:
-            reply = str(exc)
-        if not reply.startswith("+OK"):
-            call.error(f"{self.where}: the room's recording did not start: {reply.strip()}")
+            self.room_rec = call.services.room_recordings.start(self.room, str(rec.wav_path), self._room_stopped)
+        except Exception as exc:  # noqa: BLE001 - RoomRecordingFailed: FreeSWITCH's reply, or no events
+            call.error(f"{self.where}: the room's recording did not start: {exc}")
             rec.abandon("the room's recording did not start")
             return False
         self.rec = rec
         return True
 
+    def _room_stopped(self, elapsed_ms) -> None:
+        """The recording has ended, whoever ended it (the registry's greenlet): finish it."""
+        rec = self.rec
+        try:
+            if rec is not None and not rec.finished:
+                duration = elapsed_ms if elapsed_ms is not None else wav_duration_ms(rec.wav_path)
+                rec.finish(self.end_reason, duration)
+        finally:
+            self.done.set()
+
     def stop(self, hung_up: bool) -> None:
-        """The member left (hung_up: its call is gone): stop, wait for the file, finish it."""
+        """The member left (hung_up: its call is gone, the recording goes on with the room)."""
         rec = self.rec
         if rec is None or rec.finished:
             return
-        if not hung_up:
-            try:
-                self.call.session.api(f"conference {self.room} recording stop {rec.wav_path}")
-            except (CallGone, ESLError, ESLTimeout):
-                hung_up = True          # the room or the call is gone: the file closes with it, or not
-        if not _wait_closed(rec.wav_path, HUNG_UP_WAIT_S if hung_up else CLOSE_WAIT_S):
-            if rec.format != "wav":
-                self.call.error(f"{self.where}: the room's recording goes on after the member "
-                                f"{'hung up' if hung_up else 'left'}; kept as WAV, not {rec.format}")
-                rec.format = "wav"
-        rec.finish(END_HUNG_UP if hung_up else END_LEFT, wav_duration_ms(rec.wav_path))
+        if hung_up:
+            self.call.timeline("recording_left_with_the_room", {"id": rec.id})
+            return
+        self.end_reason = END_LEFT
+        try:
+            self.call.services.room_recordings.stop(self.room_rec)
+        except Exception as exc:  # noqa: BLE001 - the room ended meanwhile: its stop finishes the file
+            self.call.error(f"{self.where}: could not stop the room's recording: {exc}")
+        if self.done.wait(CLOSE_WAIT_S):
+            return
+        # no stop-recording came: finish the file once FreeSWITCH has closed it
+        if not _wait_closed(rec.wav_path, 0) and rec.format != "wav":
+            self.call.error(f"{self.where}: the room's recording did not end when the member left; "
+                            f"kept as WAV, not {rec.format}")
+            rec.format = "wav"
+        rec.finish(END_LEFT, wav_duration_ms(rec.wav_path))
+        self.done.set()
