@@ -191,8 +191,11 @@ class Originations:
     def _watch_ringing(self, call_uuid, variables) -> None:
         """Follow the new channel's events until it reaches callfork or fails: its first
         CHANNEL_PROGRESS(_MEDIA) is the callee ringing."""
+        legs = self.service.leg_events
+        if not legs.connected:   # (just started, or reconnecting) its events before it is up are lost
+            legs.connection.wait_connected(RING_WATCH_CONNECT_S)
         try:
-            queue = self.service.leg_events.watch([call_uuid])
+            queue = legs.watch([call_uuid])
         except Exception as exc:   # (ESLError) the call goes on; only `ringing` is not seen
             log.warning("call %s: cannot follow the ringing of the call: %s", call_uuid, exc)
             return
@@ -242,6 +245,10 @@ class Originations:
                                fallback_url=v.get("callfork_fallback_url", ""),
                                fallback_method=v.get("callfork_fallback_method", "POST"), l16_byte_order=None)
 
+
+# how long a Twilio call's originate waits for the LegEvents connection to be up, so that its ringing
+# is seen (the call is placed anyway when it is not)
+RING_WATCH_CONNECT_S = 2.0
 
 # what `to` and `from` may contain: they go into the originate command unquoted
 _DIAL_TEXT = re.compile(r"[A-Za-z0-9+*#.@/:_-]{1,128}")

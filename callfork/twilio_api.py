@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import base64
 import hmac
-import time
 import uuid as uuidlib
 from urllib.parse import urlencode
 
@@ -38,8 +37,10 @@ from flask import jsonify, request
 
 from verbs import LiveStream
 from verbs.streaming import StreamOptions
+from verbs.swml.stream import TRACKS
 from verbs.twiml import API_VERSION, call_sid, call_uuid, e164, stream_sid
 from verbs.twiml.status_callback import parse_events, rfc2822
+from verbs.twiml.stream import stream_status
 from webhooks import UrlError, clean_url
 
 ERRORS_URL = "https://www.twilio.com/docs/errors/"
@@ -48,7 +49,6 @@ MAX_PAGE_SIZE = 1000
 # the store's status words -> Twilio's
 STATUS = {"ringing": "ringing", "in-progress": "in-progress", "completed": "completed", "busy": "busy",
           "no-answer": "no-answer", "cancel": "canceled", "timeout": "no-answer", "failed": "failed"}
-TRACKS = {"inbound_track": "inbound", "outbound_track": "outbound", "both_tracks": "both"}
 
 
 class TwilioError(Exception):
@@ -324,7 +324,7 @@ def register(app, service) -> None:
                                 sample_rate=8000, content_type="audio/x-mulaw;rate=8000", name=name,
                                 custom_parameters=parameters, status_url=status_url,
                                 status_method=method_field(body, "StatusCallbackMethod"), twiml=True,
-                                on_status=_stream_status(account))
+                                on_status=stream_status)   # Twilio's stream callbacks, as <Start><Stream>
         stream = LiveStream(ctx, options)
         service.start_stream(ctx.uuid, body, stream=stream)
         return jsonify(stream_resource(stream, account, "in-progress")), 201
@@ -342,22 +342,3 @@ def register(app, service) -> None:
             not_found()
         return jsonify(stream_resource(found, account, "stopped"))
 
-
-def _stream_status(account: str):
-    """A REST-started stream's StatusCallback as Twilio posts it: stream-started, stream-stopped,
-    stream-error (https://www.twilio.com/docs/voice/api/stream-resource#statuscallback)."""
-    events = {"StartStream": "stream-started", "DroppedStream": "stream-error", "Ended": "stream-stopped"}
-
-    def on_status(stream, event, fields):
-        o = stream.options
-        kind = events.get(event)
-        if kind is None or not o.status_url:
-            return
-        call = stream.call
-        params = {"AccountSid": account, "CallSid": call_sid(call.uuid), "StreamSid": stream_sid(stream.stream_id),
-                  "StreamName": o.name or stream_sid(stream.stream_id), "StreamEvent": kind,
-                  "Timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        if kind == "stream-error":
-            params["StreamError"] = str(fields.get("Error") or stream.error or "")
-        call.post(o.status_url, o.status_method, params, kind)
-    return on_status

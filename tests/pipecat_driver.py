@@ -10,6 +10,11 @@ talks JSON lines on stdin/stdout, one reply line per request:
                                                      "frames": {type: count}}
   {"op": "serialize", "audio": b64 PCM, "sample_rate", "chunk_ms"} -> {"messages": [...]}
   {"op": "interrupt"} / {"op": "end"}            -> {"messages": [...]}
+  {"op": "hangup", "stream_id", "call_id", "account_sid", "auth_token", "base_url"}
+                                                  -> {"messages": [...], "log": [...]}: a TwilioFrameSerializer
+     with auto hang-up (its default) serializes an EndFrame, as pipecat's transport does when the
+     pipeline ends: it POSTs Status=completed to base_url's Calls/<call_id>.json; what it logged
+     (every level) tells how that went
 """
 import asyncio
 import base64
@@ -107,6 +112,17 @@ async def main():
             out = {"messages": [m for m in [await serializer.serialize(InterruptionFrame())] if m]}
         elif op == "end":
             out = {"messages": [m for m in [await serializer.serialize(EndFrame())] if m]}
+        elif op == "hangup":
+            hanging = TwilioFrameSerializer(req["stream_id"], req["call_id"], account_sid=req["account_sid"],
+                                            auth_token=req["auth_token"], base_url=req["base_url"])
+            await hanging.setup(types.SimpleNamespace(audio_in_sample_rate=8000))
+            logged = []
+            sink = logger.add(lambda message: logged.append(message.record["message"]), level="DEBUG")
+            try:
+                messages = [m for m in [await hanging.serialize(EndFrame())] if m]
+            finally:
+                logger.remove(sink)
+            out = {"messages": messages, "log": logged}
         else:
             out = {"error": f"unknown op {op}"}
         sys.stdout.write(json.dumps(out) + "\n")

@@ -73,25 +73,27 @@ class Stream(TwimlVerb):
             encoding="mulaw", sample_rate=8000, bidirectional=bidirectional,
             status_url=self.status_callback, status_method=self.status_callback_method,
             custom_parameters=self.parameters, name=self.stream_name, keep_call_alive=bidirectional,
-            content_type="audio/x-mulaw;rate=8000", twiml=True, on_status=self._status)
+            content_type="audio/x-mulaw;rate=8000", twiml=True, on_status=stream_status)
 
-    def _status(self, stream, event: str, fields: dict) -> None:
-        """A LiveStream status event → Twilio's stream statusCallback (what it has one for)."""
-        kind = EVENTS.get(event)
-        if event == "DroppedStream" and fields.get("Error") == APP_CLOSED:
-            kind = None         # the app closing its socket is how a Twilio app ends a stream
-        o = stream.options
-        if kind is None or not o.status_url or (kind == "stream-stopped" and not stream.started):
-            return
-        call = stream.call
-        sid = stream_sid(stream.stream_id)
-        params = {"AccountSid": call.auth_id, "CallSid": call_sid(call.uuid), "StreamSid": sid,
-                  "StreamName": o.name or sid, "StreamEvent": kind,
-                  "Timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-                  .replace("+00:00", "Z")}
-        if kind == "stream-error":
-            params["StreamError"] = fields.get("Error") or stream.error or "the stream failed"
-        call.post(o.status_url, o.status_method, params, f"stream:{kind}")
+
+def stream_status(stream, event: str, fields: dict) -> None:
+    """A LiveStream status event → Twilio's stream statusCallback (what it has one for); also the
+    `on_status` of a stream started through Twilio's REST API (callfork/twilio_api.py)."""
+    kind = EVENTS.get(event)
+    if event == "DroppedStream" and fields.get("Error") == APP_CLOSED:
+        kind = None         # the app closing its socket is how a Twilio app ends a stream
+    o = stream.options
+    if kind is None or not o.status_url or (kind == "stream-stopped" and not stream.started):
+        return
+    call = stream.call
+    sid = stream_sid(stream.stream_id)
+    params = {"AccountSid": call.auth_id, "CallSid": call_sid(call.uuid), "StreamSid": sid,
+              "StreamName": o.name or sid, "StreamEvent": kind,
+              "Timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+              .replace("+00:00", "Z")}
+    if kind == "stream-error":
+        params["StreamError"] = fields.get("Error") or stream.error or "the stream failed"
+    call.post(o.status_url, o.status_method, params, f"stream:{kind}")
 
 
 def twiml_streams(call):
