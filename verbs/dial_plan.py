@@ -85,6 +85,15 @@ class Leg:
     def done(self) -> bool:
         return self.hangup is not None
 
+    @property
+    def duration_s(self) -> int:
+        """Whole seconds from its answer to its hangup (0 when it never answered)."""
+        if self.answered_at is None or self.hangup is None:
+            return 0
+        ended = self.hangup.get("Event-Date-Timestamp")
+        end_s = int(ended) / 1e6 if ended and ended.isdigit() else self.answered_at
+        return max(0, round(end_s - self.answered_at))
+
 
 @dataclass
 class DialResult:

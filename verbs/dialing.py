@@ -1,5 +1,6 @@
 """Dialling from a call: ring one or more B-legs at once, bridge the caller to the first that
-answers, and report what each leg did. The machinery behind Vobiz <Dial> (verbs/vobiz/dial.py).
+answers, and report what each leg did. The machinery behind Vobiz <Dial> (verbs/vobiz/dial.py),
+TwiML <Dial> (verbs/twiml/dial.py) and SWML connect; `run_dial_verb` is what the two Dial verbs share.
 
 FreeSWITCH does the ringing and the race: the caller's channel runs `bridge` with every leg in one
 dial string, legs separated by `,` (they ring at once; the first to answer wins and the others end
@@ -34,9 +35,11 @@ import gevent.queue
 
 from esl_app import CallGone, ESLError
 
-from .dial_plan import DialPlan, DialResult, Leg, leg_timeout, leg_value, make_legs
+from .dial_plan import DialError, DialPlan, DialResult, Leg, leg_timeout, leg_value, make_legs
 from .dial_plan import dial_string as build_dial_string
 from .digit_patterns import DigitMatcher
+from .flow import EndCall
+from .hangup_codes import CallEnd
 
 log = logging.getLogger("callfork.dial")
 
@@ -51,6 +54,31 @@ NO_ANSWER_CAUSES = ("NO_ANSWER", "ALLOTTED_TIMEOUT", "PROGRESS_TIMEOUT")
 # the bridge app has returned, when the caller's channel says whether it is gone
 EITHER_SIDE_CAUSES = ("NORMAL_CLEARING", "NORMAL_UNSPECIFIED", "ORIGINATOR_CANCEL")
 TIMEOUT_CAUSES = ("NO_USER_RESPONSE", "RECOVERY_ON_TIMER_EXPIRE")
+
+
+def run_dial_verb(call, what: str, plan: DialPlan, on_leg, on_state=None, recording=None) -> DialResult:
+    """What a Dial verb (Vobiz <Dial>, TwiML <Dial>) does around the Dialer: `recording` (a
+    verbs/dial_recording.py DialRecording, or None) starts when a callee is connected and stops when
+    the dial ends; `on_leg(dialer, kind, leg)` hears every leg report; a dial the dial string cannot
+    carry ends the call (the error logged once, as `what`); the outcome goes to the call's timeline."""
+    def leg_report(kind, leg):
+        if kind == "connected" and recording is not None:
+            recording.start()
+        on_leg(dialer, kind, leg)
+
+    dialer = Dialer(call, plan, on_leg=leg_report, on_state=on_state)
+    try:
+        result = dialer.run()
+    except DialError as exc:
+        call.error(f"{what}: {exc}")
+        raise EndCall(CallEnd(5000, "Error", "NORMAL_CLEARING", str(exc))) from None
+    finally:
+        if recording is not None:
+            recording.stop()
+    bridged = result.bridged_leg
+    call.timeline("dial_result", {"status": result.status, "cause": result.hangup_cause,
+                                  "b_leg": bridged.uuid if bridged else ""})
+    return result
 
 
 class Dialer:

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 
 from ..base import Attr, Enum, Int, Text
-from ..dial_plan import DialError, DialPlan
+from ..dial_plan import DialPlan
 from ..dial_recording import DialRecording
-from ..dialing import Dialer
-from ..flow import EndCall, NextDocument
-from ..hangup_codes import CallEnd
+from ..dialing import run_dial_verb
+from ..flow import NextDocument
 from ..vobiz.element import BOOL, METHOD
 from .element import REL_URL, TwimlVerb, resolve
 from .number import PHONE, Number, leg_params, plain_number
@@ -115,23 +114,8 @@ class Dial(TwimlVerb):
         legs = LegReports(call, nouns)
         recording = DialRecording(call, _RecordSpec(self)) if self.record != "do-not-record" else None
 
-        def on_leg(kind, leg):
-            if kind == "connected" and recording is not None:
-                recording.start()
-            legs.on_leg(kind, leg)
-
-        dialer = Dialer(call, self.plan(), on_leg=on_leg, on_state=legs.on_state)
-        try:
-            result = dialer.run()
-        except DialError as exc:
-            call.error(f"<Dial> line {self.line}: {exc}")
-            raise EndCall(CallEnd(5000, "Error", "NORMAL_CLEARING", str(exc))) from None
-        finally:
-            if recording is not None:
-                recording.stop()
-        bridged = result.bridged_leg
-        call.timeline("dial_result", {"status": result.status, "cause": result.hangup_cause,
-                                      "b_leg": bridged.uuid if bridged else ""})
+        result = run_dial_verb(call, f"<Dial> line {self.line}", self.plan(),
+                               lambda _dialer, kind, leg: legs.on_leg(kind, leg), legs.on_state, recording)
         if not self.action:
             return
         params = self._action_params(call, result, recording)
@@ -147,7 +131,7 @@ class Dial(TwimlVerb):
         fields = {"DialCallStatus": DIAL_STATUS.get(result.status, "failed"),
                   "DialCallSid": call_sid(tried.uuid) if tried else "",
                   "DialBridged": "true" if bridged else "false",
-                  "DialCallDuration": str(leg_duration(bridged)) if bridged else "0"}
+                  "DialCallDuration": str(bridged.duration_s) if bridged else "0"}
         rec = recording.rec if recording is not None else None
         if rec is not None and rec.finished:
             fields.update(RecordingUrl=rec.url, RecordingSid=recording_sid(rec.id),
@@ -167,15 +151,6 @@ class _RecordSpec:
 
     def __init__(self, dial: Dial):
         self.line = dial.line
-
-
-def leg_duration(leg) -> int:
-    """Whole seconds from the leg's answer to its hangup (0 when it never answered)."""
-    if leg is None or leg.answered_at is None:
-        return 0
-    ended = leg.hangup.get("Event-Date-Timestamp") if leg.hangup is not None else None
-    end_s = int(ended) / 1e6 if ended and ended.isdigit() else leg.answered_at
-    return max(0, round(end_s - leg.answered_at))
 
 
 class LegReports:
@@ -206,4 +181,4 @@ class LegReports:
             code = {"USER_BUSY": 3010, "NO_ANSWER": 3000, "ORIGINATOR_CANCEL": 1000,
                     "LOSE_RACE": 1000}.get(leg.hangup_cause, 0)
             self._send(leg, "completed", CallStatus=final_status(answered, code),
-                       CallDuration=str(leg_duration(leg)))
+                       CallDuration=str(leg.duration_s))

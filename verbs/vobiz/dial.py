@@ -9,8 +9,8 @@ import re
 
 from ..base import Attr, AttrError, Custom, Enum, Int, Text, check_url
 from ..dial_recording import DialRecording
-from ..dial_plan import DialError, DialPlan, DialTarget
-from ..dialing import Dialer
+from ..dial_plan import DialPlan, DialTarget
+from ..dialing import run_dial_verb
 from ..sound_document import sound_file_string
 from ..flow import EndCall, NextDocument
 from ..hangup_codes import SOURCE_API, SOURCE_CALLEE, SOURCE_CALLER, SOURCE_VOBIZ, CODE_NAMES, CallEnd, from_fs_cause
@@ -156,23 +156,10 @@ class Dial(VobizVerb):
         call.dial_record = None
         recording = DialRecording(call, record_verb) if record_verb is not None else None
 
-        def on_leg(kind, leg):
-            if kind == "connected" and recording is not None:
-                recording.start()
-            self._leg_event(call, dialer, kind, leg)
-
-        dialer = Dialer(call, self.plan(call), on_leg=on_leg)
-        try:
-            result = dialer.run()
-        except DialError as exc:
-            call.error(f"<Dial> line {self.line}: {exc}")
-            raise EndCall(CallEnd(5000, "Error", "NORMAL_CLEARING", str(exc))) from None
-        finally:
-            if recording is not None:
-                recording.stop()
+        result = run_dial_verb(call, f"<Dial> line {self.line}", self.plan(call),
+                               lambda dialer, kind, leg: self._leg_event(call, dialer, kind, leg),
+                               recording=recording)
         bridged = result.bridged_leg
-        call.timeline("dial_result", {"status": result.status, "cause": result.hangup_cause,
-                                      "b_leg": bridged.uuid if bridged else ""})
         if result.caller_gone or call.transfer_requested():
             # the call is gone, or a REST transfer ended the bridge: the action is told, not followed
             if self.action:
@@ -224,11 +211,7 @@ class Dial(VobizVerb):
                 source = SOURCE_CALLER
             elif leg.ended_by_request:
                 source = SOURCE_API
-        duration = 0
-        if leg.answered_at is not None and leg.hangup is not None:
-            ended = leg.hangup.get("Event-Date-Timestamp")
-            end_s = int(ended) / 1e6 if ended and ended.isdigit() else leg.answered_at
-            duration = max(0, round(end_s - leg.answered_at))
+        duration = leg.duration_s
         return {"DialBLegDuration": duration, "DialBLegBillDuration": duration, "DialBLegHangupCause": cause,
                 "DialBLegHangupCauseCode": code, "DialBLegHangupCauseName": CODE_NAMES.get(code, "Unknown"),
                 "DialBLegHangupSource": source}
