@@ -2,7 +2,8 @@
 whole product (simulator + service + the app, real sockets): create with Url and with Twiml, list,
 fetch, update (redirect, hang up), streams started and stopped, errors in Twilio's shape, and the
 StatusCallback's initiated / answered / completed in order, numbered and signed; originates that
-fail end as busy / no-answer. The ringing of a real callee is seen on a real FreeSWITCH."""
+fail end as busy / no-answer; list pages. On a real FreeSWITCH a callee that rings: ringing, then
+no-answer at the Timeout, or canceled by the API."""
 import json
 
 import pytest
@@ -51,6 +52,12 @@ def test_create_with_url_posts_initiated_answered_completed_in_order_signed():
         assert done.status == "completed" and done.end_time is not None and done.duration in ("1", "2")
         assert [c.sid for c in twilio.calls.list(status="completed", to="+15551230002")] == [call.sid]
         assert twilio.calls.list(status="busy") == []
+        second = twilio.calls.create(to="+15551230003", from_="+15551230001", twiml=str(say))
+        stack.wait(lambda: twilio.calls(second.sid).fetch().status == "completed", 10)
+        # one call a page: the package follows next_page_uri, newest first
+        assert [c.sid for c in twilio.calls.list(page_size=1)] == [second.sid, call.sid]
+        first_page = twilio.calls.page(page_size=1)
+        assert first_page.next_page_url and [c.sid for c in first_page] == [second.sid]
 
 
 def test_inline_twiml_list_redirect_then_hang_up_and_an_ended_call_is_404():
@@ -176,3 +183,21 @@ def test_a_ringing_callee_posts_ringing_then_no_answer_on_freeswitch():
         forms = wait_status(stack, "/status", call.sid, "no-answer", timeout=30)
         assert [f["CallStatus"] for f in forms] == ["initiated", "ringing", "no-answer"]
         assert [f["SequenceNumber"] for f in forms] == ["0", "1", "2"]
+
+
+@pytest.mark.freeswitch
+def test_canceling_a_ringing_call_on_freeswitch():
+    """Status=canceled while the callee rings: the originate is ended, `completed` says canceled."""
+    dial = "loopback/m:^:set:callee={to}^ring_ready^sleep:30000/default/inline"
+    with twilio_stack(real=True, env={"CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": dial}) as stack:
+        twilio = client(stack)
+        call = twilio.calls.create(to="+15551230002", from_="+15551230001", url=stack.app.url("/never"),
+                                   timeout=30, status_callback=stack.app.url("/status"),
+                                   status_callback_event=["ringing", "completed"])
+        wait_status(stack, "/status", call.sid, "ringing")
+        assert twilio.calls(call.sid).update(status="canceled").status == "canceled"
+        forms = wait_status(stack, "/status", call.sid, "canceled")
+        assert [f["CallStatus"] for f in forms] == ["ringing", "canceled"]
+        assert stack.service.control.api(f"uuid_exists {call_uuid(call.sid)}").strip() == "false"
+        assert twilio.calls(call.sid).fetch().status == "canceled"
+        assert not [r for r in stack.app.requests if r.path == "/never"]
