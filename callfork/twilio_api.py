@@ -20,8 +20,8 @@ encoded, as Twilio's; answers are JSON in Twilio's shapes, errors `{"code", "mes
 HTTP Basic credentials: the configured auth_id as the AccountSid and the auth token), 20404 (404:
 another AccountSid in the path, an unknown call, a call that has ended, an unknown stream), 21201 /
 21213 (no To / From), 21205 (no Url nor Twiml, or a bad URL), 21211 / 21212 (a To / From that cannot
-be dialled), 21220 (a call that is not in progress cannot be redirected or streamed), 21218-like 400s
-for other bad values. A call placed here runs with api "twilio" (TwiML, Twilio's webhooks and
+be dialled), 21220 (a call that is not in progress cannot be redirected or streamed), 20422 ("Invalid
+Parameter", answered with HTTP 400) for other bad values; any other path under /2010-04-01 is 20404. A call placed here runs with api "twilio" (TwiML, Twilio's webhooks and
 signature); it is placed by callfork/originate.py, which posts its `initiated` and `ringing`.
 A Call SID is "CA" + the call UUID's hex (verbs/twiml/sids.py), a Stream SID "MZ" + the stream id's.
 Handlers only validate and ask the service; they never touch the call themselves.
@@ -108,8 +108,7 @@ def register(app, service) -> None:
     def method_field(body, name: str) -> str:
         value = str(body.get(name) or "POST").strip().upper()
         if value not in ("GET", "POST"):
-            raise TwilioError(400, 21205 if name in ("Method", "FallbackMethod") else 21609,
-                              f"{name} must be GET or POST")
+            raise TwilioError(400, 20422, f"{name} must be GET or POST")
         return value
 
     def int_field(body, name: str, default: int, low: int, high: int) -> int:
@@ -119,7 +118,7 @@ def register(app, service) -> None:
         try:
             number = int(value)
         except ValueError:
-            raise TwilioError(400, 21218, f"{name} must be an integer") from None
+            raise TwilioError(400, 20422, f"{name} must be an integer") from None
         return min(max(number, low), high)   # Twilio clamps Timeout and TimeLimit into range
 
     def twiml_field(body) -> str:
@@ -181,7 +180,7 @@ def register(app, service) -> None:
         try:
             events = parse_events(body.getlist("StatusCallbackEvent"))
         except ValueError as exc:
-            raise TwilioError(400, 21626, str(exc)) from None
+            raise TwilioError(400, 20422, str(exc)) from None
         uuid = str(uuidlib.uuid4())
         try:
             service.originate(
@@ -189,7 +188,6 @@ def register(app, service) -> None:
                 hangup_url=url_field(body, "StatusCallback"),
                 hangup_method=method_field(body, "StatusCallbackMethod"),
                 fallback_url=url_field(body, "FallbackUrl"), fallback_method=method_field(body, "FallbackMethod"),
-                caller_name=str(body.get("CallerId") or ""),
                 ring_timeout=int_field(body, "Timeout", 60, 5, 600),
                 time_limit=int_field(body, "TimeLimit", 14400, 1, 86400),
                 api="twilio", answer_document=twiml if not url else "",
@@ -200,7 +198,7 @@ def register(app, service) -> None:
                 raise TwilioError(400, 21211, f"Invalid 'To' Phone Number: {to} ({text[3:].strip()})") from None
             if text.startswith("from:"):
                 raise TwilioError(400, 21212, f"Invalid Caller ID: {from_number} ({text[5:].strip()})") from None
-            raise TwilioError(400, 21218, text) from None
+            raise TwilioError(400, 20422, text) from None
         return jsonify(resource(service.store.get_call(uuid), account)), 201
 
     @app.get(base + "/Calls.json")
@@ -211,7 +209,7 @@ def register(app, service) -> None:
             page = max(0, int(args.get("Page") or 0))
             size = min(max(1, int(args.get("PageSize") or 50)), MAX_PAGE_SIZE)
         except ValueError:
-            raise TwilioError(400, 21218, "Page and PageSize must be integers") from None
+            raise TwilioError(400, 20422, "Page and PageSize must be integers") from None
         wanted = {"to": e164(args.get("To", "")), "from": e164(args.get("From", "")),
                   "status": args.get("Status", "")}
         rows, offset, skip = [], 0, page * size
@@ -258,7 +256,7 @@ def register(app, service) -> None:
         status = str(body.get("Status") or "").strip().lower()
         url, twiml = url_field(body, "Url"), twiml_field(body)
         if status and status not in ("completed", "canceled"):
-            raise TwilioError(400, 21218, "Status must be completed or canceled")
+            raise TwilioError(400, 20422, "Status must be completed or canceled")
         if not (status or url or twiml.strip()):
             raise TwilioError(400, 21205, "one of Url, Twiml or Status is required")
         live, pending = service.calls.get(uuid), service.originations.status_of(uuid)
@@ -281,6 +279,13 @@ def register(app, service) -> None:
             raise TwilioError(400, 21220, "Call is not in-progress. Cannot redirect.")
         service.transfer_call(uuid, url, method_field(body, "Method"), document=None if url else twiml)
         return jsonify(resource(service.store.get_call(uuid), account))
+
+    @app.route("/2010-04-01/<path:rest>", methods=["GET", "POST", "DELETE", "PUT", "PATCH"])
+    def twilio_unknown(rest: str):
+        """What this API does not have (Twilio's other resources, DELETE of a call record)."""
+        parts = rest.split("/")
+        check(parts[1] if len(parts) > 1 and parts[0] == "Accounts" else auth_id)
+        not_found()
 
     # -- Streams ---------------------------------------------------------------------------------
     def live_call(account: str, sid: str):
@@ -311,10 +316,10 @@ def register(app, service) -> None:
             raise TwilioError(400, 21205, f"Url must be a ws:// or wss:// URL: {exc}") from None
         track = str(body.get("Track") or "inbound_track")
         if track not in TRACKS:
-            raise TwilioError(400, 21218, f"Track must be one of {', '.join(TRACKS)}")
+            raise TwilioError(400, 20422, f"Track must be one of {', '.join(TRACKS)}")
         name = str(body.get("Name") or "").strip() or None
         if name and any(s.options.name == name and not s.ended.is_set() for s in ctx.streams.values()):
-            raise TwilioError(400, 21218, f"a stream named {name!r} is already running on this call")
+            raise TwilioError(400, 20422, f"a stream named {name!r} is already running on this call")
         parameters, n = {}, 1
         while body.get(f"Parameter{n}.Name") is not None:
             parameters[str(body[f"Parameter{n}.Name"])] = str(body.get(f"Parameter{n}.Value") or "")
@@ -335,7 +340,7 @@ def register(app, service) -> None:
         body = form()
         ctx = live_call(account, sid)
         if str(body.get("Status") or "").strip().lower() != "stopped":
-            raise TwilioError(400, 21218, "Status must be stopped")
+            raise TwilioError(400, 20422, "Status must be stopped")
         found = next((s for s in ctx.streams.values()
                       if stream in (stream_sid(s.stream_id), s.stream_id, s.options.name)), None)
         if found is None or not service.stop_stream(ctx.uuid, found.stream_id):

@@ -149,6 +149,15 @@ def test_errors_in_twilios_shape():
                            auth=(ACCOUNT, "test-token"), timeout=10)
         assert raw.status_code == 404 and raw.json()["code"] == 20404
         assert raw.json()["more_info"] == "https://www.twilio.com/docs/errors/20404"
+        other = requests.get(f"{stack.http_url}/2010-04-01/Accounts/{ACCOUNT}/Queues.json",
+                             auth=(ACCOUNT, "test-token"), timeout=10)
+        assert other.status_code == 404 and other.json()["code"] == 20404
+        anonymous = requests.get(f"{stack.http_url}/2010-04-01/Accounts/{ACCOUNT}/Queues.json", timeout=10)
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == 20003
+        with pytest.raises(TwilioRestException) as bad_method:
+            twilio.calls.create(to="+15551230002", from_="+15551230001", url=stack.app.url("/voice"),
+                                method="PUT")
+        assert bad_method.value.status == 400 and bad_method.value.code == 20422
         assert not stack.service.calls and not stack.app.requests
 
 
