@@ -35,11 +35,10 @@ from __future__ import annotations
 
 import logging
 import re
-from types import SimpleNamespace
 
 from flask import jsonify, request
 
-from verbs import CallContext
+from verbs import flite_voice
 from verbs.vobiz.speak import SPEAK_LANGUAGES
 from webhooks import UrlError, clean_url
 
@@ -146,9 +145,8 @@ def register(app, service, check_account) -> None:
         language = str(body.get("language") or "en-US").strip()
         if voice in ("WOMAN", "MAN") and language not in SPEAK_LANGUAGES:
             raise ApiError(400, f"language {language!r} is not available for voice {voice}")
-        # <Speak>'s mapping ([tts] voices), which only reads the configuration
-        flite_voice = CallContext.tts_voice(SimpleNamespace(config=service.config), voice, language)
-        return accepted("speak queued into conference", ask(rooms.speak, name, ids, text, flite_voice))
+        voice_name = flite_voice(service.config, voice)   # <Speak>'s mapping ([tts] voices)
+        return accepted("speak queued into conference", ask(rooms.speak, name, ids, text, voice_name))
 
     @app.post(base + "/<name>/Record/")
     def record_conference(account, name):

@@ -37,6 +37,15 @@ from .twiml.status_callback import StatusCallback
 log = logging.getLogger("callfork.call")
 
 
+def flite_voice(config, voice: str) -> str:
+    """The flite voice for a document's voice (WOMAN, MAN, Polly.*, ...): [tts] voices, a name starting
+    with MAN → MAN's, any other → WOMAN's."""
+    table = getattr(getattr(config, "tts", None), "voices", None) or {"WOMAN": "slt", "MAN": "rms"}
+    if voice in table:
+        return table[voice]
+    return table.get("WOMAN", "slt") if not voice.upper().startswith("MAN") else table.get("MAN", "rms")
+
+
 def plain_number(number: str) -> str:
     """A number as Vobiz and Plivo send it in From / To: without the leading '+' (seen on inbound
     and on API-placed calls alike, docs/decisions.md)."""
@@ -235,11 +244,7 @@ class CallContext:
 
     def tts_voice(self, voice: str, language: str) -> str:
         """The flite voice for a Speak voice (WOMAN/MAN/Polly.*) from [tts] in the config."""
-        voices = getattr(self.config, "tts", None)
-        table = getattr(voices, "voices", None) or {"WOMAN": "slt", "MAN": "rms"}
-        if voice in table:
-            return table[voice]
-        return table.get("WOMAN", "slt") if not voice.upper().startswith("MAN") else table.get("MAN", "rms")
+        return flite_voice(self.config, voice)
 
     # -- webhooks --------------------------------------------------------------------------------
     def post(self, url: str, method: str, params: dict, event: str, encoding: str = "form") -> None:
