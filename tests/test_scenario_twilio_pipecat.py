@@ -6,11 +6,12 @@ callSid), and pipecat's real serializer, built with those SIDs, the AccountSid, 
 `base_url` = callfork, serializes an EndFrame as pipecat's transport does when the pipeline ends: its
 auto hang-up POSTs Status=completed. The call really ends (the switch has no such channel any more,
 the record says the API hung it up, the StatusCallback says completed), and a second hang-up of the
-ended call gets 404 with code 20404, which pipecat takes as "already ended". On the simulator and a
-real FreeSWITCH (whose 9999 answers and parks: the REST call's far end)."""
+ended call gets 404 with code 20404, which pipecat takes as "already ended". And a caller of a Twilio
+number whose TwiML is <Connect><Stream> to the bot is hung up by the bot's end the same way. On the
+simulator and a real FreeSWITCH (whose 9999 answers and parks: the REST call's far end)."""
 import json
 
-from twilio.twiml.voice_response import VoiceResponse
+from twilio.twiml.voice_response import Connect, VoiceResponse
 
 import wsapp
 from harness import switch_modes
@@ -56,6 +57,53 @@ def test_pipecat_auto_hang_up_ends_the_call_through_the_rest_api(real_fs):
                            account_sid=ACCOUNT, auth_token=TOKEN, base_url=stack.http_url)
             assert any(f"Twilio call {call.sid} was already terminated" in line for line in again["log"]), again
             assert not any("Failed" in line for line in again["log"]), again
+    finally:
+        driver.close()
+        app.stop()
+
+
+@needs_pipecat
+@switch_modes()
+def test_a_connect_stream_bot_hangs_its_caller_up_through_the_rest_api(real_fs):
+    """An incoming call to a Twilio number whose TwiML is <Connect><Stream> to the bot: the bot reads
+    the stream's `start` as pipecat does, and its pipeline's end hangs the caller up (the verb after
+    <Connect> never runs)."""
+    app = wsapp.AppServer().start()
+    driver = Driver()
+    prefix = "callfork" if real_fs else ""       # the real switch routes callfork<N> to callfork
+    try:
+        stack = twilio_stack(real=real_fs)
+        stack.app.start()                        # its port goes into the config
+        stack.config_text = (f'[[numbers]]\nnumber = "{prefix}2000"\napi = "twilio"\n'
+                             f'answer_url = "{stack.app.url("/voice")}"\nhangup_url = "{stack.app.url("/status")}"\n')
+        with stack:
+            bot = VoiceResponse()
+            connect = Connect()
+            connect.stream(url=app.url)
+            bot.append(connect)
+            bot.redirect(stack.app.url("/after"))
+            stack.app.document("/voice", str(bot))
+            stack.call(to="2000", hangup_after=60)   # (RealCall dials callfork<to>)
+            conn = app.wait_connection(15)
+            conn.wait_for(lambda c: any('"start"' in t for t in c.texts()), 10)
+            start = next(json.loads(t) for t in conn.texts() if '"start"' in t)
+            detected = driver(op="detect", frames=conn.texts()[:2])
+            assert detected["transport"] == "twilio"
+            assert detected["call_data"]["call_id"] == start["start"]["callSid"]
+
+            hung = driver(op="hangup", stream_id=detected["call_data"]["stream_id"],
+                          call_id=detected["call_data"]["call_id"], account_sid=start["start"]["accountSid"],
+                          auth_token=TOKEN, base_url=stack.http_url)
+            assert any("Successfully terminated Twilio call" in line for line in hung["log"]), hung
+            (status,) = stack.app.wait_path("/status", timeout=15)
+            assert status.form["CallStatus"] == "completed" and status.form["CallSid"] == start["start"]["callSid"]
+            uuid = call_uuid(status.form["CallSid"])
+            stack.wait(lambda: (stack.service.store.get_call(uuid) or {}).get("end_time"), 10)
+            assert stack.service.store.get_call(uuid)["hangup_source"] == "API Request"
+            assert stack.service.control.api(f"uuid_exists {uuid}").strip() == "false"
+            conn.closed.wait(5)
+            assert conn.closed.is_set()
+            assert not [r for r in stack.app.requests if r.path == "/after"]
     finally:
         driver.close()
         app.stop()
