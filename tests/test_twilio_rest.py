@@ -12,7 +12,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import VoiceResponse
 
 import wsapp
-from twilio_support import ACCOUNT, EVENTS, client, status_callbacks, twilio_stack, wait_status
+from twilio_support import ACCOUNT, EVENTS, client, signed, status_callbacks, twilio_stack, wait_status
 from verbs.twiml import call_uuid
 
 
@@ -46,8 +46,8 @@ def test_create_with_url_posts_initiated_answered_completed_in_order_signed():
         assert all(f["CallSid"] == call.sid and f["AccountSid"] == ACCOUNT and f["Direction"] == "outbound-api"
                    and f["To"] == "+15551230002" and f["From"] == "+15551230001" for f in forms)
         assert forms[-1]["CallDuration"] in ("1", "2") and forms[-1]["ErrorMessage"] == ""
-        fetched = stack.app.wait_path("/voice")[0]
-        assert fetched.form["CallSid"] == call.sid and fetched.form["CallStatus"] == "in-progress"
+        fetched = signed(stack, stack.app.wait_path("/voice")[0])
+        assert fetched["CallSid"] == call.sid and fetched["CallStatus"] == "in-progress"
         done = twilio.calls(call.sid).fetch()
         assert done.status == "completed" and done.end_time is not None and done.duration in ("1", "2")
         assert [c.sid for c in twilio.calls.list(status="completed", to="+15551230002")] == [call.sid]
@@ -72,8 +72,8 @@ def test_inline_twiml_list_redirect_then_hang_up_and_an_ended_call_is_404():
         assert [c.sid for c in live] == [call.sid] and live[0].start_time is not None
         # redirect: the live call fetches the new document, signed, with its CallSid
         assert twilio.calls(call.sid).update(url=redirected, method="POST").sid == call.sid
-        fetch = stack.app.wait_path("/next")[0]
-        assert fetch.form["CallSid"] == call.sid
+        fetch = signed(stack, stack.app.wait_path("/next")[0])
+        assert fetch["CallSid"] == call.sid and fetch["Direction"] == "outbound-api"
         # and an inline one; then hang up
         twilio.calls(call.sid).update(twiml=_pause(20))
         ended = twilio.calls(call.sid).update(status="completed")
