@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import base64
 import hmac
+import time
 import uuid as uuidlib
 from urllib.parse import urlencode
 
+import gevent
 from flask import jsonify, request
 
 from verbs import LiveStream
@@ -46,6 +48,7 @@ from webhooks import UrlError, clean_url
 ERRORS_URL = "https://www.twilio.com/docs/errors/"
 MAX_TWIML = 4000                 # Twilio: "Twiml ... max 4000 characters"
 MAX_PAGE_SIZE = 1000
+HANDOVER_S = 1.0                 # how long an update waits for a call that is neither pending nor live yet
 # the store's status words -> Twilio's
 STATUS = {"ringing": "ringing", "in-progress": "in-progress", "completed": "completed", "busy": "busy",
           "no-answer": "no-answer", "cancel": "canceled", "timeout": "no-answer", "failed": "failed"}
@@ -260,6 +263,12 @@ def register(app, service) -> None:
         if not (status or url or twiml.strip()):
             raise TwilioError(400, 21205, "one of Url, Twiml or Status is required")
         live, pending = service.calls.get(uuid), service.originations.status_of(uuid)
+        if live is None and pending is None and not call.get("end_time"):
+            # not ended: it is between its originate and its start in callfork (a moment)
+            deadline = time.monotonic() + HANDOVER_S
+            while live is None and pending is None and time.monotonic() < deadline:
+                gevent.sleep(0.02)
+                live, pending = service.calls.get(uuid), service.originations.status_of(uuid)
         if live is None and pending is None:
             # over (or never ours to run): pipecat's auto hang-up reads 404 20404 as "already ended"
             if status:
