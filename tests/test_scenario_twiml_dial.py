@@ -8,6 +8,7 @@ recording), the <Number>'s statusCallback its leg's events, all signed as Twilio
 document replaces the rest, and without an action the next verb runs.
 """
 import re
+import time
 
 import requests
 from twilio.request_validator import RequestValidator
@@ -51,7 +52,8 @@ def test_twiml_dial_connects_both_parties_and_reports_twilios_dial_fields(tmp_pa
         calls = Calls(stack)
         calls.add(p + "77", f'<Response><Play>{calls.serve_wav("/700.wav", tone(CALLEE_HZ, 6.0))}</Play></Response>')
         r = VoiceResponse()
-        dial = Dial(action="/dial-action", caller_id="+15550001111", record="record-from-answer-dual", timeout=20)
+        dial = Dial(action="/dial-action", caller_id="+15550001111", record="record-from-answer-dual", timeout=20,
+                    recording_status_callback="/rec-status", recording_status_callback_event="in-progress completed")
         dial.number("77", status_callback=stack.app.url("/leg"),
                     status_callback_event="initiated ringing answered completed")
         r.append(dial)
@@ -69,6 +71,7 @@ def test_twiml_dial_connects_both_parties_and_reports_twilios_dial_fields(tmp_pa
                    15, "the leg's completed callback")
         legs = stack.app.events(path="/leg")
         recording = requests.get(action.form["RecordingUrl"], headers=stack.api_headers(), timeout=5)
+        rec_status = stack.app.wait_path("/rec-status", timeout=10, count=2)
 
     a = action.form
     caller_sid = status["CallSid"]
@@ -78,6 +81,10 @@ def test_twiml_dial_connects_both_parties_and_reports_twilios_dial_fields(tmp_pa
     assert 4 <= int(a["DialCallDuration"]) <= 10, a["DialCallDuration"]
     assert re.fullmatch(r"RE[0-9a-f]{32}", a["RecordingSid"]) and 4 <= int(a["RecordingDuration"]) <= 10
     assert status["CallStatus"] == "completed"
+    assert [r.form["RecordingStatus"] for r in rec_status] == ["in-progress", "completed"]
+    assert all(_signed(r, stack) and r.form["RecordingSid"] == a["RecordingSid"] for r in rec_status)
+    assert rec_status[1].form["RecordingDuration"] == a["RecordingDuration"]
+    assert rec_status[1].form["RecordingUrl"] == a["RecordingUrl"] and rec_status[1].form["RecordingChannels"] == "2"
     # the leg's own statusCallback: Twilio's child-call events, in order, about the dialled leg
     events = [leg.form for leg in legs]
     assert [e["CallStatus"] for e in events][0] == "initiated"
@@ -181,3 +188,48 @@ def test_twiml_dial_conference_both_members_hear_each_other_and_get_twilios_call
     assert _windows(heard_one, [CALLEE_HZ], [CALLER_HZ]) >= 10
     assert _windows(heard_two, [CALLER_HZ], [CALLEE_HZ]) >= 10
     assert windows_with(heard_two, NEXT_HZ) >= 10
+
+
+def _placed(stack, to, audio):
+    """Place a caller; (the call, seconds from placing it to the caller's answer: on a real FreeSWITCH
+    its loopback A leg answers when callfork's channel does; the simulator keeps the time)."""
+    t0 = time.time()
+    call = stack.call(to=to, audio=audio, keep_heard=True, hangup_after=30)
+    if stack.real_fs:
+        control = stack.service.control
+        wait_until(lambda: '"Answer-State":"answered"' in control.api(f"uuid_dump {call.a_uuid} json")
+                   .replace(" ", ""), 15, "the caller answered")
+        return call, time.time() - t0
+    wait_until(lambda: call.channel.answered_us, 15, "the caller answered")
+    return call, call.channel.answered_us / 1e6 - t0
+
+
+@switch_modes()
+def test_twiml_dial_ring_tone_and_answer_on_bridge(tmp_path, real_fs):
+    """A callee that answers after 3 s: the caller is answered at once and, with ringTone="uk", hears
+    the UK ringback (400+450 Hz) meanwhile; with answerOnBridge it is answered only when the callee
+    is (the bridge answers it), and hears no ringback of ours."""
+    stack, p = _stack(real_fs, numbers=("1", "2"))
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "77", f'<Response><Wait length="3"/><Play>{calls.serve_wav("/700.wav", tone(CALLEE_HZ, 3.0))}'
+                            f'</Play></Response>')
+        ringing, on_bridge = VoiceResponse(), VoiceResponse()
+        ringing.dial("77", ring_tone="uk")
+        on_bridge.dial("77", answer_on_bridge=True)
+        stack.app.document("/voice1", str(ringing))
+        stack.app.document("/voice2", str(on_bridge))
+        caller_wav = str(write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0)))
+        first, first_answered_s = _placed(stack, "1", caller_wav)
+        stack.app.wait_path("/status", timeout=30)
+        second, second_answered_s = _placed(stack, "2", caller_wav)
+        stack.app.wait_path("/status", timeout=30, count=2)
+        heard_ringing, heard_on_bridge = first.heard(), second.heard()
+
+    def ringback(heard):
+        return windows_with(heard, 400, share=0.3) + windows_with(heard, 440, share=0.3)
+    assert first_answered_s < 2.0 and second_answered_s >= 2.5, (first_answered_s, second_answered_s)
+    assert ringback(heard_ringing) >= 5, ringback(heard_ringing)
+    assert windows_with(heard_ringing, CALLEE_HZ) >= 20
+    assert ringback(heard_on_bridge) == 0
+    assert windows_with(heard_on_bridge, CALLEE_HZ) >= 20

@@ -9,7 +9,8 @@ early media reaches it) and the bridge answers it. `timeout` (default 30 s) is e
 `timeLimit` the bridged call's, `callerId` the legs' caller id, `hangupOnStar` lets the caller end
 the bridge with `*` (the Dial ends, the caller stays). `record` records the bridged call from the
 moment it is connected (verbs/dial_recording.py: both parties, the caller left and the callee right,
-whichever of Twilio's record-from-answer / -ringing / -dual values is given).
+whichever of Twilio's record-from-answer / -ringing / -dual values is given);
+recordingStatusCallback gets `in-progress` and `completed` (recordingStatusCallbackEvent).
 
 When the Dial ends: with `action`, the action URL gets DialCallStatus (completed | busy | no-answer
 | failed | canceled), DialCallSid (the connected or last-tried leg's CA sid), DialCallDuration,
@@ -20,7 +21,7 @@ hanging up ends the call; the action URL is still told (its answer is not run).
 from __future__ import annotations
 
 
-from ..base import Attr, Enum, Int, Text
+from ..base import Attr, Custom, Enum, Int, Text
 from ..dial_plan import DialPlan
 from ..dial_recording import DialRecording
 from ..dialing import run_dial_verb
@@ -29,7 +30,8 @@ from ..vobiz.element import BOOL, METHOD
 from .element import REL_URL, TwimlVerb, resolve
 from .number import PHONE, Number, leg_params, plain_number
 from .sids import call_sid, recording_sid
-from .status_callback import final_status
+from .record import _events as recording_events
+from .status_callback import final_status, rfc2822
 
 RECORD = Enum("do-not-record", "record-from-answer", "record-from-ringing", "record-from-answer-dual",
               "record-from-ringing-dual", aliases={"true": "record-from-answer", "false": "do-not-record"},
@@ -61,7 +63,8 @@ class Dial(TwimlVerb):
         Attr("record", "record", RECORD, "do-not-record"),
         Attr("recordingStatusCallback", "recording_status_callback", REL_URL, None),
         Attr("recordingStatusCallbackMethod", "recording_status_callback_method", METHOD, "POST"),
-        Attr("recordingStatusCallbackEvent", "recording_status_callback_event", Text(), "completed"),
+        Attr("recordingStatusCallbackEvent", "recording_status_callback_event",
+             Custom(recording_events, "in-progress completed absent"), ("completed",)),
         Attr("trim", "trim", Text(), None, ignored="callfork keeps the recording's silence"),
         Attr("hangupOnStar", "hangup_on_star", BOOL, False),
         Attr("answerOnBridge", "answer_on_bridge", BOOL, False),
@@ -112,7 +115,7 @@ class Dial(TwimlVerb):
             call.ensure_answered()
         nouns = self.targets
         legs = LegReports(call, nouns)
-        recording = DialRecording(call, _RecordSpec(self)) if self.record != "do-not-record" else None
+        recording = BridgeRecording(call, self) if self.record != "do-not-record" else None
 
         result = run_dial_verb(call, f"<Dial> line {self.line}", self.plan(),
                                lambda _dialer, kind, leg: legs.on_leg(kind, leg), legs.on_state, recording)
@@ -151,6 +154,40 @@ class _RecordSpec:
 
     def __init__(self, dial: Dial):
         self.line = dial.line
+
+
+class BridgeRecording(DialRecording):
+    """A Dial's `record`, with Twilio's recordingStatusCallback: `in-progress` when the bridge is
+    connected and the recording starts, `completed` when it is finished (RecordingSource DialVerb,
+    two channels: the caller left, the callee right)."""
+
+    def __init__(self, call, dial: Dial):
+        super().__init__(call, _RecordSpec(dial))
+        self.dial = dial
+
+    def start(self) -> None:
+        started = self.rec is None
+        super().start()
+        if started and self.rec is not None:
+            self._status("in-progress")
+
+    def stop(self) -> None:
+        super().stop()
+        if self.rec is not None and self.rec.finished:
+            self._status("completed")
+
+    def _status(self, event: str) -> None:
+        dial, call, rec = self.dial, self.call, self.rec
+        if not dial.recording_status_callback or event not in dial.recording_status_callback_event:
+            return
+        done = event == "completed"
+        params = {"AccountSid": call.auth_id, "CallSid": call_sid(call.uuid), "RecordingSid": recording_sid(rec.id),
+                  "RecordingUrl": rec.url, "RecordingStatus": event,
+                  "RecordingDuration": str(max(0, round(rec.duration_ms / 1000))) if done else "0",
+                  "RecordingChannels": "2", "RecordingSource": "DialVerb",
+                  "RecordingStartTime": rfc2822(rec.start_ms / 1000), "ErrorCode": "0"}
+        call.post(resolve(call, dial.recording_status_callback), dial.recording_status_callback_method, params,
+                  f"recording:{event}")
 
 
 class LegReports:
