@@ -228,3 +228,46 @@ def test_pipecat_twilio_serializer_reads_a_twiml_connect_stream(tmp_path):
     assert cd["body"] == {"bot": "support"}
     got = pcm(base64.b64decode(result["parsed"]["audio"]))           # the caller, as the bot's pipeline hears it
     assert windows_with(got, CALLER_HZ, rate=result["parsed"]["sample_rate"]) >= 3
+
+
+@switch_modes()
+def test_a_refused_stream_reports_stream_error_and_connect_action_runs_next(tmp_path, real_fs):
+    """An app that refuses the WebSocket: the <Start> stream's statusCallback gets stream-error (and no
+    stream-stopped: it never started), the call goes on; the <Connect> stream fails at once and its
+    action's document replaces the rest of the document."""
+    refuse = WsApp(reject_status=403).start()
+    stack, _p = _stack(real_fs)
+    try:
+        with stack:
+            calls = Calls(stack)
+            start = Start()
+            start.stream(url=refuse.url, name="bad", status_callback=stack.app.url("/stream-status"))
+            connect = Connect(action="/after-connect")
+            connect.stream(url=refuse.url)
+            r = VoiceResponse()
+            r.append(start)
+            r.append(connect)
+            r.say("never said: the action's document replaces it")
+            after = VoiceResponse()
+            after.play(calls.serve_wav("/after.wav", tone(AFTER_STOP_HZ, 2.0)))
+            after.pause(length=1)
+            after.hangup()
+            stack.app.document("/voice", str(r))
+            stack.app.document("/after-connect", str(after))
+            caller = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+            call = stack.call(to="2000", audio=str(caller), keep_heard=True, hangup_after=30)
+            status, uuid = _completed(stack)
+            (after_connect,) = stack.app.wait_path("/after-connect", timeout=5)
+            heard = call.heard()
+            events = _stream_events(stack)
+    finally:
+        refuse.stop()
+
+    assert [e.form["StreamEvent"] for e in events] == ["stream-error"]
+    error = events[0].form
+    assert _signed(events[0], stack, "/stream-status") and error["StreamName"] == "bad"
+    assert error["StreamError"] and error["CallSid"] == call_sid(uuid)
+    assert re.fullmatch(r"MZ[0-9a-f]{32}", error["StreamSid"])
+    assert after_connect.form["CallSid"] == call_sid(uuid) and _signed(after_connect, stack, "/after-connect")
+    assert windows_with(heard, AFTER_STOP_HZ) >= 10
+    assert status.form["CallStatus"] == "completed"
