@@ -1,22 +1,15 @@
 """TwiML <Dial> (Number, Sip, Conference), <Connect>/<Start>/<Stop> with <Stream> and <Parameter>, as
 the twilio package's VoiceResponse builds them: what the parser makes of them (the plan a Dial
 dials, a Stream's options) and the line:column errors of what callfork refuses."""
-import pytest
 from twilio.twiml.voice_response import Connect, Dial, Start, Stop, Stream, VoiceResponse
 
-from verbs.errors import XMLError
+from test_twiml_parser import errors_of
 from verbs.twiml.parser import parse_twiml
 
 
 def _parse(response):
     verbs, _warnings = parse_twiml(str(response).encode())
     return verbs
-
-
-def errors_of(text):
-    with pytest.raises(XMLError) as info:
-        parse_twiml(text.encode())
-    return [str(e) for e in info.value.errors]
 
 
 def test_dial_with_numbers_and_a_sip_uri_becomes_one_parallel_plan():

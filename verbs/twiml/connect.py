@@ -6,20 +6,12 @@ replaces the rest; without it the next verb runs. The caller hanging up ends the
 Connect's other nouns (<ConversationRelay>, <Room>, <VirtualAgent>, ...) are Twilio services
 callfork does not have: the parser refuses them as unknown children.
 """
-from ..base import Attr
-from ..flow import NextDocument
 from ..streaming import LiveStream
-from ..vobiz.element import METHOD
-from .element import REL_URL, TwimlVerb, resolve
+from .stream import StreamVerb
 
 
-class Connect(TwimlVerb):
+class Connect(StreamVerb):
     name = "Connect"
-    CHILDREN = ("Stream",)
-    ATTRIBUTES = (
-        Attr("action", "action", REL_URL, None),
-        Attr("method", "method", METHOD, "POST"),
-    )
 
     def check(self):
         streams = [c for c in self.children if c.name == "Stream"]
@@ -32,5 +24,4 @@ class Connect(TwimlVerb):
         stream = LiveStream(call, self.children[0].stream_options(bidirectional=True))
         if stream.start():
             stream.wait()           # CallGone when the caller hangs up meanwhile
-        if self.action:
-            raise NextDocument(resolve(call, self.action), self.method, call.params(), "action")
+        self.follow_action(call)

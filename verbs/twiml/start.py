@@ -5,21 +5,12 @@ app closing its socket, or the end of the call. With `action`, its document repl
 the streams are started (Twilio's <Start action>). Its other nouns (<Siprec>, <Transcription>,
 <Recording>) are refused by the parser as unknown children.
 """
-from ..base import Attr
-from ..flow import NextDocument
 from ..streaming import LiveStream
-from ..vobiz.element import METHOD
-from .element import REL_URL, TwimlVerb, resolve
-from .stream import twiml_streams
+from .stream import StreamVerb, twiml_streams
 
 
-class Start(TwimlVerb):
+class Start(StreamVerb):
     name = "Start"
-    CHILDREN = ("Stream",)
-    ATTRIBUTES = (
-        Attr("action", "action", REL_URL, None),
-        Attr("method", "method", METHOD, "POST"),
-    )
 
     def check(self):
         if not self.children:
@@ -38,5 +29,4 @@ class Start(TwimlVerb):
                            "running on this call; this one is not started")
                 continue
             LiveStream(call, noun.stream_options(bidirectional=False)).start()
-        if self.action:
-            raise NextDocument(resolve(call, self.action), self.method, call.params(), "action")
+        self.follow_action(call)

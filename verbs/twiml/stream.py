@@ -20,10 +20,11 @@ from __future__ import annotations
 import datetime
 
 from ..base import Attr, Enum, Text, Url
+from ..flow import NextDocument
 from ..streaming import APP_CLOSED, StreamOptions
 from ..swml.stream import TRACKS
 from ..vobiz.element import HTTP_URL, METHOD, WS
-from .element import TwimlVerb
+from .element import REL_URL, TwimlVerb, resolve
 from .sids import call_sid, stream_sid
 
 EVENTS = {"StartStream": "stream-started", "DroppedStream": "stream-error", "Ended": "stream-stopped"}
@@ -94,6 +95,20 @@ def stream_status(stream, event: str, fields: dict) -> None:
     if kind == "stream-error":
         params["StreamError"] = fields.get("Error") or stream.error or "the stream failed"
     call.post(o.status_url, o.status_method, params, f"stream:{kind}")
+
+
+class StreamVerb(TwimlVerb):
+    """What <Connect> and <Start> share: <Stream> children, and an `action` whose document replaces
+    the rest once the verb is done (requested with the call's parameters)."""
+    CHILDREN = ("Stream",)
+    ATTRIBUTES = (
+        Attr("action", "action", REL_URL, None),
+        Attr("method", "method", METHOD, "POST"),
+    )
+
+    def follow_action(self, call) -> None:
+        if self.action:
+            raise NextDocument(resolve(call, self.action), self.method, call.params(), "action")
 
 
 def twiml_streams(call):
