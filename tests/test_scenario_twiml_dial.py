@@ -207,24 +207,28 @@ def _placed(stack, to, audio):
 @switch_modes()
 def test_twiml_dial_ring_tone_and_answer_on_bridge(tmp_path, real_fs):
     """A callee that answers after 3 s: the caller is answered at once and, with ringTone="uk", hears
-    the UK ringback (400+450 Hz) meanwhile; with answerOnBridge it is answered only when the callee
-    is (the bridge answers it), and hears no ringback of ours."""
+    the UK ringback (400+450 Hz) meanwhile (and record-from-answer records both, mixed); with
+    answerOnBridge it is answered only when the callee is (the bridge answers it), and hears no
+    ringback of ours."""
     stack, p = _stack(real_fs, numbers=("1", "2"))
     with stack:
         calls = Calls(stack)
         calls.add(p + "77", f'<Response><Wait length="3"/><Play>{calls.serve_wav("/700.wav", tone(CALLEE_HZ, 3.0))}'
                             f'</Play></Response>')
         ringing, on_bridge = VoiceResponse(), VoiceResponse()
-        ringing.dial("77", ring_tone="uk")
+        ringing.dial("77", ring_tone="uk", record="record-from-answer", action="/rec-action")
         on_bridge.dial("77", answer_on_bridge=True)
         stack.app.document("/voice1", str(ringing))
         stack.app.document("/voice2", str(on_bridge))
+        stack.app.document("/rec-action", '<Response><Hangup/></Response>')
         caller_wav = str(write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0)))
         first, first_answered_s = _placed(stack, "1", caller_wav)
         stack.app.wait_path("/status", timeout=30)
         second, second_answered_s = _placed(stack, "2", caller_wav)
         stack.app.wait_path("/status", timeout=30, count=2)
         heard_ringing, heard_on_bridge = first.heard(), second.heard()
+        (rec_action,) = stack.app.wait_path("/rec-action", timeout=5)
+        recording = requests.get(rec_action.form["RecordingUrl"], headers=stack.api_headers(), timeout=5)
 
     def ringback(heard):
         return windows_with(heard, 400, share=0.3) + windows_with(heard, 440, share=0.3)
@@ -233,3 +237,7 @@ def test_twiml_dial_ring_tone_and_answer_on_bridge(tmp_path, real_fs):
     assert windows_with(heard_ringing, CALLEE_HZ) >= 20
     assert ringback(heard_on_bridge) == 0
     assert windows_with(heard_on_bridge, CALLEE_HZ) >= 20
+    # record-from-answer: one channel holding both parties
+    assert recording.status_code == 200 and channels(recording) == 1
+    mixed = channel(recording, 0)
+    assert _windows(mixed, [CALLER_HZ, CALLEE_HZ], []) >= 10

@@ -1,6 +1,7 @@
 """<Record startOnDialAnswer="true"> (nested in <Dial>, or before it): record the bridged
 conversation, from the moment a callee is connected to the end of the bridge, in stereo (the
-caller left, the callee right), then post the Record's action (Event=Record, as its redirect="false"
+caller left, the callee right; or both mixed in one channel when the verb's `stereo` is false: TwiML
+<Dial record="record-from-answer">), then post the Record's action (Event=Record, as its redirect="false"
 form: the Dial decides what runs next) and its callbackUrl (Event=RecordStop).
 
 The caller's channel is running `bridge` meanwhile, so the recording is started and stopped with
@@ -30,9 +31,10 @@ class DialRecording:
             return
         call, session = self.call, self.call.session
         self.rec = Recording(call, self.verb.file_format, "session")
+        stereo = "true" if getattr(self.verb, "stereo", True) else "false"
         try:
             reply = session.api(f"uuid_record {session.uuid} start {self.rec.wav_path} {self.limit_s} "
-                                "{RECORD_STEREO=true}")
+                                f"{{RECORD_STEREO={stereo}}}")
         except CallGone:
             reply = "-ERR the call ended"
         if not reply.startswith("+OK"):

@@ -8,8 +8,8 @@ default us) while the legs ring, unless `answerOnBridge`: then it stays unanswer
 early media reaches it) and the bridge answers it. `timeout` (default 30 s) is each leg's ring time,
 `timeLimit` the bridged call's, `callerId` the legs' caller id, `hangupOnStar` lets the caller end
 the bridge with `*` (the Dial ends, the caller stays). `record` records the bridged call from the
-moment it is connected (verbs/dial_recording.py: both parties, the caller left and the callee right,
-whichever of Twilio's record-from-answer / -ringing / -dual values is given);
+moment it is connected (verbs/dial_recording.py: both parties, mixed in one channel, or with -dual
+the caller left and the callee right; record-from-ringing starts at the connect too, as -answer);
 recordingStatusCallback gets `in-progress` and `completed` (recordingStatusCallbackEvent).
 
 When the Dial ends: with `action`, the action URL gets DialCallStatus (completed | busy | no-answer
@@ -154,12 +154,13 @@ class _RecordSpec:
 
     def __init__(self, dial: Dial):
         self.line = dial.line
+        self.stereo = dial.record.endswith("-dual")      # else one channel, both parties mixed
 
 
 class BridgeRecording(DialRecording):
     """A Dial's `record`, with Twilio's recordingStatusCallback: `in-progress` when the bridge is
-    connected and the recording starts, `completed` when it is finished (RecordingSource DialVerb,
-    two channels: the caller left, the callee right)."""
+    connected and the recording starts, `completed` when it is finished (RecordingSource DialVerb;
+    -dual: two channels, the caller left and the callee right; else one, both mixed)."""
 
     def __init__(self, call, dial: Dial):
         super().__init__(call, _RecordSpec(dial))
@@ -184,7 +185,7 @@ class BridgeRecording(DialRecording):
         params = {"AccountSid": call.auth_id, "CallSid": call_sid(call.uuid), "RecordingSid": recording_sid(rec.id),
                   "RecordingUrl": rec.url, "RecordingStatus": event,
                   "RecordingDuration": str(max(0, round(rec.duration_ms / 1000))) if done else "0",
-                  "RecordingChannels": "2", "RecordingSource": "DialVerb",
+                  "RecordingChannels": "2" if self.verb.stereo else "1", "RecordingSource": "DialVerb",
                   "RecordingStartTime": rfc2822(rec.start_ms / 1000), "ErrorCode": "0"}
         call.post(resolve(call, dial.recording_status_callback), dial.recording_status_callback_method, params,
                   f"recording:{event}")
