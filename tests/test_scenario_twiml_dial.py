@@ -241,3 +241,56 @@ def test_twiml_dial_ring_tone_and_answer_on_bridge(tmp_path, real_fs):
     assert recording.status_code == 200 and channels(recording) == 1
     mixed = channel(recording, 0)
     assert _windows(mixed, [CALLER_HZ, CALLEE_HZ], []) >= 10
+
+
+def test_twiml_dial_sip_rings_the_uri_through_the_sip_dialstring(tmp_path):
+    """<Sip> on the simulator (a scripted SIP callee; the real switch has no SIP phone for it here):
+    the leg goes through [freeswitch] sip_dialstring, its statusCallback follows it, the caller hears it."""
+    import json as jsonlib
+    stack, _p = _stack(False)
+    with stack:
+        callee_wav = write_wav(tmp_path / "callee.wav", tone(CALLEE_HZ, 4.0))
+        reply = stack.sim.run_api("sim_callee", jsonlib.dumps({"match": "sip:agent@example.com", "answer_after": 0.5,
+                                                               "audio": str(callee_wav), "hangup_after": 4}))
+        assert reply.startswith("+OK"), reply
+        r = VoiceResponse()
+        dial = Dial(action="/dial-action")
+        dial.sip("sip:agent@example.com", status_callback=stack.app.url("/leg"),
+                 status_callback_event="answered completed")
+        r.append(dial)
+        stack.app.document("/voice1", str(r))
+        stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
+        answered = stack.app.wait_path("/leg", timeout=20)[0]
+        leg = stack.sim.get_channel(call_uuid(answered.form["CallSid"]))     # while it is up
+        (answered, completed) = stack.app.wait_path("/leg", timeout=20, count=2)
+        (action,) = stack.app.wait_path("/dial-action", timeout=20)
+        call.wait(30)
+    assert leg is not None and leg.name.startswith("sofia/internal/")
+    assert [answered.form["CallStatus"], completed.form["CallStatus"]] == ["in-progress", "completed"]
+    assert answered.form["To"] == "sip:agent@example.com" and _signed(answered, stack)
+    assert action.form["DialCallStatus"] == "completed" and action.form["DialCallSid"] == answered.form["CallSid"]
+    assert windows_with(call.heard(), CALLEE_HZ) >= 25
+
+
+@switch_modes()
+def test_twiml_dial_caller_hangs_up_while_ringing_is_canceled(tmp_path, real_fs):
+    """The caller hangs up while the callee rings: the action is told DialCallStatus=canceled (its
+    document is not run: the call is over) and the StatusCallback says completed."""
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        calls.add(p + "79", '<Response><Wait length="30"/></Response>')
+        r = VoiceResponse()
+        r.dial("79", action="/dial-action", timeout=20)
+        stack.app.document("/voice1", str(r))
+        stack.app.document("/dial-action", f'<Response><Play>{calls.serve_wav("/x.wav", tone(NEXT_HZ, 1.0))}'
+                                           f'</Play></Response>')
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
+        stack.call(to="1", audio=str(caller_wav), hangup_after=3)
+        (action,) = stack.app.wait_path("/dial-action", timeout=20)
+        status = _completed(stack)
+    assert action.form["DialCallStatus"] == "canceled" and action.form["DialBridged"] == "false"
+    assert _signed(action, stack) and status["CallStatus"] == "completed"
+    assert "/x.wav" not in [r.path for r in stack.app.requests]       # the action's document did not run
