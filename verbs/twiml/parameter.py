@@ -10,6 +10,3 @@ class Parameter(TwimlVerb):
         Attr("name", "param_name", Text(nonempty=True, max_bytes=256), None, required=True),
         Attr("value", "value", Text(strip=False, max_bytes=4096), ""),
     )
-
-    def summary_text(self) -> str:
-        return f"{self.param_name}={self.value}"

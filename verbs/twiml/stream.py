@@ -49,9 +49,6 @@ class Stream(TwimlVerb):
     def parameters(self) -> dict:
         return {p.param_name: p.value for p in self.children if p.name == "Parameter"}
 
-    def summary_text(self) -> str:
-        return self.stream_url or ""
-
     def check(self):
         errors = []
         if self.parent == "Stop":
