@@ -63,6 +63,9 @@ class ServerConfig:
     http_idle_timeout_s: float = 20
     http_max_body_bytes: int = 1048576
     fd_reserve: int = 256
+    # processes of `callfork serve` on one FreeSWITCH (callfork/workers.py); more than one needs the
+    # [cluster] and [store] servers, which they share
+    workers: int = 1
 
     @property
     def outbound_address(self):
@@ -83,6 +86,27 @@ class AudioForkConfig:
     l16_byte_order: str = 'le'
     extra_headers_mode: str = 'vobiz'
     max_playout_seconds: float = 60        # app audio a stream holds ahead of the caller; more is dropped
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    # Redis: the live registry (which node owns which call, stream, conference; node heartbeats) and
+    # messages between nodes. Empty: a single node, nothing shared
+    redis_url: str = ''
+    node_id: str = ''                   # empty: hostname-pid, chosen at start
+    # the base URL other nodes reach this node's HTTP API at (REST requests carried to a call's
+    # owner); empty: http://<http_listen>
+    advertise_url: str = ''
+    heartbeat_s: float = 2.0            # how often a node renews its registration
+    node_ttl_s: float = 10.0            # a node silent this long is dead: its calls and webhooks are taken over
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    # PostgreSQL for calls, streams, recordings and the webhook outbox, shared by every node
+    # (postgresql://user:password@host:port/database); empty: SQLite in data_dir, one process only
+    postgres_dsn: str = ''
+    lease_s: float = 30.0               # how long a node's claim on a webhook delivery holds
 
 
 @dataclass(frozen=True)
@@ -131,6 +155,8 @@ SECTIONS = {
     'audio_fork': AudioForkConfig,
     'tts': TTSConfig,
     'webhooks': WebhooksConfig,
+    'cluster': ClusterConfig,
+    'store': StoreConfig,
 }
 CHOICES = {
     ('audio_fork', 'flavor'): ('jambonz', 'drachtio'),
@@ -143,7 +169,8 @@ CHOICES = {
     ('numbers', 'api'): ('vobiz', 'twilio'),
     ('webhooks', 'retry_mode'): ('window', 'vobiz'),
 }
-POSITIVE_KEYS = {('server', 'http_max_connections'), ('server', 'http_idle_timeout_s'),
+POSITIVE_KEYS = {('server', 'workers'), ('cluster', 'heartbeat_s'), ('cluster', 'node_ttl_s'), ('store', 'lease_s'),
+                 ('server', 'http_max_connections'), ('server', 'http_idle_timeout_s'),
                  ('server', 'http_max_body_bytes'), ('audio_fork', 'max_playout_seconds')}
 LISTEN_KEYS = {('server', 'outbound_listen'), ('server', 'http_listen'), ('server', 'relay_listen')}
 TTS_VOICE_NAMES = ('WOMAN', 'MAN')
@@ -170,6 +197,8 @@ class Config:
     audio_fork: AudioForkConfig = field(default_factory=AudioForkConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     numbers: list = field(default_factory=lambda: [NumberConfig()])
     source: str | None = None
 
