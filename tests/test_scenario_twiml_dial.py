@@ -141,7 +141,7 @@ def test_twiml_dial_busy_and_no_answer_and_without_action_the_next_verb_runs(tmp
 @switch_modes()
 def test_twiml_dial_conference_both_members_hear_each_other_and_get_twilios_callbacks(tmp_path, real_fs):
     """The first member ends the room when it leaves (endConferenceOnExit): the second is put out and
-    its Dial's action document runs."""
+    its Dial's action document runs, with the room's recording (record-from-start) from its join."""
     stack, p = _stack(real_fs, numbers=("1", "2"))
     with stack:
         conf = stack.app.url("/conf")
@@ -151,7 +151,8 @@ def test_twiml_dial_conference_both_members_hear_each_other_and_get_twilios_call
                         status_callback_event="start end join leave")
         first.append(dial)
         dial = Dial(action="/left")
-        dial.conference("Sales Room", beep="false", status_callback=conf, status_callback_event="join leave end")
+        dial.conference("Sales Room", beep="false", status_callback=conf, status_callback_event="join leave end",
+                        record="record-from-start")
         second.append(dial)
         after = VoiceResponse()
         after.play(Calls(stack).serve_wav("/next.wav", tone(NEXT_HZ, 2.0)))
@@ -171,6 +172,7 @@ def test_twiml_dial_conference_both_members_hear_each_other_and_get_twilios_call
         stack.app.wait_path("/status", timeout=30, count=2)
         heard_one, heard_two = one.heard(), two.heard()
         events = stack.app.events(path="/conf")
+        recording = requests.get(left.form["RecordingUrl"], headers=stack.api_headers(), timeout=5)
 
     forms = [r.form for r in events]
     assert all(_signed(r, stack) for r in events)
@@ -184,6 +186,8 @@ def test_twiml_dial_conference_both_members_hear_each_other_and_get_twilios_call
     assert len({f["ConferenceSid"] for f in forms}) == 1 and re.fullmatch(r"CF[0-9a-f]{32}", forms[0]["ConferenceSid"])
     assert left.form["CallSid"] == two_sid and left.form["DialCallStatus"] == "completed" and _signed(left, stack)
     assert left.form["ConferenceSid"] == forms[0]["ConferenceSid"]
+    assert re.fullmatch(r"RE[0-9a-f]{32}", left.form["RecordingSid"])
+    assert recording.status_code == 200 and _windows(channel(recording, 0), [CALLER_HZ, CALLEE_HZ], []) >= 10
     # each heard the other, never itself; the second, put out, heard its action's document
     assert _windows(heard_one, [CALLEE_HZ], [CALLER_HZ]) >= 10
     assert _windows(heard_two, [CALLER_HZ], [CALLEE_HZ]) >= 10

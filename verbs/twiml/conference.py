@@ -26,7 +26,7 @@ from ..flow import NextDocument
 from ..sound_document import sound_file_string
 from ..vobiz.element import BOOL, HTTP_URL, METHOD
 from .element import REL_URL, TwimlVerb, resolve
-from .sids import call_sid, sid
+from .sids import call_sid, recording_sid, recording_url, sid
 from .status_callback import rfc2822
 
 CONFERENCE_EVENTS = ("start", "end", "join", "leave", "mute", "hold", "modify", "speaker", "announcement")
@@ -157,8 +157,10 @@ class TwimlMember(ConferenceMember):
         if not verb.action:
             return
         fields = {"DialCallStatus": "completed", "ConferenceSid": self.conference_sid}
-        if self.recording is not None and self.recording.url:
-            fields["RecordingUrl"] = self.recording.url
+        rec = self.recording.rec if self.recording is not None else None
+        if rec is not None:
+            fields.update(RecordingUrl=recording_url(call.services.public_url, rec.id),
+                          RecordingSid=recording_sid(rec.id))
         raise NextDocument(resolve(call, verb.action), verb.method, call.params(**fields), "action")
 
 

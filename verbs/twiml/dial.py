@@ -29,7 +29,7 @@ from ..flow import NextDocument
 from ..vobiz.element import BOOL, METHOD
 from .element import REL_URL, TwimlVerb, resolve
 from .number import PHONE, Number, leg_params, plain_number
-from .sids import call_sid, recording_sid
+from .sids import call_sid, recording_sid, recording_url
 from .record import _events as recording_events
 from .status_callback import final_status, rfc2822
 
@@ -137,7 +137,8 @@ class Dial(TwimlVerb):
                   "DialCallDuration": str(bridged.duration_s) if bridged else "0"}
         rec = recording.rec if recording is not None else None
         if rec is not None and rec.finished:
-            fields.update(RecordingUrl=rec.url, RecordingSid=recording_sid(rec.id),
+            fields.update(RecordingUrl=recording_url(call.services.public_url, rec.id),
+                          RecordingSid=recording_sid(rec.id),
                           RecordingDuration=str(max(0, round(rec.duration_ms / 1000))))
         return call.params(**fields)
 
@@ -183,7 +184,7 @@ class BridgeRecording(DialRecording):
             return
         done = event == "completed"
         params = {"AccountSid": call.auth_id, "CallSid": call_sid(call.uuid), "RecordingSid": recording_sid(rec.id),
-                  "RecordingUrl": rec.url, "RecordingStatus": event,
+                  "RecordingUrl": recording_url(call.services.public_url, rec.id), "RecordingStatus": event,
                   "RecordingDuration": str(max(0, round(rec.duration_ms / 1000))) if done else "0",
                   "RecordingChannels": "2" if self.verb.stereo else "1", "RecordingSource": "DialVerb",
                   "RecordingStartTime": rfc2822(rec.start_ms / 1000), "ErrorCode": "0"}
