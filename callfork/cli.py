@@ -16,7 +16,7 @@ OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "we
 def _serve(args) -> int:
     from .serve import run_service
 
-    return run_service(config_path=args.config)
+    return run_service(config_path=args.config, workers=getattr(args, "workers", None))
 
 
 def _validate(args) -> int:
@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "sample app. Without [server] auth_token, a token is generated on first start, "
                     "printed once and kept in data_dir/auth_token.")
     serve.add_argument("--config", default=argparse.SUPPRESS, help="path to callfork.toml")
+    serve.add_argument("--workers", type=_positive, default=argparse.SUPPRESS, metavar="N",
+                       help="worker processes (default: [server] workers, 1): a supervisor runs N workers "
+                            "sharing the socket app and HTTP ports (SO_REUSEPORT), restarts any that dies; "
+                            "more than 1 needs [cluster] redis_url and [store] postgres_dsn")
     v = sub.add_parser("validate", help="check a Vobiz XML, SWML or (--api twilio) TwiML document: errors with "
                                         "line:column, exit 1; or a summary, exit 0",
                        description="Parse a Vobiz XML or SWML document (or, with --api twilio, a TwiML "
@@ -95,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
                        ("retry-webhooks", "queue failed webhooks again (all, or one call's)")):
         sub.add_parser(name, help=text, add_help=False)
     return p
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
 
 
 def _split_global(argv):

@@ -26,7 +26,8 @@ fd_reserve=)`, from `[server] http_max_connections`, `http_idle_timeout_s`, `htt
 
 `health()` says what /healthz reports: connections open against the cap, descriptors open against
 the limit, and the problems (at 90 % of the cap; inside the reserve; connections refused lately).
-The error answers are JSON `{"api_id", "error"}`, as the API's own.
+The error answers are JSON `{"api_id", "error"}`, as the API's own. With `reuse_port` (`callfork serve
+--workers N`) the port is bound with SO_REUSEPORT and shared by the workers.
 """
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ import uuid
 import gevent
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIHandler, WSGIServer
+
+from esl_app.outbound import reuse_port_listener
 
 log = logging.getLogger("callfork.http")
 
@@ -173,7 +176,8 @@ class HttpServer(WSGIServer):
     handler_class = _Handler
 
     def __init__(self, listen, application, *, max_connections: int = 1000, idle_timeout_s: float = 20.0,
-                 max_body_bytes: int = 1 << 20, fd_reserve: int = 256, backlog: int = 1024):
+                 max_body_bytes: int = 1 << 20, fd_reserve: int = 256, backlog: int = 1024,
+                 reuse_port: bool = False):
         self.idle_timeout_s = idle_timeout_s
         self.max_body_bytes = max_body_bytes
         self.fd_reserve = fd_reserve
@@ -182,7 +186,9 @@ class HttpServer(WSGIServer):
         self.refused = 0            # connections closed at once: the descriptor reserve was reached
         self._refused_at = None
         self._warned_at = None
-        super().__init__(listen, buffer_chunked_bodies(application, max_body_bytes), backlog=backlog,
+        listener = reuse_port_listener(listen, backlog) if reuse_port else listen
+        super().__init__(listener, buffer_chunked_bodies(application, max_body_bytes),
+                         **({} if reuse_port or not isinstance(listen, tuple) else {"backlog": backlog}),
                          spawn=Pool(self.max_connections), log=None, handler_class=_Handler)
 
     def _cap(self, wanted: int) -> int:

@@ -36,13 +36,25 @@ def raise_fd_limit() -> None:
         log.warning("open files limit stays at %d (could not raise it to %d: %s)", soft, target, exc)
 
 
-def run_service(config_path: str | None = None, env=None) -> int:
+def run_service(config_path: str | None = None, env=None, workers: int | None = None) -> int:
     """`callfork serve`. Without a config file (no --config, no $CALLFORK_CONFIG) the loopback
     defaults apply and every number is answered by the built-in sample application, started
     in-process on a free loopback port (README, Configuration). Once the service runs, its start-up heap is
-    frozen (`freeze_startup_heap`)."""
+    frozen (`freeze_startup_heap`). `workers` (`--workers`, else `[server] workers`) above 1: a
+    supervisor runs that many worker processes instead (callfork/workers.py)."""
     env = os.environ if env is None else env
     config = load_config(config_path, env=env)
+    if workers is not None:
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, workers=workers))
+    if config.server.workers > 1:
+        from .workers import supervise
+
+        return supervise(config, config_path, env)
+    return serve_config(config)
+
+
+def serve_config(config, started=None) -> int:
+    """Run the service on `config` until SIGINT/SIGTERM; `started(service)` is called once it runs."""
     sample = None
     if config.source is None:
         from .demo_app import SampleApp
@@ -62,6 +74,8 @@ def run_service(config_path: str | None = None, env=None) -> int:
         print(f"callfork serve: cannot start: {exc} (is another callfork running? the listen addresses are "
               f"[server] outbound_listen, http_listen, relay_listen)", file=sys.stderr, flush=True)
         return 1
+    if started is not None:
+        started(service)
     freeze_startup_heap()
     fs = config.freeswitch
     print(f"callfork: HTTP API http://{service.http.address[0]}:{service.http.address[1]} "

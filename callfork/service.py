@@ -99,13 +99,14 @@ class Service:
         self.control.start()
         # the channels calls dial (<Dial>'s B-legs) report on a connection of their own
         self.leg_events = LegEvents(fs.esl_host, fs.esl_port, fs.esl_password).start()
+        shared = self.config.server.workers > 1   # `--workers N`: these two ports are shared (callfork/workers.py)
         self.outbound = OutboundESLServer(listen=self.config.server.outbound_address,
-                                          handler=self.handle_call)
+                                          handler=self.handle_call, reuse_port=shared)
         self.outbound.start()
         server = self.config.server
         self.http = HttpServer(server.http_address, create_app(self), max_connections=server.http_max_connections,
                                idle_timeout_s=server.http_idle_timeout_s, max_body_bytes=server.http_max_body_bytes,
-                               fd_reserve=server.fd_reserve)
+                               fd_reserve=server.fd_reserve, reuse_port=shared)
         self.http.start()
         log.info("callfork %s: FreeSWITCH socket app → %s:%s, relay %s:%s, HTTP http://%s:%s",
                  self.version, *self.outbound.address, *self.relay.address, *self.http.address)

@@ -3,7 +3,9 @@ connects to. One connection = one call: a `CallSession` is built, set up (connec
 myevents, event json ... and uuid_setvar written back to back), handed to `handler(session)` in
 that connection's greenlet, and closed (`exit`) when the handler returns. A setup failure is
 logged once, with the call UUID, and the socket closed. Runs on gevent's StreamServer (no accept
-polling)."""
+polling). With `reuse_port` (`callfork serve --workers N`, callfork/workers.py) its socket is
+bound with SO_REUSEPORT, so that every worker listens on the same port and the kernel spreads
+FreeSWITCH's connections over them (`reuse_port_listener`)."""
 import logging
 import socket
 
@@ -15,9 +17,27 @@ from .session import CallSession
 log = logging.getLogger(__name__)
 
 
+def reuse_port_listener(address, backlog=1024):
+    """A listening TCP socket on `address` (host, port) bound with SO_REUSEPORT (and SO_REUSEADDR):
+    other processes of the same user may bind the same port, and the kernel hands each new
+    connection to one of their sockets (Linux: by a hash of the connection's addresses)."""
+    host, port = address
+    family = socket.AF_INET6 if ':' in str(host) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((str(host), int(port)))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class OutboundESLServer:
     def __init__(self, listen=('127.0.0.1', 8084), handler=None, connect_timeout=5.0,
-                 command_timeout=10.0, backlog=1024):
+                 command_timeout=10.0, backlog=1024, reuse_port=False):
         if handler is None or not callable(handler):
             raise ValueError('OutboundESLServer needs a handler(session) callable')
         host, port = listen   # (host, port): a config's *_address
@@ -26,7 +46,9 @@ class OutboundESLServer:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.sessions = set()
-        self._server = StreamServer(self.listen, self._handle_connection, backlog=backlog)
+        listener = reuse_port_listener(self.listen, backlog) if reuse_port else self.listen
+        self._server = StreamServer(listener, self._handle_connection,
+                                    **({} if reuse_port else {'backlog': backlog}))
 
     @property
     def address(self):
