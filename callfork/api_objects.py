@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 
 from flask import jsonify, request
 
+from webhooks import UrlError, clean_url
+
 __all__ = ["ApiError", "api_id", "error_response", "read_body", "truthy", "call_object", "stream_object",
            "MAX_OFFSET", "MAX_JSON_DEPTH"]
 
@@ -93,3 +95,18 @@ def stream_object(stream: dict, account: str) -> dict:
     out.update(start_time=iso_time(stream.get("start_time")), end_time=iso_time(stream.get("end_time")),
                resource_uri=f"/api/v1/Account/{account}/Call/{stream['call_uuid']}/Stream/{stream['stream_id']}/")
     return out
+
+
+def callback_target(body: dict, allow_private: bool) -> tuple[str, str]:
+    """A request's `callback_url` (checked, "" when absent) and `callback_method` (GET|POST, default
+    POST); ApiError 400 naming the bad one."""
+    url = ""
+    if body.get("callback_url"):
+        try:
+            url = clean_url(str(body["callback_url"]), allow_private=allow_private)
+        except UrlError as exc:
+            raise ApiError(400, f"bad callback_url: {exc}") from None
+    method = str(body.get("callback_method") or "POST").strip().upper()
+    if method not in ("GET", "POST"):
+        raise ApiError(400, f"callback_method must be GET or POST; got {method!r}")
+    return url, method

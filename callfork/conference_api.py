@@ -40,9 +40,8 @@ from flask import jsonify, request
 
 from verbs import flite_voice
 from verbs.vobiz.speak import SPEAK_LANGUAGES
-from webhooks import UrlError, clean_url
 
-from .api_objects import ApiError, api_id, read_body
+from .api_objects import ApiError, api_id, callback_target, read_body
 from .conferences import ConferenceFailed, ConferenceNotFound, Conferences, MemberNotFound
 
 log = logging.getLogger("callfork.api")
@@ -155,15 +154,7 @@ def register(app, service, check_account) -> None:
         file_format = str(body.get("file_format") or "wav").strip().lower()
         if file_format not in ("wav", "mp3"):
             raise ApiError(400, f"file_format must be wav or mp3; got {file_format!r}")
-        callback_url = ""
-        if body.get("callback_url"):
-            try:
-                callback_url = clean_url(str(body["callback_url"]), allow_private=allow_private)
-            except UrlError as exc:
-                raise ApiError(400, f"bad callback_url: {exc}") from None
-        callback_method = str(body.get("callback_method") or "POST").upper()
-        if callback_method not in ("GET", "POST"):
-            raise ApiError(400, "callback_method must be GET or POST")
+        callback_url, callback_method = callback_target(body, allow_private)
         the_api_id = api_id()
         recording_id, url = ask(rooms.record_start, name, file_format, callback_url, callback_method, the_api_id)
         return jsonify({"api_id": the_api_id, "message": "conference recording started",

@@ -31,7 +31,7 @@ from flask import jsonify
 
 from webhooks import UrlError, clean_url
 
-from .api_objects import ApiError, api_id, read_body, truthy
+from .api_objects import ApiError, api_id, callback_target, read_body, truthy
 from .live_controls import LEGS, CallNotLive, ControlFailed, NoBLeg, NotInProgress
 
 log = logging.getLogger("callfork.api")
@@ -180,15 +180,7 @@ def register(app, service, check_account) -> None:
         channels = str(body.get("record_channel_type") or "mono").strip().lower()
         if channels not in ("mono", "stereo"):
             raise ApiError(400, f"record_channel_type must be mono or stereo; got {channels!r}")
-        callback_url = ""
-        if body.get("callback_url"):
-            try:
-                callback_url = clean_url(str(body["callback_url"]), allow_private=allow_private)
-            except UrlError as exc:
-                raise ApiError(400, f"bad callback_url: {exc}") from None
-        method = str(body.get("callback_method") or "POST").strip().upper()
-        if method not in ("GET", "POST"):
-            raise ApiError(400, f"callback_method must be GET or POST; got {method!r}")
+        callback_url, method = callback_target(body, allow_private)
         request_id = api_id()
         recording = ask(live.start_record, uuid, time_limit=time_limit, file_format=file_format,
                         stereo=channels == "stereo", callback_url=callback_url, callback_method=method,
