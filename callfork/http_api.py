@@ -49,6 +49,7 @@ from .api_objects import (MAX_OFFSET, ApiError, api_id, call_object, error_respo
 from .live_call_api import register as register_live_call_routes
 from .recording_files import NoRecording, recording_file, recording_id
 from .conference_api import register as register_conference_routes
+from .forwarding import install as install_forwarding
 from .twilio_api import register as register_twilio_routes
 
 
@@ -82,6 +83,8 @@ def create_app(service) -> Flask:
         check_auth()
         if not hmac.compare_digest(account.encode(), auth_id.encode()):
             raise ApiError(404, f"account {account} not found")
+
+    install_forwarding(app, service)   # a cluster: requests for other nodes' calls go to them
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
@@ -119,6 +122,9 @@ def create_app(service) -> Flask:
         storage, storage_problems = service.storage_health()   # the database, the webhook queue
         problems = problems + storage_problems
         figures = {**figures, **storage}
+        if service.cluster is not None:   # node id, the nodes it sees, Redis's state
+            cluster, cluster_problems = service.cluster.health()
+            problems, figures = problems + cluster_problems, {**figures, **cluster}
         ok = fs and not problems
         body = {"status": "ok" if ok else "degraded", "freeswitch_connected": fs,
                 "live_calls": len(service.calls), "version": service.version, "problems": problems, **figures}
@@ -200,14 +206,19 @@ def create_app(service) -> Flask:
             raise ApiError(400, "limit and offset must not be negative")
         if offset > MAX_OFFSET:
             raise ApiError(400, f"offset must be at most {MAX_OFFSET}")
-        if live_only:  # what this process is running now (the store may hold calls a crash left behind)
+        if live_only and service.cluster is not None:   # every node's, each with its `node`
+            calls = service.cluster.live_calls()
+            calls.sort(key=lambda c: c.get("start_time") or 0, reverse=True)
+            calls = calls[offset:offset + limit]
+        elif live_only:  # what this process is running now (the store may hold calls a crash left behind)
             calls = [c for c in (service.store.get_call(u) for u in list(service.calls)) if c is not None]
             calls.sort(key=lambda c: c.get("start_time") or 0, reverse=True)
             calls = calls[offset:offset + limit]
         else:
             calls = service.store.list_calls(live_only=False, limit=limit, offset=offset)
         return jsonify({"api_id": api_id(), "meta": {"limit": limit, "offset": offset, "count": len(calls)},
-                        "objects": [call_object(c, account, c["uuid"] in service.calls) for c in calls]})
+                        "objects": [call_object(c, account, c["uuid"] in service.calls or "node" in c)
+                                    for c in calls]})
 
     def stored_call(account: str, uuid: str) -> dict:
         check_account(account)

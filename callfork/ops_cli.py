@@ -88,8 +88,11 @@ def cmd_calls(api: ApiClient, args) -> None:
         return
     rows = [(c.get("uuid"), c.get("direction"), c.get("from_number"), c.get("to_number"), c.get("status"),
              _when(c.get("start_time")), c.get("hangup_cause_name") or "") for c in data.get("objects", [])]
-    console.print(_table("calls" + (" (live and ended)" if args.all else " (live)"),
-                         ("uuid", "dir", "from", "to", "status", "started", "ended as"), rows))
+    columns = ("uuid", "dir", "from", "to", "status", "started", "ended as")
+    if any("node" in c for c in data.get("objects", [])):   # a cluster: every node's calls, with their node
+        rows = [row + (c.get("node"),) for row, c in zip(rows, data["objects"])]
+        columns += ("node",)
+    console.print(_table("calls" + (" (live and ended)" if args.all else " (live)"), columns, rows))
 
 
 def cmd_call(api: ApiClient, args) -> None:
@@ -210,7 +213,8 @@ def cmd_retry_webhooks(api: ApiClient, args) -> None:
 
 
 COMMANDS = {
-    "calls": (cmd_calls, "List the calls callfork is running now (--all: also ended calls, newest first)."),
+    "calls": (cmd_calls, "List the calls callfork is running now (--all: also ended calls, newest first); "
+                         "in a cluster ([cluster] redis_url) every node's live calls, with the node of each."),
     "call": (cmd_call, "One call's record: its timeline (verbs, events, errors), streams, recordings and "
                        "webhook deliveries with their HTTP status."),
     "streams": (cmd_streams, "List the audio streams of live calls (--all: also the ended streams of those calls)."),

@@ -26,6 +26,7 @@ from records import Store
 from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, rest_stream_options
 from webhooks import Outbox
 
+from .cluster_node import ClusterNode, node_id_for
 from .data_dir import private_database, private_dir, tighten, write_private
 from .http_api import create_app
 from .http_server import HttpServer, open_fds
@@ -65,6 +66,8 @@ class Service:
         self._feeds = []
         self.originations = Originations(self)   # calls placed by the REST API, until they reach us
         self.live = LiveControls(self)   # Play/Speak/DTMF/Record on live calls (REST)
+        self.node_id = node_id_for(config)   # [cluster] node_id, else hostname-pid; "" for a single node
+        self.cluster = None                  # callfork/cluster_node.py, with [cluster] redis_url
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Service":
@@ -99,6 +102,8 @@ class Service:
         self.control.start()
         # the channels calls dial (<Dial>'s B-legs) report on a connection of their own
         self.leg_events = LegEvents(fs.esl_host, fs.esl_port, fs.esl_password).start()
+        if self.config.cluster.redis_url:   # registered before calls can come (a Redis away does not stop us)
+            self.cluster = ClusterNode(self).start()
         shared = self.config.server.workers > 1   # `--workers N`: these two ports are shared (callfork/workers.py)
         self.outbound = OutboundESLServer(listen=self.config.server.outbound_address,
                                           handler=self.handle_call, reuse_port=shared)
@@ -128,6 +133,8 @@ class Service:
             gevent.sleep(0.05)  # let each call post its hangup webhook (into the durable outbox)
         if self.outbound is not None:
             self.outbound.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         for part in (self.control, self.leg_events, self.relay):
             if part is not None:
                 part.stop()
@@ -188,10 +195,18 @@ class Service:
         except Exception:
             log.exception("call %s: could not record the call; running it anyway", ctx.uuid)
         self.calls[ctx.uuid] = ctx
+        if self.cluster is not None:
+            self.cluster.call_started(ctx.uuid, {
+                "direction": ctx.direction, "from_number": ctx.from_number, "to_number": ctx.to_number,
+                "answer_url": number.answer_url, "status": "in-progress" if answered else "ringing",
+                "start_time": ctx.session_start.timestamp(),
+                "answer_time": ctx.session_start.timestamp() if answered else None})
         try:
             Interpreter(ctx).run()
         finally:
             self.calls.pop(ctx.uuid, None)
+            if self.cluster is not None:
+                self.cluster.call_ended(ctx.uuid)
 
     # -- what the HTTP API asks (callfork/http_api.py) -------------------------------------------------
     def record_event(self, call_uuid: str, kind: str, detail: dict) -> None:
@@ -201,6 +216,8 @@ class Service:
                                    answer_time=datetime.now(timezone.utc).timestamp())
         item = {"call_uuid": call_uuid, "kind": kind, "detail": detail,
                 "time": datetime.now(timezone.utc).isoformat()}
+        if self.cluster is not None:   # streams and rooms it owns now, or no longer
+            self.cluster.event(call_uuid, kind, detail)
         for feed in list(self._feeds):
             try:
                 feed.put_nowait(item)
