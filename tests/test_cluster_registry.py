@@ -279,3 +279,17 @@ def test_the_registry_alone_registers_expires_and_prunes_a_dead_node(redis_serve
         one.stop()
         two.stop()
     assert db.keys("callfork:*") == []
+
+
+def test_the_cluster_package_imports_nothing_of_ours_and_patches_nothing():
+    ours = ("callfork", "esl_app", "verbs", "audio_fork", "webhooks", "records", "switch_sim", "fsargs")
+    for path in (ROOT / "cluster").glob("*.py"):
+        for line in path.read_text().splitlines():
+            words = line.split()
+            if words[:1] in (["import"], ["from"]) and len(words) > 1:
+                assert words[1].split(".")[0] not in ours, (path.name, line)
+    code = ("import cluster\nfrom gevent import monkey\n"
+            "assert not [m for m in ('socket', 'thread', 'threading', 'time', 'select', 'ssl') "
+            "if monkey.is_module_patched(m)]\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
