@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("callfork", "esl_app", "verbs", "audio_fork", "webhooks", "records", "switch_sim", "fsargs")
+PACKAGES = ("callfork", "esl_app", "verbs", "audio_fork", "webhooks", "records", "switch_sim", "fsargs", "cluster")
 
 
 def _imports(package: str) -> dict:
