@@ -87,8 +87,15 @@ class LoopbackB(Channel):
 
 
 def new_pair(sim, a_leg, data: str, kwargs: dict) -> LoopbackA:
-    """Both legs of `loopback/<data>`, started; returns the -a leg."""
+    """Both legs of `loopback/<data>`, started; returns the -a leg. While inbound calls are paused
+    (`fsctl pause inbound`) the -b leg cannot be created: the -a leg alone, which never rings nor
+    answers (mod_loopback leaves it in CS_INIT), until the bridge's timeout ends it
+    (tests/fixtures/fs-captures/pause-inbound.json)."""
     dest, _, rest = data.partition('/')
+    if sim.paused_inbound:
+        leg_a = OriginatedChannel(sim, a_leg, name='loopback/%s-a' % dest, destination=dest, **kwargs)
+        leg_a.start()
+        return leg_a
     context, _, dialplan = rest.partition('/')
     context = context or 'default'
     a_to_b, b_to_a = FrameLink(), FrameLink()

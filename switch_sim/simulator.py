@@ -7,6 +7,9 @@ BACKGROUND_JOB), the dialplan (every destination routes to `socket <socket_targe
 placing scripted calls (`place_call`) and originating channels. The mod_audio_fork emulation
 registers itself through `switch_sim.audio_fork.register(sim)` at construction.
 
+`fsctl pause inbound` (`paused_inbound`) refuses scripted calls and leaves loopback -b legs
+uncreated, as on FreeSWITCH (apis/system.py, tests/fixtures/fs-captures/pause-inbound.json).
+
 Knobs: `socket_flags` (the dialplan's socket flags, default `async full`), `first_command_timeout`
 (seconds an outbound socket may stay silent before FreeSWITCH drops it, default 25).
 """
@@ -51,6 +54,8 @@ class Simulator:
         self.session_count = 0
         self.peak_sessions = 0
         self._task_id = 0
+        # `fsctl pause inbound|outbound` (apis/system.py): no new sessions of that direction
+        self.paused_inbound = self.paused_outbound = False
         self.first_command_timeout = 25.0     # outbound: seconds FreeSWITCH waits for the first command
         self.inbound = InboundServer(self, esl, password)
         self.audio_fork = audio_fork.register(self)
@@ -171,8 +176,12 @@ class Simulator:
         return ch
 
     def place_call(self, script: CallScript) -> SimCall:
-        """An inbound call from the scripted caller to `script.to`; returns at once."""
+        """An inbound call from the scripted caller to `script.to`; returns at once. ValueError when
+        inbound calls are paused (`fsctl pause inbound`): FreeSWITCH answers the INVITE 503 and
+        creates no channel (tests/fixtures/fs-captures/pause-inbound.json)."""
         script.validate()
+        if self.paused_inbound:
+            raise ValueError('503 Maximum Calls In Progress (inbound calls are paused: fsctl pause inbound)')
         try:
             caller = CallerModel.from_script(script)
         except MediaError as exc:

@@ -5,12 +5,13 @@
 * calls: originate, and the sim-only helpers (prefixed `sim_`) `sim_call <json>` (place a scripted
   call, `+OK <uuid>`) and `sim_dtmf <uuid> <digits>` (the caller presses keys);
 * switch_sim.callees: `sim_callee <json>` (script the callee a bridge's sofia/user leg reaches);
-* system: show channels [as json], status, version, hupall, sched_api, sched_hangup.
+* system: show channels [as json], status, version, hupall, sched_api, sched_hangup, fsctl
+  pause|resume|pause_check.
 uuid_audio_fork is registered by switch_sim.audio_fork.
 """
 from ..callees import api_sim_callee
 from .calls import api_originate, api_sim_call, api_sim_dtmf
-from .system import api_hupall, api_sched_api, api_sched_hangup, api_show, api_status, api_version
+from .system import api_fsctl, api_hupall, api_sched_api, api_sched_hangup, api_show, api_status, api_version
 from .uuid_commands import (api_uuid_answer, api_uuid_break, api_uuid_broadcast, api_uuid_exists,
                             api_uuid_getvar, api_uuid_kill, api_uuid_pre_answer, api_uuid_record,
                             api_uuid_send_dtmf, api_uuid_setvar, api_uuid_setvar_multi,
@@ -24,7 +25,7 @@ CORE_APIS = {
     'uuid_broadcast': api_uuid_broadcast, 'originate': api_originate, 'show': api_show,
     'status': api_status, 'version': api_version, 'hupall': api_hupall, 'sched_api': api_sched_api,
     'sched_hangup': api_sched_hangup, 'sim_call': api_sim_call, 'sim_dtmf': api_sim_dtmf,
-    'sim_callee': api_sim_callee,
+    'sim_callee': api_sim_callee, 'fsctl': api_fsctl,
 }
 from .conference import api_conference  # noqa: E402  (mod_conference: switch_sim/conference.py)
 CORE_APIS['conference'] = api_conference

@@ -2,6 +2,9 @@
 an `&app(args)`), and the simulator's own `sim_call <json>` (a scripted caller calls in, `+OK <uuid>`)
 and `sim_dtmf <uuid> <digits>` (the caller presses keys).
 
+While inbound calls are paused (`fsctl pause inbound`), a loopback originate waits out its
+originate_timeout and fails with NO_ANSWER, its -a leg left DOWN meanwhile (`_stuck_loopback`).
+
 Approximated: `originate` answers at once unless the endpoint is `error/<CAUSE>` (then
 `-ERR <CAUSE>`); an enterprise originate (`:_:` in the dial string) is refused with
 `-ERR CHAN_NOT_IMPLEMENTED`, what FreeSWITCH answers when the split leaves a part it cannot dial.
@@ -119,6 +122,8 @@ def api_originate(sim, args):
     uuid = variables.get('origination_uuid') or str(uuid_mod.uuid4())
     if sim.get_channel(uuid) is not None:
         return '-ERR DESTINATION_OUT_OF_ORDER\n'
+    if sim.paused_inbound and endpoint.startswith('loopback/'):
+        return _stuck_loopback(sim, uuid, endpoint, variables)
     audio = variables.pop('sim_audio', None)
     profile = originate_profile(endpoint, variables)
     try:
@@ -129,6 +134,26 @@ def api_originate(sim, args):
         log.error('originate failed: %s', exc)
         return '-ERR DESTINATION_OUT_OF_ORDER\n'
     return '+OK %s\n' % ch.uuid
+
+
+def _stuck_loopback(sim, uuid: str, endpoint: str, variables: dict) -> str:
+    """A loopback originate while inbound calls are paused: mod_loopback cannot create the inbound
+    -b leg and leaves the -a leg in CS_INIT, DOWN, until the originate gives up after
+    originate_timeout (60 s by default) with NO_ANSWER and the leg goes
+    (tests/fixtures/fs-captures/pause-inbound.json). A uuid_kill meanwhile ends the wait."""
+    from ..channel import Channel
+    profile = originate_profile(endpoint, variables)
+    ch = Channel(sim, uuid=uuid, direction='outbound', variables=variables, **profile)
+    ch.running_state, ch.state_number = 'CS_INIT', 1
+    sim.register_channel(ch)
+    try:
+        timeout = float(variables.get('originate_timeout') or 60)
+    except ValueError:
+        timeout = 60.0
+    ch.gone.wait(timeout)
+    if not ch.hungup:
+        ch.hangup('NO_ANSWER')
+    return '-ERR %s\n' % ch.hangup_cause
 
 
 def api_sim_call(sim, args):

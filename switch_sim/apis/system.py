@@ -1,5 +1,11 @@
 """The API commands about the whole switch: show channels|calls [as json], status, version, hupall,
-and the scheduler (sched_api, sched_hangup).
+the scheduler (sched_api, sched_hangup), and fsctl pause|resume|pause_check [inbound|outbound].
+
+`fsctl pause inbound` as FreeSWITCH 1.10.12 has it (tests/fixtures/fs-captures/pause-inbound.json):
+no new inbound session (a scripted call is refused, Simulator.place_call; a loopback originate or
+bridge never gets its inbound -b leg: its -a leg stays DOWN until it times out with NO_ANSWER,
+apis/calls.py, loopback.py); channels that exist go on; `pause_check` answers `true`/`false` without
+a newline, and with no direction it is true only when both directions are paused.
 
 Approximated: `status`/`show channels` print the same layout as FreeSWITCH with simulator values.
 """
@@ -123,3 +129,23 @@ def api_sched_hangup(sim, ch, parts):
     cause = parts[2] if len(parts) > 2 else 'ALLOTTED_TIMEOUT'
     gevent.spawn_later(secs, ch.hangup, cause)
     return '+OK\n'
+
+
+def api_fsctl(sim, args):
+    parts = args.split()
+    command = parts[0].lower() if parts else ''
+    direction = parts[1].lower() if len(parts) > 1 else ''
+    if command in ('pause', 'resume'):
+        paused = command == 'pause'
+        if direction != 'outbound':      # inbound, or neither named: both (SCSC_PAUSE_ALL)
+            sim.paused_inbound = paused
+        if direction != 'inbound':
+            sim.paused_outbound = paused
+        return '+OK\n'
+    if command == 'pause_check':
+        if direction == 'inbound':
+            return 'true' if sim.paused_inbound else 'false'
+        if direction == 'outbound':
+            return 'true' if sim.paused_outbound else 'false'
+        return 'true' if sim.paused_inbound and sim.paused_outbound else 'false'
+    return '-ERR fsctl %s is not implemented by the simulator\n' % command
