@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "webhooks", "retry-webhooks")
+OPS_COMMANDS = ("calls", "call", "streams", "hangup", "stop-stream", "tail", "webhooks", "retry-webhooks", "drain")
 
 
 def _serve(args) -> int:
@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("streams", "list live streams"), ("hangup", "hang up a call"),
                        ("stop-stream", "stop one stream or all streams of a call"), ("tail", "follow the live event feed"),
                        ("webhooks", "list the webhooks not delivered yet (waiting, held, failed) and the queue"),
-                       ("retry-webhooks", "queue failed webhooks again (all, or one call's)")):
+                       ("retry-webhooks", "queue failed webhooks again (all, or one call's)"),
+                       ("drain", "stop taking new calls, let the live ones finish, then exit")):
         sub.add_parser(name, help=text, add_help=False)
     return p
 

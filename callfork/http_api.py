@@ -16,8 +16,10 @@ Routes (the Vobiz-style REST API of the README), all under `/api/v1/Account/<aut
   Webhooks/Retry/                POST: queue failed webhooks again, and those held behind them
                                  (`callfork retry-webhooks`); `call_uuid` for one call; `skip_failed`:
                                  send the held ones only, the failed ones stay failed
+`/api/v1/ops/drain`              POST (authenticated): the node drains (callfork/drain.py; `callfork drain`)
 `/recordings/<id>[.wav|.mp3]` (authenticated; no extension: the file as written; the other
-format: converted, callfork/recording_files.py), `/healthz`, `/metrics` (Prometheus text).
+format: converted, callfork/recording_files.py), `/healthz` (200 ok; 503 degraded, or draining
+with the drain's state), `/metrics` (Prometheus text).
 
 Handlers never run call logic inline: they ask the service (`service.*` methods below), which
 hands the work to the call's own greenlet or spawns one. The service object provides:
@@ -29,7 +31,8 @@ hands the work to the call's own greenlet or spawns one. The service object prov
   stop_all_streams(uuid) -> int, metrics() -> {name: (type, help, value or {label text: value})},
   storage_health() -> (figures, problems) (the database and the webhook queue: /healthz),
   resource_health() -> (figures, problems) (HTTP connections, file descriptors: /healthz),
-  subscribe_events() -> queue / unsubscribe_events(queue) (for /Events/).
+  subscribe_events() -> queue / unsubscribe_events(queue) (for /Events/),
+  drain (callfork/drain.py: .start() -> state, .state(), .active).
 Errors are JSON `{"api_id", "error"}` with the HTTP status (400, 401, 404, 405, 408, 413, 500). The
 server under the app (callfork/http_server.py) caps connections, request-head time and body size.
 """
@@ -49,6 +52,7 @@ from .api_objects import (MAX_OFFSET, ApiError, api_id, call_object, error_respo
 from .live_call_api import register as register_live_call_routes
 from .recording_files import NoRecording, recording_file, recording_id
 from .conference_api import register as register_conference_routes
+from .drain import NodeDraining
 from .forwarding import install as install_forwarding
 from .twilio_api import register as register_twilio_routes
 
@@ -93,6 +97,10 @@ def create_app(service) -> Flask:
             resp.headers["WWW-Authenticate"] = 'Basic realm="callfork"'
         return resp
 
+    @app.errorhandler(NodeDraining)
+    def _draining(exc: NodeDraining):   # a new call asked of a draining node (Vobiz and Twilio REST)
+        return error_response(503, str(exc))
+
     @app.errorhandler(404)
     def _not_found(exc):
         return error_response(404, "not found")
@@ -128,7 +136,18 @@ def create_app(service) -> Flask:
         ok = fs and not problems
         body = {"status": "ok" if ok else "degraded", "freeswitch_connected": fs,
                 "live_calls": len(service.calls), "version": service.version, "problems": problems, **figures}
+        if service.drain.active:   # 503: a load balancer's check takes the node out (docs/cluster.md)
+            body["status"], body["drain"], ok = "draining", service.drain.state(), False
         return jsonify(body), (200 if ok else 503)
+
+    @app.post("/api/v1/ops/drain")
+    def drain():
+        """Stop taking new calls, let the live ones finish, then exit (callfork/drain.py); again: the same."""
+        check_auth()
+        state = service.drain.start()
+        message = ("already draining" if state["already_draining"] else "draining") + (
+            f": {state['live_calls']} live call(s) will finish, then callfork exits")
+        return jsonify({"api_id": api_id(), "message": message, **state}), 202
 
     @app.get("/metrics")
     def metrics():

@@ -1,5 +1,5 @@
 """The ops commands: `callfork calls | call UUID | streams | hangup UUID | stop-stream UUID [ID] | tail [UUID] |
-webhooks | retry-webhooks [UUID]`.
+webhooks | retry-webhooks [UUID] | drain [--wait]`.
 
 They talk to a running service through its HTTP API only (README, The command line), with the credentials from
 the same config the service reads (`[server] http_listen`, `auth_id`, `auth_token`, or the token
@@ -212,6 +212,31 @@ def cmd_retry_webhooks(api: ApiClient, args) -> None:
         print(data["message"])
 
 
+def cmd_drain(api: ApiClient, args) -> None:
+    data = api.request("POST", f"{api.base}/api/v1/ops/drain").json()
+    if args.json:
+        print(json.dumps(data, indent=2), flush=True)
+    else:
+        print(data["message"] + ("" if data["freeswitch_paused"] else
+                                 " (FreeSWITCH not paused yet: " + (data["pause_error"] or "asking it") + ")"),
+              flush=True)
+    if not args.wait:
+        return
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    last = None
+    while deadline is None or time.monotonic() < deadline:
+        try:   # /healthz answers 503 with the drain's state until the process has exited
+            live = requests.get(f"{api.base}/healthz", timeout=5).json().get("drain", {}).get("live_calls")
+        except (requests.ConnectionError, requests.Timeout, ValueError):
+            print("drained: callfork has exited", flush=True)
+            return
+        if live != last and not args.json:
+            print(f"{live} live call(s)", flush=True)
+        last = live
+        time.sleep(1)
+    raise OpsError(f"still draining after {args.timeout:g} s ({last} live call(s))")
+
+
 COMMANDS = {
     "calls": (cmd_calls, "List the calls callfork is running now (--all: also ended calls, newest first); "
                          "in a cluster ([cluster] redis_url) every node's live calls, with the node of each."),
@@ -228,6 +253,11 @@ COMMANDS = {
                                            "behind them: same idempotency keys, same order. --skip-failed: "
                                            "leave the failed ones failed and send the ones held behind them."),
     "tail": (cmd_tail, "Follow the live event feed of every call, or of one call (Ctrl-C to stop)."),
+    "drain": (cmd_drain, "Take this node out of the pool: FreeSWITCH refuses new inbound calls (fsctl pause "
+                         "inbound: a SIP proxy's OPTIONS pings get 503), calls that still reach callfork are "
+                         "refused, the live calls finish, then the service exits; /healthz says draining (503) "
+                         "meanwhile. FreeSWITCH stays paused until callfork starts again. A second drain "
+                         "changes nothing. --wait: return once the service has exited."),
 }
 EPILOG = ("Talks to the running service through its HTTP API: the address and credentials come from "
           "the same config the service reads ([server] http_listen, auth_id, auth_token, or the token "
@@ -237,7 +267,7 @@ EPILOG = ("Talks to the running service through its HTTP API: the address and cr
 
 def _parser(command: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"callfork {command}", description=COMMANDS[command][1], epilog=EPILOG)
-    if command in ("calls", "call", "streams", "tail", "webhooks", "retry-webhooks"):
+    if command in ("calls", "call", "streams", "tail", "webhooks", "retry-webhooks", "drain"):
         p.add_argument("--json", action="store_true",
                        help="print JSON lines, one per event" if command == "tail" else "print JSON instead of tables")
     p.add_argument("--config", help="path to callfork.toml (default: $CALLFORK_CONFIG, else the loopback defaults)")
@@ -255,6 +285,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
                                         "(default: every one not delivered)")
         p.add_argument("--call", metavar="UUID", help="only this call's webhooks")
         p.add_argument("--limit", type=int, default=100, help="at most this many (default 100, max 1000)")
+    if command == "drain":
+        p.add_argument("--wait", action="store_true", help="wait until the service has exited (its last call ended)")
+        p.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S seconds (exit 1)")
     if command == "stop-stream":
         p.add_argument("stream_id", nargs="?", help="the stream id (default: every stream of the call)")
     if command in ("calls", "streams"):

@@ -83,6 +83,7 @@ def serve_config(config, started=None) -> int:
           f"{service.outbound.address[0]}:{service.outbound.address[1]}, event socket "
           f"{fs.esl_host}:{fs.esl_port}, data in {service.data_dir.resolve()}", flush=True)
     stop = gevent.event.Event()
+    service.drain.on_drained = stop.set   # `callfork drain`: exit once the last call has ended
     for sig in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(sig, stop.set)
     stop.wait()

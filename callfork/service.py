@@ -27,6 +27,7 @@ from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, res
 from webhooks import Outbox
 
 from .cluster_node import ClusterNode, node_id_for
+from .drain import Drain
 from .data_dir import private_database, private_dir, tighten, write_private
 from .http_api import create_app
 from .http_server import HttpServer, open_fds
@@ -66,6 +67,7 @@ class Service:
         self._feeds = []
         self.originations = Originations(self)   # calls placed by the REST API, until they reach us
         self.live = LiveControls(self)   # Play/Speak/DTMF/Record on live calls (REST)
+        self.drain = Drain(self)         # leaving the pool (callfork/drain.py)
         self.node_id = node_id_for(config)   # [cluster] node_id, else hostname-pid; "" for a single node
         self.cluster = None                  # callfork/cluster_node.py, with [cluster] redis_url
 
@@ -100,6 +102,7 @@ class Service:
         fs = self.config.freeswitch
         self.control = ControlConnection(fs.esl_host, fs.esl_port, fs.esl_password, events=CONTROL_EVENTS)
         self.control.start()
+        self.drain.resume_after_restart()   # a drain of the previous process left FreeSWITCH paused
         # the channels calls dial (<Dial>'s B-legs) report on a connection of their own
         self.leg_events = LegEvents(fs.esl_host, fs.esl_port, fs.esl_password).start()
         if self.config.cluster.redis_url:   # registered before calls can come (a Redis away does not stop us)
@@ -175,7 +178,11 @@ class Service:
     # -- calls -----------------------------------------------------------------------------------
     def handle_call(self, session) -> None:
         """One call, start to end (runs in the outbound connection's greenlet)."""
-        number = self.originations.number_for(session) or self.config.find_number(session.destination_number)
+        placed = self.originations.number_for(session)   # a REST call: run it, even while draining
+        if placed is None and self.drain.active:
+            self.drain.refuse(session)
+            return
+        number = placed or self.config.find_number(session.destination_number)
         if number is None:
             log.error("call %s: no [[numbers]] entry matches %r: rejecting it (UNALLOCATED_NUMBER)",
                       session.uuid, session.destination_number)
@@ -266,7 +273,8 @@ class Service:
 
     def originate(self, **request) -> str:
         """Place an outbound call (callfork/originate.py: Originations.originate); returns the
-        request UUID at once. ValueError: nothing was dialled."""
+        request UUID at once. ValueError: nothing was dialled; NodeDraining: the node is draining."""
+        self.drain.check_new_call()
         return self.originations.originate(**request)
 
     def start_stream(self, uuid: str, body: dict, stream=None) -> str:
