@@ -213,3 +213,32 @@ def test_drain_with_live_calls_on_freeswitch(tmp_path):
             esl.close()
             app.stop()
         assert paused == "false", "FreeSWITCH is still paused"
+
+
+def test_a_cluster_node_marks_itself_draining_in_the_registry(tmp_path):
+    from cluster_servers import RedisServer
+
+    ports = serve_ports()
+    app = _app()
+    sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
+    config = write_serve_config(tmp_path / "callfork.toml", ports, number_table(app.url("/answer")))
+    try:
+        with RedisServer() as redis:
+            node = ServeProcess(config, ports["http"], env={"CALLFORK_CLUSTER_REDIS_URL": redis.url,
+                                                            "CALLFORK_CLUSTER_NODE_ID": "n1"}).start()
+            try:
+                def registered(draining):
+                    nodes = _health(node)[1].get("cluster", {}).get("nodes", [])
+                    return [n for n in nodes if n.get("id") == "n1" and n.get("draining") is draining]
+                wait_until(lambda: registered(False), 10, "n1 registered, not draining")
+                call = sim.place_call(CallScript(to="1000"))   # keeps the node up while it drains
+                wait_until(lambda: _health(node)[1]["live_calls"] == 1, 15, "a live call")
+                assert requests.post(node.http_url + "/api/v1/ops/drain", headers=AUTH, timeout=5).status_code == 202
+                wait_until(lambda: registered(True), 10, "n1 draining in the registry")
+                call.channel.hangup("NORMAL_CLEARING")
+                assert node.proc.wait(20) == 0, node.output()
+            finally:
+                node.stop()
+    finally:
+        sim.stop()
+        app.stop()
