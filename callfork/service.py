@@ -22,9 +22,9 @@ import gevent.queue
 
 from audio_fork import Relay
 from esl_app import Config, ControlConnection, LegEvents, OutboundESLServer
-from records import Store
+from records import PgStore, PgUnavailable, Store
 from verbs import SOURCE_API, CallContext, CallEnd, Interpreter, LiveStream, rest_stream_options
-from webhooks import Outbox
+from webhooks import Outbox, PgOutbox
 
 from .cluster_node import ClusterNode, node_id_for
 from .drain import Drain
@@ -80,19 +80,22 @@ class Service:
         private_database(db)
         wh = self.config.webhooks
         max_bytes = int(self.config.server.db_max_mb * 1024 * 1024) or None
-        self.store = Store(db, max_bytes=max_bytes)
+        # [store] postgres_dsn: records and outbox in PostgreSQL, shared by the nodes (docs/cluster.md)
+        dsn, node_id = self.config.store.postgres_dsn, getattr(self, "node_id", "")
+        self.store = PgStore(dsn, node_id=node_id) if dsn else Store(db, max_bytes=max_bytes)
         window = wh.retry_mode == "window"
         # concurrency: slow receivers hold a slot each, up to read_timeout_s; per host: one dead
         # receiver cannot take them all
-        self.outbox = Outbox(db, auth_token=self.auth_token, retries=None if window else wh.retries,
-                             retry_window_s=wh.retry_window_s if window else None,
-                             backoff_base_s=wh.backoff_base_s, backoff_max_s=wh.backoff_max_s,
-                             connect_timeout_s=wh.connect_timeout_s, read_timeout_s=wh.read_timeout_s,
-                             user_agent=f"callfork/{self.version}", v3_mode=wh.v3_mode,
-                             allow_private=self.config.server.allow_private_urls,
-                             concurrency=wh.concurrency, per_host_concurrency=wh.per_host_concurrency,
-                             retention_s=wh.retention_s or None, memory_limit=wh.memory_queue,
-                             max_db_bytes=max_bytes)
+        outbox = dict(auth_token=self.auth_token, retries=None if window else wh.retries,
+                      retry_window_s=wh.retry_window_s if window else None,
+                      backoff_base_s=wh.backoff_base_s, backoff_max_s=wh.backoff_max_s,
+                      connect_timeout_s=wh.connect_timeout_s, read_timeout_s=wh.read_timeout_s,
+                      user_agent=f"callfork/{self.version}", v3_mode=wh.v3_mode,
+                      allow_private=self.config.server.allow_private_urls,
+                      concurrency=wh.concurrency, per_host_concurrency=wh.per_host_concurrency,
+                      retention_s=wh.retention_s or None, memory_limit=wh.memory_queue)
+        self.outbox = (PgOutbox(dsn, node_id=node_id or "single", lease_s=self.config.store.lease_s, **outbox)
+                       if dsn else Outbox(db, max_db_bytes=max_bytes, **outbox))
         self.outbox.start()
         self._close_stale_calls()
         self.media = MediaCache(self.data_dir / "media", user_agent=f"callfork/{self.version}",
@@ -149,6 +152,12 @@ class Service:
 
     def _close_stale_calls(self) -> None:
         """Calls a previous process left live (it was killed): they are over, say so in their record."""
+        if self.config.store.postgres_dsn:   # only this node's: the other nodes' calls may be live
+            try:
+                self.store.close_calls_of(getattr(self, "node_id", ""))
+            except PgUnavailable as exc:
+                log.error("could not close the calls this node left live: %s", exc)
+            return
         now = datetime.now(timezone.utc).timestamp()
         while True:
             stale = self.store.list_calls(live_only=True, limit=100)

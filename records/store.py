@@ -33,7 +33,7 @@ from gevent import monkey
 
 from .db import Database, write_refused
 from .schema import (CALL_ALIASES, CALL_FIELDS, CALL_STATUSES, RECORDING_FIELDS, SCHEMA, STREAM_FIELDS,
-                     STREAM_STATUSES, check_fields)
+                     STREAM_STATUSES, add_missing_columns, check_fields)
 
 log = logging.getLogger(__name__)
 _native_thread_id = monkey.get_original('threading', 'get_ident')
@@ -51,6 +51,7 @@ class Store:
                  max_backlog=MAX_BACKLOG):
         self._db = Database(db_path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, max_bytes=max_bytes)
         self._db.script(SCHEMA)
+        add_missing_columns(self._db)   # calls.node_id (records/schema.py)
         self.flush_delay_s = float(flush_delay_s)
         self._pending = []          # timeline rows not written yet, in order (see the module docstring)
         self._pending_lock = threading.Lock()   # guards _pending against OS threads (not greenlets)

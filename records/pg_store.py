@@ -1,0 +1,402 @@
+"""Call records in PostgreSQL (`[store] postgres_dsn`): the same tables and public interface as
+records.Store (records/store.py), shared by every callfork node of a cluster.
+
+Connections: records/pg_db.py (a small pool; every statement has a socket timeout, so a dead server
+never holds the gevent hub). The tables are created at start (records/schema.py PG_SCHEMA); when the
+server cannot be reached then, before the first write that reaches it. Every call record carries
+the id of the node that created it (`node_id`); `close_calls_of(node_id, reason)` closes a node's
+live calls (this node's at start; a dead node's when the cluster registry says it died).
+
+Writes follow records/store.py: timeline rows are grouped and written with the next write, read,
+timer (`flush_delay_s`) or flush(). While PostgreSQL is unreachable (pg_db.unavailable) a write is
+kept in memory, in order, and every later write queues behind it; a retry (every second, and before
+a read) writes the whole backlog in one transaction once the server is back. Calls never fail
+because of it: past `max_backlog` writes and rows, new ones are dropped and counted. `health()`
+says the store is degraded meanwhile. Reads need the server: while it is away they raise
+`PgUnavailable` (the REST API answers an error; no call path depends on a read).
+
+Use it from greenlets of the gevent hub's thread (the pool's semaphore and the retry timer are
+gevent's); an OS thread's add_event is written at once.
+"""
+import collections
+import json
+import logging
+import threading
+import time
+
+import gevent
+from gevent import monkey
+
+from .pg_db import PgDatabase, PgUnavailable, unavailable
+from .schema import (CALL_ALIASES, CALL_FIELDS, CALL_STATUSES, PG_SCHEMA, RECORDING_FIELDS, STREAM_FIELDS,
+                     STREAM_STATUSES, check_fields)
+
+log = logging.getLogger(__name__)
+_native_thread_id = monkey.get_original('threading', 'get_ident')
+MAX_PENDING_EVENTS = 500
+MAX_BACKLOG = 50000
+RETRY_UNAVAILABLE_S = 1.0
+LIVE = "status IN ('ringing','in-progress') AND end_time IS NULL"
+
+
+class PgStore:
+    """Call records in PostgreSQL; see the module docstring. `node_id` goes into every call record
+    this store creates."""
+
+    def __init__(self, dsn, *, node_id='', flush_delay_s=0.2, max_backlog=MAX_BACKLOG, pool_size=4,
+                 timeout_s=5.0, db=None):
+        self._db = db or PgDatabase(dsn, pool_size=pool_size, timeout_s=timeout_s)
+        self.node_id = str(node_id or '')
+        self.flush_delay_s = float(flush_delay_s)
+        self.max_backlog = int(max_backlog)
+        self._pending = []                       # timeline rows not written yet, in order
+        self._pending_lock = threading.Lock()
+        self._backlog = collections.deque()      # kept writes, in order: (rows, statement, params, insert)
+        self._backlog_size = 0
+        self._next_try = 0.0
+        self.refused = None                      # why PostgreSQL takes no writes (None: it takes them)
+        self.dropped = 0
+        self._schema_ready = False
+        self._timer = None
+        self._timer_at = 0.0
+        self._hub_thread = _native_thread_id()
+        try:
+            self._ensure_schema()
+        except PgUnavailable as exc:
+            self._unavailable(exc)
+
+    def _ensure_schema(self):
+        if self._schema_ready:
+            return
+        with self._db.transaction() as tx:
+            tx.run('SELECT pg_advisory_xact_lock(7261001)')   # nodes starting together create it once
+            for statement in PG_SCHEMA:
+                tx.run(statement)
+        self._schema_ready = True
+
+    def close(self):
+        self.flush()
+        if self._backlog_size:
+            log.error('store: closing with %d write(s) PostgreSQL did not take (%s): they are lost',
+                      self._backlog_size, self.refused)
+        if self._timer is not None:
+            self._timer.kill(block=False)
+            self._timer = None
+        self._db.close()
+
+    def health(self):
+        """{'writable', 'error', 'kept', 'dropped', 'degraded'}, as records.Store.health() (degraded:
+        PostgreSQL is away and writes wait in memory)."""
+        return {'writable': self.refused is None, 'error': self.refused, 'kept': self._backlog_size,
+                'dropped': self.dropped, 'degraded': self.refused is not None, 'backend': 'postgresql'}
+
+    # ---------------------------------------------------------------- writing (records/store.py's model)
+
+    def flush(self):
+        """Write what is kept in memory now; never raises because PostgreSQL is away."""
+        if self._backlog:
+            self._drain()
+        elif self._pending:
+            self._write(None)
+
+    def _settle(self):
+        if self._backlog:
+            if time.monotonic() >= self._next_try:
+                self._drain()
+        elif self._pending:
+            self._write(None)
+
+    def _take_pending(self):
+        with self._pending_lock:
+            rows, self._pending = self._pending, []
+        return rows
+
+    def _restore(self, rows):
+        if rows:
+            with self._pending_lock:
+                self._pending[:0] = rows
+
+    def _write(self, statement, params=None, insert=None):
+        """Run `statement` (or nothing) with the pending timeline rows in one transaction (and
+        `insert` when the statement changed no row). Kept for later if PostgreSQL is away (returns
+        None); otherwise the statement's row count."""
+        rows = self._take_pending()
+        if self._backlog:
+            self._keep(rows, statement, params, insert)
+            return None
+        try:
+            self._ensure_schema()
+            with self._db.transaction() as tx:
+                return _apply(tx, rows, statement, params, insert)
+        except Exception as exc:
+            if not unavailable(exc):
+                self._restore(rows)
+                raise
+            self._unavailable(exc)
+            self._keep(rows, statement, params, insert)
+            return None
+        except BaseException:
+            self._restore(rows)
+            raise
+
+    def _keep(self, rows, statement, params, insert):
+        size = len(rows) + (statement is not None)
+        if not size:
+            return
+        if self._backlog_size + size > self.max_backlog:
+            if not self.dropped:
+                log.error('store: %d writes wait for PostgreSQL (%s); dropping what comes next',
+                          self._backlog_size, self.refused)
+            self.dropped += size
+            return
+        self._backlog.append((rows, statement, params, insert))
+        self._backlog_size += size
+        self._arm(RETRY_UNAVAILABLE_S)
+
+    def _unavailable(self, exc):
+        if self.refused is None:
+            log.error('store: PostgreSQL is unavailable (%s); keeping writes in memory and retrying', exc)
+        self.refused = str(exc)
+        self._next_try = time.monotonic() + RETRY_UNAVAILABLE_S
+
+    def _drain(self):
+        """Every kept write, then the pending timeline rows, in one transaction; True if written."""
+        items = list(self._backlog)
+        rows = self._take_pending()
+        skipped = 0
+        try:
+            self._ensure_schema()
+            with self._db.transaction() as tx:
+                for index, item in enumerate(items):
+                    tx.run('SAVEPOINT kept')
+                    try:
+                        _apply(tx, *item)
+                    except Exception as exc:
+                        if unavailable(exc):
+                            raise
+                        # a statement that can never succeed must not hold the others back for ever
+                        log.error('store: a kept write failed and is dropped: %s', exc)
+                        tx.run('ROLLBACK TO SAVEPOINT kept')
+                        skipped += 1
+                if rows:
+                    _apply(tx, rows, None, None, None)
+        except Exception as exc:
+            self._restore(rows)
+            if not unavailable(exc):
+                raise
+            self._unavailable(exc)
+            self._arm(RETRY_UNAVAILABLE_S)
+            return False
+        for _ in items:
+            kept_rows, statement, _, _ = self._backlog.popleft()
+            self._backlog_size -= len(kept_rows) + (statement is not None)
+        self.dropped += skipped
+        if self.refused is not None:
+            log.warning('store: PostgreSQL is back; %d kept write(s) written', len(items))
+        self.refused = None
+        return True
+
+    def _arm(self, delay):
+        if _native_thread_id() != self._hub_thread:
+            return
+        at = time.monotonic() + delay
+        if self._timer is not None:
+            if self._timer_at <= at:
+                return
+            self._timer.kill(block=False)
+        self._timer_at = at
+        self._timer = gevent.spawn_later(delay, self._timed_flush)
+
+    def _timed_flush(self):
+        self._timer = None
+        try:
+            self.flush()
+        except Exception as exc:   # a bad statement: keep the rows, try again later
+            log.warning('store: could not write %d timeline row(s) (%s); retrying in 1 s', len(self._pending), exc)
+            self._arm(1.0)
+            return
+        if self._backlog:
+            self._arm(RETRY_UNAVAILABLE_S)
+
+    def _read(self, sql, **params):
+        self._settle()
+        try:
+            self._ensure_schema()
+            return self._db.run(sql, **params)
+        except PgUnavailable as exc:
+            self._unavailable(exc)
+            raise
+
+    def _upsert(self, table, key_name, key, fields, extra=None):
+        now = time.time()
+        values = dict(fields)
+        insert_values = dict(values, **(extra or {}))
+        cols = [key_name] + list(insert_values) + ['created_at', 'updated_at']
+        params = dict(insert_values, **{key_name: key, 'created_at': now, 'updated_at': now})
+        insert = 'INSERT INTO %s (%s) VALUES (%s)' % (table, ', '.join(cols), ', '.join(':' + c for c in cols))
+        if table == 'calls':
+            updates = ', '.join(['%s=EXCLUDED.%s' % (c, c) for c in values] + ['updated_at=EXCLUDED.updated_at'])
+            self._write('%s ON CONFLICT (%s) DO UPDATE SET %s' % (insert, key_name, updates), params)
+            return
+        assignments = ', '.join(['%s=:%s' % (c, c) for c in values] + ['updated_at=:updated_at'])
+        self._write('UPDATE %s SET %s WHERE %s=:%s' % (table, assignments, key_name, key_name),
+                    dict(values, **{key_name: key, 'updated_at': now}), insert=(insert, params))
+
+    # ---------------------------------------------------------------- calls
+
+    def upsert_call(self, uuid, **fields):
+        """As records.Store.upsert_call; a new record gets this store's node_id."""
+        fields = {CALL_ALIASES.get(k, k): v for k, v in fields.items()}
+        check_fields(fields, CALL_FIELDS, 'call')
+        status = fields.get('status')
+        if status is not None and status not in CALL_STATUSES:
+            raise ValueError('call status %r is not one of %s' % (status, CALL_STATUSES))
+        self._upsert('calls', 'uuid', str(uuid), fields, extra={'node_id': self.node_id})
+
+    def get_call(self, uuid):
+        rows = self._read('SELECT * FROM calls WHERE uuid=:uuid', uuid=str(uuid))
+        return _plain(rows[0]) if rows else None
+
+    def list_calls(self, live_only=False, limit=100, offset=0):
+        where = 'WHERE ' + LIVE if live_only else ''
+        rows = self._read('SELECT * FROM calls %s ORDER BY COALESCE(start_time, created_at) DESC, seq DESC '
+                          'LIMIT :limit OFFSET :offset' % where, limit=int(limit), offset=int(offset))
+        return [_plain(r) for r in rows]
+
+    def count_calls(self, live_only=False):
+        where = 'WHERE ' + LIVE if live_only else ''
+        return self._read('SELECT COUNT(*) AS n FROM calls ' + where)[0]['n']
+
+    def live_calls_of(self, node_id):
+        """The live call records (ringing or in progress, not ended) created by `node_id`."""
+        rows = self._read('SELECT * FROM calls WHERE node_id=:node AND %s ORDER BY seq' % LIVE, node=str(node_id))
+        return [_plain(r) for r in rows]
+
+    def close_calls_of(self, node_id, reason='callfork stopped during the call'):
+        """Mark the live calls of `node_id` (a node that stopped or died) completed, with `reason`
+        added to their error and a `service_restarted` timeline row; returns their UUIDs."""
+        now = time.time()
+        closed = []
+        for call in self.live_calls_of(node_id):
+            self.upsert_call(call['uuid'], status='completed', end_time=now,
+                             error='; '.join(filter(None, [call.get('error'), reason])))
+            self.add_event(call['uuid'], 'service_restarted',
+                           {'message': '%s; no hangup webhook was sent' % reason, 'node_id': str(node_id)})
+            closed.append(call['uuid'])
+        self.flush()
+        return closed
+
+    # ---------------------------------------------------------------- timeline
+
+    def add_event(self, call_uuid, kind, detail=None):
+        """As records.Store.add_event."""
+        text = json.dumps(detail if detail is not None else {}, default=str, sort_keys=True)
+        row = (str(call_uuid), time.time(), str(kind), text)
+        with self._pending_lock:
+            self._pending.append(row)
+        if self.flush_delay_s <= 0 or len(self._pending) >= MAX_PENDING_EVENTS:
+            self._write(None)
+            return
+        if _native_thread_id() == self._hub_thread:
+            self._arm(self.flush_delay_s)
+        else:
+            self.flush()
+
+    def timeline(self, uuid):
+        rows = self._read('SELECT id, call_uuid, ts, kind, detail FROM call_events WHERE call_uuid=:uuid '
+                          'ORDER BY id', uuid=str(uuid))
+        for row in rows:
+            row['detail'] = json.loads(row['detail'])
+        return rows
+
+    # ---------------------------------------------------------------- streams
+
+    def upsert_stream(self, stream_id, **fields):
+        check_fields(fields, STREAM_FIELDS, 'stream')
+        status = fields.get('status')
+        if status is not None and status not in STREAM_STATUSES:
+            raise ValueError('stream status %r is not one of %s' % (status, STREAM_STATUSES))
+        if 'bidirectional' in fields and fields['bidirectional'] is not None:
+            fields['bidirectional'] = 1 if fields['bidirectional'] else 0
+        if 'call_uuid' in fields and not fields['call_uuid']:
+            raise ValueError('call_uuid cannot be empty')
+        if 'call_uuid' not in fields:
+            try:
+                known = self._db.run('SELECT 1 AS one FROM streams WHERE stream_id=:id', id=str(stream_id))
+            except PgUnavailable:
+                known = True   # cannot tell now: the kept write tells when PostgreSQL is back
+            if not known and not self._backlog:
+                raise ValueError('a new stream needs call_uuid')
+        self._upsert('streams', 'stream_id', str(stream_id), fields)
+
+    def get_stream(self, stream_id):
+        rows = self._read('SELECT * FROM streams WHERE stream_id=:id', id=str(stream_id))
+        return _stream_row(rows[0]) if rows else None
+
+    def list_streams(self, call_uuid):
+        rows = self._read('SELECT * FROM streams WHERE call_uuid=:uuid ORDER BY created_at, seq',
+                          uuid=str(call_uuid))
+        return [_stream_row(r) for r in rows]
+
+    # ---------------------------------------------------------------- recordings
+
+    def add_recording(self, recording_id, call_uuid, **fields):
+        check_fields(fields, RECORDING_FIELDS, 'recording')
+        fields['call_uuid'] = str(call_uuid)
+        now = time.time()
+        params = dict(fields, recording_id=str(recording_id), created_at=now, updated_at=now)
+        cols = list(params)
+        self._write('INSERT INTO recordings (%s) VALUES (%s)' % (', '.join(cols), ', '.join(':' + c for c in cols)),
+                    params)
+
+    def update_recording(self, recording_id, **fields):
+        """Update the given fields; KeyError if the recording does not exist."""
+        check_fields(fields, RECORDING_FIELDS, 'recording')
+        if not fields:
+            return
+        assignments = ', '.join('%s=:%s' % (c, c) for c in fields)
+        count = self._write('UPDATE recordings SET %s, updated_at=:updated_at WHERE recording_id=:recording_id'
+                            % assignments, dict(fields, updated_at=time.time(), recording_id=str(recording_id)))
+        if count == 0:   # (None: kept until PostgreSQL is back)
+            raise KeyError('no recording %r' % (recording_id,))
+
+    def get_recording(self, recording_id):
+        rows = self._read('SELECT * FROM recordings WHERE recording_id=:id', id=str(recording_id))
+        return _plain(rows[0]) if rows else None
+
+    def list_recordings(self, call_uuid):
+        rows = self._read('SELECT * FROM recordings WHERE call_uuid=:uuid ORDER BY created_at, seq',
+                          uuid=str(call_uuid))
+        return [_plain(r) for r in rows]
+
+
+def _apply(tx, rows, statement, params, insert):
+    """Timeline rows, then the statement (and its insert when the statement changed no row), on an
+    open transaction; the statement's row count."""
+    for start in range(0, len(rows), 200):
+        chunk = rows[start:start + 200]
+        args = {}
+        values = []
+        for i, (call_uuid, ts, kind, detail) in enumerate(chunk):
+            values.append('(:c%d, :t%d, :k%d, :d%d)' % (i, i, i, i))
+            args.update({'c%d' % i: call_uuid, 't%d' % i: ts, 'k%d' % i: kind, 'd%d' % i: detail})
+        tx.run('INSERT INTO call_events (call_uuid, ts, kind, detail) VALUES ' + ', '.join(values), **args)
+    count = 0
+    if statement:
+        tx.run(statement, **(params or {}))
+        count = tx.row_count()
+    if insert is not None and count == 0:
+        tx.run(insert[0], **insert[1])
+    return count
+
+
+def _plain(row):
+    row.pop('seq', None)
+    return row
+
+
+def _stream_row(row):
+    row = _plain(row)
+    if row.get('bidirectional') is not None:
+        row['bidirectional'] = bool(row['bidirectional'])
+    return row
