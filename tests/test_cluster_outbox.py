@@ -72,9 +72,9 @@ def test_two_nodes_share_the_table_and_deliver_each_webhook_once_in_call_order(d
 
 def test_a_dead_nodes_lease_runs_out_and_another_node_delivers_its_rows_in_order(dsn):
     hooks = HttpReceiver().start()
-    a = _outbox(dsn, "node-a")   # never started: it stores, and claims only what it sends at once
+    a = _outbox(dsn, "node-a")
     a.start()
-    a.stop()                     # not running: every row stays pending
+    a.stop()                     # not running: it stores rows and sends none of them
     keys = [a.enqueue("call-1", hooks.url("/h"), "POST", {"n": str(i)}) for i in range(3)]
     # node-a claimed the head and died with it in flight (its lease runs out in 1 s)
     rows(dsn, "UPDATE outbox SET status='in_flight', attempts=1, lease_owner='node-a', "
