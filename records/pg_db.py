@@ -6,15 +6,16 @@ query waits in its own greenlet and the hub runs on. Every connection has a sock
 process. At most `pool_size` connections are open; a caller waits for a free one.
 
 `run(sql, **params)` runs one statement (autocommit) and `transaction()` several in one
-transaction; rows come back as dicts. SQL uses pg8000.native's `:name` parameters.
+transaction; rows come back as dicts. Use it from the greenlets of one hub (its semaphore is
+gevent's). SQL uses pg8000.native's `:name` parameters.
 `unavailable(exc)` tells a server that cannot be reached or dropped the connection (the caller keeps
 its write for later: records/pg_store.py, webhooks/pg_outbox.py) from a bad statement; such errors
 reach callers as `PgUnavailable`. A connection that failed is closed, never reused.
 """
 import logging
-import threading
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import gevent.lock
 import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
@@ -60,7 +61,9 @@ class PgDatabase:
     def __init__(self, dsn, *, pool_size=4, timeout_s=5.0, application_name='callfork'):
         self._args = dict(parse_dsn(dsn), timeout=float(timeout_s), application_name=application_name)
         self._idle = []
-        self._slots = threading.BoundedSemaphore(max(1, int(pool_size)))   # gevent's once monkey-patched
+        # gevent's: a greenlet waiting for a free connection lets the hub run (a real lock would not,
+        # where threading is not monkey-patched)
+        self._slots = gevent.lock.BoundedSemaphore(max(1, int(pool_size)))
         self._closed = False
 
     def _connect(self):

@@ -93,6 +93,33 @@ def test_a_dead_nodes_lease_runs_out_and_another_node_delivers_its_rows_in_order
         hooks.stop()
 
 
+def test_a_failed_webhook_holds_its_calls_later_ones_until_another_node_retries_it(dsn):
+    down = [True]
+    hooks = HttpReceiver(responder=lambda req: Reply(503) if down[0] else Reply(200)).start()
+    a = _outbox(dsn, "node-a", retries=1, retry_window_s=None)
+    b = _outbox(dsn, "node-b", retries=1, retry_window_s=None)
+    a.start()
+    try:
+        ids = [a.enqueue("call-1", hooks.url("/h"), "POST", {"n": str(i)}) for i in range(3)]
+        wait_until(lambda: a.get_delivery(ids[0])["status"] == "failed", 10, "the first webhook failed")
+        listing = b.webhooks()   # what `callfork webhooks` shows, from any node
+        assert [(w["id"], w["status"]) for w in listing] == [(ids[0], "failed"), (ids[1], "held"), (ids[2], "held")]
+        assert listing[0]["attempts"] == 2 and listing[0]["last_status_code"] == 503
+        wait_until(lambda: (a.stats()["failed"], a.stats()["held"], a.stats()["depth"]) == (1, 2, 0), 5,
+                   "the figures /metrics reads: one failed, two held, none waiting")
+        down[0] = False
+        b.start()
+        assert b.retry_failed("call-1") == 1   # `callfork retry-webhooks` on another node
+        assert b.flush(10)
+        assert [r.form["n"] for r in hooks.answered(200)] == ["0", "1", "2"]
+        keys = [a.get_delivery(i)["idempotency_key"] for i in ids]
+        assert [idempotency_key(r) for r in hooks.answered(200)] == keys
+    finally:
+        a.close()
+        b.close()
+        hooks.stop()
+
+
 def test_postgresql_stopped_for_a_while_loses_no_webhook(pg, dsn):
     held = []
 
