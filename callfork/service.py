@@ -386,6 +386,9 @@ class Service:
             "store_dropped_writes_total": ("counter", "call-record writes lost: the database refused them "
                                                       "and the memory backlog was full", store["dropped"]),
             "esl_connected": ("gauge", "1 when the FreeSWITCH control connection is up", int(self.control.connected)),
+            "draining": ("gauge", "1 while the node drains (callfork drain)", int(self.drain.active)),
+            "drain_refused_calls_total": ("counter", "calls refused at the socket while draining",
+                                          self.drain.refused_calls),
             "esl_reconnects_total": ("counter", "FreeSWITCH control connection reconnects", self.control.reconnects),
             "http_connections": ("gauge", "HTTP connections being served", self.http.connections),
             "http_refused_total": ("counter", "HTTP connections refused: file descriptors ran short",

@@ -62,6 +62,7 @@ def _drain_checks(node, config, live: int) -> subprocess.Popen:
     unauthenticated one, a REST call refused. -> a `callfork drain --wait` running."""
     status, body = _health(node)
     assert status == 200 and body["status"] == "ok" and body["live_calls"] == live, body
+    assert "callfork_draining 0" in requests.get(node.http_url + "/metrics", timeout=5).text.splitlines()
     assert requests.post(node.http_url + "/api/v1/ops/drain", timeout=5).status_code == 401
 
     out = _cli(config, "drain")
@@ -117,6 +118,8 @@ def test_drain_with_live_calls_on_the_simulator(tmp_path):
         assert stray.hangup_cause == "NORMAL_TEMPORARY_FAILURE" and not stray.answered
         assert len(_posts(app, "/answer")) == 2      # its app was never asked
         assert _health(node)[1]["drain"]["refused_calls"] == 1
+        metrics = requests.get(node.http_url + "/metrics", timeout=5).text.splitlines()
+        assert "callfork_draining 1" in metrics and "callfork_drain_refused_calls_total 1" in metrics
 
         calls[0].channel.hangup("NORMAL_CLEARING")   # the callers hang up: the calls finish on their own
         wait_until(lambda: len(_posts(app, "/hangup")) == 1, 15, "the first hangup webhook")
