@@ -72,3 +72,20 @@ def test_freeswitch_still_does_what_was_captured():
     sip_now = [(s["step"], s["status"], s["retry_after"]) for s in got if "sip" in s]
     assert sip_now == [(s["step"], s["status"], s["retry_after"]) for s in CAPTURED if "sip" in s]
     assert not problems, "\n".join(problems)
+
+
+def test_a_bridge_to_loopback_on_a_paused_simulator_gets_no_answer():
+    """As the loopback originate of the capture: the -a leg exists but never rings (its inbound -b
+    leg cannot be created), so the bridge ends by its timeout as for a callee that never answers
+    (originate_timeout: NO_ANSWER, tests/fixtures/fs-captures/bridge.md)."""
+    from switch_sim import Simulator
+    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
+    try:
+        sim.run_api("fsctl", "pause inbound")
+        caller = sim.create_channel(direction="outbound", destination="x", answer_first=True,
+                                    dialplan=[("bridge", "{originate_timeout=1}loopback/9999/default")])
+        assert caller.gone.wait(10)
+        assert caller.get_variable("originate_disposition") == "NO_ANSWER"
+        assert not any("-b" in ch.name for ch in sim.channels.values())
+    finally:
+        sim.stop()
