@@ -149,7 +149,11 @@ class Kamailio:
         def answers():
             assert self.proc.poll() is None, self.output()
             return send_invite(self.address, uuidlib.uuid4().hex, user="", method="OPTIONS", timeout=0.5) == 200
-        wait_until(answers, 15, "kamailio answering OPTIONS")
+        try:
+            wait_until(answers, 15, "kamailio answering OPTIONS")
+        except BaseException:
+            self.stop()   # (a failing __enter__ gets no __exit__)
+            raise
         return self
 
     def states(self) -> dict:

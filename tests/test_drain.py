@@ -101,8 +101,9 @@ def test_drain_with_live_calls_on_the_simulator(tmp_path):
     sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
     config = write_serve_config(tmp_path / "callfork.toml", ports,
                                 number_table(app.url("/answer"), app.url("/hangup")))
-    node = ServeProcess(config, ports["http"]).start()
+    node = ServeProcess(config, ports["http"])
     try:
+        node.start()
         calls = [sim.place_call(CallScript(to="1000")) for _ in range(2)]
         wait_until(lambda: _health(node)[1]["live_calls"] == 2 and len(_posts(app, "/answer")) == 2, 15,
                    "two live calls")
@@ -129,7 +130,8 @@ def test_drain_with_live_calls_on_the_simulator(tmp_path):
         _after_exit(node, waiter, app, hangups=2)
         assert sim.paused_inbound and sim.run_api("fsctl", "pause_check inbound") == "true"   # stays paused
 
-        node = ServeProcess(config, ports["http"]).start()    # the same data_dir: FreeSWITCH resumed
+        node = ServeProcess(config, ports["http"])    # the same data_dir: FreeSWITCH resumed
+        node.start()
         wait_until(lambda: not sim.paused_inbound, 15, "FreeSWITCH resumed by the next start")
         assert not (tmp_path / "var" / "freeswitch-paused-by-drain").exists()
         sim.place_call(CallScript(to="1000", hangup_after=1))
@@ -146,8 +148,9 @@ def test_a_drain_without_calls_exits_at_once_and_a_switch_paused_by_someone_else
     config = write_serve_config(tmp_path / "callfork.toml", ports, number_table("http://127.0.0.1:9/answer"))
     try:
         sim.run_api("fsctl", "pause inbound")          # paused by an operator, not by a drain
-        node = ServeProcess(config, ports["http"]).start()
+        node = ServeProcess(config, ports["http"])
         try:
+            node.start()
             wait_until(lambda: _health(node)[1]["freeswitch_connected"], 10, "the control connection")
             assert sim.paused_inbound                      # callfork resumes only what its drain paused
             out = _cli(config, "drain", "--json")
@@ -173,7 +176,8 @@ def test_drain_with_live_calls_on_freeswitch(tmp_path):
     transferred = str(uuidlib.uuid4())
     node = None
     try:
-        node = ServeProcess(config, ports["http"]).start()
+        node = ServeProcess(config, ports["http"])
+        node.start()
         for n, uuid in enumerate(callers):   # loopback: -a leg (the caller) parks, -b leg runs callfork<n>
             _api(esl, f"bgapi originate {{origination_uuid={uuid}}}loopback/callfork{n + 1}/default &park()")
         # a channel that exists before the drain, to be sent to callfork's extension during it
@@ -202,7 +206,8 @@ def test_drain_with_live_calls_on_freeswitch(tmp_path):
         _after_exit(node, waiter, app, hangups=2)
         assert _api(esl, "fsctl pause_check inbound") == "true"   # it stays paused after callfork exits
 
-        node = ServeProcess(config, ports["http"]).start()       # the next start resumes it
+        node = ServeProcess(config, ports["http"])               # the next start resumes it
+        node.start()
         wait_until(lambda: _api(esl, "fsctl pause_check inbound") == "false", 15, "FreeSWITCH resumed")
     finally:
         try:
@@ -228,8 +233,9 @@ def test_a_cluster_node_marks_itself_draining_in_the_registry(tmp_path):
     try:
         with RedisServer() as redis:
             node = ServeProcess(config, ports["http"], env={"CALLFORK_CLUSTER_REDIS_URL": redis.url,
-                                                            "CALLFORK_CLUSTER_NODE_ID": "n1"}).start()
+                                                            "CALLFORK_CLUSTER_NODE_ID": "n1"})
             try:
+                node.start()
                 def registered(draining):
                     nodes = _health(node)[1].get("cluster", {}).get("nodes", [])
                     return [n for n in nodes if n.get("id") == "n1" and n.get("draining") is draining]

@@ -129,7 +129,8 @@ def test_a_call_through_kamailio_reaches_callfork_on_freeswitch(tmp_path):
     node = None
     try:
         with Kamailio([f"sip:{address[0]}:5060"]) as kam:
-            node = ServeProcess(config, ports["http"]).start()
+            node = ServeProcess(config, ports["http"])
+            node.start()
             dial = (f"{{origination_uuid=UUID,sip_auth_username={SIP_USER},sip_auth_password={SIP_PASSWORD},"
                     f"originate_timeout=10}}sofia/internal/sip:callfork1000@127.0.0.1:{kam.port}")
             # the caller: a channel of the switch that dials Kamailio and records what it hears
