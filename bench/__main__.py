@@ -1,4 +1,4 @@
-"""python -m bench [relay|stream-start|calls|memory|latency|http|all] [--record] [--quick] [--duration S] [--sizes 50,200]
+"""python -m bench [relay|stream-start|calls|memory|latency|http|workers|all] [--record] [--quick] [--duration S] [--sizes 50,200]
                    [--switch lean|sim]
 
 Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
@@ -45,6 +45,13 @@ def _http(args):
     return http_keepalive.run(quick=args.quick)
 
 
+def _workers(args):
+    from bench import workers
+
+    # in `all` (make bench) its quick form: the full ladders would add minutes to the run
+    return workers.run(quick=args.quick or args.which == "all", duration=args.duration)
+
+
 def _stream_start(args):
     from bench import stream_start
 
@@ -59,6 +66,7 @@ BENCHMARKS = {
     "memory": _memory,
     "latency": _latency,
     "http": _http,
+    "workers": _workers,
 }
 
 
@@ -68,7 +76,8 @@ def main(argv=None) -> int:
     p.add_argument("--record", action="store_true", help="append the tables to BENCHMARKS.md")
     p.add_argument("--quick", action="store_true",
                    help="fewer sizes, shorter windows (relay --quick: about 2 min, 45 s of it I/O floor rows)")
-    p.add_argument("--duration", type=float, default=None, help="relay: measurement window per N (s); calls: seconds per row")
+    p.add_argument("--duration", type=float, default=None,
+                   help="relay, workers: measurement window per N (s); calls: seconds per row")
     p.add_argument("--sizes", default=None, help="relay: comma-separated N (default 50,100,200,500,1000)")
     p.add_argument("--all-sizes", action="store_true",
                    help="relay/calls: run every N (offered rate) even after a smaller one was already overloaded (slow)")

@@ -345,6 +345,8 @@ def callfork_main(spec_json: str) -> None:
         "CALLFORK_SERVER_DATA_DIR": data_dir,
         "CALLFORK_SERVER_AUTH_TOKEN": "bench-token",
         "CALLFORK_AUDIO_FORK_FLAVOR": "jambonz",
+        # bench/workers.py: more than one callfork process on the same socket app port (SO_REUSEPORT)
+        "CALLFORK_SERVER_WORKERS": str(spec.get("workers", 1)),
     }
     path = os.path.join(data_dir, "callfork.toml")
     with open(path, "w") as f:

@@ -186,8 +186,8 @@ def worker_main(switch_port: int) -> None:
 
 
 class Rig:
-    """sink + load generator + relay worker (kind "relay") or the I/O floor relay (kind "io",
-    bench/io_floor.py), fresh processes."""
+    """sink + load generator + relay worker (kind "relay"), the I/O floor relay (kind "io",
+    bench/io_floor.py) or the peer relay (kind "peer", bench/peer_relay.py), fresh processes."""
 
     def __init__(self, bidi_rate: int = 0, kind: str = "relay"):
         self.sink = common.Child("bench.common", "sink", name="sink")
@@ -195,6 +195,8 @@ class Rig:
         switch = str(self.loadgen.info["switch"])
         if kind == "io":
             self.relay = common.Child("bench.io_floor", switch, name="io_floor")
+        elif kind == "peer":
+            self.relay = common.Child("bench.peer_relay", switch, name="peer_relay")
         else:
             self.relay = common.Child("bench.relay", "worker", switch, name="relay")
         self.sink.call("configure", bidi_rate=bidi_rate)
@@ -212,7 +214,8 @@ def _delta_cpu(a: dict, b: dict) -> float:
 def run_one(n: int, rate: int = 8000, bidi: bool = False, duration: float = 10.0, warmup: float = 2.0,
             log=print, kind: str = "relay") -> dict:
     """One row: kind "relay" = callfork's relay (with the json floor measured afterwards in its
-    process), "io" = the I/O floor relay (bench/io_floor.py, one-way only) in the same harness."""
+    process), "io" = the I/O floor relay (bench/io_floor.py, one-way only), "peer" = the relay a user
+    would write first (bench/peer_relay.py: asyncio + websockets, one-way only), in the same harness."""
     rig = Rig(bidi_rate=8000 if bidi else 0, kind=kind)
     try:
         st = rig.relay.call("start", timeout=300, n=n, sink_url=rig.sink_url, rate=rate, bidi=bidi)
@@ -246,6 +249,8 @@ def run_one(n: int, rate: int = 8000, bidi: bool = False, duration: float = 10.0
         if kind == "io":
             fl = {"up_json_s": 0.0, "up_template_s": 0.0, "down_s": 0.0}
             fl.update(rig.relay.call("python_work", timeout=120, frame_bytes=rate // 50 * 2))
+        elif kind == "peer":   # no floor measured in it: its row compares CPU per frame with callfork's
+            fl = {"up_json_s": 0.0, "up_template_s": 0.0, "down_s": 0.0}
         else:
             fl = rig.relay.call("floor", timeout=300, frames=frames_in, frame_bytes=rate // 50 * 2,
                                 play_messages=play_msgs_window, play_bytes=640, play_rate=8000)
@@ -297,6 +302,9 @@ def table(rows: list, title: str) -> str:
         head += ["down fps/stream", "down gap p1/p50/p99/max ms"]
     head += ["io floor us/frame (its Python part)", "CPU/io floor", "io floor lost", "io floor lat p50/p99 ms",
              "io floor cores (sys share)", "io floor recv/send/wake-up per frame"]
+    peer = any("peer" in r for r in rows)
+    if peer:
+        head += ["peer relay us/frame", "peer CPU / callfork CPU", "peer lost", "peer lat p50/p99 ms", "peer cores"]
     lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r["n"]), str(r["sent"]), f"{r['lost']}" + (f" (app q drop {r['app_dropped']})" if r["app_dropped"] else ""),
@@ -320,6 +328,16 @@ def table(rows: list, title: str) -> str:
                       f"{_f(io['lat_p50'], '.2f')}/{_f(io['lat_p99'], '.2f')}",
                       f"{io['relay_core']:.2f} ({io['relay_sys_share']:.0%})",
                       "/".join(_f(pf.get(k), ".2f") for k in ("recvs", "sends", "wakeups"))]
+        if peer:
+            pr = r.get("peer")
+            if pr is None:
+                cells += [r.get("peer_skipped") or "failed"] + ["-"] * 4
+            else:
+                cells += [_f(pr["cpu_us_frame"], ".1f"),
+                          _f(pr["cpu_us_frame"] / r["cpu_us_frame"] if pr["cpu_us_frame"] and r["cpu_us_frame"] else None,
+                             ".1f") + "x",
+                          str(pr["lost"]) + (f" of {pr['sent']}" if pr["lost"] else ""),
+                          f"{_f(pr['lat_p50'], '.2f')}/{_f(pr['lat_p99'], '.2f')}", _f(pr["relay_core"], ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -339,11 +357,27 @@ def run_io_floor(n: int, rate: int, duration: float, warmup: float, log=print) -
     return io
 
 
+def run_peer(n: int, rate: int, duration: float, warmup: float, log=print) -> dict | None:
+    """The peer row for the relay row just measured: same N, rate and window, fresh processes."""
+    t = time.monotonic()
+    try:
+        peer = run_one(n, rate=rate, duration=duration, warmup=warmup, log=log, kind="peer")
+    except Exception as exc:  # noqa: BLE001 - the relay row stands without it
+        log(f"  ! peer relay at N={n} failed: {exc!r}")
+        return None
+    log("  peer relay: " + json.dumps({k: peer[k] for k in ("lost", "lat_p50", "lat_p99", "relay_core",
+                                                            "cpu_us_frame", "other_core")}, default=str)
+        + f" ({time.monotonic() - t:.1f} s)")
+    return peer
+
+
 def run(quick: bool = False, duration: float | None = None, sizes=None, log=print, all_sizes: bool = False) -> list:
-    """Runs the three relay tables; returns [(title, markdown table, rows)]."""
+    """Runs the three relay tables; returns [(title, markdown table, rows)]. The 8 kHz one-way table
+    has the peer relay's row beside each N (bench/peer_relay.py), until it loses frames."""
     sizes = tuple(sizes or (QUICK_SIZES if quick else SIZES))
     duration = duration or (4.0 if quick else 10.0)
     out = []
+    peer_overloaded = None
     for title, rate, bidi in (("relay, 8 kHz mono L16, one-way (Vobiz dialect)", 8000, False),
                               ("relay, 16 kHz mono L16, one-way (Vobiz dialect)", 16000, False),
                               ("relay, 8 kHz bidirectional: app playAudio at 2x real time, paced back", 8000, True)):
@@ -374,6 +408,14 @@ def run(quick: bool = False, duration: float | None = None, sizes=None, log=prin
                 io = r["io"]
                 r["io_ratio"] = (r["cpu_us_frame"] / io["cpu_us_frame"]
                                  if io and io["cpu_us_frame"] and r["cpu_us_frame"] else None)
+            if not bidi and rate == 8000:
+                if peer_overloaded and not all_sizes:
+                    r["peer_skipped"] = f"not run: {peer_overloaded}"
+                else:
+                    r["peer"] = run_peer(n, rate, duration, 1.5 if quick else 2.0, log)
+                    pr = r["peer"]
+                    if pr is None or pr["lost"] > 0.01 * max(1, pr["sent"]):
+                        peer_overloaded = f"lost frames at N={n}"
             rows.append(r)
         t = table(rows, f"{title}; window {duration:.0f} s per N")
         log(t + "\n")

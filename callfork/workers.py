@@ -21,7 +21,11 @@ owner must reach that worker, not whichever one the shared port picks.
 
 The supervisor starts the workers as `python -m callfork.workers`, restarts one that dies (after
 1 s, doubling to 30 s while it keeps dying within a minute of its start), forwards SIGTERM/SIGINT to
-them and exits when all have stopped. A worker that fails its first start with an error exit (a
+them and exits when all have stopped. Draining (callfork/drain.py) is the whole set's: FreeSWITCH's
+pause is switch-wide. A worker that exits 0 by itself has drained (`callfork drain` reached it
+through the shared port): it is not restarted, the others are told to drain too (SIGUSR1, which
+also drains a worker sent it directly, and which the supervisor forwards to all), and the
+supervisor exits 0 once the last has finished its calls. A worker that fails its first start with an error exit (a
 port taken, a bad config) stops them all: restarting it would fail the same way. Workers end with
 the supervisor (PR_SET_PDEATHSIG), even when it is killed. With N = 1 none of this runs:
 `callfork serve` is one process (callfork/serve.py).
@@ -104,6 +108,7 @@ class Worker:
         self.starts = 0
         self.restart_at = None
         self.delay = RESTART_MIN_S
+        self.finished = False   # exited 0 by itself (drained): not restarted
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, preexec_fn=_die_with_parent)
@@ -129,27 +134,43 @@ class Supervisor:
     def __init__(self, workers: list):
         self.workers = workers
         self.stopping = False
+        self.draining = False
         self.code = 0
 
     def stop(self, *_args) -> None:
         self.stopping = True
+
+    def drain(self, *_args) -> None:
+        """Every running worker drains (SIGUSR1); once all have exited, so does the supervisor."""
+        if not self.draining:
+            log.warning("draining every worker")
+        self.draining = True
+        for w in self.workers:
+            if w.running:
+                w.proc.send_signal(signal.SIGUSR1)
 
     def run(self) -> int:
         import gevent
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             gevent.signal_handler(sig, self.stop)
+        gevent.signal_handler(signal.SIGUSR1, self.drain)
         for w in self.workers:
             w.start()
         while not self.stopping:
             gevent.sleep(POLL_S)
             for w in self.workers:
                 self._tend(w)
+            if all(w.finished for w in self.workers):
+                log.info("every worker drained and exited")
+                return 0
         self._stop_all()
         return self.code
 
     def _tend(self, w: Worker) -> None:
         now = time.monotonic()
+        if w.finished:
+            return
         if w.restart_at is not None:
             if now >= w.restart_at:
                 w.start()
@@ -158,6 +179,11 @@ class Supervisor:
         if code is None or self.stopping:
             return
         uptime = now - w.started_at
+        if code == 0 or self.draining:
+            log.info("worker %d (pid %d) drained and exited", w.index, w.proc.pid)
+            w.finished = True
+            self.drain()   # FreeSWITCH is paused for all of them: the others finish their calls and exit too
+            return
         if w.starts == 1 and code > 0 and uptime < FIRST_START_GRACE_S:
             log.error("worker %d (pid %d) could not start (exit %d): stopping all workers",
                       w.index, w.proc.pid, code)
@@ -255,6 +281,8 @@ def worker_main(argv=None) -> int:
                           fd_reserve=s.fd_reserve)
         http.start()
         private.append(http)
+        import gevent
+        gevent.signal_handler(signal.SIGUSR1, service.drain.start)   # the supervisor drains the whole set
         log.info("worker %d is node %s: relay %s:%s, its own HTTP %s", args.index, config.cluster.node_id,
                  *service.relay.address, advertise_url)
 

@@ -4,8 +4,9 @@ workers (each logs its calls under its own prefix, and each call's record names 
 id), a stream of a call on either worker carries the caller's audio to the app (the fork URL names that
 worker's relay), a REST hang-up through the shared HTTP port reaches the call whichever worker answers
 it, a worker killed with -9 is started again, SIGTERM stops them all, and two workers without the
-cluster servers are refused at start. SO_REUSEPORT itself: two listeners on one port, each taking
-connections."""
+cluster servers are refused at start, and a drain that reaches one worker drains them all (FreeSWITCH's
+pause is switch-wide) and the supervisor exits. SO_REUSEPORT itself: two listeners on one port, each
+taking connections."""
 import json
 import re
 import signal
@@ -61,7 +62,8 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture
 def two_workers(tmp_path):
-    ports = serve_ports()
+    ports = dict(serve_ports(), relay=0)   # each worker's relay on a port of its own choosing (port + i
+    # could be taken: the free ports of serve_ports are only free now)
     app = AppServer().start()
     ws = start_server()
     doc = app.document("/answer", f'<Response><Stream>{ws.url("/noproto")}</Stream><Wait length="60"/></Response>')
@@ -116,9 +118,9 @@ def _api(serve, path):
     return f"{serve.http_url}/api/v1/Account/MA_LOCAL{path}"
 
 
-def _calls_on_both_workers(serve, sim, ws) -> tuple:
+def _calls_on_both_workers(serve, sim, ws, hangup_after=60) -> tuple:
     """CALLS calls, each streaming to the app; (the calls, {uuid: the worker whose relay its fork URL names})."""
-    calls = [sim.place_call(CallScript(to="1000", hangup_after=60)) for _ in range(CALLS)]
+    calls = [sim.place_call(CallScript(to="1000", hangup_after=hangup_after)) for _ in range(CALLS)]
     uuids = [c.uuid for c in calls]
     wait_until(lambda: all(_fork_worker(serve, sim, u) is not None for u in uuids), 20, "every call streaming",
                interval=0.1)
@@ -135,8 +137,6 @@ def test_calls_land_on_both_workers_and_each_streams_through_its_workers_relay(t
     wait_until(lambda: all(_streamed(ws, u) for u in owners), 20, "media of every call's stream", interval=0.1)
 
 
-@pytest.mark.xfail(reason="waits for part H1 (call records in PostgreSQL, with node_id) and part H2 (REST "
-                          "requests carried to the call's owner)", strict=False)
 def test_each_calls_record_names_its_worker_and_rest_reaches_it_through_the_shared_port(two_workers):
     serve, sim, ws = two_workers["serve"], two_workers["sim"], two_workers["ws"]
     calls, owners = _calls_on_both_workers(serve, sim, ws)
@@ -231,3 +231,24 @@ def test_reuse_port_listeners_share_a_port_and_each_takes_connections():
     finally:
         first.close()
         second.close()
+
+
+def test_a_drain_through_the_shared_port_drains_every_worker_then_the_supervisor_exits(two_workers):
+    serve, sim = two_workers["serve"], two_workers["sim"]
+    pids = _worker_pids(serve)
+    calls, owners = _calls_on_both_workers(serve, sim, two_workers["ws"], hangup_after=6)
+    got = requests.post(f"{serve.http_url}/api/v1/ops/drain", auth=("MA_LOCAL", "test-token"), timeout=5)
+    assert got.status_code == 202 and got.json()["draining"] is True, got.text
+    # the worker that took the request pauses FreeSWITCH; the calls of both go on until they end
+    wait_until(lambda: "FreeSWITCH refuses new inbound calls" in serve.output(), 10, "the switch paused",
+               interval=0.1)
+    assert serve.proc.poll() is None
+    for c in calls:   # the callers hang up after 6 s
+        summary = c.wait(30)
+        assert summary["answered"] is True
+    assert serve.proc.wait(40) == 0
+    out = serve.output()
+    assert len(re.findall(r"worker \d \(pid \d+\) drained and exited", out)) == 2, out[-3000:]
+    assert "every worker drained and exited" in out
+    assert not any(_alive(p) for p in pids.values())
+    assert re.findall(r"worker \d started", out) == ["worker 0 started", "worker 1 started"]   # none restarted
