@@ -322,6 +322,7 @@ class PgStore:
             raise ValueError('call_uuid cannot be empty')
         if 'call_uuid' not in fields:
             try:
+                self._ensure_schema()
                 known = self._db.run('SELECT 1 AS one FROM streams WHERE stream_id=:id', id=str(stream_id))
             except PgUnavailable:
                 known = True   # cannot tell now: the kept write tells when PostgreSQL is back

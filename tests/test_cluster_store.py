@@ -173,3 +173,21 @@ def test_a_server_that_never_answers_does_not_hold_the_hub():
     finally:
         ticker.kill()
         silent.close()
+
+
+def test_a_store_started_while_postgresql_is_away_creates_its_tables_when_it_is_back(pg, dsn):
+    pg.stop()
+    try:
+        store = PgStore(dsn, node_id="n")   # starts: calls must not wait for PostgreSQL
+        store.upsert_call("c1", status="ringing", start_time=1.0)
+        store.add_event("c1", "verb", {"name": "Wait"})
+        store.flush()
+        assert store.health()["degraded"]
+    finally:
+        pg.start()
+    wait_until(lambda: store.health()["writable"], 10, "the tables created and the kept writes written")
+    store.upsert_stream("s1", call_uuid="c1", status="in-progress")
+    assert store.get_call("c1")["status"] == "ringing" and store.get_call("c1")["node_id"] == "n"
+    assert [e["kind"] for e in store.timeline("c1")] == ["verb"]
+    assert store.get_stream("s1")["call_uuid"] == "c1"
+    store.close()
