@@ -297,7 +297,7 @@ class PgOutbox:
     def _run(self):
         while not self._stopping:
             self._wake.clear()
-            wait_s = self.poll_s
+            wait_s = min(self.poll_s, self.lease_s / 3)   # leases are renewed in time
             try:
                 self._pass()
             except Exception as exc:
