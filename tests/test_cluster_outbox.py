@@ -9,7 +9,10 @@ version: tests/test_service_webhooks.py).
 Two PgOutbox objects in one test process are two nodes here: they share nothing but the table (each
 has its own connections, node id, leases, scheduler and HTTP pool)."""
 import random
+import sys
+from pathlib import Path
 
+import gevent.subprocess
 import pytest
 import requests
 
@@ -23,6 +26,7 @@ from switch_sim import CallScript, Simulator
 from waiting import wait_until
 from webhooks import PgOutbox
 
+NODE_SCRIPT = Path(__file__).resolve().parent / "pg_outbox_node.py"
 FAST = {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "poll_s": 0.1}
 
 
@@ -67,6 +71,27 @@ def test_two_nodes_share_the_table_and_deliver_each_webhook_once_in_call_order(d
     finally:
         a.close()
         b.close()
+        hooks.stop()
+
+
+def test_three_node_processes_with_leases_shorter_than_an_answer_send_each_webhook_once_in_order(dsn):
+    """Real concurrency (three processes on one table) and lease renewal: each answer takes longer
+    than a lease, so a node that did not renew would lose its rows to another node, which would send
+    them again."""
+    answers = random.Random(3)
+    hooks = HttpReceiver(responder=lambda req: Reply(503) if answers.random() < 0.2 else Reply(200, delay=0.4))
+    hooks.start()
+    try:
+        nodes = [gevent.subprocess.Popen([sys.executable, str(NODE_SCRIPT), dsn, "node-%d" % k, hooks.url("/h"),
+                                          str(k * 30), "30", "0.3"], stdout=gevent.subprocess.PIPE, text=True)
+                 for k in range(3)]
+        outputs = [node.communicate(timeout=120)[0] for node in nodes]
+        assert all(node.returncode == 0 for node in nodes) and all("flushed True" in o for o in outputs), outputs
+        stored = rows(dsn, "SELECT id, call_uuid, idempotency_key, status FROM outbox ORDER BY id")
+        assert len(stored) == 90 and {d["status"] for d in stored} == {"delivered"}
+        check_delivered_once_in_order(hooks.answered(200), stored)
+        assert all("lost_leases 0" in o for o in outputs) and sum(int(o.split()[1]) for o in outputs) == 90
+    finally:
         hooks.stop()
 
 
