@@ -11,6 +11,8 @@ import os
 import socket
 import time
 
+import gevent
+
 from cluster import Registry, RegistryUnavailable
 
 log = logging.getLogger("callfork.cluster")
@@ -48,8 +50,28 @@ class ClusterNode:
                                  started_at=service.started_at)
 
     def start(self) -> "ClusterNode":
+        self.registry.on_dead_node(self._dead_node)
         self.registry.start()
         return self
+
+    def _dead_node(self, node_id: str, call_uuids) -> None:
+        """This node pruned `node_id` (its registration expired): in a shared store its live call
+        records are closed (a node with its own SQLite closes them itself when it starts again). In a
+        greenlet of its own: the registry's keeper must keep heartbeating meanwhile."""
+        close = getattr(self.service.store, "close_calls_of", None)
+        if close is not None:
+            gevent.spawn(self._close_calls_of, close, node_id)
+
+    @staticmethod
+    def _close_calls_of(close, node_id: str) -> None:
+        try:
+            closed = close(node_id, f"node {node_id} died during the call")
+        except Exception as exc:   # PostgreSQL away: the next node start or prune closes them
+            log.error("node %s died, but its calls' records could not be closed: %r", node_id, exc)
+            return
+        if closed:
+            log.warning("node %s died: closed the records of its %d live call(s): %s", node_id, len(closed),
+                        ", ".join(closed))
 
     def stop(self) -> None:
         self.registry.stop()
