@@ -23,7 +23,11 @@ def check_rel_url(raw: str) -> str:
     text = raw.strip() if isinstance(raw, str) else raw
     if not isinstance(text, str) or not text:
         raise AttrError("the URL is empty")
-    if urlsplit(text).scheme:
+    try:
+        scheme = urlsplit(text).scheme
+    except ValueError as exc:   # an unclosed IPv6 bracket: a bad document, not a crash
+        raise AttrError(f'"{text[:60]}" is not a valid URL ({exc})') from None
+    if scheme:
         return check_url(text, HTTP)
     if any(c.isspace() for c in text):
         raise AttrError(f'"{text[:60]}" is not a URL (it contains whitespace)')
