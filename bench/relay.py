@@ -16,6 +16,10 @@ seconds defined on the forks' send clock:
   traffic: one epoll loop, one recv + one send per frame); its getrusage per frame, its lost and
   latency, recv/send syscalls and epoll wake-ups per frame, and its per-frame Python measured alone
   afterwards; "CPU/io floor" = the relay's CPU per frame / the I/O floor's.
+- peer (8 kHz one-way rows of PEER_SIZES): right after the relay's row, the same N, rate, warm-up and
+  window with bench/peer_relay.py in place of the relay: the relay a user would write first (asyncio
+  and the `websockets` library); its lost, latency, cores and CPU per frame, and "peer CPU /
+  callfork CPU" per frame.
 Bidirectional: the sink sends playAudio at 2x real time (one 40 ms message every 20 ms, a
 checkpoint every second), the relay paces it back to the fork; the fork records the gaps between
 the frames it gets back.
@@ -38,6 +42,7 @@ from bench import common  # noqa: E402
 
 SIZES = (50, 100, 200, 500, 1000)
 QUICK_SIZES = (50, 200)
+PEER_SIZES = (50, 200, 500)   # the peer relay's rows (8 kHz one-way): it takes a whole core at 500
 
 # --- worker (the relay process) -------------------------------------------------------------------
 
@@ -331,7 +336,7 @@ def table(rows: list, title: str) -> str:
         if peer:
             pr = r.get("peer")
             if pr is None:
-                cells += [r.get("peer_skipped") or "failed"] + ["-"] * 4
+                cells += [r.get("peer_skipped") or ("failed" if "peer" in r else "not run")] + ["-"] * 4
             else:
                 cells += [_f(pr["cpu_us_frame"], ".1f"),
                           _f(pr["cpu_us_frame"] / r["cpu_us_frame"] if pr["cpu_us_frame"] and r["cpu_us_frame"] else None,
@@ -373,7 +378,7 @@ def run_peer(n: int, rate: int, duration: float, warmup: float, log=print) -> di
 
 def run(quick: bool = False, duration: float | None = None, sizes=None, log=print, all_sizes: bool = False) -> list:
     """Runs the three relay tables; returns [(title, markdown table, rows)]. The 8 kHz one-way table
-    has the peer relay's row beside each N (bench/peer_relay.py), until it loses frames."""
+    has the peer relay's row beside each N of PEER_SIZES (bench/peer_relay.py), until it loses frames."""
     sizes = tuple(sizes or (QUICK_SIZES if quick else SIZES))
     duration = duration or (4.0 if quick else 10.0)
     out = []
@@ -408,7 +413,7 @@ def run(quick: bool = False, duration: float | None = None, sizes=None, log=prin
                 io = r["io"]
                 r["io_ratio"] = (r["cpu_us_frame"] / io["cpu_us_frame"]
                                  if io and io["cpu_us_frame"] and r["cpu_us_frame"] else None)
-            if not bidi and rate == 8000:
+            if not bidi and rate == 8000 and (n in PEER_SIZES or all_sizes):
                 if peer_overloaded and not all_sizes:
                     r["peer_skipped"] = f"not run: {peer_overloaded}"
                 else:
