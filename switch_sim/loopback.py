@@ -14,17 +14,35 @@ it wrote nothing in time). other_loopback_leg_uuid and loopback_leg (A / B) are 
 bridge passing digits on) arrives at its partner as received DTMF (mod_loopback's send_dtmf), `w`
 and `W` waiting 500 ms and 1 s.
 
+Owns `originate_pair` too: the pair `originate loopback/...` makes (apis/calls.py), as captured in
+tests/fixtures/fs-captures/originate-loopback.json. Its -a leg (`OriginateA`, outbound, the
+originate's uuid, `loopback/<dest>-a`) fires CHANNEL_OUTGOING, CHANNEL_CREATE and CHANNEL_ORIGINATE,
+then waits for its -b leg: ringing there is CHANNEL_PROGRESS here (call state RINGING), early media
+or an answer there settles the originate (`settled`) and the -a leg then runs its app or extension;
+a hangup of the -b leg before that (busy, its dialplan ending) is the originate's failure cause,
+and the originate's timeout or a uuid_kill of the -a leg reaches the -b leg with the same cause.
+The -b leg runs `far_end_apps`: the inline apps, the test switch's EXTENSIONS (9999, 9998), the
+socket to callfork for `callfork<N>` / `stream<N>` (that dialplan's numbers), and any other number
+answers and parks (on the test switch's vanilla dialplan such a number fails with NORMAL_CLEARING:
+the simulator answers it so that REST calls to any number reach callfork).
+
 Approximated: the `app=` destination form, bowout and the loopback_* knobs are not modelled;
 `respond` on a loopback leg does nothing (as on FreeSWITCH, where the inline dialplan then ends and
 the pair hangs up with NORMAL_CLEARING).
 """
 from __future__ import annotations
 
+import logging
+import re
+
 import gevent
+from gevent.event import Event as GEvent
 
 from .argsplit import separate_string
 from .bleg import FrameLink, LinkedFar, OriginatedChannel
 from .channel import Channel
+
+log = logging.getLogger('switch_sim.loopback')
 
 # the extensions of the freeswitch-test configuration (/work/shared/freeswitch-test/README.md):
 # 9999 answers and parks, 9998 answers and plays an endless 440 Hz tone
@@ -125,6 +143,114 @@ def new_pair(sim, a_leg, data: str, kwargs: dict) -> LoopbackA:
     leg_b.set_variable('loopback_leg', 'B')
     leg_a.start()
     leg_a.ready.wait(5)
+    leg_b.start()
+    return leg_a
+
+
+# the numbers the test switch's dialplan sends to the outbound socket (callfork)
+SOCKET_NUMBERS = re.compile(r'(stream\d*|callfork\d*)')
+ANSWER_AND_PARK = [('answer', ''), ('park', '')]
+
+
+def far_end_apps(sim, dest: str, dialplan: str) -> list[tuple[str, str]]:
+    """What the -b leg of an originated pair runs (see the module docstring)."""
+    if dialplan == 'inline':
+        return inline_apps(dest)
+    if dest in EXTENSIONS:
+        return list(EXTENSIONS[dest])
+    if SOCKET_NUMBERS.fullmatch(dest):
+        return list(sim.route(dest))
+    return list(ANSWER_AND_PARK)
+
+
+class OriginateA(Channel):
+    """The -a leg of a pair `originate` dials: the originated channel (see the module docstring).
+    `settled` is set once the originate is decided (early media, answer or hangup)."""
+
+    partner = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settled = GEvent()
+
+    def ring_ready(self) -> None:
+        was = self.progress_us
+        super().ring_ready()
+        if self.progress_us and not was:
+            self._set_call_state('RINGING')
+
+    def pre_answer(self) -> None:
+        super().pre_answer()
+        if self.early_media:
+            self.settled.set()
+
+    def answer(self, callstate_now: bool = True) -> None:
+        super().answer(callstate_now)
+        if self.answered:
+            self.settled.set()
+
+    def hangup(self, cause: str = 'NORMAL_CLEARING') -> None:
+        if self.hungup:
+            return
+        super().hangup(cause)
+        self.settled.set()
+        if self.partner is not None:
+            self.partner.hangup(self.hangup_cause)
+
+    def _session_main(self) -> None:
+        try:
+            for name in ('CHANNEL_OUTGOING', 'CHANNEL_CREATE', 'CHANNEL_ORIGINATE'):
+                self.fire_event(name)
+            self.settled.wait()
+            if not self.hungup:
+                self.sort_cid()            # given its app or extension: an outbound channel flips
+                self.ready.set()
+                pending = list(self.dialplan)
+                while pending and not self.hungup:
+                    app, arg = pending.pop(0)
+                    self.execute(app, arg)
+                    if self._transfer is not None:
+                        pending, self._transfer = list(self._transfer), None
+        except Exception:
+            log.exception('[%s] originated loopback leg failed', self.uuid)
+        finally:
+            self.ready.set()
+            if not self.hungup:
+                self.hangup('NORMAL_CLEARING')
+            try:
+                self._teardown()
+            except Exception:
+                log.exception('[%s] teardown failed', self.uuid)
+
+
+def originate_pair(sim, *, uuid: str, data: str, variables: dict, dialplan: list, profile: dict,
+                   far=None) -> OriginateA:
+    """Both legs of `originate loopback/<data>`, started; returns the -a leg, whose `settled` says
+    when the originate is decided. `profile`: the -a leg's caller profile (apis/calls.py
+    originate_profile); `dialplan`: what it runs once settled; `far`: its far end instead of the -b
+    leg's media (the simulator's own sim_audio)."""
+    dest, _, rest = data.partition('/')
+    context, _, dialplan_name = rest.partition('/')
+    a_to_b, b_to_a = FrameLink(), FrameLink()
+    leg_a = OriginateA(sim, uuid=uuid, direction='outbound', variables=variables, dialplan=dialplan,
+                       caller=far or LinkedFar(b_to_a, a_to_b), **profile)
+    b_profile = {'orig_caller_name': leg_a.caller_name, 'orig_caller_number': leg_a.caller_number,
+                 'ani': leg_a.caller_number, 'callee_name': leg_a.callee_name,
+                 'callee_number': leg_a.callee_number, 'source': 'mod_loopback',
+                 'dialplan_name': dialplan_name or 'XML'}
+    leg_b = LoopbackB(sim, direction='inbound', caller_number=leg_a.caller_number,
+                      caller_name=leg_a.caller_name, destination=dest, variables=None,
+                      caller=LinkedFar(a_to_b, b_to_a), name='loopback/%s-b' % dest,
+                      dialplan=far_end_apps(sim, dest, dialplan_name), context=context or 'default',
+                      profile=b_profile)
+    for key, value in variables.items():
+        if key != 'origination_uuid':
+            leg_b.set_variable(key, value)
+    leg_a.partner, leg_b.partner = leg_b, leg_a
+    for leg, other, name in ((leg_a, leg_b, 'A'), (leg_b, leg_a, 'B')):
+        leg.set_variable('other_loopback_leg_uuid', other.uuid)
+        leg.set_variable('loopback_leg', name)
+    leg_a.start()
     leg_b.start()
     return leg_a
 

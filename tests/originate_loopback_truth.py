@@ -64,7 +64,7 @@ CASES = [
     ("busy", "", "loopback/hangup:USER_BUSY/default/inline", "&park()", ""),
     ("canceled while ringing", "", RING_FOREVER, "&park()", "cancel"),
     ("socket to a closed port", "", "loopback/9999/default", "&socket('127.0.0.1:{PORT} async full')", ""),
-    ("a number the dialplan does not know", ",originate_timeout=5", "loopback/+15551230002/default", "&park()", ""),
+    ("a number the dialplan does not know", ",originate_timeout=5", "loopback/+15551230002/default", "&park()", "kill"),
 ]
 
 
@@ -77,7 +77,7 @@ def closed_port() -> int:
     return port
 
 
-def _reader(esl, into: list, started: list):
+def _reader(esl, into: list):
     """Every event frame of `esl` as (monotonic time, JSON object), appended to `into`."""
     while True:
         try:
@@ -106,7 +106,7 @@ def run_case(address, password, everything: list, case) -> dict:
         legs.command(f"event json {LEG_EVENTS}")
         legs.command("filter Unique-ID callfork-no-leg")
         legs.command(f"filter Unique-ID {uuid}")
-        reader = gevent.spawn(_reader, legs, heard, [])
+        reader = gevent.spawn(_reader, legs, heard)
         control.command("event json BACKGROUND_JOB")
         job = str(uuidlib.uuid4())
         start = len(everything)
@@ -155,7 +155,7 @@ def run(address, password="ClueCon") -> list[dict]:
     everything: list = []
     watcher = esl_connect(address, password)
     watcher.command("event json ALL")
-    reader = gevent.spawn(_reader, watcher, everything, [])
+    reader = gevent.spawn(_reader, watcher, everything)
     try:
         return [run_case(address, password, everything, case) for case in CASES]
     finally:

@@ -2,8 +2,8 @@
 whole product (simulator + service + the app, real sockets): create with Url and with Twiml, list,
 fetch, update (redirect, hang up), streams started and stopped, errors in Twilio's shape, and the
 StatusCallback's initiated / answered / completed in order, numbered and signed; originates that
-fail end as busy / no-answer; list pages. On a real FreeSWITCH a callee that rings: ringing, then
-no-answer at the Timeout, or canceled by the API."""
+fail end as busy / no-answer; list pages. A callee that rings (the loopback's inline far side, on the
+simulator and on a real FreeSWITCH): ringing, then no-answer at the Timeout, or canceled by the API."""
 import json
 
 import pytest
@@ -12,6 +12,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.twiml.voice_response import VoiceResponse
 
 import wsapp
+from harness import switch_modes
 from twilio_support import ACCOUNT, EVENTS, client, signed, status_callbacks, twilio_stack, wait_status
 from verbs.twiml import call_uuid
 
@@ -40,7 +41,8 @@ def test_create_with_url_posts_initiated_answered_completed_in_order_signed():
         assert call.to == "+15551230002" and call._from == "+15551230001" and call.price is None
         assert call.date_created is not None and call.uri.endswith(f"/Calls/{call.sid}.json")
         forms = wait_status(stack, "/status", call.sid, "completed")
-        # the simulator's originate answers at once: nothing rings (the real switch's ringing: below)
+        # the far side (loopback/+15551230002/default: the simulator answers and parks it) answers at
+        # once: nothing rings (a callee that rings: below)
         assert [f["CallStatus"] for f in forms] == ["initiated", "in-progress", "completed"]
         assert [f["SequenceNumber"] for f in forms] == ["0", "1", "2"]
         assert all(f["CallSid"] == call.sid and f["AccountSid"] == ACCOUNT and f["Direction"] == "outbound-api"
@@ -177,12 +179,12 @@ def test_failed_originates_complete_as_busy_and_no_answer():
         assert not stack.app.events("Hangup") and not [r for r in stack.app.requests if r.path == "/never"]
 
 
-@pytest.mark.freeswitch
-def test_a_ringing_callee_posts_ringing_then_no_answer_on_freeswitch():
+@switch_modes()
+def test_a_ringing_callee_posts_ringing_then_no_answer(real_fs):
     """The callee rings (ring_ready on the loopback's far side: CHANNEL_PROGRESS on the call's own
     channel) and never answers: ringing, then completed with no-answer at the Timeout."""
     dial = "loopback/m:^:set:callee={to}^ring_ready^sleep:30000/default/inline"
-    with twilio_stack(real=True, env={"CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": dial}) as stack:
+    with twilio_stack(real=real_fs, env={"CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": dial}) as stack:
         twilio = client(stack)
         call = twilio.calls.create(to="+15551230002", from_="+15551230001", url=stack.app.url("/never"),
                                    timeout=5, status_callback=stack.app.url("/status"),
@@ -194,11 +196,11 @@ def test_a_ringing_callee_posts_ringing_then_no_answer_on_freeswitch():
         assert [f["SequenceNumber"] for f in forms] == ["0", "1", "2"]
 
 
-@pytest.mark.freeswitch
-def test_canceling_a_ringing_call_on_freeswitch():
+@switch_modes()
+def test_canceling_a_ringing_call(real_fs):
     """Status=canceled while the callee rings: the originate is ended, `completed` says canceled."""
     dial = "loopback/m:^:set:callee={to}^ring_ready^sleep:30000/default/inline"
-    with twilio_stack(real=True, env={"CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": dial}) as stack:
+    with twilio_stack(real=real_fs, env={"CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": dial}) as stack:
         twilio = client(stack)
         call = twilio.calls.create(to="+15551230002", from_="+15551230001", url=stack.app.url("/never"),
                                    timeout=30, status_callback=stack.app.url("/status"),

@@ -5,7 +5,12 @@ and `sim_dtmf <uuid> <digits>` (the caller presses keys).
 While inbound calls are paused (`fsctl pause inbound`), a loopback originate waits out its
 originate_timeout and fails with NO_ANSWER, its -a leg left DOWN meanwhile (`_stuck_loopback`).
 
-Approximated: `originate` answers at once unless the endpoint is `error/<CAUSE>` (then
+A loopback originate (callfork's REST calls) is a pair of channels, as mod_loopback makes it
+(switch_sim.loopback.originate_pair): the reply waits for the far side to answer or give early
+media, and fails with its cause (busy, NO_ANSWER at originate_timeout, ORIGINATOR_CANCEL when the
+originated channel is killed meanwhile); tests/fixtures/fs-captures/originate-loopback.json.
+
+Approximated: another endpoint answers at once unless it is `error/<CAUSE>` (then
 `-ERR <CAUSE>`); an enterprise originate (`:_:` in the dial string) is refused with
 `-ERR CHAN_NOT_IMPLEMENTED`, what FreeSWITCH answers when the split leaves a part it cannot dial.
 Its arguments (10 slots) and variable blocks are read as FreeSWITCH reads them
@@ -126,6 +131,8 @@ def api_originate(sim, args):
         return _stuck_loopback(sim, uuid, endpoint, variables)
     audio = variables.pop('sim_audio', None)
     profile = originate_profile(endpoint, variables)
+    if endpoint.startswith('loopback/'):
+        return _originate_loopback(sim, uuid, endpoint, variables, profile, dialplan, target, audio)
     try:
         ch = sim.create_channel(direction='outbound', uuid=uuid, variables=variables,
                                 dialplan=dialplan if dialplan is not None else sim.route(target),
@@ -134,6 +141,37 @@ def api_originate(sim, args):
         log.error('originate failed: %s', exc)
         return '-ERR DESTINATION_OUT_OF_ORDER\n'
     return '+OK %s\n' % ch.uuid
+
+
+def _originate_timeout(variables: dict) -> float:
+    try:
+        return float(variables.get('originate_timeout') or 60)
+    except ValueError:
+        return 60.0
+
+
+def _originate_loopback(sim, uuid, endpoint, variables, profile, dialplan, target, audio) -> str:
+    """A mod_loopback pair (switch_sim.loopback.originate_pair): the reply waits until the -b leg
+    gives early media or answers (+OK), hangs up (-ERR <its cause>), or originate_timeout (60 s by
+    default) passes (-ERR NO_ANSWER, which reaches the -b leg too); a uuid_kill of the originated
+    channel meanwhile is the failure's cause (tests/fixtures/fs-captures/originate-loopback.json)."""
+    from ..caller import CallerModel
+    from ..loopback import originate_pair
+    far = None
+    if audio:
+        far = CallerModel(CallScript(to=profile['destination'], from_=profile['caller_number']), sim.media.load(audio))
+    try:
+        leg = originate_pair(sim, uuid=uuid, data=endpoint[len('loopback/'):], variables=variables,
+                             dialplan=dialplan if dialplan is not None else sim.route(target), profile=profile,
+                             far=far)
+    except Exception as exc:
+        log.error('originate failed: %s', exc)
+        return '-ERR DESTINATION_OUT_OF_ORDER\n'
+    if not leg.settled.wait(_originate_timeout(variables)):
+        leg.hangup('NO_ANSWER')
+    if leg.hungup:
+        return '-ERR %s\n' % leg.hangup_cause
+    return '+OK %s\n' % leg.uuid
 
 
 def _stuck_loopback(sim, uuid: str, endpoint: str, variables: dict) -> str:
@@ -146,11 +184,7 @@ def _stuck_loopback(sim, uuid: str, endpoint: str, variables: dict) -> str:
     ch = Channel(sim, uuid=uuid, direction='outbound', variables=variables, **profile)
     ch.running_state, ch.state_number = 'CS_INIT', 1
     sim.register_channel(ch)
-    try:
-        timeout = float(variables.get('originate_timeout') or 60)
-    except ValueError:
-        timeout = 60.0
-    ch.gone.wait(timeout)
+    ch.gone.wait(_originate_timeout(variables))
     if not ch.hungup:
         ch.hangup('NO_ANSWER')
     return '-ERR %s\n' % ch.hangup_cause
