@@ -24,7 +24,7 @@ import gevent
 import gevent.lock
 import requests
 import requests.adapters
-import soundfile
+from verbs.soundfile_threads import soundfile
 
 from webhooks import UrlError, checked_addresses, clean_url, describe_request_error
 from webhooks.http_client import pool_classes

@@ -6,10 +6,11 @@ the hub's thread pool) and kept beside the original.
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 
 import gevent
-import soundfile
+from verbs.soundfile_threads import soundfile
 
 FORMATS = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 _NAME = re.compile(r"(?P<id>[0-9a-f-]{36})(?:\.(?P<ext>wav|mp3))?")
@@ -40,16 +41,22 @@ def recording_file(recordings_dir, name: str) -> tuple[Path, str]:
     if wanted is None:
         return written[0], FORMATS[written[0].suffix[1:]]
     target = directory / f"{match['id']}.{wanted}"
-    if not target.exists():
+    source = next((path for path in written if path != target), None)
+    # a conversion older than its source was made while the recorder still wrote it: made again
+    if not target.exists() or (source is not None and target.stat().st_mtime_ns < source.stat().st_mtime_ns):
         try:
-            gevent.get_hub().threadpool.apply(_convert, (written[0], target))
+            gevent.get_hub().threadpool.apply(_convert, (source, target))
         except Exception as exc:   # a file the recorder had not finished, a full disk
-            raise NoRecording(f"{name}: could not convert {written[0].name} ({exc})") from None
+            raise NoRecording(f"{name}: could not convert {source.name} ({exc})") from None
     return target, FORMATS[wanted]
 
 
 def _convert(source: Path, target: Path) -> None:
     data, rate = soundfile.read(str(source), dtype="int16", always_2d=True)
-    partial = target.with_name(target.name + ".part")
-    soundfile.write(str(partial), data, rate, format=target.suffix[1:].upper())
-    partial.replace(target)
+    # a name of its own: two requests converting at once must not write (and move) one file
+    partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.part")
+    try:
+        soundfile.write(str(partial), data, rate, format=target.suffix[1:].upper())
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)

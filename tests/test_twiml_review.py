@@ -18,3 +18,67 @@ def test_a_malformed_relative_or_absolute_url_is_a_document_error(attribute):
     assert "line 1:11" in str(info.value) and "action" in str(info.value)
     with pytest.raises(XMLError):
         parse_document(b"<Response><Redirect>//[::1</Redirect></Response>", None, api="twilio")
+
+
+def _tone_wav(path, seconds: float, rate: int = 8000):
+    import numpy as np
+    import soundfile
+    t = np.arange(int(seconds * rate)) / rate
+    soundfile.write(str(path), (np.sin(2 * np.pi * 440 * t) * 8000).astype("int16"), rate, subtype="PCM_16")
+
+
+def test_concurrent_requests_for_the_other_format_all_get_the_whole_file(tmp_path):
+    # an app (or two) asking for <RecordingUrl>.mp3 at once: each conversion used the same .part
+    # file, so one of them found it moved away (404) or the kept MP3 mixed two writers
+    import gevent
+    import soundfile
+
+    from callfork.recording_files import recording_file
+    rec_id = "0f0e0d0c-0b0a-4908-8706-050403020100"
+    _tone_wav(tmp_path / f"{rec_id}.wav", 20.0)
+    jobs = [gevent.spawn(recording_file, tmp_path, f"{rec_id}.mp3") for _ in range(4)]
+    gevent.joinall(jobs, timeout=60)
+    assert all(job.successful() for job in jobs), [job.exception for job in jobs]
+    path, media_type = jobs[0].value
+    assert media_type == "audio/mpeg"
+    info = soundfile.info(str(path))
+    assert abs(info.duration - 20.0) < 0.2
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_conversion_made_while_the_recording_was_written_is_made_again(tmp_path):
+    # RecordingUrl is given while the recording runs (recordingStatusCallback in-progress): an .mp3
+    # asked for then was converted from the unfinished WAV and kept, truncated, for good
+    import os
+
+    import soundfile
+
+    from callfork.recording_files import recording_file
+    rec_id = "1f0e0d0c-0b0a-4908-8706-050403020100"
+    wav = tmp_path / f"{rec_id}.wav"
+    _tone_wav(wav, 1.0)
+    early, _ = recording_file(tmp_path, f"{rec_id}.mp3")
+    assert abs(soundfile.info(str(early)).duration - 1.0) < 0.2
+    _tone_wav(wav, 5.0)                       # the recorder went on writing
+    later = os.stat(early).st_mtime_ns + 1_000_000_000
+    os.utime(wav, ns=(later, later))          # (a coarse filesystem clock must not hide it)
+    path, _ = recording_file(tmp_path, f"{rec_id}.mp3")
+    assert abs(soundfile.info(str(path)).duration - 5.0) < 0.2
+
+
+def test_recordings_converted_at_once_in_the_thread_pool_all_finish(tmp_path):
+    # soundfile's open lock was a gevent lock (soundfile is imported after monkey-patching): pool
+    # threads contending for it deadlocked within a few rounds, and the greenlets waiting on them
+    # (a call's <Record> trim, a RecordingUrl.mp3 request) for good
+    import gevent
+
+    from callfork.recording_files import recording_file
+    ids = [f"{n:08x}-0b0a-4908-8706-050403020100" for n in range(4)]
+    for rec_id in ids:
+        _tone_wav(tmp_path / f"{rec_id}.wav", 10.0)
+    for round_ in range(15):
+        for path in tmp_path.glob("*.mp3"):
+            path.unlink()
+        jobs = [gevent.spawn(recording_file, tmp_path, f"{rec_id}.mp3") for rec_id in ids]
+        gevent.joinall(jobs, timeout=20)
+        assert all(job.successful() for job in jobs), f"round {round_}: {[job.exception for job in jobs]}"

@@ -22,7 +22,7 @@ import time
 
 import gevent
 import gevent.event
-import soundfile
+from .soundfile_threads import soundfile
 
 from .recording import Recording, wav_duration_ms
 

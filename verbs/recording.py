@@ -14,7 +14,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 import gevent
-import soundfile
+from .soundfile_threads import soundfile
 
 log = logging.getLogger("callfork.recording")
 

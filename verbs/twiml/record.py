@@ -21,7 +21,7 @@ from pathlib import Path
 
 import gevent
 import numpy as np
-import soundfile
+from ..soundfile_threads import soundfile
 
 from ..base import Attr, AttrError, Custom, Enum, Int
 from ..flow import NextDocument
