@@ -216,7 +216,7 @@ def register(app, service) -> None:
         wanted = {"to": e164(args.get("To", "")), "from": e164(args.get("From", "")),
                   "status": args.get("Status", "")}
         rows, offset, skip = [], 0, page * size
-        while len(rows) < size:   # newest first, filtered here (the store filters on nothing but liveness)
+        while len(rows) <= size:   # one more than the page, to know of a next one; newest first, filtered here (the store filters on nothing but liveness)
             batch = service.store.list_calls(limit=500, offset=offset)
             offset += len(batch)
             for call in batch:

@@ -82,3 +82,21 @@ def test_recordings_converted_at_once_in_the_thread_pool_all_finish(tmp_path):
         jobs = [gevent.spawn(recording_file, tmp_path, f"{rec_id}.mp3") for rec_id in ids]
         gevent.joinall(jobs, timeout=20)
         assert all(job.successful() for job in jobs), f"round {round_}: {[job.exception for job in jobs]}"
+
+
+def test_a_list_page_that_fills_at_the_end_of_a_store_batch_still_has_a_next_page():
+    # twilio_api reads the store 500 calls at a time; a page that filled up exactly at the end of a
+    # batch answered next_page_uri null, so the package's list stopped there with calls left out
+    import time
+    import uuid
+
+    from twilio_support import client, twilio_stack
+    with twilio_stack() as stack:
+        now = time.time()
+        for n in range(501):
+            stack.service.store.upsert_call(str(uuid.uuid4()), direction="inbound", from_number="15551230001",
+                                            to_number="15551230002", status="completed", start_time=now - n,
+                                            end_time=now - n + 1)
+        twilio = client(stack)
+        assert len(twilio.calls.list(page_size=500)) == 501
+        assert len(twilio.calls.list(page_size=20, status="completed")) == 501
