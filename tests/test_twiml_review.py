@@ -100,3 +100,15 @@ def test_a_list_page_that_fills_at_the_end_of_a_store_batch_still_has_a_next_pag
         twilio = client(stack)
         assert len(twilio.calls.list(page_size=500)) == 501
         assert len(twilio.calls.list(page_size=20, status="completed")) == 501
+
+
+def test_a_streams_status_callback_may_be_relative_to_the_document():
+    # https://www.twilio.com/docs/voice/twiml/stream: statusCallback "A relative or absolute URL";
+    # a relative one was a document error that ended the call
+    from types import SimpleNamespace
+    verbs, _ = parse_twiml(b'<Response><Start><Stream url="wss://bot.example/s" statusCallback="/stream-status"/>'
+                           b'</Start><Connect><Stream url="wss://bot.example/b" statusCallback="events"/></Connect>'
+                           b'</Response>')
+    call = SimpleNamespace(document_url="https://app.example/voice/answer")
+    assert verbs[0].children[0].stream_options(False, call).status_url == "https://app.example/stream-status"
+    assert verbs[1].children[0].stream_options(True, call).status_url == "https://app.example/voice/events"

@@ -21,7 +21,7 @@ class Connect(StreamVerb):
 
     def run(self, call) -> None:
         call.ensure_answered()
-        stream = LiveStream(call, self.children[0].stream_options(bidirectional=True))
+        stream = LiveStream(call, self.children[0].stream_options(bidirectional=True, call=call))
         if stream.start():
             stream.wait()           # CallGone when the caller hangs up meanwhile
         self.follow_action(call)

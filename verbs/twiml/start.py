@@ -28,5 +28,5 @@ class Start(StreamVerb):
                 call.error(f"<Stream> line {noun.line}: a stream named {noun.stream_name!r} is already "
                            "running on this call; this one is not started")
                 continue
-            LiveStream(call, noun.stream_options(bidirectional=False)).start()
+            LiveStream(call, noun.stream_options(bidirectional=False, call=call)).start()
         self.follow_action(call)

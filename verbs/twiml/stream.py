@@ -8,7 +8,7 @@ Twilio's REST API with that callSid reaches it; the <Parameter> children become 
 customParameters. <Connect> makes it bidirectional (the inbound track only: `track` is ignored
 there, as on Twilio); <Start> one-way with `track` inbound_track | outbound_track | both_tracks.
 
-statusCallback (form, GET or POST, signed like every webhook of a Twilio call): `stream-started`
+statusCallback (absolute, or relative to the document's URL; form, GET or POST, signed like every webhook of a Twilio call): `stream-started`
 when the app's socket is up and the audio flows, `stream-error` (with StreamError) when the socket
 cannot be opened or fails (the app closing it is no error: it is how a Twilio app ends a stream),
 `stream-stopped` when a started stream ends, each with AccountSid,
@@ -23,7 +23,7 @@ from ..base import Attr, Enum, Text, Url
 from ..flow import NextDocument
 from ..streaming import APP_CLOSED, StreamOptions
 from ..swml.stream import TRACKS
-from ..vobiz.element import HTTP_URL, METHOD, WS
+from ..vobiz.element import METHOD, WS
 from .element import REL_URL, TwimlVerb, resolve
 from .sids import call_sid, stream_sid
 
@@ -37,7 +37,7 @@ class Stream(TwimlVerb):
         Attr("url", "stream_url", Url(WS), None),
         Attr("name", "stream_name", Text(max_bytes=256), None),
         Attr("track", "track", Enum(*TRACKS), "inbound_track"),
-        Attr("statusCallback", "status_callback", HTTP_URL, None),
+        Attr("statusCallback", "status_callback", REL_URL, None),
         Attr("statusCallbackMethod", "status_callback_method", METHOD, "POST"),
     )
     parent = "Start"
@@ -65,11 +65,13 @@ class Stream(TwimlVerb):
             errors.append(f"<Parameter> name {repeated[0]!r} is given twice")
         return errors
 
-    def stream_options(self, bidirectional: bool) -> StreamOptions:
+    def stream_options(self, bidirectional: bool, call=None) -> StreamOptions:
+        """The stream asked for; `call`: the running call, whose document URL a relative
+        statusCallback is resolved against."""
         return StreamOptions(
             url=self.stream_url, dialect="twilio", track="inbound" if bidirectional else TRACKS[self.track],
             encoding="mulaw", sample_rate=8000, bidirectional=bidirectional,
-            status_url=self.status_callback, status_method=self.status_callback_method,
+            status_url=resolve(call, self.status_callback), status_method=self.status_callback_method,
             custom_parameters=self.parameters, name=self.stream_name, keep_call_alive=bidirectional,
             content_type="audio/x-mulaw;rate=8000", twiml=True, on_status=stream_status)
 
