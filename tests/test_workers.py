@@ -252,3 +252,35 @@ def test_a_drain_through_the_shared_port_drains_every_worker_then_the_supervisor
     assert "every worker drained and exited" in out
     assert not any(_alive(p) for p in pids.values())
     assert re.findall(r"worker \d started", out) == ["worker 0 started", "worker 1 started"]   # none restarted
+
+
+def test_a_worker_that_cannot_start_stops_them_all(tmp_path):
+    """The shared HTTP port held by a socket without SO_REUSEPORT: no worker can bind it, and the
+    supervisor exits 1 instead of restarting them for ever."""
+    ports = dict(serve_ports(), relay=0)
+    with RedisServer() as redis, PostgresServer() as pg, socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports["http"]))
+        taken.listen(1)
+        config = write_serve_config(tmp_path / "callfork.toml", ports, number_table("http://127.0.0.1:9/answer"),
+                                    server=_cluster(redis, pg))
+        env = dict(__import__("os").environ, PYTHONPATH=str(ROOT))
+        env.pop("CALLFORK_CONFIG", None)
+        done = subprocess.run(CALLFORK + ["--config", str(config), "serve"], env=env, capture_output=True,
+                              text=True, timeout=60)
+    out = done.stdout + done.stderr
+    assert done.returncode == 1, out
+    assert re.search(r"worker \d \(pid \d+\) could not start \(exit 1\): stopping all workers", out), out
+    assert "cannot start" in out
+
+
+def test_worker_config_names_the_node_and_gives_each_worker_its_relay_port():
+    from callfork.workers import worker_config
+    from esl_app import load_config
+
+    config = load_config(None, env={"CALLFORK_SERVER_RELAY_LISTEN": "127.0.0.1:8090", "CALLFORK_SERVER_WORKERS": "3"})
+    one = worker_config(config, 2, "box-7", "http://127.0.0.1:4444")
+    assert one.server.relay_listen == "127.0.0.1:8092"
+    assert one.cluster.node_id == "box-7-w2" and one.cluster.advertise_url == "http://127.0.0.1:4444"
+    assert one.server.outbound_listen == config.server.outbound_listen and one.server.http_listen == config.server.http_listen
+    ephemeral = load_config(None, env={"CALLFORK_SERVER_RELAY_LISTEN": "127.0.0.1:0"})
+    assert worker_config(ephemeral, 1, "n", "").server.relay_listen == "127.0.0.1:0"
