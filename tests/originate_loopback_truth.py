@@ -187,7 +187,10 @@ def compare(expected: list, got: list, label: str = "simulator") -> list:
         for key in ("reply", "leg_events"):
             if want[key] != have[key]:
                 problems.append(f"{want['case']}: {key}: FreeSWITCH {want[key]!r}, {label} {have[key]!r}")
-        if abs(want["seconds"] - have["seconds"]) > 0.6:
+        # originate_timeout is counted in whole seconds of switch_epoch_time_now (switch_ivr_originate.c):
+        # NO_ANSWER came 2.5-2.8 s after a 3 s timeout on the test switch
+        slack = 1.0 if want["reply"] == "-ERR NO_ANSWER\n" else 0.6
+        if abs(want["seconds"] - have["seconds"]) > slack:
             problems.append(f"{want['case']}: reply after {want['seconds']} s on FreeSWITCH, {have['seconds']} s on {label}")
         for leg in ("a", "b"):
             a, b = key_rows(want[leg]), key_rows(have[leg])
