@@ -112,3 +112,17 @@ def test_a_streams_status_callback_may_be_relative_to_the_document():
     call = SimpleNamespace(document_url="https://app.example/voice/answer")
     assert verbs[0].children[0].stream_options(False, call).status_url == "https://app.example/stream-status"
     assert verbs[1].children[0].stream_options(True, call).status_url == "https://app.example/voice/events"
+
+
+def test_an_empty_conference_wait_url_means_silence_not_a_bad_document():
+    # https://www.twilio.com/docs/voice/twiml/conference: waitUrl "TwiML URL, empty string"; the
+    # empty string (no hold music) was refused as an empty URL, ending the call
+    from types import SimpleNamespace
+
+    from verbs.twiml.conference import TwimlMember
+    verbs, _ = parse_twiml(b'<Response><Dial><Conference waitUrl="">room</Conference></Dial></Response>')
+    dial = verbs[0]
+    call = SimpleNamespace(auth_id="AC" + "0" * 32, uuid="0f0e0d0c-0b0a-4908-8706-050403020100")
+    assert TwimlMember(call, dial, dial.conference)._wait_sound() == "off"   # conference <room> moh off
+    verbs, _ = parse_twiml(b'<Response><Dial><Conference>room</Conference></Dial></Response>')
+    assert TwimlMember(call, verbs[0], verbs[0].conference)._wait_sound() is None   # the profile's

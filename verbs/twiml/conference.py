@@ -7,7 +7,7 @@ document replaces the rest, else the next verb runs.
 Attributes: muted, beep (true | false | onEnter | onExit), startConferenceOnEnter,
 endConferenceOnExit, maxParticipants, waitUrl (an audio file, or a document of <Play>s read
 as verbs/sound_document.py reads one, fetched with POST: the room's music on hold; none: the
-profile's), record (record-from-start:
+profile's; the empty string: none at all, as on Twilio), record (record-from-start:
 the room from this member's join to its leave, WAV), statusCallback / statusCallbackMethod /
 statusCallbackEvent: `start` (the room started: the first member that starts it joined), `end`
 (the last member left: the one whose leave emptied the room posts it), `join`, `leave`, each with ConferenceSid
@@ -33,6 +33,14 @@ CONFERENCE_EVENTS = ("start", "end", "join", "leave", "mute", "hold", "modify", 
 AUDIO_FILE = re.compile(r"\.(wav|mp3|ul|ulaw|aif|aiff|gsm)$", re.I)
 
 
+def _wait_url(raw, warnings):
+    """waitUrl: a URL as REL_URL takes it, or the empty string: no music while the member waits
+    (Twilio's documented value for silence)."""
+    if isinstance(raw, str) and not raw.strip():
+        return ""
+    return REL_URL.parse(raw, warnings)
+
+
 def _events(raw, warnings):
     words = str(raw).replace(",", " ").split()
     bad = [w for w in words if w not in CONFERENCE_EVENTS]
@@ -51,7 +59,7 @@ class Conference(TwimlVerb):
         Attr("startConferenceOnEnter", "start_conference_on_enter", BOOL, True),
         Attr("endConferenceOnExit", "end_conference_on_exit", BOOL, False),
         Attr("maxParticipants", "max_participants", Int(minimum=2, maximum=250), 250),
-        Attr("waitUrl", "wait_url", REL_URL, None),
+        Attr("waitUrl", "wait_url", Custom(_wait_url, "absolute or relative URL, or empty: no music"), None),
         Attr("waitMethod", "wait_method", METHOD, "POST"),
         Attr("record", "record", Enum("do-not-record", "record-from-start"), "do-not-record"),
         Attr("statusCallback", "status_callback", HTTP_URL, None),
@@ -111,6 +119,8 @@ class TwimlMember(ConferenceMember):
 
     def _wait_sound(self):
         noun, call = self.noun, self.call
+        if noun.wait_url == "":
+            return "off"      # `conference <room> moh off`: the room waits in silence
         if not noun.wait_url:
             return None
         what = f"<Conference> line {noun.line} waitUrl"
