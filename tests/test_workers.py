@@ -284,3 +284,52 @@ def test_worker_config_names_the_node_and_gives_each_worker_its_relay_port():
     assert one.server.outbound_listen == config.server.outbound_listen and one.server.http_listen == config.server.http_listen
     ephemeral = load_config(None, env={"CALLFORK_SERVER_RELAY_LISTEN": "127.0.0.1:0"})
     assert worker_config(ephemeral, 1, "n", "").server.relay_listen == "127.0.0.1:0"
+
+
+@pytest.mark.freeswitch
+def test_two_workers_on_freeswitch_take_calls_and_stream_through_their_own_relay(tmp_path):
+    """Under `flock /tmp/callfork-fs.lock` (both workers bind 8084): loopback calls from the real
+    switch to `callfork` numbers land on both workers (their records name them), and the caller's
+    audio of each reaches the app through mod_audio_fork's connection to the relay its fork URL names."""
+    import uuid as uuidlib
+
+    from pause_inbound_truth import _api
+    from truth_capture import esl_connect, esl_setting
+
+    address, password = esl_setting(__import__("os").environ["CALLFORK_FS_ESL"])
+    ports = dict(serve_ports(), esl=address[1], outbound=8084, relay=0)
+    app, ws = AppServer().start(), start_server()
+    doc = app.document("/answer", f'<Response><Stream>{ws.url("/noproto")}</Stream><Wait length="30"/></Response>')
+    esl = esl_connect(address, password)
+    callers = [str(uuidlib.uuid4()) for _ in range(CALLS)]
+    with RedisServer() as redis, PostgresServer() as pg:
+        config = write_serve_config(tmp_path / "callfork.toml", ports, number_table(doc, app.url("/hangup")),
+                                    server=_cluster(redis, pg))
+        config.write_text(config.read_text().replace("[freeswitch]\n", f"[freeswitch]\nesl_password = \"{password}\"\n"))
+        serve = ServeProcess(config, ports["http"])
+        try:
+            serve.start(timeout=30)
+            wait_until(lambda: len(_worker_pids(serve)) == 2 and len(_relay_ports(serve)) == 2, 20,
+                       "both workers started", interval=0.1)
+            for n, uuid in enumerate(callers):   # the A leg sends silence and parks; the B leg runs callfork<n>
+                _api(esl, f"bgapi originate {{origination_uuid={uuid}}}loopback/callfork{n + 1}/default "
+                          f"'set:send_silence_when_idle=-1,park' inline")
+            started = lambda: [json.loads(t)["start"]["callId"] for c in list(ws.connections)   # noqa: E731
+                               for t in c.texts[:1] if '"start"' in t]
+            try:
+                wait_until(lambda: len(started()) == CALLS, 30, "every call's stream started", interval=0.2)
+            except AssertionError:
+                raise AssertionError(f"{len(started())} streams started: {serve.output()[-4000:]}") from None
+            uuids = started()
+            wait_until(lambda: all(_streamed(ws, u) for u in uuids), 20, "media of every call", interval=0.2)
+            nodes = _record_nodes(pg, uuids)
+            assert len(nodes) == CALLS and {n.rsplit("-", 1)[1] for n in nodes.values()} == {"w0", "w1"}, nodes
+        finally:
+            try:
+                for uuid in callers:
+                    _api(esl, f"uuid_kill {uuid}")
+                serve.stop()
+            finally:
+                esl.close()
+                ws.stop()
+                app.stop()
