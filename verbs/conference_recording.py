@@ -93,7 +93,13 @@ class MemberRecording:
     def stop(self, hung_up: bool) -> None:
         """The member left (hung_up: its call is gone, the recording goes on with the room)."""
         rec = self.rec
-        if rec is None or rec.finished:
+        if rec is None:
+            return
+        if rec.finished:
+            # the room's stop got here first and is finishing it (an MP3 conversion runs in a thread):
+            # the action request that follows must find the whole file
+            if not hung_up:
+                self.done.wait(CLOSE_WAIT_S)
             return
         if hung_up:
             self.call.timeline("recording_left_with_the_room", {"id": rec.id})
