@@ -32,11 +32,19 @@ from datetime import datetime, timezone
 import gevent
 import gevent.event
 import gevent.queue
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+# redis-py, imported by the first Registry (callfork/cluster_node.py makes one only with [cluster]
+# redis_url): a single process never loads it (it costs a process about 20 MB)
+redis = None
 
 log = logging.getLogger("callfork.cluster")
+
+
+def _load_redis():
+    global redis
+    if redis is None:
+        import redis as module
+        redis = module
 
 KEY_PREFIX = "callfork:"
 NODES = KEY_PREFIX + "nodes"
@@ -93,6 +101,9 @@ class Registry:
         self.started_at = (started_at or datetime.now(timezone.utc)).isoformat()
         # no retries inside redis-py: its default retries with a backoff of seconds, which a
         # lookup on the HTTP path must not wait for; the keeper's heartbeat is the retry
+        _load_redis()
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
         self.redis = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=TIMEOUT_S,
                                           socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0),
                                           health_check_interval=0)

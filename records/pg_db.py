@@ -16,8 +16,6 @@ import logging
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import gevent.lock
-import pg8000.native
-from pg8000.exceptions import DatabaseError, InterfaceError
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +28,20 @@ class PgUnavailable(Exception):
     """PostgreSQL cannot be reached, or dropped the connection (the statement may not have run)."""
 
 
+def _driver():
+    """pg8000, imported on first use: a single process without [store] postgres_dsn never loads it
+    (it costs a process about 15 MB)."""
+    import pg8000.exceptions
+    import pg8000.native
+    return pg8000
+
+
 def unavailable(exc):
     """True if `exc` says the server cannot take the work now (as opposed to a bad statement)."""
-    if isinstance(exc, (PgUnavailable, InterfaceError, OSError, TimeoutError)):
+    errors = _driver().exceptions
+    if isinstance(exc, (PgUnavailable, errors.InterfaceError, OSError, TimeoutError)):
         return True
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, errors.DatabaseError):
         state = exc.args[0].get('C', '') if exc.args and isinstance(exc.args[0], dict) else ''
         return state.startswith(_UNAVAILABLE_STATES)
     return False
@@ -68,7 +75,7 @@ class PgDatabase:
 
     def _connect(self):
         try:
-            return pg8000.native.Connection(**self._args)
+            return _driver().native.Connection(**self._args)
         except Exception as exc:
             if unavailable(exc):
                 raise PgUnavailable('cannot connect to PostgreSQL at %s:%s: %s'

@@ -72,3 +72,15 @@ def test_importing_the_packages_patches_nothing():
             "assert not patched, patched\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_single_process_loads_no_cluster_driver():
+    """redis-py and pg8000 are loaded by the first Registry / PostgreSQL connection only: importing
+    the service (and running without [cluster] / [store]) costs a process neither."""
+    import subprocess
+    import sys
+    code = ("import sys, callfork.service, callfork.cli\n"
+            "print(sorted(m for m in ('redis', 'pg8000') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
