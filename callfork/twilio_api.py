@@ -340,7 +340,10 @@ def register(app, service) -> None:
                                 status_method=method_field(body, "StatusCallbackMethod"), twiml=True,
                                 on_status=stream_status)   # Twilio's stream callbacks, as <Start><Stream>
         stream = LiveStream(ctx, options)
-        service.start_stream(ctx.uuid, body, stream=stream)
+        try:
+            service.start_stream(ctx.uuid, body, stream=stream)
+        except ValueError:   # the call ended since live_call looked
+            raise TwilioError(404, 20404, f"The requested resource {request.path} was not found") from None
         return jsonify(stream_resource(stream, account, "in-progress")), 201
 
     @app.post(base + "/Calls/<sid>/Streams/<stream>.json")
