@@ -107,3 +107,30 @@ def test_stream_errors():
         "line 1:18: <Stream>: <Parameter> name 'a' is given twice"]
     assert errors_of("<Response><Connect><Room>r</Room></Connect></Response>")[0].startswith("line 1:20: <Room>")
     assert errors_of("<Response><Stop/></Response>") == ["line 1:11: <Stop>: <Stop> needs a <Stream name=...>"]
+
+
+def test_twilio_attributes_callfork_does_not_act_on_are_warnings_not_errors():
+    """As Twilio takes an attribute it does not act on, the call goes on: each one is a warning
+    naming what callfork does instead (answering machine detection, REFER, coach, ...)."""
+    from twilio.twiml.voice_response import Dial, VoiceResponse
+
+    from verbs import parse_document
+    r = VoiceResponse()
+    d = Dial(recording_track="inbound", events="call-progress-event", refer_url="http://x/r")
+    d.number("+15551230000", machine_detection="Enable", amd_status_callback="http://x/amd")
+    r.append(d)
+    room = Dial()
+    room.conference("room", recording_status_callback="http://x/rs", coach="CA" + "0" * 32)
+    r.append(room)
+    doc = parse_document(str(r), "text/xml", api="twilio")
+    assert [v.name for v in doc.verbs] == ["Dial", "Dial"]
+    text = "\n".join(doc.warnings)
+    for name in ("recordingTrack", "events", "referUrl", "machineDetection", "amdStatusCallback",
+                 "recordingStatusCallback", "coach"):
+        assert f"{name} is ignored" in text, name
+    bad = VoiceResponse()
+    bad.append(Dial(recording_track="sideways"))     # a value Twilio refuses is still an error
+    import pytest
+    from verbs import XMLError
+    with pytest.raises(XMLError, match="recordingTrack"):
+        parse_document(str(bad), "text/xml", api="twilio")

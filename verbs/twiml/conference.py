@@ -69,6 +69,14 @@ class Conference(TwimlVerb):
         Attr("region", "region", Text(), None, ignored="callfork has one region: its FreeSWITCH"),
         Attr("participantLabel", "participant_label", Text(), None),
         Attr("jitterBufferSize", "jitter_buffer_size", Text(), None, ignored="FreeSWITCH's jitter buffer decides"),
+        Attr("recordingStatusCallback", "recording_status_callback", Text(), None,
+             ignored="callfork posts no conference recording callback (the RecordingUrl is in Dial's action)"),
+        Attr("recordingStatusCallbackMethod", "recording_status_callback_method", Text(), None,
+             ignored="callfork posts no conference recording callback"),
+        Attr("recordingStatusCallbackEvent", "recording_status_callback_event", Text(), None,
+             ignored="callfork posts no conference recording callback"),
+        Attr("coach", "coach", Text(), None, ignored="coaching is not supported by callfork"),
+        Attr("eventCallbackUrl", "event_callback_url", Text(), None, ignored="use statusCallback"),
     )
 
     @property

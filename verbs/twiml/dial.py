@@ -70,6 +70,12 @@ class Dial(TwimlVerb):
         Attr("answerOnBridge", "answer_on_bridge", BOOL, False),
         Attr("ringTone", "ring_tone", Enum(*RING_TONES, case_insensitive=True), None),
         Attr("sequential", "sequential", BOOL, False),
+        # Twilio's others: accepted as Twilio accepts what it does not act on, with a warning
+        Attr("recordingTrack", "recording_track", Enum("both", "inbound", "outbound"), "both",
+             ignored="callfork records both tracks"),
+        Attr("events", "events", Text(), None, ignored="call-progress events go to each leg's statusCallback"),
+        Attr("referUrl", "refer_url", Text(), None, ignored="callfork does not take SIP REFER"),
+        Attr("referMethod", "refer_method", Text(), None, ignored="callfork does not take SIP REFER"),
     )
 
     @property

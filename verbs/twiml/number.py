@@ -42,6 +42,14 @@ LEG_ATTRIBUTES = (
     Attr("statusCallback", "status_callback", HTTP_URL, None),
     Attr("statusCallbackMethod", "status_callback_method", METHOD, "POST"),
     Attr("statusCallbackEvent", "status_callback_event", EVENTS, ("completed",)),
+    Attr("machineDetection", "machine_detection", Text(), None,
+         ignored="answering machine detection is not supported by callfork"),
+    Attr("machineDetectionTimeout", "machine_detection_timeout", Text(), None,
+         ignored="answering machine detection is not supported by callfork"),
+    Attr("amdStatusCallback", "amd_status_callback", Text(), None,
+         ignored="answering machine detection is not supported by callfork"),
+    Attr("amdStatusCallbackMethod", "amd_status_callback_method", Text(), None,
+         ignored="answering machine detection is not supported by callfork"),
 )
 
 
