@@ -19,7 +19,9 @@ heartbeat; once Redis answers and this node's key is missing (Redis restarted em
 was taken for dead), the whole mirror is written again (the registry heals within heartbeat_s).
 
 A node that finds a registered node whose key expired removes it and its entries; the one whose
-SREM took it out of callfork:nodes tells `on_dead_node` listeners (node id, its call uuids).
+SREM took it out of callfork:nodes tells `on_dead_node` listeners (node id, its call uuids). A node
+that has just come back to Redis waits node_ttl_s before pruning: the others may have lost Redis with
+it, their keys expiring meanwhile, and need a heartbeat to write them again.
 """
 from __future__ import annotations
 
@@ -118,6 +120,7 @@ class Registry:
         self._ops = gevent.queue.Queue()
         self._synced = False
         self._ever_synced = False
+        self._prune_from = 0.0              # monotonic: no pruning before (see _sync)
         self._stopping = False
         self._keeper = None
         self._dead_listeners = []
@@ -288,7 +291,8 @@ class Registry:
                 pipe.pexpire(node_key(self.node_id), int(self.node_ttl_s * 1000))
                 pipe.sadd(NODES, self.node_id)
                 pipe.execute()
-            self._prune_dead()
+            if time.monotonic() >= self._prune_from:
+                self._prune_dead()
         except redis.RedisError as exc:
             self._down(exc)
 
@@ -314,6 +318,9 @@ class Registry:
         self._synced = self._ever_synced = True
         if healed:
             self.heals += 1
+            # the others may have lost Redis with us and not be back yet (their keys expired
+            # meanwhile): give them a node_ttl_s to write theirs before taking any for dead
+            self._prune_from = time.monotonic() + self.node_ttl_s
         if not self.reachable:
             self.reachable, self.error = True, ""
             log.log(logging.WARNING if healed else logging.INFO,

@@ -1,0 +1,44 @@
+"""Review tests for issue 15's cluster parts (docs/cluster.md), each failing on the defect it names:
+real redis-server and PostgreSQL (tests/cluster_servers.py)."""
+import redis
+
+from cluster import Registry
+from cluster_servers import RedisServer
+from waiting import wait_until
+
+
+def test_nodes_that_lost_redis_together_are_not_pruned_as_dead_by_the_first_one_back():
+    """Redis kept running but no node reached it for longer than node_ttl_s (a network cut, a stalled
+    Redis): every node key expired meanwhile while callfork:nodes still names them all. The first node
+    back must not take the others for dead (removing their calls and, with PostgreSQL, closing their
+    live call records) before they had a heartbeat's chance to come back too; a node that really
+    died during the outage is still pruned."""
+    with RedisServer() as server:
+        admin = redis.Redis.from_url(server.url, decode_responses=True)
+        fast = Registry(server.url, "fast", "http://127.0.0.1:1", heartbeat_s=0.05, node_ttl_s=2).start()
+        slow = Registry(server.url, "slow", "http://127.0.0.1:2", heartbeat_s=0.5, node_ttl_s=2).start()
+        gone = Registry(server.url, "gone", "http://127.0.0.1:3", heartbeat_s=0.05, node_ttl_s=2).start()
+        dead = []
+        for registry in (fast, slow):
+            registry.on_dead_node(lambda node_id, calls, me=registry.node_id: dead.append((me, node_id, calls)))
+        try:
+            slow.call_started("live-call", {"status": "in-progress"})
+            wait_until(lambda: admin.hget("callfork:calls", "live-call") is not None, 5, "the call registered")
+            gone._keeper.kill()   # dies during the outage (no goodbye)
+            # the nodes lose Redis: new connections need a password they do not have, old ones are cut
+            admin.config_set("requirepass", "outage")
+            admin.execute_command("AUTH", "outage")
+            admin.client_kill_filter(_type="normal", skipme=True)
+            wait_until(lambda: fast.state()["redis"] == "unreachable" and slow.state()["redis"] == "unreachable",
+                       5, "both nodes see Redis away")
+            # meanwhile their registrations expire (as node_ttl_s would); callfork:nodes keeps the ids
+            admin.delete("callfork:node:fast", "callfork:node:slow", "callfork:node:gone")
+            admin.config_set("requirepass", "")
+            wait_until(lambda: fast.state()["redis"] == "ok" and slow.state()["redis"] == "ok"
+                       and admin.exists("callfork:node:slow"), 5, "both nodes back in Redis")
+            assert [d for d in dead if d[1] != "gone"] == []
+            assert admin.hget("callfork:calls", "live-call") is not None
+            wait_until(lambda: [d[1] for d in dead] == ["gone"], 10, "the node that died is still pruned")
+        finally:
+            for registry in (fast, slow):
+                registry.stop()
