@@ -9,7 +9,10 @@ A request whose call is not this node's (not live here, nor a Twilio originate p
 whose room no call of this node is in, and which the registry gives to another live node, is sent
 to that node's advertise_url: same method, path, query, body and headers (credentials included:
 the owner checks them), plus `X-Callfork-Forwarded-By: <this node>`; the owner's status, body and
-content type are the answer, with `X-Callfork-Served-By: <owner>`. A request that already carries
+content type are the answer, with `X-Callfork-Served-By: <owner>`. Only a request that passes
+this node's own credential check (`authorized(account)`) is carried: one that does not is answered
+here (401), so an unauthenticated caller never reaches another node's listener nor learns which node
+runs a call. A request that already carries
 the hop header is never carried again (two nodes whose registry views disagree cannot bounce it).
 The request is answered here, as any unknown or ended call is (404), when the registry has no
 owner for it, Redis is away, the owner is dead (its registration expired) or does not answer; the
@@ -39,8 +42,9 @@ CALL_RULES = ("/api/v1/Account/<account>/Call/<uuid>", "/2010-04-01/Accounts/<ac
 ROOM_RULE = "/api/v1/Account/<account>/Conference/<name>"
 
 
-def install(app, service) -> None:
-    """Carry `app`'s call and room requests to their owners (no-op outside a cluster)."""
+def install(app, service, authorized) -> None:
+    """Carry `app`'s call and room requests to their owners (no-op outside a cluster);
+    `authorized(account)`: the request's credentials are this node's, for that account."""
     node = getattr(service, "cluster", None)
     if node is None:
         return
@@ -65,6 +69,8 @@ def install(app, service) -> None:
             what, lookup = f"conference {key!r}", node.registry.owner_of_room
         else:
             return None
+        if not authorized(args.get("account", "")):
+            return None   # answered here: the route's own check refuses it
         try:
             owner = lookup(key)
         except RegistryUnavailable:

@@ -88,7 +88,14 @@ def create_app(service) -> Flask:
         if not hmac.compare_digest(account.encode(), auth_id.encode()):
             raise ApiError(404, f"account {account} not found")
 
-    install_forwarding(app, service)   # a cluster: requests for other nodes' calls go to them
+    def authorized(account: str) -> bool:
+        try:
+            check_account(account)
+        except ApiError:
+            return False
+        return True
+
+    install_forwarding(app, service, authorized)   # a cluster: requests for other nodes' calls go to them
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):

@@ -1,9 +1,11 @@
 """Review tests for issue 15's cluster parts (docs/cluster.md), each failing on the defect it names:
 real redis-server and PostgreSQL (tests/cluster_servers.py)."""
 import redis
+import requests
 
 from cluster import Registry
 from cluster_servers import RedisServer
+from test_cluster_registry import _live_call_on, cluster, redis_server  # noqa: F401 (fixtures)
 from waiting import wait_until
 
 
@@ -42,3 +44,23 @@ def test_nodes_that_lost_redis_together_are_not_pruned_as_dead_by_the_first_one_
         finally:
             for registry in (fast, slow):
                 registry.stop()
+
+
+def test_a_request_without_valid_credentials_is_not_carried_to_the_owner(cluster):
+    """Node B answers a request for node A's call that does not authenticate itself (401, its own),
+    instead of carrying it to A's advertise_url (an address the caller may not reach otherwise) and
+    telling which node runs the call (X-Callfork-Served-By)."""
+    _, a, b, db = cluster
+    call = _live_call_on(a, db)
+    vobiz = f"{b.url}/api/v1/Account/MA_LOCAL/Call/{call.uuid}/"
+    twilio = f"{b.url}/2010-04-01/Accounts/MA_LOCAL/Calls/CA{call.uuid.replace('-', '')}.json"
+    for method, url, headers in (("GET", vobiz, {}), ("DELETE", vobiz, {}),
+                                 ("DELETE", vobiz, {"X-Auth-ID": "MA_LOCAL", "X-Auth-Token": "wrong"}),
+                                 ("GET", twilio, {}), ("POST", twilio, {"Authorization": "Basic TUFfTE9DQUw6d3Jvbmc="})):
+        resp = requests.request(method, url, headers=headers, data={"Status": "completed"}, timeout=20)
+        assert resp.status_code == 401, (method, url, resp.status_code)
+        assert "X-Callfork-Served-By" not in resp.headers, (method, url, headers)
+    # with the credentials the request is carried, and the call is still live after the refusals
+    resp = b.api("GET", f"/Call/{call.uuid}/")
+    assert resp.status_code == 200 and resp.headers["X-Callfork-Served-By"] == "node-a"
+    assert resp.json()["live"] is True
