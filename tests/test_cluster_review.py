@@ -1,12 +1,29 @@
 """Review tests for issue 15's cluster parts (docs/cluster.md), each failing on the defect it names:
 real redis-server and PostgreSQL (tests/cluster_servers.py)."""
+import pg8000.native
 import redis
 import requests
 
 from cluster import Registry
-from cluster_servers import RedisServer
+from cluster_servers import PostgresServer, RedisServer
+from http_receiver import HttpReceiver
+from pg_support import fresh_dsn, rows
+from serve_support import check_delivered_once_in_order
 from test_cluster_registry import _live_call_on, cluster, redis_server  # noqa: F401 (fixtures)
 from waiting import wait_until
+from webhooks import PgOutbox
+
+
+def _execute(dsn, sql):
+    """Run statements as another client (DDL: no rows)."""
+    host_port, database = dsn.rsplit("@", 1)[1].split("/")
+    conn = pg8000.native.Connection("callfork", host="127.0.0.1", port=int(host_port.split(":")[1]),
+                                    database=database, timeout=5)
+    try:
+        for statement in sql.split(";\n"):
+            conn.run(statement)
+    finally:
+        conn.close()
 
 
 def test_nodes_that_lost_redis_together_are_not_pruned_as_dead_by_the_first_one_back():
@@ -64,3 +81,35 @@ def test_a_request_without_valid_credentials_is_not_carried_to_the_owner(cluster
     resp = b.api("GET", f"/Call/{call.uuid}/")
     assert resp.status_code == 200 and resp.headers["X-Callfork-Served-By"] == "node-a"
     assert resp.json()["live"] is True
+
+
+def test_a_webhook_committed_while_its_insert_timed_out_does_not_stop_the_outbox(tmp_path):
+    """An INSERT whose COMMIT took longer than the socket timeout: the server committed the row, the
+    node saw PostgreSQL as away and kept the webhook in memory. Storing the kept copy later must find
+    the row already there (same idempotency key) rather than fail on the unique key at every pass,
+    which stopped the node's scheduler for good (nothing claimed or renewed, every later webhook
+    kept in memory until lost)."""
+    with PostgresServer() as server:
+        dsn = fresh_dsn(server)
+        hooks = HttpReceiver().start()
+        outbox = PgOutbox(dsn, node_id="n1", auth_token="T", poll_s=0.1, lease_s=2, db_timeout_s=1,
+                          backoff_base_s=0.05, backoff_max_s=0.2)
+        outbox.start()
+        try:
+            # a COMMIT that takes 2 s (a deferred trigger): the client gives up after 1 s, the server commits
+            _execute(dsn, "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                      "$$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;\n"
+                      "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON outbox DEFERRABLE INITIALLY DEFERRED "
+                      "FOR EACH ROW EXECUTE FUNCTION slow_commit()")
+            assert outbox.enqueue("call-1", hooks.url("/h"), "POST", {"n": "0"}) is None   # kept in memory
+            wait_until(lambda: rows(dsn, "SELECT COUNT(*) AS n FROM outbox") == [{"n": 1}], 10, "committed anyway")
+            _execute(dsn, "DROP TRIGGER slow ON outbox")
+            outbox.enqueue("call-1", hooks.url("/h"), "POST", {"n": "1"})
+            assert outbox.flush(20), outbox.stats()
+            stored = rows(dsn, "SELECT id, call_uuid, idempotency_key, status FROM outbox ORDER BY id")
+            assert [r["status"] for r in stored] == ["delivered", "delivered"]
+            assert outbox.stats()["unsaved"] == 0
+            check_delivered_once_in_order(hooks.answered(200), stored)
+        finally:
+            outbox.close()
+            hooks.stop()

@@ -69,8 +69,15 @@ class PgOutboxTable:
             return self._insert(tx, row, now, send_now, node, lease_s)
 
     def insert_many(self, rows, now):
+        """Store webhooks kept in memory; one whose key is stored already (its INSERT committed
+        although the node saw the statement fail, e.g. past the socket timeout) is left as it is."""
         with self._db.transaction() as tx:
-            return [self._insert(tx, row, now, False, '', 0) for row in rows]
+            return [self._stored(tx, row) or self._insert(tx, row, now, False, '', 0) for row in rows]
+
+    @staticmethod
+    def _stored(tx, row):
+        found = tx.run('SELECT id, status, head, window_start FROM outbox WHERE idempotency_key=:key', key=row['key'])
+        return tuple(found[0].values()) if found else None
 
     @staticmethod
     def _insert(tx, row, now, send_now, node, lease_s):
