@@ -25,6 +25,7 @@ import threading
 import time
 
 import gevent
+import gevent.lock
 from gevent import monkey
 
 from .pg_db import PgDatabase, PgUnavailable, unavailable
@@ -53,6 +54,7 @@ class PgStore:
         self._pending_lock = threading.Lock()
         self._backlog = collections.deque()      # kept writes, in order: (rows, statement, params, insert)
         self._backlog_size = 0
+        self._draining = gevent.lock.Semaphore()   # one _drain at a time (it yields on every statement)
         self._next_try = 0.0
         self.refused = None                      # why PostgreSQL takes no writes (None: it takes them)
         self.dropped = 0
@@ -160,7 +162,13 @@ class PgStore:
         self._next_try = time.monotonic() + RETRY_UNAVAILABLE_S
 
     def _drain(self):
-        """Every kept write, then the pending timeline rows, in one transaction; True if written."""
+        """Every kept write, then the pending timeline rows, in one transaction; True if written.
+        One at a time: two (the retry timer and a read's) would write the same kept writes and then
+        each take its count off the backlog, dropping writes kept meanwhile."""
+        with self._draining:
+            return self._drain_now()
+
+    def _drain_now(self):
         items = list(self._backlog)
         rows = self._take_pending()
         skipped = 0

@@ -1,5 +1,8 @@
 """Review tests for issue 15's cluster parts (docs/cluster.md), each failing on the defect it names:
 real redis-server and PostgreSQL (tests/cluster_servers.py)."""
+import time
+
+import gevent
 import pg8000.native
 import redis
 import requests
@@ -8,6 +11,7 @@ from cluster import Registry
 from cluster_servers import PostgresServer, RedisServer
 from http_receiver import HttpReceiver
 from pg_support import fresh_dsn, rows
+from records import PgStore
 from serve_support import check_delivered_once_in_order
 from test_cluster_registry import _live_call_on, cluster, redis_server  # noqa: F401 (fixtures)
 from waiting import wait_until
@@ -113,3 +117,47 @@ def test_a_webhook_committed_while_its_insert_timed_out_does_not_stop_the_outbox
         finally:
             outbox.close()
             hooks.stop()
+
+
+def test_a_read_while_the_backlog_is_written_neither_writes_it_twice_nor_drops_later_writes():
+    """PostgreSQL is back and the retry writes a large backlog (one statement per kept write, each a
+    round trip): a REST read meanwhile writes the backlog first too. The two must not both write the
+    same kept writes and then both remove their count from the backlog, which removed writes kept
+    meanwhile (never written) or failed with an IndexError."""
+    with PostgresServer() as server:
+        dsn = fresh_dsn(server)
+        store = PgStore(dsn, node_id="n1", flush_delay_s=0)
+        try:
+            server.stop()
+            for i in range(1500):   # kept in memory
+                store.upsert_call("early-%d" % i, status="ringing", start_time=float(i))
+            store.add_recording("rec", "early-0", path="/r.wav", format="wav")
+            server.start()
+            # past the retry pause (as a read a second later would be): a read writes the backlog first
+            wait_until(lambda: time.monotonic() >= store._next_try, 5, "the retry pause over", interval=0.01)
+            errors = []
+
+            def guarded(fn, *args):
+                try:
+                    return fn(*args)
+                except Exception as exc:   # noqa: BLE001 - the test reports it
+                    errors.append(repr(exc))
+
+            flushing = gevent.spawn(guarded, store.flush)
+            wait_until(lambda: rows(dsn, "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE "
+                                         "application_name='callfork' AND state='idle in transaction'") != [{"n": 0}]
+                       or flushing.dead, 10, "the backlog being written", interval=0.001)
+            store.upsert_call("late-1", status="ringing", start_time=2000.0)   # kept behind the backlog
+            reading = gevent.spawn(guarded, store.get_call, "early-0")
+            gevent.sleep(0)
+            store.upsert_call("late-2", status="ringing", start_time=2001.0)   # kept while both run
+            gevent.joinall([flushing, reading], timeout=60)
+            assert errors == []
+            wait_until(lambda: store.health()["kept"] == 0, 10, "everything written")
+            assert rows(dsn, "SELECT COUNT(*) AS n FROM calls") == [{"n": 1502}]
+            assert rows(dsn, "SELECT COUNT(*) AS n FROM recordings") == [{"n": 1}]
+            assert store.health()["dropped"] == 0
+        finally:
+            if server.proc is None:
+                server.start()
+            store.close()
