@@ -144,11 +144,12 @@ class Service:
         for part in (self.control, self.leg_events, self.relay):
             if part is not None:
                 part.stop()
+        pg = bool(self.config.store.postgres_dsn)   # PostgreSQL: their connections are closed too
         if self.outbox is not None:
             self.outbox.flush(timeout=5)
-            self.outbox.stop()
+            self.outbox.close() if pg else self.outbox.stop()
         if self.store is not None:
-            self.store.flush()   # the timeline rows the store still holds (records/store.py: flush_delay_s)
+            self.store.close() if pg else self.store.flush()   # the timeline rows the store still holds
 
     def _close_stale_calls(self) -> None:
         """Calls a previous process left live (it was killed): they are over, say so in their record."""

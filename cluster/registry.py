@@ -142,6 +142,12 @@ class Registry:
         self._keeper.join(timeout=2 * TIMEOUT_S + 1)
         self._keeper.kill()
         self._keeper = None
+        try:
+            self._deregister()
+        finally:
+            self.redis.close()   # its pool's connections
+
+    def _deregister(self) -> None:
         if not self.reachable:
             return   # its key expires by itself; the survivors prune its entries
         try:

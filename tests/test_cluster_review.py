@@ -9,10 +9,12 @@ import requests
 
 from cluster import Registry
 from cluster_servers import PostgresServer, RedisServer
+from harness import Stack
 from http_receiver import HttpReceiver
 from pg_support import fresh_dsn, rows
 from records import PgStore
 from serve_support import check_delivered_once_in_order
+from switch_sim import CallScript
 from test_cluster_registry import _live_call_on, cluster, redis_server  # noqa: F401 (fixtures)
 from waiting import wait_until
 from webhooks import PgOutbox
@@ -161,3 +163,34 @@ def test_a_read_while_the_backlog_is_written_neither_writes_it_twice_nor_drops_l
             if server.proc is None:
                 server.start()
             store.close()
+
+
+def test_a_stopped_cluster_service_closes_its_postgresql_and_redis_connections():
+    """Service.stop() of a node on PostgreSQL and Redis leaves none of its connections open (the
+    records' and the outbox's pools, the registry's), as a service stopped and started again in one
+    process (tests, an embedding) would otherwise pile them up against max_connections."""
+    with PostgresServer() as pg, RedisServer() as rs:
+        dsn = fresh_dsn(pg)
+        database = dsn.rsplit("/", 1)[1]
+        admin = redis.Redis.from_url(rs.url, decode_responses=True)
+
+        def pg_connections():
+            return rows(dsn, "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE datname='%s' "
+                             "AND pid <> pg_backend_pid()" % database)[0]["n"]
+
+        def redis_connections():
+            return len(admin.client_list()) - 1   # (this one)
+
+        stack = Stack(env={"CALLFORK_STORE_POSTGRES_DSN": dsn, "CALLFORK_CLUSTER_REDIS_URL": rs.url,
+                           "CALLFORK_CLUSTER_NODE_ID": "solo"})
+        stack.start()
+        try:
+            stack.app.document("/answer", "<Response><Wait length=\"1\"/></Response>")
+            call = stack.sim.place_call(CallScript(to="1000", hangup_after=5))
+            call.wait(15)
+            wait_until(lambda: (stack.service.store.get_call(call.uuid) or {}).get("end_time"), 10, "recorded")
+            assert pg_connections() > 0 and redis_connections() > 0
+        finally:
+            stack.stop()
+        wait_until(lambda: pg_connections() == 0, 5, "PostgreSQL connections closed")
+        wait_until(lambda: redis_connections() == 0, 5, "Redis connections closed")
