@@ -3,7 +3,8 @@
 pg8000 talks to the server over Python sockets, which gevent's monkey-patching makes cooperative: a
 query waits in its own greenlet and the hub runs on. Every connection has a socket timeout
 (`timeout_s`), so a server that stops answering costs a caller at most that long, never a hung
-process. At most `pool_size` connections are open; a caller waits for a free one.
+process; the server gets the same limit for each statement, and twice it for a session idle inside
+a transaction. At most `pool_size` connections are open; a caller waits for a free one.
 
 `run(sql, **params)` runs one statement (autocommit) and `transaction()` several in one
 transaction; rows come back as dicts. Use it from the greenlets of one hub (its semaphore is
@@ -66,7 +67,14 @@ class PgDatabase:
     """Connections to one database; see the module docstring."""
 
     def __init__(self, dsn, *, pool_size=4, timeout_s=5.0, application_name='callfork'):
-        self._args = dict(parse_dsn(dsn), timeout=float(timeout_s), application_name=application_name)
+        # the server's side of the timeout: a statement the client gave up on does not run on (and
+        # commit, or wait on a lock, after the caller moved on), and a session idle inside a
+        # transaction (its node vanished mid-transaction) ends, releasing its locks, instead of
+        # holding them until TCP notices (hours): every other node's statements would wait on them
+        limit_ms = str(int(float(timeout_s) * 1000))
+        self._args = dict(parse_dsn(dsn), timeout=float(timeout_s), application_name=application_name,
+                          startup_params={'statement_timeout': limit_ms,
+                                          'idle_in_transaction_session_timeout': str(2 * int(limit_ms))})
         self._idle = []
         # gevent's: a greenlet waiting for a free connection lets the hub run (a real lock would not,
         # where threading is not monkey-patched)

@@ -13,6 +13,7 @@ from harness import Stack
 from http_receiver import HttpReceiver
 from pg_support import fresh_dsn, rows
 from records import PgStore
+from records.pg_db import PgDatabase
 from serve_support import check_delivered_once_in_order
 from switch_sim import CallScript
 from test_cluster_registry import _live_call_on, cluster, redis_server  # noqa: F401 (fixtures)
@@ -194,3 +195,36 @@ def test_a_stopped_cluster_service_closes_its_postgresql_and_redis_connections()
             stack.stop()
         wait_until(lambda: pg_connections() == 0, 5, "PostgreSQL connections closed")
         wait_until(lambda: redis_connections() == 0, 5, "Redis connections closed")
+
+
+def test_a_node_that_vanishes_inside_a_transaction_does_not_stall_the_others_delivery():
+    """A node whose host vanished (power, network) while one of its transactions held a row lock: the
+    server sees its session idle in transaction, and without a limit keeps the lock for as long as TCP
+    takes to notice (hours). Every other node's scheduler pass then waited on that row (taking back
+    expired leases), timed out client-side, and tried again, leaving a server backend waiting on the
+    lock at each try: nothing was delivered and the waiting backends piled up. The nodes' sessions
+    carry server-side limits (idle in transaction, statement time) tied to the client timeout."""
+    with PostgresServer() as server:
+        dsn = fresh_dsn(server)
+        hooks = HttpReceiver().start()
+        node = PgOutbox(dsn, node_id="node-b", auth_token="T", poll_s=0.1, lease_s=2, db_timeout_s=1,
+                        backoff_base_s=0.05, backoff_max_s=0.2)
+        ghost = PgDatabase(dsn, timeout_s=1)   # the vanished node's connection (same settings as ours)
+        try:
+            first = node.enqueue("call-1", hooks.url("/h"), "POST", {"n": "0"})   # stored, not sent (not started)
+            node.enqueue("call-1", hooks.url("/h"), "POST", {"n": "1"})
+            _execute(dsn, "UPDATE outbox SET status='in_flight', attempts=1, lease_owner='node-a', lease_until=0 "
+                          "WHERE id=%d" % first)   # node-a's attempt, its lease over
+            tx = ghost.transaction().__enter__()   # node-a's last transaction: it never comes back
+            tx.run("SELECT id FROM outbox WHERE id=:id FOR UPDATE", id=first)
+            node.start()
+            assert node.flush(20), node.stats()
+            stored = rows(dsn, "SELECT id, call_uuid, idempotency_key, status FROM outbox ORDER BY id")
+            assert [r["status"] for r in stored] == ["delivered", "delivered"]
+            check_delivered_once_in_order(hooks.answered(200), stored)
+            waiting = rows(dsn, "SELECT COUNT(*) AS n FROM pg_stat_activity WHERE wait_event_type='Lock'")
+            assert waiting == [{"n": 0}]
+        finally:
+            node.close()
+            ghost.close()
+            hooks.stop()
