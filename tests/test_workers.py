@@ -45,6 +45,13 @@ def _relay_ports(serve) -> dict:
             re.findall(r"\[w(\d+)\] callfork\.audio_fork\.relay: relay listening on [\d.]+:(\d+)", serve.output())}
 
 
+def _serving(serve) -> set:
+    """The workers that have started all their listeners (the service's last start-up line, logged
+    once its socket-app and HTTP listeners are bound): a call placed before that goes to the others."""
+    return {int(w) for w in re.findall(r"\[w(\d+)\] callfork\.service: callfork \S+: FreeSWITCH socket app",
+                                       serve.output())}
+
+
 def _fork_worker(serve, sim, uuid: str):
     """The worker whose relay the call's fork URL names (the simulator's mod_audio_fork was given it),
     or None while the call has no stream."""
@@ -74,8 +81,8 @@ def two_workers(tmp_path):
     serve = ServeProcess(config, ports["http"], args=["--config", str(config), "serve"])
     try:
         serve.start(timeout=30)
-        wait_until(lambda: len(_worker_pids(serve)) == 2 and "[w1]" in serve.output() and "[w0]" in serve.output(),
-                   20, "both workers started", interval=0.1)
+        wait_until(lambda: len(_worker_pids(serve)) == 2 and _serving(serve) == {0, 1},
+                   20, "both workers serving", interval=0.1)
         yield {"serve": serve, "sim": sim, "ws": ws, "app": app, "ports": ports, "pg": pg}
     finally:
         serve.stop()
@@ -309,8 +316,8 @@ def test_two_workers_on_freeswitch_take_calls_and_stream_through_their_own_relay
         serve = ServeProcess(config, ports["http"])
         try:
             serve.start(timeout=30)
-            wait_until(lambda: len(_worker_pids(serve)) == 2 and len(_relay_ports(serve)) == 2, 20,
-                       "both workers started", interval=0.1)
+            wait_until(lambda: len(_worker_pids(serve)) == 2 and len(_relay_ports(serve)) == 2
+                       and _serving(serve) == {0, 1}, 20, "both workers serving", interval=0.1)
             for n, uuid in enumerate(callers):   # the A leg sends silence and parks; the B leg runs callfork<n>
                 _api(esl, f"bgapi originate {{origination_uuid={uuid}}}loopback/callfork{n + 1}/default "
                           f"'set:send_silence_when_idle=-1,park' inline")
