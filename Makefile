@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 SERIALIZERS := .venv-serializers
 SER_STAMP   := $(SERIALIZERS)/.installed
 
-.PHONY: install demo test bench serve clean
+.PHONY: install demo test bench serve clean servers
 
 install: $(STAMP)
 
@@ -34,7 +34,17 @@ $(SER_STAMP): Makefile
 # the scenarios wait on real-time audio: TEST_WORKERS pytest workers (pytest-xdist) share the time
 TEST_WORKERS ?= 4
 
-test: install $(SER_STAMP)
+# the cluster tests start real servers of their own on free ports (tests/cluster_servers.py, tests/kamailio_support.py):
+# Debian's redis-server, PostgreSQL and Kamailio, installed here when missing
+servers:
+	@missing=""; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	{ [ -x /usr/lib/postgresql/15/bin/initdb ] || command -v initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	{ command -v kamailio >/dev/null 2>&1 || [ -x /usr/sbin/kamailio ]; } || missing="$$missing kamailio"; \
+	if [ -n "$$missing" ]; then echo "installing$$missing (apt)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+
+test: install $(SER_STAMP) servers
 	CALLFORK_SERIALIZERS_PYTHON=$(CURDIR)/$(SERIALIZERS)/bin/python $(BIN)/python -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS)
 
 bench: install
