@@ -7,65 +7,57 @@ server cannot be reached then, before the first write that reaches it. Every cal
 the id of the node that created it (`node_id`); `close_calls_of(node_id, reason)` closes a node's
 live calls (this node's at start; a dead node's when the cluster registry says it died).
 
-Writes follow records/store.py: timeline rows are grouped and written with the next write, read,
-timer (`flush_delay_s`) or flush(). While PostgreSQL is unreachable (pg_db.unavailable) a write is
-kept in memory, in order, and every later write queues behind it; a retry (every second, and before
-a read) writes the whole backlog in one transaction once the server is back. Calls never fail
-because of it: past `max_backlog` writes and rows, new ones are dropped and counted. `health()`
-says the store is degraded meanwhile. Reads need the server: while it is away they raise
-`PgUnavailable` (the REST API answers an error; no call path depends on a read).
+Writes follow records/store.py (both through records/deferred_writes.py): timeline rows are grouped
+and written with the next write, read, timer (`flush_delay_s`) or flush(). While PostgreSQL is
+unreachable (pg_db.unavailable) a write is kept in memory, in order, and every later write queues
+behind it; a retry (every second, and before a read) writes the whole backlog in one transaction
+once the server is back. Calls never fail because of it: past `max_backlog` writes and rows, new
+ones are dropped and counted. `health()` says the store is degraded meanwhile. Reads need the
+server: while it is away they raise `PgUnavailable` (the REST API answers an error; no call path
+depends on a read).
 
 Use it from greenlets of the gevent hub's thread (the pool's semaphore and the retry timer are
 gevent's); an OS thread's add_event is written at once.
 """
-import collections
+import contextlib
 import json
 import logging
-import threading
 import time
 
-import gevent
 import gevent.lock
-from gevent import monkey
 
+from .deferred_writes import MAX_BACKLOG, DeferredWrites
 from .pg_db import PgDatabase, PgUnavailable, unavailable
-from .schema import (CALL_ALIASES, CALL_FIELDS, CALL_STATUSES, PG_SCHEMA, RECORDING_FIELDS, STREAM_FIELDS,
-                     STREAM_STATUSES, check_fields)
+from .schema import (PG_SCHEMA, RECORDING_FIELDS, call_fields, check_fields,
+                     stream_fields)
 
 log = logging.getLogger(__name__)
-_native_thread_id = monkey.get_original('threading', 'get_ident')
-MAX_PENDING_EVENTS = 500
-MAX_BACKLOG = 50000
-RETRY_UNAVAILABLE_S = 1.0
 LIVE = "status IN ('ringing','in-progress') AND end_time IS NULL"
 
 
-class PgStore:
+class PgStore(DeferredWrites):
     """Call records in PostgreSQL; see the module docstring. `node_id` goes into every call record
     this store creates."""
+
+    _log = log
+    _DRAIN_ERRORS = Exception
+    _MESSAGES = {
+        'closing': 'store: closing with %d write(s) PostgreSQL did not take (%s): they are lost',
+        'wait': 'store: %d writes wait for PostgreSQL (%s); dropping what comes next',
+        'refused': 'store: PostgreSQL is unavailable (%s); keeping writes in memory and retrying',
+        'back': 'store: PostgreSQL is back; %d kept write(s) written'}
 
     def __init__(self, dsn, *, node_id='', flush_delay_s=0.2, max_backlog=MAX_BACKLOG, pool_size=4,
                  timeout_s=5.0, db=None):
         self._db = db or PgDatabase(dsn, pool_size=pool_size, timeout_s=timeout_s)
         self.node_id = str(node_id or '')
-        self.flush_delay_s = float(flush_delay_s)
-        self.max_backlog = int(max_backlog)
-        self._pending = []                       # timeline rows not written yet, in order
-        self._pending_lock = threading.Lock()
-        self._backlog = collections.deque()      # kept writes, in order: (rows, statement, params, insert)
-        self._backlog_size = 0
+        self._init_deferred(flush_delay_s, max_backlog)
         self._draining = gevent.lock.Semaphore()   # one _drain at a time (it yields on every statement)
-        self._next_try = 0.0
-        self.refused = None                      # why PostgreSQL takes no writes (None: it takes them)
-        self.dropped = 0
         self._schema_ready = False
-        self._timer = None
-        self._timer_at = 0.0
-        self._hub_thread = _native_thread_id()
         try:
             self._ensure_schema()
         except PgUnavailable as exc:
-            self._unavailable(exc)
+            self._refused(exc)
 
     def _ensure_schema(self):
         if self._schema_ready:
@@ -76,155 +68,52 @@ class PgStore:
                 tx.run(statement)
         self._schema_ready = True
 
-    def close(self):
-        self.flush()
-        if self._backlog_size:
-            log.error('store: closing with %d write(s) PostgreSQL did not take (%s): they are lost',
-                      self._backlog_size, self.refused)
-        if self._timer is not None:
-            self._timer.kill(block=False)
-            self._timer = None
-        self._db.close()
-
     def health(self):
         """{'writable', 'error', 'kept', 'dropped', 'degraded'}, as records.Store.health() (degraded:
         PostgreSQL is away and writes wait in memory)."""
-        return {'writable': self.refused is None, 'error': self.refused, 'kept': self._backlog_size,
-                'dropped': self.dropped, 'degraded': self.refused is not None, 'backend': 'postgresql'}
+        return dict(super().health(), degraded=self.refused is not None, backend='postgresql')
 
     # ---------------------------------------------------------------- writing (records/store.py's model)
 
-    def flush(self):
-        """Write what is kept in memory now; never raises because PostgreSQL is away."""
-        if self._backlog:
-            self._drain()
-        elif self._pending:
-            self._write(None)
+    @staticmethod
+    def _refuses(exc):
+        return isinstance(exc, Exception) and unavailable(exc)
 
-    def _settle(self):
-        if self._backlog:
-            if time.monotonic() >= self._next_try:
-                self._drain()
-        elif self._pending:
-            self._write(None)
-
-    def _take_pending(self):
-        with self._pending_lock:
-            rows, self._pending = self._pending, []
-        return rows
-
-    def _restore(self, rows):
-        if rows:
-            with self._pending_lock:
-                self._pending[:0] = rows
-
-    def _write(self, statement, params=None, insert=None):
-        """Run `statement` (or nothing) with the pending timeline rows in one transaction (and
-        `insert` when the statement changed no row). Kept for later if PostgreSQL is away (returns
-        None); otherwise the statement's row count."""
-        rows = self._take_pending()
-        if self._backlog:
-            self._keep(rows, statement, params, insert)
-            return None
-        try:
-            self._ensure_schema()
-            with self._db.transaction() as tx:
-                return _apply(tx, rows, statement, params, insert)
-        except Exception as exc:
-            if not unavailable(exc):
-                self._restore(rows)
-                raise
-            self._unavailable(exc)
-            self._keep(rows, statement, params, insert)
-            return None
-        except BaseException:
-            self._restore(rows)
-            raise
-
-    def _keep(self, rows, statement, params, insert):
-        size = len(rows) + (statement is not None)
-        if not size:
-            return
-        if self._backlog_size + size > self.max_backlog:
-            if not self.dropped:
-                log.error('store: %d writes wait for PostgreSQL (%s); dropping what comes next',
-                          self._backlog_size, self.refused)
-            self.dropped += size
-            return
-        self._backlog.append((rows, statement, params, insert))
-        self._backlog_size += size
-        self._arm(RETRY_UNAVAILABLE_S)
-
-    def _unavailable(self, exc):
-        if self.refused is None:
-            log.error('store: PostgreSQL is unavailable (%s); keeping writes in memory and retrying', exc)
-        self.refused = str(exc)
-        self._next_try = time.monotonic() + RETRY_UNAVAILABLE_S
+    def _write_now(self, rows, statement, params, insert):
+        self._ensure_schema()
+        with self._db.transaction() as tx:
+            return _apply(tx, rows, statement, params, insert)
 
     def _drain(self):
         """Every kept write, then the pending timeline rows, in one transaction; True if written.
         One at a time: two (the retry timer and a read's) would write the same kept writes and then
         each take its count off the backlog, dropping writes kept meanwhile."""
         with self._draining:
-            return self._drain_now()
+            return super()._drain()
 
-    def _drain_now(self):
-        items = list(self._backlog)
-        rows = self._take_pending()
-        skipped = 0
+    @contextlib.contextmanager
+    def _kept_transaction(self):
+        self._ensure_schema()
+        with self._db.transaction() as tx:
+            yield tx
+
+    @staticmethod
+    def _apply_kept(tx, item):
+        tx.run('SAVEPOINT kept')
         try:
-            self._ensure_schema()
-            with self._db.transaction() as tx:
-                for index, item in enumerate(items):
-                    tx.run('SAVEPOINT kept')
-                    try:
-                        _apply(tx, *item)
-                    except Exception as exc:
-                        if unavailable(exc):
-                            raise
-                        # a statement that can never succeed must not hold the others back for ever
-                        log.error('store: a kept write failed and is dropped: %s', exc)
-                        tx.run('ROLLBACK TO SAVEPOINT kept')
-                        skipped += 1
-                if rows:
-                    _apply(tx, rows, None, None, None)
+            _apply(tx, *item)
         except Exception as exc:
-            self._restore(rows)
-            if not unavailable(exc):
+            if unavailable(exc):
                 raise
-            self._unavailable(exc)
-            self._arm(RETRY_UNAVAILABLE_S)
+            # a statement that can never succeed must not hold the others back for ever
+            log.error('store: a kept write failed and is dropped: %s', exc)
+            tx.run('ROLLBACK TO SAVEPOINT kept')
             return False
-        for _ in items:
-            kept_rows, statement, _, _ = self._backlog.popleft()
-            self._backlog_size -= len(kept_rows) + (statement is not None)
-        self.dropped += skipped
-        if self.refused is not None:
-            log.warning('store: PostgreSQL is back; %d kept write(s) written', len(items))
-        self.refused = None
         return True
 
-    def _arm(self, delay):
-        if _native_thread_id() != self._hub_thread:
-            return
-        at = time.monotonic() + delay
-        if self._timer is not None:
-            if self._timer_at <= at:
-                return
-            self._timer.kill(block=False)
-        self._timer_at = at
-        self._timer = gevent.spawn_later(delay, self._timed_flush)
-
-    def _timed_flush(self):
-        self._timer = None
-        try:
-            self.flush()
-        except Exception as exc:   # a bad statement: keep the rows, try again later
-            log.warning('store: could not write %d timeline row(s) (%s); retrying in 1 s', len(self._pending), exc)
-            self._arm(1.0)
-            return
-        if self._backlog:
-            self._arm(RETRY_UNAVAILABLE_S)
+    @staticmethod
+    def _apply_rows(tx, rows):
+        _apply(tx, rows, None, None, None)
 
     def _read(self, sql, **params):
         self._settle()
@@ -232,7 +121,7 @@ class PgStore:
             self._ensure_schema()
             return self._db.run(sql, **params)
         except PgUnavailable as exc:
-            self._unavailable(exc)
+            self._refused(exc)
             raise
 
     def _upsert(self, table, key_name, key, fields, extra=None):
@@ -254,11 +143,7 @@ class PgStore:
 
     def upsert_call(self, uuid, **fields):
         """As records.Store.upsert_call; a new record gets this store's node_id."""
-        fields = {CALL_ALIASES.get(k, k): v for k, v in fields.items()}
-        check_fields(fields, CALL_FIELDS, 'call')
-        status = fields.get('status')
-        if status is not None and status not in CALL_STATUSES:
-            raise ValueError('call status %r is not one of %s' % (status, CALL_STATUSES))
+        fields = call_fields(fields)
         self._upsert('calls', 'uuid', str(uuid), fields, extra={'node_id': self.node_id})
 
     def get_call(self, uuid):
@@ -296,20 +181,6 @@ class PgStore:
 
     # ---------------------------------------------------------------- timeline
 
-    def add_event(self, call_uuid, kind, detail=None):
-        """As records.Store.add_event."""
-        text = json.dumps(detail if detail is not None else {}, default=str, sort_keys=True)
-        row = (str(call_uuid), time.time(), str(kind), text)
-        with self._pending_lock:
-            self._pending.append(row)
-        if self.flush_delay_s <= 0 or len(self._pending) >= MAX_PENDING_EVENTS:
-            self._write(None)
-            return
-        if _native_thread_id() == self._hub_thread:
-            self._arm(self.flush_delay_s)
-        else:
-            self.flush()
-
     def timeline(self, uuid):
         rows = self._read('SELECT id, call_uuid, ts, kind, detail FROM call_events WHERE call_uuid=:uuid '
                           'ORDER BY id', uuid=str(uuid))
@@ -320,14 +191,7 @@ class PgStore:
     # ---------------------------------------------------------------- streams
 
     def upsert_stream(self, stream_id, **fields):
-        check_fields(fields, STREAM_FIELDS, 'stream')
-        status = fields.get('status')
-        if status is not None and status not in STREAM_STATUSES:
-            raise ValueError('stream status %r is not one of %s' % (status, STREAM_STATUSES))
-        if 'bidirectional' in fields and fields['bidirectional'] is not None:
-            fields['bidirectional'] = 1 if fields['bidirectional'] else 0
-        if 'call_uuid' in fields and not fields['call_uuid']:
-            raise ValueError('call_uuid cannot be empty')
+        stream_fields(fields)
         if 'call_uuid' not in fields:
             try:
                 self._ensure_schema()

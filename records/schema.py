@@ -6,7 +6,8 @@ values callfork uses. `calls.node_id` is the id of the callfork node that create
 record ('' for a single process): at start a node closes only its own calls (docs/cluster.md)."""
 
 __all__ = ["SCHEMA", "PG_SCHEMA", "add_missing_columns", "CALL_STATUSES", "STREAM_STATUSES", "CALL_FIELDS",
-           "CALL_ALIASES", "STREAM_FIELDS", "RECORDING_FIELDS", "check_fields"]
+           "CALL_ALIASES", "STREAM_FIELDS", "RECORDING_FIELDS", "check_fields",
+           "call_fields", "stream_fields"]
 
 CALL_STATUSES = ('ringing', 'in-progress', 'completed', 'no-answer', 'busy', 'cancel', 'timeout', 'failed')
 STREAM_STATUSES = ('in-progress', 'completed', 'failed')
@@ -128,3 +129,27 @@ def check_fields(fields, allowed, what):
     unknown = sorted(set(fields) - set(allowed))
     if unknown:
         raise ValueError('unknown %s field(s): %s (known: %s)' % (what, ', '.join(unknown), ', '.join(allowed)))
+
+
+def call_fields(fields):
+    """A call's fields as a Store writes them (`from_`/`from`/`to` as from_number/to_number),
+    checked: ValueError for an unknown field or status."""
+    fields = {CALL_ALIASES.get(k, k): v for k, v in fields.items()}
+    check_fields(fields, CALL_FIELDS, 'call')
+    status = fields.get('status')
+    if status is not None and status not in CALL_STATUSES:
+        raise ValueError('call status %r is not one of %s' % (status, CALL_STATUSES))
+    return fields
+
+
+def stream_fields(fields):
+    """Checks a stream's fields (ValueError for an unknown field or status, an empty call_uuid) and
+    stores `bidirectional` as 0/1, in place; the Store checks that a new stream has a call_uuid."""
+    check_fields(fields, STREAM_FIELDS, 'stream')
+    status = fields.get('status')
+    if status is not None and status not in STREAM_STATUSES:
+        raise ValueError('stream status %r is not one of %s' % (status, STREAM_STATUSES))
+    if 'bidirectional' in fields and fields['bidirectional'] is not None:
+        fields['bidirectional'] = 1 if fields['bidirectional'] else 0
+    if 'call_uuid' in fields and not fields['call_uuid']:
+        raise ValueError('call_uuid cannot be empty')

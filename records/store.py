@@ -10,7 +10,8 @@ read of this Store (so every reader sees it, in order), when `flush_delay_s` has
 the gevent hub), at `flush()`, at `close()` and when the interpreter exits normally. A SQLite commit
 costs about the same for one row as for ten, so a call step's rows cost one commit. The price: a
 kill -9 loses the timeline rows of its last `flush_delay_s` (0.2 s by default; 0 writes each row at
-once). Calls, streams, recordings and the outbox are never held back.
+once). Calls, streams, recordings and the outbox are never held back. (The bookkeeping, shared with
+records/pg_store.py, is records/deferred_writes.py.)
 
 A database that refuses a write for now (full disk, I/O error, read-only file, another writer:
 `db.write_refused`) does not fail the caller: the write (and the timeline rows taken with it) is kept
@@ -20,204 +21,70 @@ a read) gets the whole backlog in, in one transaction. Meanwhile reads see what 
 dropped and counted (`health()['dropped']`), never raised into a call.
 """
 import atexit
-import collections
 import json
 import logging
 import sqlite3
-import threading
 import time
 import weakref
 
-import gevent
-from gevent import monkey
-
 from .db import Database, write_refused
-from .schema import (CALL_ALIASES, CALL_FIELDS, CALL_STATUSES, RECORDING_FIELDS, SCHEMA, STREAM_FIELDS,
-                     STREAM_STATUSES, add_missing_columns, check_fields)
+from .deferred_writes import MAX_BACKLOG, DeferredWrites
+from .schema import (RECORDING_FIELDS, SCHEMA, add_missing_columns, call_fields, check_fields,
+                     stream_fields)
 
 log = logging.getLogger(__name__)
-_native_thread_id = monkey.get_original('threading', 'get_ident')
-MAX_PENDING_EVENTS = 500   # written at once beyond this many (memory stays bounded)
-MAX_BACKLOG = 50000        # writes and timeline rows kept while the database refuses writes
-RETRY_REFUSED_S = 1.0
 
-class Store:
+class Store(DeferredWrites):
     """Call records. See the module docstring for the threading model. `busy_timeout_ms`: how long a
     write waits while another connection writes the file before it is kept for later; `max_bytes`:
     the database file's size cap (records.Database); `max_backlog`: how many refused writes and
     timeline rows are kept in memory."""
+
+    _log = log
+    _DRAIN_ERRORS = sqlite3.Error
 
     def __init__(self, db_path, *, synchronous='NORMAL', flush_delay_s=0.2, busy_timeout_ms=2000, max_bytes=None,
                  max_backlog=MAX_BACKLOG):
         self._db = Database(db_path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, max_bytes=max_bytes)
         self._db.script(SCHEMA)
         add_missing_columns(self._db)   # calls.node_id (records/schema.py)
-        self.flush_delay_s = float(flush_delay_s)
-        self._pending = []          # timeline rows not written yet, in order (see the module docstring)
-        self._pending_lock = threading.Lock()   # guards _pending against OS threads (not greenlets)
-        self._backlog = collections.deque()     # refused writes, in order: (rows, statement, args, insert)
-        self._backlog_size = 0                  # writes + timeline rows in _backlog
-        self._next_try = 0.0                    # monotonic time of the next backlog attempt by a read
-        self.refused = None                     # why the database refuses writes (None: it takes them)
-        self.dropped = 0                        # writes and rows lost past max_backlog
-        self.max_backlog = int(max_backlog)
-        self._timer = None
-        self._timer_at = 0.0
-        self._hub_thread = _native_thread_id()  # the timer runs in this thread's gevent hub
+        self._init_deferred(flush_delay_s, max_backlog)
         atexit.register(_flush_at_exit, weakref.ref(self))   # a clean exit writes what is kept
 
-    def close(self):
-        self.flush()
-        if self._backlog_size:
-            log.error('store: closing with %d write(s) the database refused (%s): they are lost',
-                      self._backlog_size, self.refused)
-        if self._timer is not None:
-            self._timer.kill(block=False)
-            self._timer = None
-        self._db.close()
-
     # ---------------------------------------------------------------- grouped writes
-    # (the timer, close() and the exit hook write what add_event kept; see the module docstring)
+    # (records/deferred_writes.py keeps the rows and refused writes; the timer, close() and the exit
+    # hook write them; see the module docstring). What is SQLite's:
 
-    def flush(self):
-        """Write the timeline rows kept in memory now (one transaction), after any refused writes
-        kept in memory (module docstring). Never raises because the database refuses writes."""
-        if self._backlog:
-            self._drain()
-        elif self._pending:
-            self._write(None)
+    @staticmethod
+    def _refuses(exc):
+        return isinstance(exc, sqlite3.Error) and write_refused(exc)
 
-    def health(self):
-        """{'writable', 'error', 'kept', 'dropped'}: whether the last write went in, why not, how
-        many writes and timeline rows wait in memory for the database, how many were lost."""
-        return {'writable': self.refused is None, 'error': self.refused, 'kept': self._backlog_size,
-                'dropped': self.dropped}
+    def _write_now(self, rows, statement, args, insert):
+        if args is None:
+            args = ()
+        if not rows and insert is None:
+            return self._db.execute(statement, args)[1] if statement else 0
+        with self._db.transaction() as conn:
+            return _apply(conn, rows, statement, args, insert)
 
-    def _settle(self):
-        """Before a read: what this Store holds goes in first (refused writes at most once a second)."""
-        if self._backlog:
-            if time.monotonic() >= self._next_try:
-                self._drain()
-        elif self._pending:
-            self._write(None)
+    def _kept_transaction(self):
+        return self._db.transaction()
 
-    def _take_pending(self):
-        with self._pending_lock:
-            rows, self._pending = self._pending, []
-        return rows
-
-    def _write(self, statement, args=(), insert=None):
-        """Run `statement` (or nothing) in one transaction with the pending timeline rows; with
-        `insert` (statement, args), that runs too when `statement` changed no row. If the database
-        refuses the write for now, it is kept (module docstring) and None returned; another failure
-        keeps the rows for the next write and raises. Returns the rowcount of `statement`."""
-        rows = self._take_pending()
-        if self._backlog:       # an earlier write waits for the database: keep the order
-            self._keep(rows, statement, args, insert)
-            return None
+    @staticmethod
+    def _apply_kept(conn, item):
         try:
-            if not rows and insert is None:
-                return self._db.execute(statement, args)[1] if statement else 0
-            with self._db.transaction() as conn:
-                return _apply(conn, rows, statement, args, insert)
+            _apply(conn, *item)
         except sqlite3.Error as exc:
-            if not write_refused(exc):
-                self._restore(rows)
+            if write_refused(exc):
                 raise
-            self._refused(exc)
-            self._keep(rows, statement, args, insert)
-            return None
-        except BaseException:
-            self._restore(rows)
-            raise
-
-    def _restore(self, rows):
-        if rows:
-            with self._pending_lock:
-                self._pending[:0] = rows
-
-    def _keep(self, rows, statement, args, insert):
-        size = len(rows) + (statement is not None)
-        if not size:
-            return
-        if self._backlog_size + size > self.max_backlog:
-            if not self.dropped:
-                log.error('store: %d writes wait for the database (%s); dropping what comes next',
-                          self._backlog_size, self.refused)
-            self.dropped += size
-            return
-        self._backlog.append((rows, statement, args, insert))
-        self._backlog_size += size
-        self._schedule_retry()
-
-    def _refused(self, exc):
-        if self.refused is None:
-            log.error('store: the database refuses writes (%s); keeping them in memory and retrying', exc)
-        self.refused = str(exc)
-        self._next_try = time.monotonic() + RETRY_REFUSED_S
-
-    def _drain(self):
-        """Every kept write, then the pending timeline rows, in one transaction; True if they went in."""
-        items = list(self._backlog)
-        rows = self._take_pending()
-        skipped = 0
-        try:
-            with self._db.transaction() as conn:
-                for item in items:
-                    try:
-                        _apply(conn, *item)
-                    except sqlite3.Error as exc:
-                        if write_refused(exc):
-                            raise
-                        # a statement that can never succeed must not hold the others back for ever
-                        log.error('store: a kept write failed and is dropped: %s', exc)
-                        skipped += 1
-                if rows:
-                    _apply(conn, rows, None, (), None)
-        except sqlite3.Error as exc:
-            self._restore(rows)
-            if not write_refused(exc):
-                raise
-            self._refused(exc)
-            self._schedule_retry()
+            # a statement that can never succeed must not hold the others back for ever
+            log.error('store: a kept write failed and is dropped: %s', exc)
             return False
-        for _ in items:
-            kept_rows, statement, _, _ = self._backlog.popleft()
-            self._backlog_size -= len(kept_rows) + (statement is not None)
-        self.dropped += skipped
-        if self.refused is not None:
-            log.warning('store: the database takes writes again; %d kept write(s) written', len(items))
-        self.refused = None
         return True
 
-    def _schedule_flush(self):
-        self._arm(self.flush_delay_s)
-
-    def _schedule_retry(self):
-        self._arm(RETRY_REFUSED_S)
-
-    def _arm(self, delay):
-        """The timer fires within `delay` s (an earlier one is kept, a later one replaced)."""
-        if _native_thread_id() != self._hub_thread:
-            return
-        at = time.monotonic() + delay
-        if self._timer is not None:
-            if self._timer_at <= at:
-                return
-            self._timer.kill(block=False)
-        self._timer_at = at
-        self._timer = gevent.spawn_later(delay, self._timed_flush)
-
-    def _timed_flush(self):
-        self._timer = None
-        try:
-            self.flush()
-        except Exception as exc:  # a bad statement: keep the rows, try again later
-            log.warning('store: could not write %d timeline row(s) (%s); retrying in 1 s', len(self._pending), exc)
-            self._arm(1.0)
-            return
-        if self._backlog:
-            self._schedule_retry()
+    @staticmethod
+    def _apply_rows(conn, rows):
+        _apply(conn, rows, None, (), None)
 
     def _upsert(self, table, key_name, key, fields):
         """Update the given columns of the existing row or insert a new one, in one transaction
@@ -241,11 +108,7 @@ class Store:
     def upsert_call(self, uuid, **fields):
         """Create the call or update the given fields (others keep their values).
         `from_`/`from`/`to` are accepted for from_number/to_number."""
-        fields = {CALL_ALIASES.get(k, k): v for k, v in fields.items()}
-        check_fields(fields, CALL_FIELDS, 'call')
-        status = fields.get('status')
-        if status is not None and status not in CALL_STATUSES:
-            raise ValueError('call status %r is not one of %s' % (status, CALL_STATUSES))
+        fields = call_fields(fields)
         self._upsert('calls', 'uuid', str(uuid), fields)
 
     def get_call(self, uuid):
@@ -270,23 +133,6 @@ class Store:
 
     # ---------------------------------------------------------------- timeline
 
-    def add_event(self, call_uuid, kind, detail=None):
-        """Append to the call's timeline (verbs run, errors, streams, recordings, webhooks).
-        `detail` is stored as JSON; values JSON cannot hold are stored as their str(). The row is
-        written with the next write, read or timer (module docstring); readers of this Store see it
-        at once."""
-        text = json.dumps(detail if detail is not None else {}, default=str, sort_keys=True)
-        row = (str(call_uuid), time.time(), str(kind), text)
-        with self._pending_lock:
-            self._pending.append(row)
-        if self.flush_delay_s <= 0 or len(self._pending) >= MAX_PENDING_EVENTS:
-            self._write(None)   # now (kept in memory if the database refuses it)
-            return
-        if _native_thread_id() == self._hub_thread:
-            self._schedule_flush()
-        else:
-            self.flush()   # no timer in a foreign OS thread: write at once
-
     def timeline(self, uuid):
         self._settle()
         rows = self._db.query('SELECT id, call_uuid, ts, kind, detail FROM call_events WHERE call_uuid=? '
@@ -298,14 +144,7 @@ class Store:
     # ---------------------------------------------------------------- streams
 
     def upsert_stream(self, stream_id, **fields):
-        check_fields(fields, STREAM_FIELDS, 'stream')
-        status = fields.get('status')
-        if status is not None and status not in STREAM_STATUSES:
-            raise ValueError('stream status %r is not one of %s' % (status, STREAM_STATUSES))
-        if 'bidirectional' in fields and fields['bidirectional'] is not None:
-            fields['bidirectional'] = 1 if fields['bidirectional'] else 0
-        if 'call_uuid' in fields and not fields['call_uuid']:
-            raise ValueError('call_uuid cannot be empty')
+        stream_fields(fields)
         if 'call_uuid' not in fields and self._db.scalar('SELECT 1 FROM streams WHERE stream_id=?',
                                                          (str(stream_id),)) is None:
             raise ValueError('a new stream needs call_uuid')
