@@ -33,89 +33,57 @@ use it from the gevent hub's thread (its wake-up events are gevent events).
 
 The rows and the SQL on them are in outbox_table.py, one HTTP attempt in delivery.py, the per-host
 state in hosts.py, backoff and retry windows in retry_timing.py, what the database refused in
-refused_writes.py, the running counts in outbox_counts.py, a new row in outbox_row.py; this module
-decides which row goes when and what an attempt's outcome does to it. It stays near 500 lines on
-purpose: enqueue, the scheduler and outcome recording each commit a row and, in the same step on the
-hub, change the in-flight set, the counts, the host state and the wake-up events; split apart, they
-would reach into one another's state.
+refused_writes.py, the running counts in outbox_counts.py, a new row in outbox_row.py, what it does
+as PgOutbox does (argument checks, set-up, the memory queue, listing and retry, one attempt, /metrics
+figures) in outbox_common.py; this module decides which row goes when and what an attempt's outcome
+does to it. It stays one module on purpose: enqueue, the scheduler and outcome recording each commit
+a row and, in the same step on the hub, change the in-flight set, the counts, the host state and the
+wake-up events; split apart, they would reach into one another's state.
 """
 import logging
 import sqlite3
 import time
 
 import gevent
-import gevent.event
-import gevent.pool
 
 from records import write_refused
 
-from .delivery import Sender
-from .hosts import Hosts
+from .outbox_common import EXPIRE_BATCH, OutboxCommon, OutboxError, check_arguments
 from .outbox_counts import OutboxCounts
-from .outbox_row import new_row
-from .outbox_table import DELIVERED, FAILED, IN_FLIGHT, PENDING, WAITING, OutboxTable
-from .refused_writes import REFUSED_RETRY_S, UNSAVED, RefusedWrites
-from .retry_timing import RETRY_AFTER_MAX_S, RetryPolicy, WindowClock
+from .outbox_table import IN_FLIGHT, PENDING, OutboxTable
+from .refused_writes import REFUSED_RETRY_S
+from .retry_timing import WindowClock
 
 log = logging.getLogger(__name__)
 
 IDLE_RECHECK_S = 5.0
-PRUNE_EVERY_S = 60.0
-PRUNE_BATCH = 2000           # rows deleted per statement (each statement holds the hub)
-EXPIRE_BATCH = 500
+
+__all__ = ['Outbox', 'OutboxError']
 
 
-class OutboxError(Exception):
-    """The outbox could not keep a webhook (the caller must know: nothing was queued)."""
-
-
-class Outbox:
+class Outbox(OutboxCommon):
     """Durable, ordered, retrying webhook delivery. See the module docstring; retries,
-    retry_window_s and the backoff are RetryPolicy's (retry_timing.py)."""
+    retry_window_s and the backoff are RetryPolicy's (retry_timing.py); what it shares with PgOutbox
+    is OutboxCommon's (outbox_common.py)."""
+
+    _REFUSING = 'the database refuses writes'
+    _KEEPING_UNTIL = ' until it takes them'
 
     def __init__(self, db_path, *, auth_token, retries=None, retry_window_s=21600.0, backoff_base_s=2.0,
                  backoff_max_s=300.0, connect_timeout_s=3, read_timeout_s=10, concurrency=16,
                  per_host_concurrency=8, retention_s=None, memory_limit=10000, user_agent=None,
                  v3_mode='docs', allow_private=True, synchronous='NORMAL', max_db_bytes=None):
-        if not auth_token:
-            raise ValueError('Outbox needs an auth token to sign webhooks')
-        if concurrency < 1 or per_host_concurrency < 1:
-            raise ValueError('concurrency and per_host_concurrency must be >= 1')
-        self.policy = RetryPolicy(retries=retries, retry_window_s=retry_window_s, backoff_base_s=backoff_base_s,
-                                  backoff_max_s=backoff_max_s)
-        self.concurrency = int(concurrency)
-        self.retention_s = None if retention_s is None else float(retention_s)
-        self.allow_private = allow_private
+        check_arguments('Outbox', auth_token, concurrency, per_host_concurrency)
+        self._init_policy(retries=retries, retry_window_s=retry_window_s, backoff_base_s=backoff_base_s,
+                          backoff_max_s=backoff_max_s, concurrency=concurrency, retention_s=retention_s,
+                          allow_private=allow_private)
         self._table = OutboxTable(db_path, synchronous=synchronous, max_bytes=max_db_bytes)
-        self._sender = Sender(auth_token=auth_token, connect_timeout_s=connect_timeout_s,
-                              read_timeout_s=read_timeout_s, concurrency=self.concurrency,
-                              user_agent=user_agent, v3_mode=v3_mode, allow_private=allow_private)
-        self._hosts = self._new_hosts(per_host_concurrency)
-        self._group = gevent.pool.Group()       # the delivery greenlets (capacity: self._in_flight)
-        self._wake = gevent.event.Event()      # set: the scheduler should look again now
-        self._changed = gevent.event.Event()   # set: some delivery finished (flush waits on it)
-        self._scheduler = None
+        self._init_delivery(auth_token=auth_token, connect_timeout_s=connect_timeout_s,
+                            read_timeout_s=read_timeout_s, per_host_concurrency=per_host_concurrency,
+                            user_agent=user_agent, v3_mode=v3_mode, memory_limit=memory_limit)
         self._in_flight = set()                # ids this instance is sending (owned by this hub)
-        self._refused_writes = RefusedWrites(memory_limit)
-        self._prepared = False                 # start()'s table preparation done
         self._windows = WindowClock(self.policy.retry_window_s)
-        self._prune_at = 0.0
-        self._stopping = False
-        self.delivered = 0                     # webhooks delivered since start
         self._counts = OutboxCounts(self._table.counts())
-
-    def _new_hosts(self, per_host):
-        return Hosts(per_host, self.policy.backoff_base_s, self.policy.backoff_max_s, RETRY_AFTER_MAX_S)
-
-    @property
-    def lost(self):
-        """Webhooks dropped: the database refused them and the memory queue was full."""
-        return self._refused_writes.lost
-
-    @property
-    def write_error(self):
-        """Why the database refuses writes (None: it takes them)."""
-        return self._refused_writes.error
 
     # ---------------------------------------------------------------- enqueue and inspection
 
@@ -124,16 +92,12 @@ class Outbox:
         while the database refuses writes it is kept in memory instead (returns None) and stored
         when it can be. A bad URL or method is stored as `failed` (with the reason), never dropped.
         OutboxError: it could be neither stored nor kept."""
-        row = new_row(call_uuid, url, method, params, encoding=encoding, event=event, signer=signer,
-                      max_attempts=self.policy.max_attempts, allow_private=self.allow_private)
+        row = self._new_row(call_uuid, url, method, params, encoding, event, signer)
         now = row['created_at']
-        if row['status'] == FAILED:
-            log.warning('call %s: webhook %s not sent: %s', row['call_uuid'] or '-', event or '', row['error'])
         if self._refused_writes.webhooks:    # the database refused an earlier one: this one queues behind it
             return self._keep_unsaved(row)
         # heading its call with a free slot: stored in flight (attempt 1) and sent at once
-        send_now = (row['status'] == PENDING and self._running() and len(self._in_flight) < self.concurrency
-                    and self._hosts.capacity(row['host'], now) > 0)
+        send_now = self._send_now(row, now)
         try:
             delivery_id, stored, head = self._table.insert(row, now, send_now)
         except sqlite3.Error as exc:
@@ -157,65 +121,20 @@ class Outbox:
             self._windows.started(now)
             self._wake.set()
 
-    def _keep_unsaved(self, row):
-        refused = self._refused_writes
-        first = not refused.webhooks
-        if not refused.keep(row):
-            log.error('call %s: webhook %s lost: the database refuses writes (%s) and %d webhooks wait in '
-                      'memory already', row['call_uuid'] or '-', row['event'] or '', refused.error,
-                      len(refused.webhooks))
-            raise OutboxError('the database refuses writes (%s) and the memory queue is full' % (refused.error,))
-        if first:
-            log.warning('outbox: the database refuses writes (%s): keeping webhooks in memory (up to %d) '
-                        'until it takes them', refused.error, refused.memory_limit)
-        self._wake.set()
-        return None
+    def _waiting_count(self):
+        return self._counts.waiting
 
-    def depth(self):
-        """Webhooks not yet delivered or failed (pending + in_flight + kept in memory)."""
-        return self._counts.waiting + len(self._refused_writes.webhooks)
+    def _oldest_waiting(self):
+        return self._table.oldest_waiting_created()
+
+    def _failed_by_host(self):
+        return self._counts.failed_by_host
 
     def failed_count(self):
         return self._counts.failed_total()
 
     def held_count(self):
         return self._counts.held
-
-    def delivered_count(self):
-        """Delivered rows in the table (a count of them all: for tests and tools, not /metrics)."""
-        return self._table.count(DELIVERED)
-
-    def stats(self):
-        """What /metrics and /healthz report: depth, held, failed, delivered (since start), unsaved
-        (kept in memory), lost, oldest_pending_age_s (of what is not delivered or failed), failed_by_host,
-        hosts_down {host: (failed rounds, s until the next try)}, writable, write_error."""
-        now = time.time()
-        kept = [t for t in (self._table.oldest_waiting_created(), self._refused_writes.oldest_created())
-                if t is not None]
-        return {'depth': self.depth(), 'held': self.held_count(), 'failed': self.failed_count(),
-                'delivered': self.delivered, 'unsaved': len(self._refused_writes.webhooks), 'lost': self.lost,
-                'oldest_pending_age_s': max(0.0, now - min(kept)) if kept else 0.0,
-                'failed_by_host': dict(self._counts.failed_by_host), 'hosts_down': self._hosts.down(now),
-                'writable': self.write_error is None, 'write_error': self.write_error}
-
-    def prune(self, delivered_older_than_s):
-        """Delete delivered rows older than the given age; others are kept. Returns the count."""
-        return self._table.prune(time.time() - float(delivered_older_than_s))
-
-    def retry_failed(self, call_uuid=None):
-        """Give failed webhooks (all, or one call's) and those held behind them a fresh set of
-        attempts, in their original order, with their original idempotency keys; returns how many
-        failed ones."""
-        count = self._table.retry_failed(time.time(), call_uuid)
-        self._reload()
-        return count
-
-    def release_held(self, call_uuid=None):
-        """Send the webhooks held behind failed ones (all, or one call's), in order; the failed ones
-        stay failed. Returns how many were released."""
-        count = self._table.release_held(time.time(), call_uuid)
-        self._reload()
-        return count
 
     def _reload(self):
         """Rows were queued anew: read the counts, the hosts' due times and the first window."""
@@ -224,25 +143,6 @@ class Outbox:
             self._hosts.set_due(host, due)
         self._windows.reset(self._table.first_window_start())
         self._wake.set()
-
-    def deliveries(self, call_uuid):
-        """Every webhook of a call in enqueue order, as dicts (event, url, status, attempts, ...);
-        those kept in memory (the database refused them) last, with status 'unsaved' and no id."""
-        rows = self._table.deliveries(call_uuid)
-        return rows + self._refused_writes.listing(call_uuid)
-
-    def webhooks(self, statuses=None, call_uuid=None, limit=100):
-        """Webhooks with these statuses (None: every one not delivered, those kept in memory too:
-        status 'unsaved'), all or one call's, oldest first, at most `limit`."""
-        statuses = WAITING + (UNSAVED,) if statuses is None else tuple(statuses)
-        stored = tuple(s for s in statuses if s != UNSAVED)
-        rows = self._table.listing(stored, call_uuid, limit) if stored else []
-        if UNSAVED in statuses:
-            rows += self._refused_writes.listing(call_uuid)[:max(0, limit - len(rows))]
-        return rows
-
-    def get_delivery(self, delivery_id):
-        return self._table.get(delivery_id)
 
     # ---------------------------------------------------------------- worker lifecycle
 
@@ -276,17 +176,7 @@ class Outbox:
     def stop(self, timeout=5.0):
         """Stop the worker: let sends in progress finish for up to `timeout` s, then abandon them (they
         are pending again, to be retried on the next start)."""
-        self._stopping = True
-        self._wake.set()
-        if self._scheduler is not None:
-            self._scheduler.kill(block=True, timeout=timeout)
-            self._scheduler = None
-        self._group.join(timeout=timeout)
-        abandoned = list(self._in_flight)
-        self._group.kill(block=True, timeout=timeout)
-        self._in_flight.clear()
-        # killed deliveries did not say they finished: forget what was counted in flight per host
-        self._hosts = self._new_hosts(self._hosts.per_host)
+        abandoned = self._stop_deliveries(timeout)
         try:
             self._record_unrecorded()
             if abandoned:
@@ -314,14 +204,6 @@ class Outbox:
             if remaining <= 0:
                 return False
             self._changed.wait(min(remaining, 0.5))
-
-    def wait_progress(self, timeout):
-        """Wait until some delivery attempt finishes (or `timeout` s); True if one did."""
-        self._changed.clear()
-        return self._changed.wait(timeout)
-
-    def _running(self):
-        return self._scheduler is not None and not self._scheduler.dead and not self._stopping
 
     # ---------------------------------------------------------------- the scheduler
 
@@ -392,20 +274,12 @@ class Outbox:
         due) fail, and hold their calls' later webhooks."""
         window_s = self.policy.retry_window_s
         for row in self._table.expired_heads(now - window_s, EXPIRE_BATCH):
-            reason = 'not delivered within the %g s retry window (%d attempt(s); last error: %s)' % (
-                window_s, row['attempts'], row['last_error'] or 'none: its receiver was down')
+            reason = self._window_ended(row)
             _, held = self._table.mark_failed(row, row['last_status_code'], reason, now, holds=True)
             self._counts.failed(row['host'], held)
             log.warning('call %s: webhook %s #%d to %s failed: %s', row['call_uuid'] or '-', row['event'] or '',
                         row['id'], row['url'], reason)
         self._windows.reset(self._table.first_window_start())
-
-    def _prune(self, now):
-        count = self._table.prune(now - self.retention_s, PRUNE_BATCH)
-        if count >= PRUNE_BATCH:
-            self._prune_at = now + 0.05    # more to delete: soon, after other greenlets had a turn
-        else:
-            self._prune_at = now + min(PRUNE_EVERY_S, max(self.retention_s / 4, 0.5))
 
     def _store_unsaved(self):
         """Webhooks kept in memory go into the table, in order, in one transaction."""
@@ -436,14 +310,7 @@ class Outbox:
         self._group.spawn(self._deliver, row)
 
     def _deliver(self, row):
-        try:
-            status_code, error, retryable, retry_after = self._sender.send(row)
-        except Exception as exc:  # bad stored data must not kill the worker
-            log.exception('call %s: webhook %s could not be sent', row['call_uuid'] or '-', row['id'])
-            status_code, error, retryable, retry_after = None, 'internal error: %s' % (exc,), False, None
-        now = time.time()
-        self._hosts.finished(row['host'], error is not None and retryable, retry_after, now)
-        outcome = (status_code, error, retryable, retry_after)
+        outcome, now = self._attempt(row)
         try:
             self._record_outcome(row, outcome, now)
         except Exception as exc:
@@ -458,14 +325,6 @@ class Outbox:
             self._in_flight.discard(row['id'])
             self._wake.set()
             self._changed.set()
-
-    def _record_unrecorded(self):
-        """Outcomes the database refused to record, recorded now, in the order they came."""
-        outcomes = self._refused_writes.outcomes
-        while outcomes:
-            row, outcome, at = outcomes[0]
-            self._record_outcome(row, outcome, at)
-            outcomes.pop(0)
 
     def _record_outcome(self, row, outcome, now):
         status_code, error, retryable, retry_after = outcome

@@ -26,69 +26,46 @@ import logging
 import time
 
 import gevent
-import gevent.event
-import gevent.pool
 
 from records.pg_db import PgDatabase, unavailable
 
-from .delivery import Sender
-from .hosts import Hosts
-from .outbox import OutboxError
-from .outbox_row import new_row
-from .outbox_table import DELIVERED, FAILED, IN_FLIGHT, PENDING, WAITING
+from .outbox_common import EXPIRE_BATCH, OutboxCommon, OutboxError, check_arguments
+from .outbox_table import IN_FLIGHT
 from .pg_outbox_table import PgOutboxTable
-from .refused_writes import REFUSED_RETRY_S, UNSAVED, RefusedWrites
-from .retry_timing import RETRY_AFTER_MAX_S, RetryPolicy
+from .refused_writes import REFUSED_RETRY_S
 
 log = logging.getLogger(__name__)
 
-EXPIRE_BATCH = 500
-PRUNE_BATCH = 2000
-PRUNE_EVERY_S = 60.0
 
-
-class PgOutbox:
+class PgOutbox(OutboxCommon):
     """See the module docstring. `node_id` owns this node's leases; the other arguments are
-    Outbox's (synchronous and max_db_bytes, SQLite's, are accepted and ignored)."""
+    Outbox's (synchronous and max_db_bytes, SQLite's, are accepted and ignored); what it shares
+    with Outbox is OutboxCommon's (outbox_common.py)."""
+
+    _REFUSING = 'PostgreSQL is unavailable'
+    _KEEPING_UNTIL = ''
 
     def __init__(self, dsn, *, node_id, auth_token, lease_s=30.0, poll_s=0.5, retries=None,
                  retry_window_s=21600.0, backoff_base_s=2.0, backoff_max_s=300.0, connect_timeout_s=3,
                  read_timeout_s=10, concurrency=16, per_host_concurrency=8, retention_s=None, memory_limit=10000,
                  user_agent=None, v3_mode='docs', allow_private=True, pool_size=4, db_timeout_s=5.0, db=None,
                  synchronous=None, max_db_bytes=None):
-        if not auth_token:
-            raise ValueError('PgOutbox needs an auth token to sign webhooks')
-        if not node_id:
-            raise ValueError('PgOutbox needs a node id (the owner of its leases)')
-        if concurrency < 1 or per_host_concurrency < 1:
-            raise ValueError('concurrency and per_host_concurrency must be >= 1')
+        check_arguments('PgOutbox', auth_token, concurrency, per_host_concurrency, node_id=node_id)
         self.node_id = str(node_id)
         self.lease_s = float(lease_s)
         self.poll_s = float(poll_s)
-        self.policy = RetryPolicy(retries=retries, retry_window_s=retry_window_s, backoff_base_s=backoff_base_s,
-                                  backoff_max_s=backoff_max_s)
-        self.concurrency = int(concurrency)
-        self.retention_s = None if retention_s is None else float(retention_s)
-        self.allow_private = allow_private
+        self._init_policy(retries=retries, retry_window_s=retry_window_s, backoff_base_s=backoff_base_s,
+                          backoff_max_s=backoff_max_s, concurrency=concurrency, retention_s=retention_s,
+                          allow_private=allow_private)
         self._db = db or PgDatabase(dsn, pool_size=pool_size, timeout_s=db_timeout_s,
                                     application_name='callfork-outbox')
         self._table = PgOutboxTable(self._db)
-        self._sender = Sender(auth_token=auth_token, connect_timeout_s=connect_timeout_s,
-                              read_timeout_s=read_timeout_s, concurrency=self.concurrency, user_agent=user_agent,
-                              v3_mode=v3_mode, allow_private=allow_private)
-        self._hosts = self._new_hosts(per_host_concurrency)
-        self._group = gevent.pool.Group()
-        self._wake = gevent.event.Event()
-        self._changed = gevent.event.Event()
-        self._scheduler = None
+        self._init_delivery(auth_token=auth_token, connect_timeout_s=connect_timeout_s,
+                            read_timeout_s=read_timeout_s, per_host_concurrency=per_host_concurrency,
+                            user_agent=user_agent, v3_mode=v3_mode, memory_limit=memory_limit)
         self._in_flight = {}                   # id -> row this node is sending
-        self._refused_writes = RefusedWrites(memory_limit)
-        self._prepared = False
-        self._stopping = False
         self._renew_at = 0.0
         self._due_hosts = set()                # hosts the table had due heads for at the last look
-        self._prune_at = 0.0
-        self.delivered = 0
         self.lost_leases = 0                   # outcomes not recorded: another node had taken the row over
         self._counts = (0, 0, {}, None)        # the table's (waiting, held, failed by host, oldest waiting)
         try:
@@ -100,31 +77,16 @@ class PgOutbox:
             self._refused_writes.refused(exc)
             log.error('outbox: PostgreSQL is unavailable at start (%s); webhooks wait in memory', exc)
 
-    def _new_hosts(self, per_host):
-        return Hosts(per_host, self.policy.backoff_base_s, self.policy.backoff_max_s, RETRY_AFTER_MAX_S)
-
-    @property
-    def lost(self):
-        return self._refused_writes.lost
-
-    @property
-    def write_error(self):
-        return self._refused_writes.error
-
     # ---------------------------------------------------------------- enqueue and inspection
 
     def enqueue(self, call_uuid, url, method, params, *, encoding='form', event=None, signer='vobiz'):
         """As Outbox.enqueue: the delivery id once the row is committed, None when it is kept in
         memory (PostgreSQL is away), OutboxError when it can be neither."""
-        row = new_row(call_uuid, url, method, params, encoding=encoding, event=event, signer=signer,
-                      max_attempts=self.policy.max_attempts, allow_private=self.allow_private)
+        row = self._new_row(call_uuid, url, method, params, encoding, event, signer)
         now = row['created_at']
-        if row['status'] == FAILED:
-            log.warning('call %s: webhook %s not sent: %s', row['call_uuid'] or '-', event or '', row['error'])
         if self._refused_writes.webhooks or not self._table.ready:
             return self._keep_unsaved(row)
-        send_now = (row['status'] == PENDING and self._running() and len(self._in_flight) < self.concurrency
-                    and self._hosts.capacity(row['host'], now) > 0)
+        send_now = self._send_now(row, now)
         try:
             delivery_id, stored, head, window = self._table.insert(row, now, send_now, self.node_id, self.lease_s)
         except Exception as exc:
@@ -145,22 +107,15 @@ class PgOutbox:
         else:
             self._wake.set()
 
-    def _keep_unsaved(self, row):
-        refused = self._refused_writes
-        first = not refused.webhooks
-        if not refused.keep(row):
-            log.error('call %s: webhook %s lost: PostgreSQL is unavailable (%s) and %d webhooks wait in memory '
-                      'already', row['call_uuid'] or '-', row['event'] or '', refused.error, len(refused.webhooks))
-            raise OutboxError('PostgreSQL is unavailable (%s) and the memory queue is full' % (refused.error,))
-        if first:
-            log.warning('outbox: PostgreSQL is unavailable (%s): keeping webhooks in memory (up to %d)',
-                        refused.error, refused.memory_limit)
-        self._wake.set()
-        return None
+    def _waiting_count(self):
+        """The cluster's webhooks not yet delivered or failed, as the scheduler last read them."""
+        return self._counts[0]
 
-    def depth(self):
-        """Webhooks of the cluster not yet delivered or failed (as last read) + those kept in memory."""
-        return self._counts[0] + len(self._refused_writes.webhooks)
+    def _oldest_waiting(self):
+        return self._counts[3]
+
+    def _failed_by_host(self):
+        return self._counts[2]
 
     def failed_count(self):
         return sum(self._counts[2].values())
@@ -168,49 +123,9 @@ class PgOutbox:
     def held_count(self):
         return self._counts[1]
 
-    def delivered_count(self):
-        return self._table.count(DELIVERED)
-
-    def stats(self):
-        """As Outbox.stats() (the table's figures as the scheduler last read them)."""
-        now = time.time()
-        kept = [t for t in (self._counts[3], self._refused_writes.oldest_created()) if t is not None]
-        return {'depth': self.depth(), 'held': self.held_count(), 'failed': self.failed_count(),
-                'delivered': self.delivered, 'unsaved': len(self._refused_writes.webhooks), 'lost': self.lost,
-                'oldest_pending_age_s': max(0.0, now - min(kept)) if kept else 0.0,
-                'failed_by_host': dict(self._counts[2]), 'hosts_down': self._hosts.down(now),
-                'writable': self.write_error is None, 'write_error': self.write_error}
-
-    def prune(self, delivered_older_than_s):
-        return self._table.prune(time.time() - float(delivered_older_than_s))
-
-    def retry_failed(self, call_uuid=None):
-        count = self._table.retry_failed(time.time(), call_uuid)
-        self._reload()
-        return count
-
-    def release_held(self, call_uuid=None):
-        count = self._table.release_held(time.time(), call_uuid)
-        self._reload()
-        return count
-
     def _reload(self):
         self._counts = self._table.counts()
         self._wake.set()
-
-    def deliveries(self, call_uuid):
-        return self._table.deliveries(call_uuid) + self._refused_writes.listing(call_uuid)
-
-    def webhooks(self, statuses=None, call_uuid=None, limit=100):
-        statuses = WAITING + (UNSAVED,) if statuses is None else tuple(statuses)
-        stored = tuple(s for s in statuses if s != UNSAVED)
-        rows = self._table.listing(stored, call_uuid, limit) if stored else []
-        if UNSAVED in statuses:
-            rows += self._refused_writes.listing(call_uuid)[:max(0, limit - len(rows))]
-        return rows
-
-    def get_delivery(self, delivery_id):
-        return self._table.get(delivery_id)
 
     # ---------------------------------------------------------------- worker lifecycle
 
@@ -241,16 +156,7 @@ class PgOutbox:
 
     def stop(self, timeout=5.0):
         """As Outbox.stop: sends in progress get `timeout` s, then are abandoned (pending again)."""
-        self._stopping = True
-        self._wake.set()
-        if self._scheduler is not None:
-            self._scheduler.kill(block=True, timeout=timeout)
-            self._scheduler = None
-        self._group.join(timeout=timeout)
-        abandoned = list(self._in_flight)
-        self._group.kill(block=True, timeout=timeout)
-        self._in_flight.clear()
-        self._hosts = self._new_hosts(self._hosts.per_host)
+        abandoned = self._stop_deliveries(timeout)
         try:
             self._record_unrecorded()
             if abandoned:
@@ -284,13 +190,6 @@ class PgOutbox:
             if remaining <= 0:
                 return False
             self._changed.wait(min(remaining, self.poll_s))
-
-    def wait_progress(self, timeout):
-        self._changed.clear()
-        return self._changed.wait(timeout)
-
-    def _running(self):
-        return self._scheduler is not None and not self._scheduler.dead and not self._stopping
 
     # ---------------------------------------------------------------- the scheduler
 
@@ -358,16 +257,11 @@ class PgOutbox:
     def _expire(self, now):
         window_s = self.policy.retry_window_s
         for row in self._table.expired_heads(now - window_s, EXPIRE_BATCH):
-            reason = 'not delivered within the %g s retry window (%d attempt(s); last error: %s)' % (
-                window_s, row['attempts'], row['last_error'] or 'none: its receiver was down')
+            reason = self._window_ended(row)
             recorded, _, _ = self._table.mark_failed(row, row['last_status_code'], reason, now, holds=True)
             if recorded:
                 log.warning('call %s: webhook %s #%d to %s failed: %s', row['call_uuid'] or '-',
                             row['event'] or '', row['id'], row['url'], reason)
-
-    def _prune(self, now):
-        count = self._table.prune(now - self.retention_s, PRUNE_BATCH)
-        self._prune_at = now + (0.05 if count >= PRUNE_BATCH else min(PRUNE_EVERY_S, max(self.retention_s / 4, 0.5)))
 
     def _store_unsaved(self):
         kept = self._refused_writes.webhooks
@@ -398,14 +292,7 @@ class PgOutbox:
         self._group.spawn(self._deliver, row)
 
     def _deliver(self, row):
-        try:
-            status_code, error, retryable, retry_after = self._sender.send(row)
-        except Exception as exc:  # bad stored data must not kill the worker
-            log.exception('call %s: webhook %s could not be sent', row['call_uuid'] or '-', row['id'])
-            status_code, error, retryable, retry_after = None, 'internal error: %s' % (exc,), False, None
-        now = time.time()
-        self._hosts.finished(row['host'], error is not None and retryable, retry_after, now)
-        outcome = (status_code, error, retryable, retry_after)
+        outcome, now = self._attempt(row)
         try:
             if self._refused_writes.outcomes:   # keep their order
                 raise _Later()
@@ -424,13 +311,6 @@ class PgOutbox:
             self._in_flight.pop(row['id'], None)
             self._wake.set()
             self._changed.set()
-
-    def _record_unrecorded(self):
-        outcomes = self._refused_writes.outcomes
-        while outcomes:
-            row, outcome, at = outcomes[0]
-            self._record_outcome(row, outcome, at)
-            outcomes.pop(0)
 
     def _record_outcome(self, row, outcome, now):
         status_code, error, retryable, retry_after = outcome
