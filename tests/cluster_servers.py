@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from waiting import wait_until
@@ -169,6 +168,4 @@ class PostgresServer:
 
 
 def wait_gone(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _answers(port) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not _answers(port), timeout, f"nothing listening on port {port}", interval=0.05)

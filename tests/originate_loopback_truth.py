@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 import truth_capture  # noqa: E402
 from truth_capture import compare_cases, esl_connect  # noqa: E402
+from waiting import wait_until  # noqa: E402
 
 LEG_EVENTS = "CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_UNBRIDGE " \
              "CHANNEL_HANGUP_COMPLETE DTMF"
@@ -113,9 +114,8 @@ def run_case(address, password, everything: list, case) -> dict:
         t0 = time.monotonic()
         control.send(f"bgapi {line}\nJob-UUID: {job}\n\n")
         if action == "cancel":
-            deadline = time.monotonic() + 10
-            while not any(e.get("Event-Name") == "CHANNEL_PROGRESS" for _t, e in heard) and time.monotonic() < deadline:
-                gevent.sleep(0.05)
+            wait_until(lambda: any(e.get("Event-Name") == "CHANNEL_PROGRESS" for _t, e in heard), 10,
+                       "the originated channel ringing", interval=0.05)
             control.command(f"api uuid_kill {uuid} ORIGINATOR_CANCEL")
         reply = None
         while reply is None:
@@ -125,25 +125,29 @@ def run_case(address, password, everything: list, case) -> dict:
                 if event.get("Job-UUID") == job:
                     reply, seconds = event.get("_body", ""), round(time.monotonic() - t0, 1)
         if action == "kill" and reply.startswith("+OK"):
+            # a measurement window: killed 0.5 s after the reply, i.e. in the early-media case before its
+            # far side answers (at 1 s): what FreeSWITCH does then is what the case captures
             gevent.sleep(0.5)
             control.command(f"api uuid_kill {uuid}")
-        # both channels destroyed (or 10 s)
-        deadline = time.monotonic() + 10
-        other = None
-        while time.monotonic() < deadline:
+        seen = {"other": None}
+
+        def both_destroyed():
             mine = [e for _t, e in everything[start:]]
-            other = other or next((e["variable_other_loopback_leg_uuid"] for e in mine
-                                   if e.get("Unique-ID") == uuid and e.get("variable_other_loopback_leg_uuid")), None)
+            seen["other"] = seen["other"] or next((e["variable_other_loopback_leg_uuid"] for e in mine
+                                                   if e.get("Unique-ID") == uuid
+                                                   and e.get("variable_other_loopback_leg_uuid")), None)
             destroyed = {e.get("Unique-ID") for e in mine if e.get("Event-Name") == "CHANNEL_DESTROY"}
-            if uuid in destroyed and (other is None or other in destroyed):
-                break
-            gevent.sleep(0.1)
-        gevent.sleep(0.3)
+            return uuid in destroyed and (seen["other"] is None or seen["other"] in destroyed)
+        wait_until(both_destroyed, 10, "both channels destroyed", interval=0.05)
+        # the leg connection's last event of the channel (it may trail the control connection's)
+        wait_until(lambda: any(e.get("Event-Name") == "CHANNEL_HANGUP_COMPLETE" for _t, e in heard), 5,
+                   "the leg connection's CHANNEL_HANGUP_COMPLETE", interval=0.05)
         reader.kill()
     finally:
         legs.close()
         control.close()
     mine = everything[start:]
+    other = seen["other"]
     return {"case": name, "command": line.replace(uuid, "{U}").replace(str(port), "{PORT}"),
             "reply": reply.replace(uuid, "{U}"), "seconds": seconds,
             "leg_events": [e.get("Event-Name") for _t, e in heard],

@@ -153,7 +153,7 @@ def run(address, password="ClueCon", sip: bool = True) -> list[dict]:
         reply = job.value if job.successful() else None
         own.close()
         seconds = round(time.monotonic() - started)
-        gevent.sleep(0.5)
+        gevent.sleep(0.5)   # a measurement window: does the channel outlive its originate's reply by 0.5 s?
         left = _api(esl, f"uuid_exists {uuid}")
         steps.append({"step": step, "command": line.replace(uuid, "{U}"), "reply": reply and reply.replace(uuid, "{U}"),
                       "exists_after_1s": exists, "seconds": seconds, "exists_after_reply": left})
