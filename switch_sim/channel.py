@@ -296,24 +296,33 @@ class Channel(MediaPath, Execution):
                 self.fire_event('CHANNEL_OUTGOING')
             if self.answer_first:          # originate: the far end answers at once
                 self.answer()
-            self.sort_cid()                # the channel gets its extension (an outbound one flips)
-            self.ready.set()
-            pending = list(self.dialplan)
-            while pending and not self.hungup:
-                app, arg = pending.pop(0)
-                self.execute(app, arg)
-                if self._transfer is not None:
-                    pending, self._transfer = list(self._transfer), None
+            self._run_dialplan()
         except Exception:
             log.exception('[%s] session failed', self.uuid)
         finally:
-            self.ready.set()
-            if not self.hungup:
-                self.hangup('NORMAL_CLEARING')
-            try:
-                self._teardown()
-            except Exception:
-                log.exception('[%s] teardown failed', self.uuid)
+            self._end_session()
+
+    def _run_dialplan(self) -> None:
+        """The channel gets its extension (an outbound one flips its caller id) and runs its apps,
+        a transfer replacing what is left."""
+        self.sort_cid()
+        self.ready.set()
+        pending = list(self.dialplan)
+        while pending and not self.hungup:
+            app, arg = pending.pop(0)
+            self.execute(app, arg)
+            if self._transfer is not None:
+                pending, self._transfer = list(self._transfer), None
+
+    def _end_session(self) -> None:
+        """The session is over: hang up if nothing did, then tear down."""
+        self.ready.set()
+        if not self.hungup:
+            self.hangup('NORMAL_CLEARING')
+        try:
+            self._teardown()
+        except Exception:
+            log.exception('[%s] teardown failed', self.uuid)
 
     def on_hangup(self, callback) -> None:
         """callback(channel) runs right after CHANNEL_HANGUP fired (or at once if already hung up)."""

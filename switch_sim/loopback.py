@@ -203,24 +203,11 @@ class OriginateA(Channel):
                 self.fire_event(name)
             self.settled.wait()
             if not self.hungup:
-                self.sort_cid()            # given its app or extension: an outbound channel flips
-                self.ready.set()
-                pending = list(self.dialplan)
-                while pending and not self.hungup:
-                    app, arg = pending.pop(0)
-                    self.execute(app, arg)
-                    if self._transfer is not None:
-                        pending, self._transfer = list(self._transfer), None
+                self._run_dialplan()       # given its app or extension: an outbound channel flips
         except Exception:
             log.exception('[%s] originated loopback leg failed', self.uuid)
         finally:
-            self.ready.set()
-            if not self.hungup:
-                self.hangup('NORMAL_CLEARING')
-            try:
-                self._teardown()
-            except Exception:
-                log.exception('[%s] teardown failed', self.uuid)
+            self._end_session()
 
 
 def originate_pair(sim, *, uuid: str, data: str, variables: dict, dialplan: list, profile: dict,
