@@ -11,5 +11,7 @@ def test_the_peer_relay_carries_streams_in_the_relay_harness():
     assert row["sent"] >= 10 * 40   # 50 frames/s each over the 1 s window, less any late start
     assert row["lost"] == 0 and row["seq_gaps"] == 0
     assert row["received"] == row["sent"]
-    assert row["frames_in"] >= row["sent"]
+    # frames_in counts what the relay took in between two RPCs at the window's edges, while "sent" counts
+    # by the frames' send times: a loaded machine shifts the two windows by a few frames either way
+    assert 0.9 * row["sent"] <= row["frames_in"] <= 1.1 * row["sent"]
     assert row["lat_p50"] is not None and 0 < row["lat_p50"] < 1000
