@@ -1,7 +1,11 @@
 """The Conference REST API, under `/api/v1/Account/<auth_id>/Conference/` (Vobiz's paths and bodies,
 Plivo's where Vobiz says nothing: https://www.plivo.com/docs/voice/api/conference/):
 
-  GET    Conference/                              {"api_id", "conferences": [room names]}
+  GET    Conference/                              {"api_id", "conferences": [room names]}; in a
+                                                  cluster every node's rooms, asked of the nodes
+                                                  the registry gives rooms to (callfork/
+                                                  cluster_lists.py); asked by another node
+                                                  (X-Callfork-Forwarded-By), this node's own
   DELETE Conference/                              hang up every room → 204
   GET    Conference/<name>/                       {"api_id", "conference_name", "conference_run_time",
                                                    "conference_member_count", "members": [{"muted",
@@ -16,7 +20,10 @@ Plivo's where Vobiz says nothing: https://www.plivo.com/docs/voice/api/conferenc
   POST   Conference/<name>/Member/<ids>/Speak/    text; voice WOMAN|MAN (or Polly.*), language: mod_flite's
                                                   voice as for <Speak> → 202 "speak queued into
                                                   conference" (`all`: into the room; ids: those
-                                                  members only, once the text is rendered)
+                                                  members only, once the text is rendered;
+                                                  503 while this node's drain keeps FreeSWITCH
+                                                  paused: the members' speech needs a loopback
+                                                  channel, which it cannot create then)
   POST   Conference/<name>/Record/                file_format wav (callfork's default) | mp3, callback_url,
                                                   callback_method → 202 {"message": "conference
                                                   recording started", "recording_id", "url"}
@@ -36,13 +43,18 @@ from __future__ import annotations
 import logging
 import re
 
+import requests
 from flask import jsonify, request
+
+from cluster import RegistryUnavailable
 
 from verbs import flite_voice
 from verbs.vobiz.speak import SPEAK_LANGUAGES
 
+from . import cluster_lists
 from .api_objects import ApiError, api_id, callback_target, read_body
 from .conferences import ConferenceFailed, ConferenceNotFound, Conferences, MemberNotFound
+from .drain import InboundPaused
 
 log = logging.getLogger("callfork.api")
 
@@ -67,10 +79,34 @@ def register(app, service, check_account) -> None:
     def accepted(message: str, members: list):
         return jsonify({"api_id": api_id(), "message": message, "member_id": members}), 202
 
+    peers = requests.Session()   # asks the other nodes of a cluster for their rooms
+
+    def other_nodes_rooms() -> list[str]:
+        """The rooms of the other nodes the registry gives rooms to: each node's own answer, or the
+        registry's names when it gave none."""
+        node = service.cluster
+        try:
+            owned = {}
+            for entry in node.registry.cluster_rooms():
+                if entry.get("node") != node.node_id:
+                    owned.setdefault(entry["node"], []).append(entry["room"])
+            answers = cluster_lists.gather(node, peers, owned, "rooms")
+        except RegistryUnavailable:
+            return []
+        out = []
+        for node_id, names in owned.items():
+            answer = answers.get(node_id)
+            found = answer.get("conferences") if answer is not None else None
+            out += [str(n) for n in found] if isinstance(found, list) else names
+        return out
+
     @app.get(base + "/")
     def list_conferences(account):
         check_account(account)
-        return jsonify({"api_id": api_id(), "conferences": ask(rooms.names)})
+        names = ask(rooms.names)
+        if service.cluster is not None and not cluster_lists.carried(service):
+            names = sorted(set(names) | set(other_nodes_rooms()))
+        return jsonify({"api_id": api_id(), "conferences": names})
 
     @app.delete(base + "/")
     def hangup_all_conferences(account):
@@ -145,6 +181,14 @@ def register(app, service, check_account) -> None:
         if voice in ("WOMAN", "MAN") and language not in SPEAK_LANGUAGES:
             raise ApiError(400, f"language {language!r} is not available for voice {voice}")
         voice_name = flite_voice(service.config, voice)   # <Speak>'s mapping ([tts] voices)
+        if ids.strip().lower() != "all":
+            try:   # the members' speech is rendered by a loopback channel (conference_speech.py)
+                service.drain.check_loopback()
+            except InboundPaused as exc:
+                ask(rooms.room, name)   # an unknown room is still a 404
+                log.warning("conference %r: speech to members %s refused: %s", name, ids, exc)
+                raise ApiError(503, f"speech to chosen members cannot be rendered now: {exc}; "
+                                    "speak to all members instead") from None
         return accepted("speak queued into conference", ask(rooms.speak, name, ids, text, voice_name))
 
     @app.post(base + "/<name>/Record/")

@@ -20,6 +20,9 @@ sources):
   with `conference <room> play <wav> <member id>`, which only that member hears, over the room. The
   member hears it as late as the speech is long (the helper speaks in real time). The WAV is
   removed once every play has opened it.
+A paused switch (`fsctl pause inbound`, as this node's drain leaves it) creates no inbound channel,
+and the helper's second loopback leg is one: the API refuses speech to members then (503,
+callfork/conference_api.py, callfork/drain.py) rather than start a helper that never speaks.
 """
 from __future__ import annotations
 

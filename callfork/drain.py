@@ -17,6 +17,12 @@ call and exits when its last call has ended.
   leaves a marker in data_dir; the next start of callfork on that data_dir resumes FreeSWITCH
   (`resume_after_restart`), so a restarted node rejoins the pool by itself. A switch paused by
   someone else (no marker) is left as it is.
+- While this node's drain has FreeSWITCH paused, no loopback channel can be made: mod_loopback's
+  second leg is an inbound channel, which a paused switch does not create, so the first leg would
+  wait for its whole timeout. `loopback_refusal()` says why ('' when it can be made); a <Dial> leg
+  to `loopback/...` (verbs/dialing.py) and a conference Speak to chosen members (a helper loopback
+  channel: callfork/conference_api.py) fail at once with it instead (`InboundPaused`). Dial
+  strings to `sofia/...` are outbound and unaffected.
 - A cluster node marks itself draining in the registry (`service.cluster.registry.set_draining`:
   cluster/registry.py, with [cluster] redis_url), which the other nodes see.
 """
@@ -35,6 +41,11 @@ MARKER = "freeswitch-paused-by-drain"   # in data_dir: this node's drain paused 
 
 class NodeDraining(Exception):
     """A new call was asked of a node that is draining (the HTTP API answers 503)."""
+
+
+class InboundPaused(Exception):
+    """A loopback channel was asked for while this node's drain keeps FreeSWITCH paused for inbound
+    channels (the message says so)."""
 
 
 class Drain:
@@ -78,6 +89,20 @@ class Drain:
         """Raises NodeDraining while draining (a REST originate asks for a new call)."""
         if self.active:
             raise NodeDraining("this node is draining: it takes no new calls (place the call on another node)")
+
+    def loopback_refusal(self) -> str:
+        """Why a loopback channel cannot be made now: '' unless this node's drain has paused the
+        switch (`fsctl pause inbound` answered +OK)."""
+        if not self.freeswitch_paused:
+            return ""
+        return ("FreeSWITCH is paused for inbound channels by this node's drain (fsctl pause inbound), "
+                "and a loopback channel's second leg is an inbound one")
+
+    def check_loopback(self) -> None:
+        """Raises InboundPaused while a loopback channel cannot be made (loopback_refusal)."""
+        refusal = self.loopback_refusal()
+        if refusal:
+            raise InboundPaused(refusal)
 
     def refuse(self, session) -> None:
         """A call that reached the outbound socket during the drain: hung up unanswered."""

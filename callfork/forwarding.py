@@ -5,7 +5,7 @@
   /2010-04-01/Accounts/<account>/Calls/<sid>...    (fetch, update, Streams)
   /api/v1/Account/<account>/Conference/<name>/...
 
-A request whose call is not this node's (not live here, nor a Twilio originate pending here), or
+A request whose call is not this node's (not live here, nor a REST originate pending here), or
 whose room no call of this node is in, and which the registry gives to another live node, is sent
 to that node's advertise_url: same method, path, query, body and headers (credentials included:
 the owner checks them), plus `X-Callfork-Forwarded-By: <this node>`; the owner's status, body and
@@ -58,7 +58,7 @@ def install(app, service, authorized) -> None:
             return None
         if rule.startswith(CALL_RULES):
             uuid = args["uuid"] if "uuid" in args else call_uuid(args.get("sid", ""))
-            if not uuid or uuid in service.calls or service.originations.status_of(uuid):
+            if not uuid or uuid in service.calls or service.originations.pending(uuid):
                 return None
             what, lookup = f"call {uuid}", node.registry.owner_of_call
             key = uuid

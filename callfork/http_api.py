@@ -281,7 +281,8 @@ def create_app(service) -> Flask:
     @app.delete(base + "/<uuid>/")
     def hangup_call(account: str, uuid: str):
         check_account(account)
-        if not service.hangup_call(uuid):
+        # a REST call still ringing is cancelled (callfork/originate.py)
+        if not service.hangup_call(uuid) and not service.originations.cancel(uuid):
             raise ApiError(404, "call not found or already ended")
         return "", 204
 

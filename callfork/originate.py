@@ -13,6 +13,13 @@ webhook; the interpreter posts `answered` and `completed` once the call runs, nu
 callbacks posted here (`status_callback_sequence`). Its record exists from the start (status
 ringing in the store; `status_of` says queued until the channel rings), so the API can show it.
 
+In a cluster ([cluster] redis_url) the call is in the live registry from the moment it is placed
+(cluster/registry.py: status `queued`, `ringing` once a Twilio call's channel rings, and `placing`
+until it reaches callfork, when the service writes its entry again), so a cancel or hang-up sent to
+another node is carried here (callfork/forwarding.py); the entry goes when the originate fails or is
+cancelled. `cancel` ends any call still being placed: Twilio's Status=canceled|completed and Vobiz's
+`DELETE Call/<uuid>/`.
+
 The webhooks' From / To / CallerName come from the request kept here, not from the channel:
 FreeSWITCH flips caller and callee id on a channel it originates, so the channel's caller id is
 "Outbound Call" <the dial string's last part> ("default" for loopback/N/default, the number called
@@ -96,8 +103,32 @@ class Originations:
             self.service.store.upsert_call(call_uuid, direction="outbound", from_number=plain_number(from_number),
                                            to_number=plain_number(to), answer_url=answer_url, status="ringing",
                                            start_time=datetime.now(timezone.utc).timestamp())
+        self._register(call_uuid, variables, answer_url)
         gevent.spawn(self._dial, command, request_uuid, call_uuid, variables)
         return request_uuid
+
+    def _registry(self):
+        cluster = getattr(self.service, "cluster", None)
+        return cluster.registry if cluster is not None else None
+
+    def _register(self, call_uuid, variables, answer_url) -> None:
+        """In a cluster: the call in the live registry while it is being placed (never blocks: the
+        registry writes from its own greenlet)."""
+        registry = self._registry()
+        if registry is not None:
+            registry.call_started(call_uuid, {
+                "direction": "outbound", "from_number": plain_number(variables["origination_caller_id_number"]),
+                "to_number": plain_number(variables["callfork_to"]), "status": "queued",
+                "start_time": datetime.now(timezone.utc).timestamp(), "answer_time": None,
+                "answer_url": answer_url, "placing": True})
+
+    def pending(self, call_uuid: str) -> bool:
+        """Is the call being placed here (dialled, not yet at callfork, not failed)?"""
+        return call_uuid in self._pending
+
+    def pending_calls(self) -> list[str]:
+        """The UUIDs of the calls being placed here."""
+        return list(self._pending)
 
     def status_of(self, call_uuid: str) -> str | None:
         """A Twilio call not yet at callfork: "queued" until its channel rings, then "ringing"; None
@@ -106,8 +137,10 @@ class Originations:
         return v.get("twilio_status") if v else None
 
     def cancel(self, call_uuid: str) -> bool:
-        """Twilio's `Status=canceled`: end a call that has not reached callfork yet (its originate
-        then fails, and its `completed` says canceled). False when it is not pending any more."""
+        """End a call that has not reached callfork yet (Twilio's `Status=canceled|completed`, Vobiz's
+        `DELETE Call/<uuid>/`): its originate then fails with ORIGINATOR_CANCEL (a Twilio call's
+        `completed` says canceled; a Vobiz call's Hangup webhook is posted). False when it is not
+        pending any more."""
         v = self._pending.get(call_uuid)
         if v is None:
             return False
@@ -138,6 +171,9 @@ class Originations:
         if result.startswith("+OK"):
             return
         self._pending.pop(call_uuid, None)
+        registry = self._registry()
+        if registry is not None:   # (a call that reached callfork was written again by the service)
+            registry.call_ended(call_uuid)
         words = result[4:].strip().split() if result.startswith("-ERR") else []
         cause = words[0] if words and words[0].isupper() else "NORMAL_TEMPORARY_FAILURE"
         log.error("outbound call %s (request %s) to %s failed: %s", call_uuid, request_uuid,
@@ -210,6 +246,9 @@ class Originations:
             name = event.get("Event-Name")
             if name in ("CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA") and variables["twilio_status"] == "queued":
                 variables["twilio_status"] = "ringing"
+                registry = self._registry()
+                if registry is not None and call_uuid in self._pending:
+                    registry.call_updated(call_uuid, status="ringing")
                 self.service.record_event(call_uuid, "ringing", {})
                 self._post_status(call_uuid, variables, "ringing")
 

@@ -5,7 +5,11 @@ hang-up) drives callfork unchanged:
   Calls.json                      POST create (To, From, Url or Twiml, Method, FallbackUrl/Method,
                                   StatusCallback, StatusCallbackMethod, StatusCallbackEvent, Timeout,
                                   TimeLimit) → 201 the Call resource (status queued);
-                                  GET list (To, From, Status filters; Page, PageSize)
+                                  GET list (To, From, Status filters; Page, PageSize),
+                                  newest first; in a cluster whose nodes keep their own records
+                                  (no [store] postgres_dsn) the other nodes' live calls too, asked
+                                  of them (callfork/cluster_lists.py); asked by another node
+                                  (X-Callfork-Forwarded-By), this node's live calls, one page
   Calls/<CallSid>.json            GET fetch; POST update: Status=completed|canceled hangs up (an
                                   answered call) or cancels (a queued or ringing one); Url (+ Method)
                                   or Twiml continues the live call with that document
@@ -29,13 +33,18 @@ Handlers only validate and ask the service; they never touch the call themselves
 from __future__ import annotations
 
 import base64
+import heapq
 import hmac
 import time
 import uuid as uuidlib
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlencode
 
 import gevent
+import requests
 from flask import jsonify, request
+
+from cluster import RegistryUnavailable
 
 from verbs import LiveStream
 from verbs.streaming import StreamOptions
@@ -44,6 +53,8 @@ from verbs.twiml import API_VERSION, call_sid, call_uuid, e164, stream_sid
 from verbs.twiml.status_callback import parse_events, rfc2822
 from verbs.twiml.stream import stream_status
 from webhooks import UrlError, clean_url
+
+from . import cluster_lists
 
 ERRORS_URL = "https://www.twilio.com/docs/errors/"
 MAX_TWIML = 4000                 # Twilio: "Twiml ... max 4000 characters"
@@ -67,6 +78,7 @@ def register(app, service) -> None:
     auth_id = service.config.server.auth_id
     allow_private = service.config.server.allow_private_urls
     base = "/2010-04-01/Accounts/<account>"
+    peers = requests.Session()   # asks the other nodes of a cluster for their calls
 
     @app.errorhandler(TwilioError)
     def _twilio_error(exc: TwilioError):
@@ -204,9 +216,62 @@ def register(app, service) -> None:
             raise TwilioError(400, 20422, text) from None
         return jsonify(resource(service.store.get_call(uuid), account)), 201
 
+    def own_live_calls() -> list[dict]:
+        """This node's live calls: running, or being placed (those with a record: Twilio's)."""
+        uuids = list(service.calls) + [u for u in service.originations.pending_calls() if u not in service.calls]
+        return [c for c in (service.store.get_call(u) for u in uuids) if c is not None]
+
+    def created(item: dict) -> float:
+        try:
+            return parsedate_to_datetime(item["date_created"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return 0.0
+
+    def other_nodes_calls(account: str) -> list[tuple[float, dict]]:
+        """(start time, Call resource) of the other nodes' live calls, when their records are not
+        in this node's store: each node's own answer, or its registry entries when it gave none."""
+        node = service.cluster
+        if node is None or service.config.store.postgres_dsn:
+            return []   # (a shared store lists every node's calls already)
+        try:
+            owned = {}
+            for entry in node.registry.cluster_calls():
+                if entry["node"] != node.node_id and entry["uuid"] not in service.calls:
+                    owned.setdefault(entry["node"], []).append(entry)
+            answers = cluster_lists.gather(node, peers, owned, "live calls")
+        except RegistryUnavailable:
+            return []
+        out = []
+        for node_id, entries in owned.items():
+            answer = answers.get(node_id)
+            if answer is None:
+                out += [(e.get("start_time") or 0.0, resource(e, account)) for e in entries]
+                continue
+            starts = {call_sid(e["uuid"]): e.get("start_time") for e in entries}
+            out += [(starts.get(item.get("sid")) or created(item), item) for item in answer.get("calls", [])
+                    if isinstance(item, dict) and item.get("sid")]
+        return out
+
+    def newest_first(account: str):
+        """(start time, Call resource) of every call to list, newest first: this node's records (in
+        batches) merged with the other nodes' live calls."""
+        def own():
+            offset = 0
+            while True:
+                batch = service.store.list_calls(limit=500, offset=offset)
+                offset += len(batch)
+                for call in batch:
+                    yield call.get("start_time") or call.get("created_at") or 0.0, resource(call, account)
+                if len(batch) < 500:
+                    return
+        others = sorted(other_nodes_calls(account), key=lambda pair: pair[0], reverse=True)
+        return heapq.merge(own(), others, key=lambda pair: -pair[0])
+
     @app.get(base + "/Calls.json")
     def twilio_list_calls(account: str):
         check(account)
+        if cluster_lists.carried(service):   # another node gathers the cluster's list
+            return jsonify({"calls": [resource(c, account) for c in own_live_calls()]})
         args = request.args
         try:
             page = max(0, int(args.get("Page") or 0))
@@ -215,21 +280,18 @@ def register(app, service) -> None:
             raise TwilioError(400, 20422, "Page and PageSize must be integers") from None
         wanted = {"to": e164(args.get("To", "")), "from": e164(args.get("From", "")),
                   "status": args.get("Status", "")}
-        rows, offset, skip = [], 0, page * size
-        while len(rows) <= size:   # one more than the page, to know of a next one; newest first, filtered here (the store filters on nothing but liveness)
-            batch = service.store.list_calls(limit=500, offset=offset)
-            offset += len(batch)
-            for call in batch:
-                item = resource(call, account)
-                if any(value and item[key] != value for key, value in wanted.items()):
-                    continue
-                if skip:
-                    skip -= 1
-                    continue
-                rows.append(item)
-                if len(rows) > size:
-                    break
-            if len(batch) < 500:
+        rows, skip, seen = [], page * size, set()
+        # one more than the page, to know of a next one; filtered here (the store filters on
+        # nothing but liveness)
+        for _start, item in newest_first(account):
+            if item["sid"] in seen or any(value and item.get(key) != value for key, value in wanted.items()):
+                continue
+            seen.add(item["sid"])
+            if skip:
+                skip -= 1
+                continue
+            rows.append(item)
+            if len(rows) > size:
                 break
         more = len(rows) > size
         rows = rows[:size]

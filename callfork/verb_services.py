@@ -58,6 +58,11 @@ class VerbServices:
         """A timeline entry: stored with the call, and published to `callfork tail` followers."""
         self._service.record_event(call_uuid, kind, detail)
 
+    def loopback_refusal(self) -> str:
+        """Why a loopback channel cannot be made now ('' when it can): this node's drain has paused
+        FreeSWITCH for inbound channels (callfork/drain.py)."""
+        return self._service.drain.loopback_refusal()
+
     def watch_legs(self, leg_uuids):
         """A queue of the events of the legs a call is about to dial (esl_app.LegEvents)."""
         return self._service.leg_events.watch(leg_uuids)

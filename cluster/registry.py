@@ -243,6 +243,13 @@ class Registry:
                     out.append(dict(entry, uuid=uuid))
             return out
 
+    def cluster_rooms(self) -> list[dict]:
+        """Every live node's conference rooms: {room, node}."""
+        with self._asking():
+            alive = {node.id for node in self.nodes()}
+            entries = ((room, _decode(raw)) for room, raw in self.redis.hgetall(ROOMS).items())
+            return [dict(entry, room=room) for room, entry in entries if entry.get("node") in alive]
+
     def state(self) -> dict:
         return {"redis": "ok" if self.reachable else "unreachable", "error": "" if self.reachable else self.error,
                 "heals": self.heals}

@@ -129,6 +129,11 @@ def endpoint_for(target: DialTarget, freeswitch_config) -> tuple[dict, str]:
     return variables, text
 
 
+def is_loopback(target: DialTarget, freeswitch_config) -> bool:
+    """Does the target's leg go through mod_loopback (whose second leg is an inbound channel)?"""
+    return endpoint_for(target, freeswitch_config)[1].lstrip().startswith("loopback/")
+
+
 def leg_timeout(plan: DialPlan, leg: Leg) -> int:
     return int(leg.target.timeout_s or plan.timeout_s)
 

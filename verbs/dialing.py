@@ -13,6 +13,13 @@ SIP headers, and what runs when it answers (`execute_on_answer_N`: the time limi
 
 The dial string and the values it may carry are verbs/dial_plan.py's; this module runs it.
 
+While this node's drain keeps FreeSWITCH paused for inbound channels (`call.services.
+loopback_refusal()`, callfork/drain.py), a leg to `loopback/...` cannot be created: mod_loopback's
+second leg is inbound, and its first would ring for its whole timeout and fail NO_ANSWER. Such legs
+are left out of the dial string (`refused`, logged with the call's UUID and why); when no leg is
+left, the dial fails at once: status failed, NORMAL_TEMPORARY_FAILURE, nothing rang. Legs to
+`sofia/...` are outbound and are dialled as ever.
+
 `Dialer.run()` blocks in the call's greenlet until the bridge app completes and every leg has
 hung up (or a short grace has passed), calling `on_leg(kind, leg)` for each leg's answer
 (`answer`), its bridge to the caller (`connected`) and its end (`hangup`), in that order per leg.
@@ -35,7 +42,7 @@ import gevent.queue
 
 from esl_app import CallGone, ESLError
 
-from .dial_plan import DialError, DialPlan, DialResult, Leg, leg_timeout, leg_value, make_legs
+from .dial_plan import DialError, DialPlan, DialResult, Leg, is_loopback, leg_timeout, leg_value, make_legs
 from .dial_plan import dial_string as build_dial_string
 from .digit_patterns import DigitMatcher
 from .flow import EndCall
@@ -88,6 +95,7 @@ class Dialer:
         self.on_leg = on_leg or (lambda kind, leg: None)
         self.on_state = on_state or (lambda kind, leg: None)
         self.legs: list[Leg] = []
+        self.refused: list[Leg] = []       # loopback legs left out while the switch is paused
         self.started = time.monotonic()
         self._held_hangups: list[Leg] = []
         self._matchers = {"aleg": DigitMatcher(plan.digits_match, DIGITS_GAP_S),
@@ -96,8 +104,30 @@ class Dialer:
 
     # -- the dial string ----------------------------------------------------------------------
     def dial_string(self) -> str:
+        """The legs' dial string ('' when every leg was refused: see `_refuse_loopback`)."""
         self.legs = make_legs(self.plan, self.call.from_number)
+        self._refuse_loopback()
+        if not self.legs:
+            return ""
         return build_dial_string(self.plan, self.legs, self.call.uuid, self.call.config.freeswitch)
+
+    def _refuse_loopback(self) -> None:
+        """Leave out the loopback legs while the switch cannot create them (module docstring)."""
+        ask = getattr(getattr(self.call, "services", None), "loopback_refusal", None)
+        refusal = ask() if ask is not None else ""
+        if not refusal:
+            return
+        freeswitch = self.call.config.freeswitch
+        self.refused = [leg for leg in self.legs if is_loopback(leg.target, freeswitch)]
+        if not self.refused:
+            return
+        self.legs = [leg for leg in self.legs if leg not in self.refused]
+        for leg in self.refused:
+            leg.hangup_cause = "NORMAL_TEMPORARY_FAILURE"
+        log.warning("call %s: dial: leg(s) %s (%s) not dialled: %s%s", self.call.uuid,
+                    ",".join(str(leg.position) for leg in self.refused),
+                    ", ".join(leg.to for leg in self.refused), refusal,
+                    "; the dial fails at once" if not self.legs else "; the other legs are dialled")
 
     @property
     def serial(self) -> bool:
@@ -110,6 +140,11 @@ class Dialer:
     def run(self) -> DialResult:
         call, session = self.call, self.call.session
         dial_string = self.dial_string()
+        if not self.legs:   # every leg was refused: nothing to wait for
+            self.legs = self.refused
+            call.timeline("dial", {"legs": [{"uuid": leg.uuid, "to": leg.to} for leg in self.legs],
+                                   "refused": "inbound channels paused (drain)"})
+            return DialResult("failed", False, "NORMAL_TEMPORARY_FAILURE", None, self.legs, False)
         legs_by_uuid = {leg.uuid: leg for leg in self.legs}
         if self.plan.ringback_file:
             ringback, instant = self.plan.ringback_file, "true"
