@@ -1,5 +1,5 @@
-"""python -m bench [relay|stream-start|calls|memory|latency|http|workers|all] [--record] [--quick] [--duration S] [--sizes 50,200]
-                   [--switch lean|sim]
+"""python -m bench [relay|stream-start|calls|memory|latency|http|workers|all|harness] [--record] [--quick] [--duration S]
+                   [--sizes 50,200] [--switch lean|sim] [--base DIR]
 
 Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
 the machine and the git commit. Every run stops by itself (bounded loops, 127.0.0.1 only).
@@ -52,6 +52,12 @@ def _workers(args):
     return workers.run(quick=args.quick or args.which == "all", duration=args.duration)
 
 
+def _harness(args):
+    from bench import harness_cost
+
+    return harness_cost.run(quick=args.quick, duration=args.duration, base=args.base)
+
+
 def _stream_start(args):
     from bench import stream_start
 
@@ -68,11 +74,13 @@ BENCHMARKS = {
     "http": _http,
     "workers": _workers,
 }
+# run only when named (not by `all`): measures the benchmarks' own harness, not callfork
+EXTRA = {"harness": _harness}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description="callfork benchmarks (see BENCHMARKS.md)")
-    p.add_argument("which", nargs="?", default="all", choices=["all", *BENCHMARKS])
+    p.add_argument("which", nargs="?", default="all", choices=["all", *BENCHMARKS, *EXTRA])
     p.add_argument("--record", action="store_true", help="append the tables to BENCHMARKS.md")
     p.add_argument("--quick", action="store_true",
                    help="fewer sizes, shorter windows (relay --quick: about 2 min, 45 s of it I/O floor rows)")
@@ -85,6 +93,8 @@ def main(argv=None) -> int:
                    help="calls: the FreeSWITCH stand-in: lean = bench/lean_switch.py (captured frames, 2-3 ms "
                         "CPU per call, first app at once), sim = the simulator (switch_sim, 8-11 ms per call, "
                         "0-20 ms park tick); memory always uses the simulator")
+    p.add_argument("--base", default=None,
+                   help="harness: a directory holding an older bench/ to measure beside this one, row by row")
     args = p.parse_args(argv)
     names = list(BENCHMARKS) if args.which == "all" else [args.which]
     info = common.machine()
@@ -93,7 +103,7 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     results = []
     for name in names:
-        results += BENCHMARKS[name](args)
+        results += {**BENCHMARKS, **EXTRA}[name](args)
     elapsed = time.monotonic() - t0
     print(f"done in {elapsed:.0f} s")
     if args.record:

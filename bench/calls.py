@@ -44,6 +44,12 @@ its hangup webhook delivered) / calls; switch CPU per call = the switch process'
 A call the lean switch could not model (a command, API or app it does not know) counts as failed.
 """
 if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] in (["app"], ["switch"]):   # the harness's processes: see bench/common.py harness_process
+        import os
+
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from gevent import monkey
 
     monkey.patch_all()
@@ -317,6 +323,7 @@ def app_main() -> None:
     lsock.listen(4096)
     server = StreamServer(lsock, app.handle)
     server.start()
+    common.harness_heap()
     common.serve_control({"doc": app.c_doc, "take": app.c_take, "cpu": app.c_cpu},
                          {"url": f"http://127.0.0.1:{lsock.getsockname()[1]}"})
 
@@ -348,6 +355,11 @@ def callfork_main(spec_json: str) -> None:
         # bench/workers.py: more than one callfork process on the same socket app port (SO_REUSEPORT)
         "CALLFORK_SERVER_WORKERS": str(spec.get("workers", 1)),
     }
+    cluster = spec.get("cluster")
+    if cluster:   # bench/workers.py's cluster rows: Redis and PostgreSQL instead of SQLite
+        env.update({"CALLFORK_CLUSTER_REDIS_URL": cluster["redis_url"],
+                    "CALLFORK_STORE_POSTGRES_DSN": cluster["postgres_dsn"],
+                    "CALLFORK_CLUSTER_NODE_ID": cluster["node_id"]})
     path = os.path.join(data_dir, "callfork.toml")
     with open(path, "w") as f:
         for number, answer in spec["numbers"].items():

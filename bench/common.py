@@ -12,22 +12,41 @@ is callfork's CPU and nothing else):
     relay --api "uuid_audio_fork ..." (line protocol)--> loadgen  (the stand-in for FreeSWITCH)
     loadgen fork clients --WS, audio.drachtio.org, L16 frames--> relay --WS, Vobiz JSON--> sink
 
-Load generator: one greenlet per fork; connects to the URL of the `start` command with subprotocol
-`audio.drachtio.org`, sends the metadata text frame, then one binary L16 frame every 20 ms on
-absolute deadlines (random phase per fork). The first 12 bytes of every frame's samples carry
-`STAMP` = (send time as CLOCK_MONOTONIC ns, frame sequence number); CLOCK_MONOTONIC is system-wide,
-so the sink (another process) recovers it from the base64 payload and computes the added latency.
-Client frames use the all-zero masking key (legal in RFC 6455; it makes masking a no-op), so the
-generator spends its CPU on pacing and syscalls, not on XOR.
+Load generator: one greenlet per fork connects to the URL of the `start` command with subprotocol
+`audio.drachtio.org` and sends the metadata text frame; once `go`, one greenlet for all forks (Pacer)
+sends each fork's binary L16 frame every 20 ms on absolute deadlines (random phase per fork), one
+non-blocking send per frame on the raw socket, the frame built once per fork and only its stamp
+rewritten. The first 12 bytes of every frame's samples carry `STAMP` = (send time as
+CLOCK_MONOTONIC ns, frame sequence number); CLOCK_MONOTONIC is system-wide, so the sink (another
+process) recovers it from the base64 payload and computes the added latency. Client frames use the
+all-zero masking key (legal in RFC 6455; it makes masking a no-op), so the generator spends its CPU
+on pacing and syscalls, not on XOR.
 
 Sink: gevent StreamServer; websockets' sans-I/O `ServerProtocol` does the opening handshake
-(`ws_accept`); after it the frames are parsed by `audio_fork.wsframes.FrameReader` (a protocol
-object per message costs too much here: wsproto's, measured at ~25 us, would make the sink the
-bottleneck at 500+ streams on this machine); the load generator's forks read the relay's frames
-with it too. Every `media` message is timestamped when the recv() that carried it returned; its
-payload's first 16 base64 characters give back STAMP.
+(`ws_accept`); after it each connection's frames are read by a callback on the hub's event loop
+(SinkConn: one recv per readiness into a shared buffer, frame headers parsed in place, masked frames
+unmasked by websockets' C speedup); no protocol object and no greenlet switch per message, and no
+json.loads or base64 decode of the audio: a `media` message is found by its `"payload":"` key, its
+first 16 base64 characters give back STAMP (latency: recv() return time - send time), its sequence
+number is checked against the stream's last (gaps, repeats), its payload length against the
+stream's first. The load generator's forks read the relay's frames (bidirectional rows) with
+`audio_fork.wsframes.FrameReader`.
+
+What the harness costs per frame and per call, before and after a change: bench/harness_cost.py.
 """
+
+
+def harness_process() -> None:
+    """Called first by the harness's own processes (load generator, sink, lean switch, app, the
+    simulator's driver; never callfork's): numpy (percentiles, the simulator's media) starts
+    OpenBLAS's threads, which spin on a core after each use; none of these does linear algebra."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 if __name__ == "__main__":
+    harness_process()
     from gevent import monkey
 
     monkey.patch_all()
@@ -44,6 +63,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from array import array  # noqa: E402
+from binascii import a2b_base64  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 FRAME_MS = 20
@@ -53,6 +73,11 @@ STAMP = struct.Struct("<qI")  # 12 bytes -> exactly 16 base64 characters
 STAMP_B64 = 16
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
 ROOT = Path(__file__).resolve().parent.parent
+
+try:
+    from websockets.speedups import apply_mask  # noqa: E402
+except ImportError:  # pragma: no cover - websockets built without its C extension
+    from websockets.utils import apply_mask  # noqa: E402
 LOG_DIR = Path(os.environ.get("CALLFORK_BENCH_LOGS", "/tmp/callfork-bench"))
 
 
@@ -191,6 +216,16 @@ def _exit_with_parent() -> None:
     start(watch, ())
 
 
+def harness_heap() -> None:
+    """For the harness's own processes (load generator, sink, lean switch, app; never callfork's),
+    once started: their start-up objects leave the collector's generations (gc.freeze), so a
+    collection during a window does not walk them again."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 def serve_control(handlers: dict, extra: dict | None = None):
     """Child side: a JSON-lines control server on 127.0.0.1; prints {"control": port, **extra} on
     stdout (the parent reads that line), then serves until a command `exit`."""
@@ -319,6 +354,14 @@ class Fork:
         self.texts = 0
         self.error = None
         self.connected = False
+        self.seq = 0
+        self.deadline = 0
+        self.done = False       # the Pacer is done with it
+        self.reader = self.drainer = None
+        self.backlog = None     # bytes the kernel did not take yet (bytearray), sent in order by _drain
+        self.frame = None
+        self.stamp_at = 0
+        self.raw = None
 
     def run(self) -> None:
         import gevent
@@ -334,43 +377,75 @@ class Fork:
         sock = self.sock
         if self.metadata is not None:
             sock.sendall(client_frame(OP_TEXT, self.metadata.encode()))
-        reader = gevent.spawn(self._read) if self.bidi else None
+        self.reader = gevent.spawn(self._read) if self.bidi else None
         gen.go.wait()  # audio starts when every stream is up (start storms are stream-start's job)
         nbytes = self.rate // 50 * 2 * self.channels
         head = frame_header(OP_BINARY, nbytes, True)
-        body = os.urandom(nbytes - STAMP.size)
-        pack = STAMP.pack
+        self.frame = bytearray(head + bytes(STAMP.size) + os.urandom(nbytes - STAMP.size))
+        self.stamp_at = len(head)
+        self.raw = sock._sock   # gevent's socket wraps a non-blocking stdlib one: its send is one syscall
+        gen.pacer.add(self, now_ns() + random.randrange(FRAME_NS))   # random phase, as real calls have
+
+    def tick(self, t: int) -> bool:
+        """Send the frame due at self.deadline (now is `t`) and move the deadline on; True when the
+        Pacer's order changes (this fork is done, or resynced). Called by the Pacer only."""
+        gen = self.gen
+        if self.stopping or self.seq >= gen.max_frames:
+            self.done = True
+            gen.spawn(self._finish)
+            return True
+        deadline = self.deadline
         window = gen.window
-        late = gen.late_ns
-        deadline = now_ns() + random.randrange(FRAME_NS)  # random phase, as real calls have
-        seq = 0
-        max_frames = gen.max_frames
+        if window.t0 <= t < window.t1:  # counted before the send: a frame waiting in the backlog is "sent at t"
+            self.sent_window += 1
+            gen.late_ns.append(t - deadline)
+        frame = self.frame
+        _pack_stamp(frame, self.stamp_at, t, self.seq)
+        self.seq += 1
+        self.deadline = deadline + FRAME_NS
+        if self.backlog is None:
+            try:
+                k = self.raw.send(frame)
+            except BlockingIOError:
+                k = 0
+            except OSError:   # the relay closed us (stop)
+                self.stopping = self.done = True
+                gen.spawn(self._finish)
+                return True
+            if k < len(frame):   # the kernel's buffer is full (the relay is behind): the rest waits, in order
+                self.backlog = bytearray(frame[k:])
+                self.drainer = gen.spawn(self._drain)
+        else:
+            self.backlog += frame
+        if t - self.deadline > 1_000_000_000:  # hopelessly behind (generator starved): resync
+            gen.resyncs += 1
+            self.deadline = t
+            return True
+        return False
+
+    def _drain(self) -> None:
+        """Blocking sends (cooperative) of the backlog until it is empty; tick() appends meanwhile."""
         try:
-            while not self.stopping and seq < max_frames:
-                t = now_ns()
-                if deadline > t:
-                    gevent.sleep((deadline - t) / 1e9)
-                t = now_ns()
-                if window.t0 <= t < window.t1:  # counted before sendall: a blocked send is still "sent at t"
-                    self.sent_window += 1
-                    late.append(t - deadline)
-                sock.sendall(head + pack(t, seq) + body)
-                seq += 1
-                deadline += FRAME_NS
-                if t - deadline > 1_000_000_000:  # hopelessly behind (generator starved): resync
-                    gen.resyncs += 1
-                    deadline = t
+            while self.backlog:
+                data = bytes(self.backlog)
+                k = self.sock.send(data)
+                del self.backlog[:k]
         except OSError:
-            pass  # the relay closed us (stop)
-        self.sent = seq
-        if not self.stopping:
             self.stopping = True
+        self.backlog = None
+
+    def _finish(self) -> None:
+        self.sent = self.seq
+        self.stopping = True
+        if self.drainer is not None:
+            self.drainer.join(timeout=2)
+        sock = self.sock
         try:
             sock.sendall(client_frame(OP_CLOSE, (1000).to_bytes(2, "big")))
         except OSError:
             pass
-        if reader is not None:
-            reader.join(timeout=2)
+        if self.reader is not None:
+            self.reader.join(timeout=2)
         try:
             sock.close()
         except OSError:
@@ -409,6 +484,61 @@ class Fork:
         self.stopping = True
 
 
+class Pacer:
+    """Sends every fork's frames on their absolute deadlines from one greenlet, one non-blocking send
+    on the raw socket per frame (the stamp packed into the fork's one frame buffer). Every fork's
+    period is the same 20 ms, so once sorted by deadline the forks stay in that order cycle after
+    cycle: a cursor walks the sorted list, re-sorted only when a fork is added, ends or resyncs.
+    (One greenlet per fork, as before, cost a greenlet switch, a timer and gevent's socket wrapper
+    per frame: about as much as the send itself.)"""
+
+    YIELD_EVERY = 200   # frames sent back to back (behind schedule) before the hub gets a turn
+
+    def __init__(self):
+        self.forks: list = []
+        self.dirty = False
+        self.greenlet = None
+
+    def add(self, fork, deadline: int) -> None:
+        import gevent
+
+        fork.deadline = deadline
+        self.forks.append(fork)
+        self.dirty = True
+        if self.greenlet is None:
+            self.greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        import gevent
+
+        sleep = gevent.sleep
+        order: list = []
+        i = burst = 0
+        while True:
+            if self.dirty:
+                self.dirty = False
+                self.forks = order = sorted((f for f in self.forks if not f.done), key=lambda f: f.deadline)
+                i = 0
+            if not order:
+                sleep(0.005)
+                continue
+            fork = order[i]
+            t = now_ns()
+            if fork.deadline > t:
+                burst = 0
+                sleep((fork.deadline - t) / 1e9)
+                continue
+            if fork.tick(t):   # it ended or resynced: the order changes
+                self.dirty = True
+            i += 1
+            if i == len(order):
+                i = 0
+            burst += 1
+            if burst >= self.YIELD_EVERY:
+                burst = 0
+                sleep(0)
+
+
 class LoadGen:
     def __init__(self):
         self.window = Window()
@@ -419,9 +549,12 @@ class LoadGen:
         self.resyncs = 0
         self.max_frames = 50 * 3600
         self.commands = 0
+        import gevent
         from gevent.event import Event
 
         self.go = Event()
+        self.pacer = Pacer()
+        self.spawn = gevent.spawn
 
     # the FreeSWITCH stand-in: `uuid_audio_fork` as mod_audio_fork parses it (tokens never contain
     # spaces: callfork encodes metadata without any)
@@ -509,6 +642,7 @@ def loadgen_main() -> None:
     gen = LoadGen()
     switch = StreamServer(("127.0.0.1", 0), gen.serve_switch)
     switch.start()
+    harness_heap()
     serve_control({"window": gen.c_window, "stats": gen.c_stats, "stop_all": gen.c_stop_all,
                    "cpu": gen.c_cpu, "go": gen.c_go}, {"switch": switch.address[1]})
 
@@ -517,6 +651,10 @@ def loadgen_main() -> None:
 
 _PAYLOAD = b'"payload":"'
 _START = b'"event":"start"'
+_unstamp = STAMP.unpack
+_pack_stamp = STAMP.pack_into
+_RECV_BUF = bytearray(262144)
+_a2b = a2b_base64
 
 
 class Sink:
@@ -529,6 +667,9 @@ class Sink:
         self.bidi = None                # (bytes of one playAudio frame, interval ns) when the app talks back
         self.play_msgs = 0
         self.other = 0
+        import gevent
+
+        self.spawn = gevent.spawn
 
     def configure(self, bidi_rate: int = 0, speed: float = 2.0, chunk_ms: int = 20,
                   checkpoint_every: int = 50) -> dict:
@@ -545,10 +686,11 @@ class Sink:
         return {"ok": True}
 
     def handle(self, sock, _peer) -> None:
+        """One app connection: the handshake in this greenlet, then SinkConn's read callback on the
+        hub's event loop (no greenlet switch per frame) until the connection ends."""
         import gevent
+        from gevent.event import Event
         from gevent.lock import Semaphore
-
-        from audio_fork.wsframes import FrameReader
 
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         accepted = ws_accept(sock)
@@ -556,55 +698,18 @@ class Sink:
             sock.close()
             return
         sid = accepted[1].path.rsplit("/", 1)[-1]
-        st = self.streams.setdefault(sid, [0, 0, -1, 0, 0])
+        st = self.streams.setdefault(sid, [0, 0, -1, 0, 0, 0, 0])
         self.connections += 1
-        lock = Semaphore()
-        sender = None
-        parser = FrameReader()
-        window = self.window
-        lat = self.latency_ns
-        b64 = base64.b64decode
-        unpack = STAMP.unpack
+        conn = SinkConn(self, sock, sid, st, Semaphore(), Event())
+        watcher = gevent.get_hub().loop.io(sock.fileno(), 1)
+        watcher.start(conn.on_read)
         try:
-            while True:
-                data = sock.recv(262144)
-                if not data:
-                    return
-                t = now_ns()
-                for op, _fin, payload in parser.feed(data):
-                    if op == OP_TEXT:
-                        i = payload.find(_PAYLOAD)
-                        if i >= 0:
-                            i += 11
-                            sent, seq = unpack(b64(payload[i:i + STAMP_B64]))
-                            st[1] += 1
-                            if seq != st[2] + 1:
-                                if seq > st[2] + 1:
-                                    st[3] += seq - st[2] - 1
-                                else:
-                                    st[4] += 1
-                            st[2] = seq
-                            if window.t0 <= sent < window.t1:
-                                st[0] += 1
-                                lat.append(t - sent)
-                        elif _START in payload:
-                            self.start_at[sid] = t
-                            if self.bidi is not None and sender is None:
-                                sender = gevent.spawn(self._talk, sock, lock)
-                        else:
-                            self.other += 1
-                    elif op == OP_CLOSE:
-                        with lock:
-                            sock.sendall(server_frame(OP_CLOSE, payload[:2]))
-                        return
-                    elif op == OP_PING:
-                        with lock:
-                            sock.sendall(server_frame(OP_PONG, payload))
-        except OSError:
-            return
+            conn.done.wait()
         finally:
-            if sender is not None:
-                sender.kill(block=False)
+            watcher.stop()
+            watcher.close()
+            if conn.sender is not None:
+                conn.sender.kill(block=False)
             try:
                 sock.close()
             except OSError:
@@ -645,11 +750,135 @@ class Sink:
                 "recv_total": sum(s[1] for s in self.streams.values()),
                 "seq_gaps": sum(s[3] for s in self.streams.values()),
                 "reordered": sum(s[4] for s in self.streams.values()),
+                "bad": sum(s[5] for s in self.streams.values()),
                 "latency_ms": pct(lat, (50, 99, 99.9, 100)), "samples": len(lat),
                 "play_msgs": self.play_msgs, "start_at": self.start_at, "cpu": cpu_times()}
 
     def c_cpu(self) -> dict:
         return cpu_times()
+
+
+class SinkConn:
+    """The data path of one app connection, run as a read callback on the hub's loop: one recv per
+    readiness, the frames parsed in place (one header parse and, for a masked frame, one unmask), and
+    per `media` message: the 16 base64 characters of STAMP decoded (send time, sequence number), the
+    sequence checked against the stream's last (a gap counts its missing frames, a repeat or step back
+    counts as reordered), and the payload's length checked against the stream's first (a closing quote
+    where the first one had it; else `bad`): no json.loads and no decode of the audio.
+    Stream state `st` (shared by reconnections of a stream id): [frames sent in the window received,
+    all received, last seq, missing (gaps), reordered, bad, payload length in base64 characters]."""
+
+    __slots__ = ("sink", "sock", "raw", "sid", "st", "lock", "done", "rest", "sender")
+
+    def __init__(self, sink, sock, sid: str, st: list, lock, done):
+        self.sink, self.sock, self.raw, self.sid, self.st = sink, sock, sock._sock, sid, st
+        self.lock, self.done = lock, done
+        self.rest = b""
+        self.sender = None
+
+    def on_read(self) -> None:
+        try:   # into one buffer all connections share (callbacks do not nest): recv(262144) would
+            k = self.raw.recv_into(_RECV_BUF)   # allocate (mmap) and shrink (mremap) 256 KiB per frame
+        except BlockingIOError:
+            return
+        except OSError:
+            self.done.set()
+            return
+        if not k:
+            self.done.set()
+            return
+        t = now_ns()
+        data = _RECV_BUF[:k]
+        buf = self.rest + data if self.rest else data
+        n = len(buf)
+        pos = 0
+        st = self.st
+        sink = self.sink
+        window = sink.window
+        while n - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            ln = b1 & 0x7F
+            if ln == 126:
+                if n - pos < 4:
+                    break
+                ln = (buf[pos + 2] << 8) | buf[pos + 3]
+                start = pos + 4
+            elif ln == 127:
+                if n - pos < 10:
+                    break
+                ln = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                start = pos + 10
+            else:
+                start = pos + 2
+            if b1 & 0x80:
+                start += 4
+            end = start + ln
+            if end > n:
+                break
+            op = b0 & 0x0F
+            if b1 & 0x80:   # client frames are masked (RFC 6455 5.3): unmask this one
+                payload = apply_mask(buf[start:end], buf[start - 4:start])
+                i0, i1 = 0, ln
+            else:
+                payload, i0, i1 = buf, start, end
+            pos = end
+            if not b0 & 0x80 or op == OP_CONT:   # fragments: no relay of ours sends them
+                st[5] += 1
+            elif op == OP_TEXT:
+                i = payload.find(_PAYLOAD, i0, i1)
+                if i >= 0:
+                    i += 11
+                    try:
+                        sent, seq = _unstamp(_a2b(payload[i:i + STAMP_B64]))
+                    except (ValueError, struct.error):   # binascii.Error is a ValueError
+                        st[5] += 1
+                        continue
+                    if st[6] == 0:   # the stream's first media message sets the payload length
+                        st[6] = payload.find(b'"', i, i1) - i
+                    j = i + st[6]
+                    if j >= i1 or payload[j] != 34:   # '"': this payload's length differs
+                        st[5] += 1
+                    st[1] += 1
+                    last = st[2]
+                    if seq != last + 1:
+                        if seq > last + 1:
+                            st[3] += seq - last - 1
+                        else:
+                            st[4] += 1
+                    st[2] = seq
+                    if window.t0 <= sent < window.t1:
+                        st[0] += 1
+                        sink.latency_ns.append(t - sent)
+                elif payload.find(_START, i0, i1) >= 0:
+                    sink.start_at[self.sid] = t
+                    if sink.bidi is not None and self.sender is None:
+                        self.sender = sink.spawn(sink._talk, self.sock, self.lock)
+                else:
+                    sink.other += 1
+            elif op == OP_CLOSE:
+                sink.spawn(self._send, server_frame(OP_CLOSE, bytes(payload[i0:i0 + 2])), True)
+                self.rest = b""
+                return
+            elif op == OP_PING:
+                sink.spawn(self._send, server_frame(OP_PONG, bytes(payload[i0:i1])), False)
+        self.rest = buf[pos:] if pos < n else b""
+
+    def _send(self, frame: bytes, last: bool) -> None:
+        try:
+            with self.lock:
+                self.sock.sendall(frame)
+        except OSError:
+            pass
+        if last:
+            self.done.set()
+
+
+def lost_frames(per_stream_sent: dict, per_stream_recv: dict) -> int:
+    """Frames the load generator sent in the window (per stream id) that the sink did not get from
+    the window (its count of media messages whose STAMP falls in it): a stream the sink never saw
+    lost all of its frames. Extra frames of one stream (repeats) cannot hide another's loss."""
+    return sum(max(0, sent - per_stream_recv.get(sid, 0)) for sid, sent in per_stream_sent.items())
 
 
 def sink_main() -> None:
@@ -662,6 +891,7 @@ def sink_main() -> None:
     lsock.listen(4096)
     server = StreamServer(lsock, sink.handle)
     server.start()
+    harness_heap()
     serve_control({"window": sink.c_window, "stats": sink.c_stats, "configure": sink.configure,
                    "cpu": sink.c_cpu}, {"url": f"ws://127.0.0.1:{lsock.getsockname()[1]}/app"})
 

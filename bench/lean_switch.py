@@ -45,6 +45,9 @@ socket connection to callfork opened, the first `sendmsg execute` from callfork 
 CHANNEL_EXECUTE of that app built (then written at once), the end (CHANNEL_HANGUP_COMPLETE built).
 """
 if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # see bench/common.py harness_process
     from gevent import monkey
 
     monkey.patch_all()
@@ -719,6 +722,7 @@ def main() -> None:
     lsock.listen(128)
     server = StreamServer(lsock, sw.serve_esl)
     server.start()
+    common.harness_heap()
     common.serve_control({"target": sw.c_target, "run": sw.c_run, "cpu": sw.c_cpu},
                          {"esl": lsock.getsockname()[1], "pid": os.getpid()})
 

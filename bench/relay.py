@@ -262,12 +262,12 @@ def run_one(n: int, rate: int = 8000, bidi: bool = False, duration: float = 10.0
         floor_s = fl["up_json_s"] * frames_in + fl["down_s"] * play_msgs_window
         floor_tpl_s = fl["up_template_s"] * frames_in + fl["down_s"] * play_msgs_window
         relayed = frames_in + frames_out
-        recv = sink["per_stream_recv"]
-        lost = sum(max(0, sent - recv.get(sid, 0)) for sid, sent in gen["per_stream_sent"].items())
+        lost = common.lost_frames(gen["per_stream_sent"], sink["per_stream_recv"])
         row = {
             "n": n, "rate": rate, "bidi": bidi, "started": st["started"], "start_s": st["elapsed_s"],
             "sent": gen["sent_window"], "received": sink["recv_window"], "lost": lost,
-            "seq_gaps": sink["seq_gaps"], "app_dropped": stop["app_dropped"],
+            "seq_gaps": sink["seq_gaps"], "reordered": sink["reordered"], "bad": sink.get("bad", 0),
+            "app_dropped": stop["app_dropped"],
             "lat_p50": sink["latency_ms"][0], "lat_p99": sink["latency_ms"][1], "lat_p999": sink["latency_ms"][2],
             "lat_max": sink["latency_ms"][3],
             "relay_core": cpu / wall, "relay_sys_share": ((c1["sys"] - c0["sys"]) / cpu) if cpu else 0.0,
