@@ -154,6 +154,8 @@ class Service:
     def _close_stale_calls(self) -> None:
         """Calls a previous process left live (it was killed): they are over, say so in their record."""
         if self.config.store.postgres_dsn:   # only this node's: the other nodes' calls may be live
+            if self.config.cluster.redis_url:
+                return   # a cluster node hangs them up and sends their webhooks too (callfork/node_death.py)
             try:
                 self.store.close_calls_of(getattr(self, "node_id", ""))
             except PgUnavailable as exc:
@@ -217,7 +219,8 @@ class Service:
                 "direction": ctx.direction, "from_number": ctx.from_number, "to_number": ctx.to_number,
                 "answer_url": number.answer_url, "status": "in-progress" if answered else "ringing",
                 "start_time": ctx.session_start.timestamp(),
-                "answer_time": ctx.session_start.timestamp() if answered else None})
+                "answer_time": ctx.session_start.timestamp() if answered else None,
+                "request_uuid": ctx.session.variables.get("callfork_request_uuid")})   # a REST call's
         try:
             Interpreter(ctx).run()
         finally:

@@ -3,8 +3,10 @@ call, stream and conference room, for every node of the cluster to read.
 
 Keys (all under `callfork:`; only live state, none of it persisted by us):
   callfork:node:<id>   hash: id, advertise_url, started_at, draining (0|1), heartbeat_at (epoch s),
-                       live_calls; it expires after node_ttl_s, renewed every heartbeat_s, so a node
-                       whose key is gone is dead
+                       live_calls, and which process holds the id (instance, host, pid, pid_start:
+                       cluster/instance.py); it expires after node_ttl_s, renewed every heartbeat_s,
+                       so a node whose key is gone is dead to Redis (with a shared PostgreSQL, only
+                       when its PostgreSQL heartbeat has stopped too: callfork/cluster_node.py)
   callfork:nodes       set of the node ids that registered (dead ones are pruned by the survivors)
   callfork:calls       hash call uuid -> JSON {node, direction, from_number, to_number, status,
                        start_time, answer_time, answer_url}
@@ -18,6 +20,10 @@ or absent Redis never holds a call up. When Redis fails, the keeper logs it once
 heartbeat; once Redis answers and this node's key is missing (Redis restarted empty, or the node
 was taken for dead), the whole mirror is written again (the registry heals within heartbeat_s).
 
+At start the node id is claimed: a key held by another instance that is not provably gone (see
+cluster/instance.py) refuses the start (`NodeIdTaken`); the claim is one script, so two nodes starting
+with one id at once cannot both have it.
+
 A node that finds a registered node whose key expired removes it and its entries; the one whose
 SREM took it out of callfork:nodes tells `on_dead_node` listeners (node id, its call uuids). A node
 that has just come back to Redis waits node_ttl_s before pruning: the others may have lost Redis with
@@ -30,6 +36,8 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from .instance import Instance, NodeIdTaken
 
 import gevent
 import gevent.event
@@ -57,6 +65,16 @@ OWNED = (CALLS, STREAMS, ROOMS)
 TIMEOUT_S = 1.0        # one Redis command; a lookup on the HTTP path waits at most this
 
 # HDEL only an entry this node owns (a room another node's call joined since is left alone)
+# take the node key for ARGV[1] (this instance's token) unless another instance holds it, other
+# than ARGV[2] (one the caller found gone); returns the holder's token when refused
+_CLAIM = """
+local holder = redis.call('HGET', KEYS[1], 'instance')
+if holder and holder ~= '' and holder ~= ARGV[1] and holder ~= ARGV[2] then return holder end
+redis.call('HSET', KEYS[1], 'instance', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return false
+"""
+
 _DELETE_MINE = """
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v and cjson.decode(v)['node'] == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -94,13 +112,14 @@ class Node:
 
 class Registry:
     def __init__(self, redis_url: str, node_id: str, advertise_url: str, *, heartbeat_s: float = 2.0,
-                 node_ttl_s: float = 10.0, started_at: datetime | None = None):
+                 node_ttl_s: float = 10.0, started_at: datetime | None = None, instance: Instance | None = None):
         self.url = redis_url
         self.node_id = node_id
         self.advertise_url = advertise_url.rstrip("/")
         self.heartbeat_s = heartbeat_s
         self.node_ttl_s = node_ttl_s
         self.started_at = (started_at or datetime.now(timezone.utc)).isoformat()
+        self.instance = instance or Instance.this_process()
         # no retries inside redis-py: its default retries with a backoff of seconds, which a
         # lookup on the HTTP path must not wait for; the keeper's heartbeat is the retry
         _load_redis()
@@ -110,6 +129,7 @@ class Registry:
                                           socket_connect_timeout=TIMEOUT_S, retry=Retry(NoBackoff(), 0),
                                           health_check_interval=0)
         self._delete_mine = self.redis.register_script(_DELETE_MINE)
+        self._claim_script = self.redis.register_script(_CLAIM)
         self.draining = False
         self.reachable = False
         self.error = "not connected yet"
@@ -127,8 +147,10 @@ class Registry:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "Registry":
-        """Register (a first heartbeat now: Redis's state is known when this returns, and a Redis
-        that is away does not stop the node), then keep the registration alive."""
+        """Claim the node id (NodeIdTaken when another live instance holds it), register (a first
+        heartbeat now: Redis's state is known when this returns, and a Redis that is away does not
+        stop the node), then keep the registration alive."""
+        self._claim()
         self._beat()
         self._keeper = gevent.spawn(self._keep)
         return self
@@ -161,6 +183,35 @@ class Registry:
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("cluster: could not deregister node %s from Redis: %r", self.node_id, exc)
+
+    def _claim(self) -> None:
+        """Take this node id's key, unless another instance holds it and may be alive. A Redis
+        that is away cannot tell: the start goes on (the PostgreSQL registration may tell)."""
+        key = node_key(self.node_id)
+        try:
+            found = self.redis.hgetall(key)
+            holder = Instance.from_fields(found)
+            gone = holder.token if holder.token and holder.token != self.instance.token and holder.gone() else ""
+            refused = self._claim_script(keys=[key], args=[self.instance.token, gone, int(self.node_ttl_s * 1000)])
+        except redis.RedisError as exc:
+            log.warning("cluster: could not check in Redis that node id %s is free (%r)", self.node_id, exc)
+            return
+        if refused:
+            age = time.time() - float(found.get("heartbeat_at") or 0) if found.get("heartbeat_at") else None
+            raise NodeIdTaken(
+                f"node id {self.node_id} is registered in Redis by a live node ({holder.describe()}"
+                + (f", heartbeat {age:.1f} s ago" if age is not None else "")
+                + f"): give this node another [cluster] node_id, or stop that one (a dead one's "
+                f"registration expires {self.node_ttl_s:g} s after its last heartbeat)")
+        if gone:
+            log.warning("cluster: node id %s was held in Redis by %s, which is gone: taken over", self.node_id,
+                        holder.describe())
+
+    def is_registered(self, node_id: str) -> bool:
+        """Whether `node_id` has a live registration (key) in Redis; RegistryUnavailable if Redis
+        does not answer."""
+        with self._asking():
+            return bool(self.redis.exists(node_key(node_id)))
 
     def on_dead_node(self, listener) -> None:
         """`listener(node_id, call_uuids)` runs (in the keeper) when this node pruned a dead node."""
@@ -292,7 +343,7 @@ class Registry:
     def _registration(self) -> dict:
         return {"id": self.node_id, "advertise_url": self.advertise_url, "started_at": self.started_at,
                 "draining": "1" if self.draining else "0", "heartbeat_at": repr(time.time()),
-                "live_calls": str(len(self._calls))}
+                "live_calls": str(len(self._calls)), **self.instance.fields()}
 
     def _beat(self) -> None:
         try:

@@ -5,7 +5,9 @@ Connections: records/pg_db.py (a small pool; every statement has a socket timeou
 never holds the gevent hub). The tables are created at start (records/schema.py PG_SCHEMA); when the
 server cannot be reached then, before the first write that reaches it. Every call record carries
 the id of the node that created it (`node_id`); `close_calls_of(node_id, reason)` closes a node's
-live calls (this node's at start; a dead node's when the cluster registry says it died).
+live calls (this node's at start; a dead node's when the cluster says it died), `call_hooks` keeps
+what a cluster node's live call's hangup webhook needs (`set_hangup_hook`, `hangup_hooks`), and
+`node_beats()` the nodes' PostgreSQL heartbeats (records/node_beats.py).
 
 Writes follow records/store.py (both through records/deferred_writes.py): timeline rows are grouped
 and written with the next write, read, timer (`flush_delay_s`) or flush(). While PostgreSQL is
@@ -27,6 +29,7 @@ import time
 import gevent.lock
 
 from .deferred_writes import MAX_BACKLOG, DeferredWrites
+from .node_beats import NodeBeats
 from .pg_db import PgDatabase, PgUnavailable, unavailable
 from .schema import (PG_SCHEMA, RECORDING_FIELDS, call_fields, check_fields,
                      stream_fields)
@@ -168,16 +171,52 @@ class PgStore(DeferredWrites):
     def close_calls_of(self, node_id, reason='callfork stopped during the call'):
         """Mark the live calls of `node_id` (a node that stopped or died) completed, with `reason`
         added to their error and a `service_restarted` timeline row; returns their UUIDs."""
-        now = time.time()
-        closed = []
-        for call in self.live_calls_of(node_id):
-            self.upsert_call(call['uuid'], status='completed', end_time=now,
-                             error='; '.join(filter(None, [call.get('error'), reason])))
-            self.add_event(call['uuid'], 'service_restarted',
-                           {'message': '%s; no hangup webhook was sent' % reason, 'node_id': str(node_id)})
-            closed.append(call['uuid'])
+        closed = [call['uuid'] for call in self.live_calls_of(node_id)
+                  if self.close_call(call['uuid'], reason, node_id=node_id,
+                                     note='%s; no hangup webhook was sent' % reason)]
         self.flush()
         return closed
+
+    def close_call(self, uuid, reason, *, node_id='', note=None, end_time=None, **fields):
+        """Close one live call record (completed, `reason` added to its error, `fields` such as
+        hangup_cause set, a `service_restarted` timeline row saying `note` or `reason`): True if
+        this call closed it, False if it was not live (another node closed it first). Written at
+        once: PgUnavailable when PostgreSQL is away."""
+        fields = call_fields(dict(fields, status='completed'))
+        sets = ', '.join('%s=:%s' % (c, c) for c in fields)
+        self._settle()
+        self._ensure_schema()
+        rows = self._db.run(
+            "UPDATE calls SET %s, end_time=:end_time, updated_at=:now, error=CASE WHEN COALESCE(error, '')='' "
+            "THEN :reason ELSE error || '; ' || :reason END WHERE uuid=:uuid AND %s RETURNING uuid" % (sets, LIVE),
+            uuid=str(uuid), reason=reason, now=time.time(), end_time=end_time or time.time(), **fields)
+        if rows:
+            self.add_event(str(uuid), 'service_restarted', {'message': note or reason, 'node_id': str(node_id)})
+        return bool(rows)
+
+    # ---------------------------------------------------------------- cluster nodes
+
+    def set_hangup_hook(self, uuid, hook):
+        """Keep what call `uuid`'s hangup webhook needs (a JSON-able dict), for the node that closes
+        the call should this node die; replaced by a later one."""
+        self._write('INSERT INTO call_hooks (call_uuid, hook) VALUES (:uuid, :hook) ON CONFLICT (call_uuid) '
+                    'DO UPDATE SET hook=EXCLUDED.hook', {'uuid': str(uuid), 'hook': json.dumps(hook)})
+
+    def hangup_hooks(self, uuids):
+        """{call uuid: hook} of those of `uuids` that have one."""
+        if not uuids:
+            return {}
+        rows = self._read('SELECT call_uuid, hook FROM call_hooks WHERE call_uuid = ANY(:uuids)',
+                          uuids=[str(u) for u in uuids])
+        return {r['call_uuid']: json.loads(r['hook']) for r in rows}
+
+    def forget_hangup_hook(self, uuid):
+        """The call ended where it ran: its hook is not needed any more."""
+        self._write('DELETE FROM call_hooks WHERE call_uuid=:uuid', {'uuid': str(uuid)})
+
+    def node_beats(self):
+        """The nodes' PostgreSQL heartbeats (records/node_beats.py), on this store's connections."""
+        return NodeBeats(self._db)
 
     # ---------------------------------------------------------------- timeline
 

@@ -105,6 +105,9 @@ PG_SCHEMA = (
     duration_ms BIGINT, start_ms BIGINT, end_ms BIGINT, end_reason TEXT,
     created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS recordings_call ON recordings(call_uuid, created_at)",
+    # a cluster node's live call: what its hangup webhook needs, for the node that closes the call
+    # if this one dies (callfork/node_death.py); not part of the call's record
+    "CREATE TABLE IF NOT EXISTS call_hooks (call_uuid TEXT PRIMARY KEY, hook TEXT NOT NULL)",
 )
 
 

@@ -79,14 +79,18 @@ class PgOutbox(OutboxCommon):
 
     # ---------------------------------------------------------------- enqueue and inspection
 
-    def enqueue(self, call_uuid, url, method, params, *, encoding='form', event=None, signer='vobiz'):
+    def enqueue(self, call_uuid, url, method, params, *, encoding='form', event=None, signer='vobiz', key=None):
         """As Outbox.enqueue: the delivery id once the row is committed, None when it is kept in
-        memory (PostgreSQL is away), OutboxError when it can be neither."""
+        memory (PostgreSQL is away), OutboxError when it can be neither. With `key` (an idempotency
+        key the caller derives, e.g. two nodes closing one dead node's call) a webhook whose key is
+        stored already is not stored again: its delivery id is returned."""
         row = self._new_row(call_uuid, url, method, params, encoding, event, signer)
+        if key is not None:
+            row.update(key=str(key), idempotency_key=str(key), dedupe=True)
         now = row['created_at']
         if self._refused_writes.webhooks or not self._table.ready:
             return self._keep_unsaved(row)
-        send_now = self._send_now(row, now)
+        send_now = key is None and self._send_now(row, now)   # (a stored twin may be in flight elsewhere)
         try:
             delivery_id, stored, head, window = self._table.insert(row, now, send_now, self.node_id, self.lease_s)
         except Exception as exc:
