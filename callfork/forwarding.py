@@ -4,6 +4,9 @@
                                                     DTMF, Record, Timeline)
   /2010-04-01/Accounts/<account>/Calls/<sid>...    (fetch, update, Streams)
   /api/v1/Account/<account>/Conference/<name>/...
+  /api/v1/Account/<account>/Request/<request_uuid>/   (the call a REST originate placed, by the
+                                                    request UUID its registry entry carries while
+                                                    it is being placed)
 
 A request whose call is not this node's (not live here, nor a REST originate pending here), or
 whose room no call of this node is in, and which the registry gives to another live node, is sent
@@ -40,6 +43,7 @@ DROPPED_REQUEST = {"host", "content-length", "connection", "keep-alive", "transf
 KEPT_RESPONSE = ("Content-Type", "WWW-Authenticate", "Location", "Retry-After")
 CALL_RULES = ("/api/v1/Account/<account>/Call/<uuid>", "/2010-04-01/Accounts/<account>/Calls/<sid>")
 ROOM_RULE = "/api/v1/Account/<account>/Conference/<name>"
+REQUEST_RULE = "/api/v1/Account/<account>/Request/<request_uuid>"
 
 
 def install(app, service, authorized) -> None:
@@ -67,6 +71,11 @@ def install(app, service, authorized) -> None:
             if node.registry.owns_room(key):
                 return None
             what, lookup = f"conference {key!r}", node.registry.owner_of_room
+        elif rule.startswith(REQUEST_RULE):
+            key = args.get("request_uuid", "")
+            if service.originations.call_of_request(key) is not None:
+                return None
+            what, lookup = f"call request {key}", lambda k: _owner_of_request(node.registry, k)
         else:
             return None
         if not authorized(args.get("account", "")):
@@ -83,6 +92,14 @@ def install(app, service, authorized) -> None:
                         request.method, request.path)
             return None
         return _forward(client, node.node_id, owner_node, what)
+
+
+def _owner_of_request(registry, request_uuid: str):
+    """(node id, Node | None) of the node placing the call of `request_uuid`, or None."""
+    for entry in registry.cluster_calls():
+        if entry.get("request_uuid") == request_uuid:
+            return registry.owner_of_call(entry["uuid"])
+    return None
 
 
 def _forward(client, self_id: str, owner, what: str):

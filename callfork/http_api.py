@@ -286,6 +286,16 @@ def create_app(service) -> Flask:
             raise ApiError(404, "call not found or already ended")
         return "", 204
 
+    @app.delete("/api/v1/Account/<account>/Request/<request_uuid>/")
+    def hangup_request(account: str, request_uuid: str):
+        """Plivo's "hang up a call request": the call a `POST Call/` placed, by its request_uuid,
+        cancelled while it is queued or ringing, hung up once it runs."""
+        check_account(account)
+        uuid = service.originations.call_of_request(request_uuid)
+        if uuid is None or not (service.originations.cancel(uuid) or service.hangup_call(uuid)):
+            raise ApiError(404, "call request not found or already ended")
+        return "", 204
+
     @app.get(base + "/<uuid>/Timeline/")
     def timeline(account: str, uuid: str):
         call = stored_call(account, uuid)

@@ -48,6 +48,7 @@ class Originations:
     def __init__(self, service):
         self.service = service   # config, store, outbox, control and record_event of the running service
         self._pending: dict[str, dict] = {}   # call uuid -> what a REST originate asked for
+        self._requests: dict[str, str] = {}   # request uuid -> call uuid, while the call is pending
 
     def originate(self, *, from_number, to, answer_url, answer_method="POST", hangup_url="",
                   hangup_method="POST", caller_name="", time_limit=14400, ring_timeout=60,
@@ -97,6 +98,7 @@ class Originations:
         command = (f"originate {block}{dialstring} "
                    f"&socket('{self.service.config.server.outbound_listen} async full')")
         self._pending[call_uuid] = variables
+        self._requests[request_uuid] = call_uuid
         self.service.store.add_event(call_uuid, "originate", {"request_uuid": request_uuid, "to": to, "from": from_number,
                                                       "answer_url": answer_url})
         if api == "twilio":   # shown by the API from now on (the store has no "queued": see status_of)
@@ -120,7 +122,7 @@ class Originations:
                 "direction": "outbound", "from_number": plain_number(variables["origination_caller_id_number"]),
                 "to_number": plain_number(variables["callfork_to"]), "status": "queued",
                 "start_time": datetime.now(timezone.utc).timestamp(), "answer_time": None,
-                "answer_url": answer_url, "placing": True})
+                "answer_url": answer_url, "placing": True, "request_uuid": variables["callfork_request_uuid"]})
 
     def pending(self, call_uuid: str) -> bool:
         """Is the call being placed here (dialled, not yet at callfork, not failed)?"""
@@ -129,6 +131,24 @@ class Originations:
     def pending_calls(self) -> list[str]:
         """The UUIDs of the calls being placed here."""
         return list(self._pending)
+
+    def call_of_request(self, request_uuid: str) -> str | None:
+        """The call UUID of a request (`POST Call/`'s request_uuid) whose call is being placed here or
+        runs here (its session has the request UUID in its `callfork_request_uuid` channel variable);
+        None for a request that failed, ended, or is not this node's."""
+        pending = self._requests.get(request_uuid)
+        if pending is not None:
+            return pending
+        for uuid, ctx in list(self.service.calls.items()):
+            if ctx.session.variables.get("callfork_request_uuid") == request_uuid and not ctx.session.gone:
+                return uuid
+        return None
+
+    def _drop(self, call_uuid: str) -> dict | None:
+        v = self._pending.pop(call_uuid, None)
+        if v is not None:
+            self._requests.pop(v["callfork_request_uuid"], None)
+        return v
 
     def status_of(self, call_uuid: str) -> str | None:
         """A Twilio call not yet at callfork: "queued" until its channel rings, then "ringing"; None
@@ -170,7 +190,7 @@ class Originations:
         self._stop_watching(variables)
         if result.startswith("+OK"):
             return
-        self._pending.pop(call_uuid, None)
+        self._drop(call_uuid)
         registry = self._registry()
         if registry is not None:   # (a call that reached callfork was written again by the service)
             registry.call_ended(call_uuid)
@@ -265,7 +285,7 @@ class Originations:
         """The number entry of a call placed by `originate`, now reaching the outbound server (its
         URLs and parties were kept here, keyed by its uuid: `to`, `from_number`, `caller_name` as the
         request gave them), or None for any other call. Schedules its time limit."""
-        v = self._pending.pop(session.uuid, None)
+        v = self._drop(session.uuid)
         if v is None:
             return None
         self._stop_watching(v)

@@ -18,8 +18,9 @@ Owns `originate_pair` too: the pair `originate loopback/...` makes (apis/calls.p
 tests/fixtures/fs-captures/originate-loopback.json. Its -a leg (`OriginateA`, outbound, the
 originate's uuid, `loopback/<dest>-a`) fires CHANNEL_OUTGOING, CHANNEL_CREATE and CHANNEL_ORIGINATE,
 then waits for its -b leg: ringing there is CHANNEL_PROGRESS here (call state RINGING), early media
-or an answer there settles the originate (`settled`) and the -a leg then runs its app or extension;
-a hangup of the -b leg before that (busy, its dialplan ending) is the originate's failure cause,
+or an answer there settles the originate (`settled`) and, once the originate answered +OK
+(`decided`), the -a leg runs its app or extension; a hangup of the -b leg before the originate's
+next look at it (busy, its dialplan ending) is the originate's failure cause,
 and the originate's timeout or a uuid_kill of the -a leg reaches the -b leg with the same cause.
 The -b leg runs `far_end_apps`: the inline apps, the test switch's EXTENSIONS (9999, 9998), the
 socket to callfork for `callfork<N>` / `stream<N>` (that dialplan's numbers), and any other number
@@ -165,13 +166,15 @@ def far_end_apps(sim, dest: str, dialplan: str) -> list[tuple[str, str]]:
 
 class OriginateA(Channel):
     """The -a leg of a pair `originate` dials: the originated channel (see the module docstring).
-    `settled` is set once the originate is decided (early media, answer or hangup)."""
+    `settled` is set once its far side gave early media, answered or hung up, `decided` once the
+    originate answered (its app runs then)."""
 
     partner = None
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.settled = GEvent()
+        self.decided = GEvent()   # set by the originate once it answered +OK or -ERR
 
     def ring_ready(self) -> None:
         was = self.progress_us
@@ -201,7 +204,7 @@ class OriginateA(Channel):
         try:
             for name in ('CHANNEL_OUTGOING', 'CHANNEL_CREATE', 'CHANNEL_ORIGINATE'):
                 self.fire_event(name)
-            self.settled.wait()
+            self.decided.wait()
             if not self.hungup:
                 self._run_dialplan()       # given its app or extension: an outbound channel flips
         except Exception:
@@ -213,8 +216,8 @@ class OriginateA(Channel):
 def originate_pair(sim, *, uuid: str, data: str, variables: dict, dialplan: list, profile: dict,
                    far=None) -> OriginateA:
     """Both legs of `originate loopback/<data>`, started; returns the -a leg, whose `settled` says
-    when the originate is decided. `profile`: the -a leg's caller profile (apis/calls.py
-    originate_profile); `dialplan`: what it runs once settled; `far`: its far end instead of the -b
+    when its far side settled; the caller sets its `decided` when the originate answered. `profile`:
+    the -a leg's caller profile (apis/calls.py originate_profile); `dialplan`: what it runs then; `far`: its far end instead of the -b
     leg's media (the simulator's own sim_audio)."""
     dest, _, rest = data.partition('/')
     context, _, dialplan_name = rest.partition('/')

@@ -13,7 +13,8 @@ other_loopback_leg_uuid), each as [seconds, name, Channel-State, Channel-Call-St
 Hangup-Cause, Channel-Name, Application]. The cases: a far side that answers and parks (9999), one
 that rings then answers (the inline dialplan `ring_ready^sleep^answer^park`), early media then answer
 (`pre_answer`), one that rings and never answers with originate_timeout=3, one whose dialplan ends
-while ringing, busy (`respond:486`, which does nothing on a loopback leg, and `hangup:USER_BUSY`),
+while ringing, one whose dialplan ends right after it answered (the originate fails NORMAL_CLEARING:
+switch_ivr_originate looks at its legs every 20 ms and finds that one answered and gone), busy (`respond:486`, which does nothing on a loopback leg, and `hangup:USER_BUSY`),
 a call canceled while it rings (`uuid_kill {U} ORIGINATOR_CANCEL`, what callfork's Twilio cancel
 sends), `&socket(...)` to a closed port ({PORT}), and a number the test switch's dialplan does not
 know (+15551230002, what the default `[freeswitch] originate_dialstring` makes of a REST call's To).
@@ -61,6 +62,7 @@ CASES = [
      "kill"),
     ("rings, never answers", ",originate_timeout=3", RING_FOREVER, "&park()", ""),
     ("rings, then its dialplan ends", "", "loopback/m:^:ring_ready^sleep:500/default/inline", "&park()", ""),
+    ("answers, then its dialplan ends", "", "loopback/m:^:ring_ready^answer/default/inline", "&park()", "kill"),
     ("respond 486", "", "loopback/respond:486/default/inline", "&park()", ""),
     ("busy", "", "loopback/hangup:USER_BUSY/default/inline", "&park()", ""),
     ("canceled while ringing", "", RING_FOREVER, "&park()", "cancel"),
@@ -180,21 +182,33 @@ KEY_EVENTS = ("CHANNEL_CREATE", "CHANNEL_OUTGOING", "CHANNEL_ORIGINATE", "CHANNE
               "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE")
 
 
-def key_rows(rows: list) -> list:
-    """[name, Answer-State, Hangup-Cause, Channel-Name] of a leg's KEY_EVENTS. CHANNEL_ORIGINATE (fired
-    by the originating thread) and a CHANNEL_PROGRESS right next to it (the far leg's ring_ready) come
-    in either order on FreeSWITCH 1.10.12 (both were seen in re-captures): compared as ORIGINATE first."""
+# FreeSWITCH 1.10.12 gives either reply in this case (re-captures gave mostly the first): whether
+# switch_ivr_originate's next look at its legs comes before the far side's hangup or after it
+RACY_REPLIES = {"answers, then its dialplan ends": ("-ERR NORMAL_CLEARING\n", "+OK {U}\n")}
+
+
+def key_rows(rows: list) -> tuple:
+    """A leg's KEY_EVENTS as ([names of the originating thread's CHANNEL_CREATE and CHANNEL_ORIGINATE],
+    [[name, Answer-State, Hangup-Cause, Channel-Name] of the others]). On FreeSWITCH 1.10.12 the
+    originating thread fires those two while the far leg already rings or hangs up: re-captures had
+    the far leg's CHANNEL_PROGRESS, and a `respond 486` leg's CHANNEL_HANGUP, before either of them
+    and after them (and CHANNEL_ORIGINATE then says hangup), so only their own order is compared."""
     keyed = [[r[1], r[4], r[5], r[6]] for r in rows if r[1] in KEY_EVENTS]
-    for i in range(len(keyed) - 1):
-        if keyed[i][0] == "CHANNEL_PROGRESS" and keyed[i + 1][0] == "CHANNEL_ORIGINATE":
-            keyed[i], keyed[i + 1] = keyed[i + 1], keyed[i]
-    return keyed
+    return ([k[0] for k in keyed if k[0] in ORIGINATING_THREAD],
+            [k for k in keyed if k[0] not in ORIGINATING_THREAD])
 
 
-def compare(expected: list, got: list, label: str = "simulator") -> list:
+ORIGINATING_THREAD = ("CHANNEL_CREATE", "CHANNEL_ORIGINATE")
+
+
+def compare(expected: list, got: list, label: str = "simulator", strict: bool = True) -> list:
+    """The differences of `got` from the capture; `strict=False` (another run of FreeSWITCH) also
+    takes the other reply of a RACY_REPLIES case."""
     def differences(want, have):
         problems = []
         for key in ("reply", "leg_events"):
+            if key == "reply" and not strict and have[key] in RACY_REPLIES.get(want["case"], ()):
+                continue
             if want[key] != have[key]:
                 problems.append(f"{want['case']}: {key}: FreeSWITCH {want[key]!r}, {label} {have[key]!r}")
         # originate_timeout is counted in whole seconds of switch_epoch_time_now (switch_ivr_originate.c):

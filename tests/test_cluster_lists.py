@@ -31,7 +31,7 @@ RINGS_FOREVER = "loopback/m:^:set:callee={to}^ring_ready^sleep:30000/default/inl
 class Node:
     """One `callfork serve` of the cluster (auth id: a Twilio AccountSid), with its own simulator."""
 
-    def __init__(self, tmp, name, redis_url, numbers):
+    def __init__(self, tmp, name, redis_url, numbers, dial=RINGS_FOREVER):
         tmp.mkdir()
         self.name = name
         self.ports = serve_ports()
@@ -39,7 +39,7 @@ class Node:
         self.sim = Simulator(esl=("127.0.0.1", self.ports["esl"]),
                              socket_target=("127.0.0.1", self.ports["outbound"])).start()
         self.serve = ServeProcess(config, self.ports["http"], env={
-            "CALLFORK_SERVER_AUTH_ID": ACCOUNT, "CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": RINGS_FOREVER,
+            "CALLFORK_SERVER_AUTH_ID": ACCOUNT, "CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING": dial,
             "CALLFORK_CLUSTER_REDIS_URL": redis_url, "CALLFORK_CLUSTER_NODE_ID": name,
             "CALLFORK_CLUSTER_HEARTBEAT_S": "0.3", "CALLFORK_CLUSTER_NODE_TTL_S": "2"})
         self.url = self.serve.http_url
@@ -58,8 +58,7 @@ class Node:
         self.sim.stop()
 
 
-@pytest.fixture
-def cluster(tmp_path):
+def _cluster(tmp_path, dial=RINGS_FOREVER):
     app = AppServer().start()
     # 3xxx join the conference room "room-<number>"; any other number runs a long call
     app.document("/answer", lambda req: (
@@ -67,7 +66,7 @@ def cluster(tmp_path):
         if req.form.get("To", "").startswith("3") else LONG_CALL))
     numbers = number_table(app.url("/answer"), app.url("/hangup"))
     with RedisServer() as server:
-        nodes = [Node(tmp_path / name, name, server.url, numbers) for name in ("node-a", "node-b")]
+        nodes = [Node(tmp_path / name, name, server.url, numbers, dial) for name in ("node-a", "node-b")]
         try:
             for node in nodes:
                 node.serve.start()
@@ -76,6 +75,20 @@ def cluster(tmp_path):
             for node in nodes:
                 node.stop()
             app.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    yield from _cluster(tmp_path)
+
+
+# the far side does what the call's `to` says: `sleep:30000` rings on, `answer` answers
+FAR_SIDE_BY_TO = "loopback/m:^:ring_ready^{to}^park/default/inline"
+
+
+@pytest.fixture
+def answering_cluster(tmp_path):
+    yield from _cluster(tmp_path, FAR_SIDE_BY_TO)
 
 
 def _entry(db, uuid) -> dict:
@@ -198,3 +211,43 @@ def test_a_ringing_rest_call_is_cancelled_through_the_other_node(cluster):
     wait_until(lambda: db.hexists("callfork:calls", uuid), 5, "registered")
     assert app.wait_path("/status-timeout", timeout=20)[0].form["CallStatus"] == "no-answer"
     wait_until(lambda: not db.hexists("callfork:calls", uuid), 5, "the failed call out of the registry")
+
+
+def test_a_call_request_is_hung_up_through_the_other_node(answering_cluster):
+    """Plivo's `DELETE Request/<request_uuid>/` sent to node B for a call node A placed: the registry
+    entry carries the request UUID while the call rings and once it runs, so B carries it to A."""
+    app, a, b, db = answering_cluster
+    app.document("/long", LONG_CALL)
+
+    def place(to):
+        resp = a.api("POST", "/Call/", json={"from": "15551230001", "to": to, "answer_url": app.url("/long"),
+                                             "hangup_url": app.url("/request-hangup")})
+        assert resp.status_code == 201, resp.text
+        return resp.json()["request_uuid"]
+
+    def hangup_of(request_uuid):
+        return wait_until(lambda: next((r.form for r in app.requests if r.path == "/request-hangup"
+                                        and r.form.get("RequestUUID") == request_uuid), None), 10, "its Hangup")
+
+    ringing = place("sleep:30000")
+    wait_until(lambda: any(json.loads(raw).get("request_uuid") == ringing for raw in db.hvals("callfork:calls")),
+               5, "the ringing call registered with its request uuid")
+    resp = b.api("DELETE", f"/Request/{ringing}/")
+    assert resp.status_code == 204 and resp.headers["X-Callfork-Served-By"] == "node-a", resp.text
+    assert hangup_of(ringing)["HangupCause"] == "ORIGINATOR_CANCEL"
+
+    running = place("answer")
+    app.wait_path("/long", timeout=10)
+    uuid = wait_until(lambda: next((u for u, raw in db.hgetall("callfork:calls").items()
+                                    if json.loads(raw).get("request_uuid") == running
+                                    and json.loads(raw).get("status") == "in-progress"), None), 10,
+                      "the running call registered with its request uuid")
+    resp = b.api("DELETE", f"/Request/{running}/")
+    assert resp.status_code == 204 and resp.headers["X-Callfork-Served-By"] == "node-a", resp.text
+    hangup = hangup_of(running)
+    assert hangup["CallUUID"] == uuid and hangup["HangupCause"] == "NORMAL_CLEARING", hangup
+    wait_until(lambda: not db.hexists("callfork:calls", uuid), 5, "the call out of the registry")
+    # over: 404 from either node, and an unknown request too
+    assert b.api("DELETE", f"/Request/{running}/").status_code == 404
+    assert a.api("DELETE", f"/Request/{running}/").status_code == 404
+    assert b.api("DELETE", "/Request/00000000-0000-0000-0000-000000000000/").status_code == 404

@@ -25,10 +25,16 @@ import logging
 import re
 import uuid as uuid_mod
 
+import gevent
+
 from ..argsplit import create_brackets, separate_string
 from ..caller import CallScript
 from ..causes import normalize_cause
 from .uuid_commands import uuid_api
+
+# switch_ivr_originate's loop, with no caller session, yields 20 ms between looks at its legs
+# (switch_yield(20000) in src/switch_ivr_originate.c of FreeSWITCH 1.10.12)
+ORIGINATE_POLL_S = 0.02
 
 log = logging.getLogger('switch_sim.apis')
 
@@ -154,7 +160,10 @@ def _originate_loopback(sim, uuid, endpoint, variables, profile, dialplan, targe
     """A mod_loopback pair (switch_sim.loopback.originate_pair): the reply waits until the -b leg
     gives early media or answers (+OK), hangs up (-ERR <its cause>), or originate_timeout (60 s by
     default) passes (-ERR NO_ANSWER, which reaches the -b leg too); a uuid_kill of the originated
-    channel meanwhile is the failure's cause (tests/fixtures/fs-captures/originate-loopback.json)."""
+    channel meanwhile is the failure's cause (tests/fixtures/fs-captures/originate-loopback.json).
+    switch_ivr_originate looks at its legs every ORIGINATE_POLL_S: a far side that answers and hangs
+    up before the next look (an inline dialplan ending right after `answer`) fails it with its cause,
+    and the originated channel runs its app only once the originate decided (`decided`)."""
     from ..caller import CallerModel
     from ..loopback import originate_pair
     far = None
@@ -167,8 +176,13 @@ def _originate_loopback(sim, uuid, endpoint, variables, profile, dialplan, targe
     except Exception as exc:
         log.error('originate failed: %s', exc)
         return '-ERR DESTINATION_OUT_OF_ORDER\n'
-    if not leg.settled.wait(_originate_timeout(variables)):
-        leg.hangup('NO_ANSWER')
+    try:
+        if not leg.settled.wait(_originate_timeout(variables)):
+            leg.hangup('NO_ANSWER')
+        elif not leg.hungup:
+            gevent.sleep(ORIGINATE_POLL_S)   # the poll that sees the answer; a far side gone by then fails it
+    finally:
+        leg.decided.set()
     if leg.hungup:
         return '-ERR %s\n' % leg.hangup_cause
     return '+OK %s\n' % leg.uuid
