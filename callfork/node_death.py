@@ -83,6 +83,11 @@ def close_calls(service, node_id: str) -> list[str]:
     next try)."""
     store = service.store
     calls = store.live_calls_of(node_id)
+    if node_id == getattr(service, "node_id", None):
+        # this node id's previous process's calls only: a record this process created (created_at
+        # on this host's clock, from this process's start) is one of its own, live here
+        since = service.started_at.timestamp()
+        calls = [c for c in calls if c["uuid"] not in service.calls and float(c.get("created_at") or 0) < since]
     if not calls:
         return []
     hooks = store.hangup_hooks([c["uuid"] for c in calls])

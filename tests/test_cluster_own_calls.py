@@ -1,0 +1,96 @@
+"""A cluster node closes, at its start, only the calls its node id's previous process left live, never
+its own (issue 15; docs/cluster.md "When a node goes away"): a real `callfork serve` on a simulator,
+a real Redis and PostgreSQL (tests/cluster_servers.py).
+
+A node started while PostgreSQL is away takes its first call meanwhile; when PostgreSQL is back,
+its first heartbeat there closes what an earlier process of its node id left live
+(callfork/node_death.py). The call this process runs is not one of those: it must stay up, its
+record live, and the app must get no Hangup.
+"""
+import pg8000.native
+import requests
+
+from cluster_servers import PostgresServer, RedisServer
+from harness import AppServer
+from pg_support import fresh_dsn, rows
+from serve_support import ServeProcess, number_table, serve_ports, write_serve_config
+from switch_sim import CallScript, Simulator
+from test_cluster_node_death import CuttableProxy
+from waiting import wait_until
+
+LONG_CALL = "<Response><Speak>Hello.</Speak><Wait length=\"60\"/></Response>"
+SCHEMA_LOCK = 7261003   # records/node_beats.py: taken by a node's heartbeat until its table is known
+NODE_ENV = {"CALLFORK_CLUSTER_HEARTBEAT_S": "0.3", "CALLFORK_CLUSTER_NODE_TTL_S": "2"}
+
+
+def _rows(dsn, sql):
+    """rows(), or [] while the node has not created the table yet."""
+    try:
+        return rows(dsn, sql)
+    except Exception as exc:
+        if "does not exist" in str(exc):
+            return []
+        raise
+
+
+def _answering(serve) -> bool:
+    assert serve.proc.poll() is None, serve.output()
+    try:
+        requests.get(serve.http_url + "/healthz", timeout=1)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+def test_a_node_started_while_postgresql_was_away_keeps_its_own_calls_when_it_is_back(tmp_path):
+    app = AppServer().start()
+    numbers = number_table(app.document("/answer", LONG_CALL), app.url("/hangup"))
+    with RedisServer() as redis_server, PostgresServer() as pg:
+        dsn = fresh_dsn(pg)
+        # the node reaches PostgreSQL through a proxy the test cuts: PostgreSQL itself stays up, so the
+        # test can hold the lock the node's first heartbeat there takes (records/node_beats.py) until
+        # the node's kept record writes are in: then that heartbeat's close sees this process's call
+        proxy = CuttableProxy(("127.0.0.1", pg.port))
+        proxy.cut()
+        host_port, database = dsn.rsplit("@", 1)[1].split("/")
+        node_dsn = dsn.replace(host_port, f"127.0.0.1:{proxy.port}")
+        lock = pg8000.native.Connection("callfork", host="127.0.0.1", port=pg.port, database=database, timeout=5)
+        lock.run(f"SELECT pg_advisory_lock({SCHEMA_LOCK})")
+        ports = serve_ports()
+        config = write_serve_config(tmp_path / "callfork.toml", ports, numbers)
+        sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
+        serve = ServeProcess(config, ports["http"], env=dict(
+            NODE_ENV, CALLFORK_CLUSTER_REDIS_URL=redis_server.url, CALLFORK_CLUSTER_NODE_ID="node-a",
+            CALLFORK_STORE_POSTGRES_DSN=node_dsn))
+        try:
+            try:   # (its /healthz may say degraded while PostgreSQL is away: not 200)
+                serve.start(timeout=3)
+            except AssertionError:
+                wait_until(lambda: _answering(serve), 15, "callfork serve answering /healthz", interval=0.1)
+            call = sim.place_call(CallScript(to="1000", hangup_after=120))
+            wait_until(lambda: app.wait_path("/answer", timeout=0.1), 15, "the call reached the app", interval=0.1)
+
+            proxy.restore()
+            wait_until(lambda: _rows(dsn, f"SELECT uuid FROM calls WHERE uuid='{call.uuid}' AND end_time IS NULL"),
+                       15, "the call's record written once PostgreSQL is reachable", interval=0.1)
+            lock.run(f"SELECT pg_advisory_unlock({SCHEMA_LOCK})")
+            # the heartbeat that first reaches PostgreSQL starts the close of the previous process's
+            # calls; a heartbeat later than that one, it has had its chance
+            wait_until(lambda: _rows(dsn, "SELECT node_id FROM cluster_nodes WHERE node_id='node-a'"), 15,
+                       "node A's PostgreSQL heartbeat", interval=0.1)
+            first = rows(dsn, "SELECT beat_at FROM cluster_nodes WHERE node_id='node-a'")[0]["beat_at"]
+            wait_until(lambda: rows(dsn, "SELECT beat_at FROM cluster_nodes WHERE node_id='node-a'")[0]["beat_at"]
+                       > first + 0.5, 15, "two more heartbeats", interval=0.1)
+
+            channel = sim.get_channel(call.uuid)
+            assert channel is not None and not channel.hungup, serve.output()
+            record = rows(dsn, f"SELECT status, end_time, error FROM calls WHERE uuid='{call.uuid}'")[0]
+            assert record["status"] == "in-progress" and record["end_time"] is None, record
+            assert "died during" not in serve.output()
+            assert app.events("Hangup") == []
+        finally:
+            lock.close()
+            serve.stop()
+            proxy.stop()
+            sim.stop()
+            app.stop()
