@@ -74,7 +74,15 @@ class ClusterNode:
         if self.beats is not None:
             self._claim_in_postgres()
         self.registry.on_dead_node(self._dead_node)
-        self.registry.start()
+        try:
+            self.registry.start()
+        except NodeIdTaken:
+            if self.beats is not None:   # give the id back in PostgreSQL: its live holder's heartbeat
+                try:                     # inserts its row again (records/node_beats.py beat)
+                    self.beats.leave(self.node_id, self.instance)
+                except Exception as exc:
+                    log.error("cluster: could not give node id %s back in PostgreSQL: %r", self.node_id, exc)
+            raise
         if self.beats is not None:
             self._beater = gevent.spawn(self._keep_beating)
         return self

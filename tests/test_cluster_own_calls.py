@@ -94,3 +94,53 @@ def test_a_node_started_while_postgresql_was_away_keeps_its_own_calls_when_it_is
             proxy.stop()
             sim.stop()
             app.stop()
+
+
+def test_a_twin_refused_by_redis_leaves_the_live_nodes_postgresql_heartbeat_alone(tmp_path):
+    """A second `callfork serve` with a live node's id, started while that node's PostgreSQL heartbeat
+    is stale (it cannot reach PostgreSQL for a while), takes the id in PostgreSQL, then is refused by
+    Redis and exits 1: the live node's heartbeat must be its own again once it reaches PostgreSQL
+    (else it stays stale for good, and the node is taken for dead the first time it loses Redis)."""
+    app = AppServer().start()
+    numbers = number_table(app.document("/answer", LONG_CALL))
+    with RedisServer() as redis_server, PostgresServer() as pg:
+        dsn = fresh_dsn(pg)
+        proxy = CuttableProxy(("127.0.0.1", pg.port))
+        host_port = dsn.rsplit("@", 1)[1].split("/")[0]
+        env = dict(NODE_ENV, CALLFORK_CLUSTER_REDIS_URL=redis_server.url, CALLFORK_CLUSTER_NODE_ID="node-a")
+        ports = serve_ports()
+        (tmp_path / "a").mkdir()
+        config = write_serve_config(tmp_path / "a" / "callfork.toml", ports, numbers)
+        sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
+        node = ServeProcess(config, ports["http"], env=dict(
+            env, CALLFORK_STORE_POSTGRES_DSN=dsn.replace(host_port, f"127.0.0.1:{proxy.port}"))).start()
+        twin = None
+        try:
+            instance = wait_until(lambda: _rows(dsn, "SELECT instance FROM cluster_nodes WHERE node_id='node-a'"),
+                                  15, "node A's PostgreSQL heartbeat", interval=0.1)[0]["instance"]
+            proxy.cut()
+            wait_until(lambda: rows(dsn, "SELECT 1 AS stale FROM cluster_nodes WHERE node_id='node-a' AND "
+                                         "beat_at < EXTRACT(EPOCH FROM clock_timestamp()) - 2"), 15,
+                       "node A's PostgreSQL heartbeat stale", interval=0.1)
+            twin_ports = serve_ports()
+            (tmp_path / "twin").mkdir()
+            twin_config = write_serve_config(tmp_path / "twin" / "callfork.toml", twin_ports, numbers)
+            twin = ServeProcess(twin_config, twin_ports["http"], env=dict(env, CALLFORK_STORE_POSTGRES_DSN=dsn))
+            try:
+                twin.start(timeout=30)
+            except AssertionError:
+                pass
+            wait_until(lambda: twin.proc.poll() is not None, 30, "the twin exited", interval=0.1)
+            assert twin.proc.returncode == 1 and "node id node-a is registered in Redis by a live node" in \
+                twin.output(), twin.output()
+
+            proxy.restore()
+            wait_until(lambda: rows(dsn, f"SELECT 1 AS fresh FROM cluster_nodes WHERE node_id='node-a' AND "
+                                         f"instance='{instance}' AND beat_at > EXTRACT(EPOCH FROM clock_timestamp()) - 2"),
+                       15, "node A's own PostgreSQL heartbeat fresh again",
+                       interval=0.1)
+        finally:
+            node.stop()
+            proxy.stop()
+            sim.stop()
+            app.stop()
