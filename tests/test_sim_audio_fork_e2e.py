@@ -472,8 +472,9 @@ def test_bidirectional_audio_and_marks(tmp_path, captures_dir, rate):
         spec = np.abs(np.fft.rfft(heard))
         freqs = np.fft.rfftfreq(len(heard), 1 / 8000)
         assert spec[np.abs(freqs - 1000) < 10].max() > 0.5 * spec[np.abs(freqs - 440) < 10].max()
-        # upstream is unchanged: 320-byte frames
-        assert {len(d) for _, d in conn.binaries} == {320}
+        # upstream is unchanged: whole 320-byte frames (a fork that fell behind sends all it buffered as
+        # one binary message, as mod_audio_fork's writable callback does: seen on a loaded machine)
+        assert {len(d) % 320 for _, d in conn.binaries} == {0}
         # killAudio with queued audio: the pending mark is reported as cleared
         conn.send_bytes(sine(1000, 2.0, rate=rate).astype('<i2').tobytes())
         conn.send_text('{"type":"mark","data":{"name":"to-be-cleared"}}')
@@ -551,6 +552,6 @@ def test_bad_scheme_and_bad_rate(env):
     assert esl.api('uuid_audio_fork %s start %s mono 12000 b2' % (ch.uuid, server.url('/r12'))) == '+OK Success\n'
     conn = server.wait_connection()
     assert conn.wait_until(lambda: len(conn.binaries) >= 5)
-    assert {len(d) for _, d in conn.binaries} == {480}
+    assert {len(d) % 480 for _, d in conn.binaries} == {0}   # whole frames (one message or more each)
     assert esl.api('uuid_audio_fork %s stop b2' % ch.uuid) == '+OK Success\n'
     assert conn.closed.wait(5)
