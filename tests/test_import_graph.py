@@ -57,6 +57,8 @@ def test_the_layers():
         assert "switch_sim" not in uses[package], (package, uses[package]["switch_sim"])
     assert set(uses["switch_sim"]) == set()
     assert set(uses["fsargs"]) == set()
+    assert set(uses["records"]) == set()
+    assert set(uses["cluster"]) == set()
     assert set(uses["esl_app"]) <= {"fsargs"}
     assert set(uses["audio_fork"]) <= {"fsargs"}
     assert set(uses["verbs"]) <= {"esl_app", "audio_fork"}
