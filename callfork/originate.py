@@ -95,8 +95,9 @@ class Originations:
                       "originate_timeout", "callfork_request_uuid", "send_silence_when_idle")
         block = variable_block({k: variables[k] for k in on_channel})
         dialstring = self.service.config.freeswitch.originate_dialstring.replace("{to}", to)
-        command = (f"originate {block}{dialstring} "
-                   f"&socket('{self.service.config.server.outbound_listen} async full')")
+        own = getattr(self.service, "own_outbound", None)   # a worker's own listener (callfork/service.py)
+        target = "%s:%s" % own.address if own is not None else self.service.config.server.outbound_listen
+        command = f"originate {block}{dialstring} &socket('{target} async full')"
         self._pending[call_uuid] = variables
         self._requests[request_uuid] = call_uuid
         self.service.store.add_event(call_uuid, "originate", {"request_uuid": request_uuid, "to": to, "from": from_number,

@@ -63,6 +63,7 @@ class Service:
         self.version = _version()
         self.store = self.outbox = self.media = self.relay = self.control = self.leg_events = None
         self.outbound = self.http = None
+        self.own_outbound = None   # `--workers N`: where this worker's REST calls come back (below)
         self.auth_token = ""
         self._feeds = []
         self.originations = Originations(self)   # calls placed by the REST API, until they reach us
@@ -114,6 +115,11 @@ class Service:
         self.outbound = OutboundESLServer(listen=self.config.server.outbound_address,
                                           handler=self.handle_call, reuse_port=shared)
         self.outbound.start()
+        if shared:   # a REST call this worker places must come back to it, not to whichever worker the
+            # kernel hands the shared port's connection to: it alone knows the call (callfork/originate.py)
+            self.own_outbound = OutboundESLServer(listen=(self.config.server.outbound_address[0], 0),
+                                                  handler=self.handle_call)
+            self.own_outbound.start()
         server = self.config.server
         self.http = HttpServer(server.http_address, create_app(self), max_connections=server.http_max_connections,
                                idle_timeout_s=server.http_idle_timeout_s, max_body_bytes=server.http_max_body_bytes,
@@ -137,8 +143,9 @@ class Service:
         deadline = time.monotonic() + 6
         while self.calls and time.monotonic() < deadline:
             gevent.sleep(0.05)  # let each call post its hangup webhook (into the durable outbox)
-        if self.outbound is not None:
-            self.outbound.stop()
+        for outbound in (self.outbound, self.own_outbound):
+            if outbound is not None:
+                outbound.stop()
         if self.cluster is not None:
             self.cluster.stop()
         for part in (self.control, self.leg_events, self.relay):
