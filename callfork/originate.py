@@ -107,6 +107,7 @@ class Originations:
                                            to_number=plain_number(to), answer_url=answer_url, status="ringing",
                                            start_time=datetime.now(timezone.utc).timestamp())
         self._register(call_uuid, variables, answer_url)
+        self._keep_hook(call_uuid, variables)
         gevent.spawn(self._dial, command, request_uuid, call_uuid, variables)
         return request_uuid
 
@@ -124,6 +125,31 @@ class Originations:
                 "to_number": plain_number(variables["callfork_to"]), "status": "queued",
                 "start_time": datetime.now(timezone.utc).timestamp(), "answer_time": None,
                 "answer_url": answer_url, "placing": True, "request_uuid": variables["callfork_request_uuid"]})
+
+    def _keep_hook(self, call_uuid, variables) -> None:
+        """A Twilio call being placed, in a cluster with a shared store: what its `completed` needs
+        should this node die before the call reaches callfork (its record is live: the node that
+        closes it sends it, callfork/node_death.py); kept again after each callback (its sequence)."""
+        cluster = getattr(self.service, "cluster", None)
+        callback = variables.get("status_callback")
+        if (cluster is None or getattr(cluster, "beats", None) is None or callback is None
+                or not callback.wants("completed") or call_uuid not in self._pending):
+            return
+        try:
+            self.service.store.set_hangup_hook(call_uuid, {
+                "api": "twilio", "url": callback.url, "method": callback.method, "events": list(callback.events),
+                "sequence": callback.sequence, "base": twilio_params(self._party(call_uuid, variables)),
+                "signer": "twilio"})
+        except Exception:
+            log.exception("call %s: could not keep its hangup hook", call_uuid)
+
+    def _forget_hook(self, call_uuid) -> None:
+        cluster = getattr(self.service, "cluster", None)
+        if cluster is not None and getattr(cluster, "beats", None) is not None:
+            try:
+                self.service.store.forget_hangup_hook(call_uuid)
+            except Exception:
+                log.exception("call %s: could not drop its hangup hook", call_uuid)
 
     def pending(self, call_uuid: str) -> bool:
         """Is the call being placed here (dialled, not yet at callfork, not failed)?"""
@@ -192,6 +218,7 @@ class Originations:
         if result.startswith("+OK"):
             return
         self._drop(call_uuid)
+        self._forget_hook(call_uuid)
         registry = self._registry()
         if registry is not None:   # (a call that reached callfork was written again by the service)
             registry.call_ended(call_uuid)
@@ -235,15 +262,18 @@ class Originations:
             self.service.outbox.enqueue(call_uuid, url, method, params, event=name, signer="twilio")
             self.service.record_event(call_uuid, "webhook_queued", {"event": name, "url": url})
 
-        party = SimpleNamespace(uuid=call_uuid, auth_id=self.service.config.server.auth_id, direction="outbound",
-                                from_number=plain_number(variables["origination_caller_id_number"]),
-                                to_number=plain_number(variables["callfork_to"]),
-                                caller_name=variables["origination_caller_id_name"],
-                                call_status=lambda: variables["twilio_status"])
         try:
-            callback.send(post, twilio_params(party), event, **extra)
+            callback.send(post, twilio_params(self._party(call_uuid, variables)), event, **extra)
         except Exception:   # e.g. the outbox refused it: the call goes on
             log.exception("call %s: the %s status callback could not be queued", call_uuid, event)
+        self._keep_hook(call_uuid, variables)   # (its sequence moved on)
+
+    def _party(self, call_uuid, variables):
+        return SimpleNamespace(uuid=call_uuid, auth_id=self.service.config.server.auth_id, direction="outbound",
+                               from_number=plain_number(variables["origination_caller_id_number"]),
+                               to_number=plain_number(variables["callfork_to"]),
+                               caller_name=variables["origination_caller_id_name"],
+                               call_status=lambda: variables["twilio_status"])
 
     def _watch_ringing(self, call_uuid, variables) -> None:
         """Follow the new channel's events until it reaches callfork or fails: its first

@@ -144,3 +144,56 @@ def test_a_twin_refused_by_redis_leaves_the_live_nodes_postgresql_heartbeat_alon
             proxy.stop()
             sim.stop()
             app.stop()
+
+
+RINGS_FOREVER = "loopback/m:^:set:callee={to}^ring_ready^sleep:30000/default/inline"
+
+
+def test_a_killed_nodes_ringing_twilio_call_gets_its_completed_callback_from_the_survivor(tmp_path):
+    """A Twilio call node A placed (`POST Calls.json`) still rings when A is killed with -9: its record
+    is live, and the survivor that closes it sends its StatusCallback's `completed` once, after the
+    `initiated` and `ringing` A sent (the next SequenceNumber)."""
+    app = AppServer().start()
+    numbers = number_table(app.document("/answer", LONG_CALL))
+    with RedisServer() as redis_server, PostgresServer() as pg:
+        dsn = fresh_dsn(pg)
+        nodes, sims = {}, []
+        for name in ("a", "b"):
+            ports = serve_ports()
+            (tmp_path / name).mkdir()
+            config = write_serve_config(tmp_path / name / "callfork.toml", ports, numbers)
+            sims.append(Simulator(esl=("127.0.0.1", ports["esl"]),
+                                  socket_target=("127.0.0.1", ports["outbound"])).start())
+            nodes[name] = ServeProcess(config, ports["http"], env=dict(
+                NODE_ENV, CALLFORK_CLUSTER_REDIS_URL=redis_server.url, CALLFORK_CLUSTER_NODE_ID=f"node-{name}",
+                CALLFORK_STORE_POSTGRES_DSN=dsn, CALLFORK_FREESWITCH_ORIGINATE_DIALSTRING=RINGS_FOREVER)).start()
+        a, b = nodes["a"], nodes["b"]
+        try:
+            resp = requests.post(f"{a.http_url}/2010-04-01/Accounts/MA_LOCAL/Calls.json", auth=("MA_LOCAL", "test-token"),
+                                 timeout=10, data={"To": "+15551230002", "From": "+15551230001",
+                                                   "Url": app.url("/never"), "Timeout": "60",
+                                                   "StatusCallback": app.url("/status"),
+                                                   "StatusCallbackEvent": ["initiated", "ringing", "completed"]})
+            assert resp.status_code == 201, resp.text
+            sid = resp.json()["sid"]
+
+            def callbacks():
+                return [r.form for r in app.requests if r.path == "/status" and r.form.get("CallSid") == sid]
+            wait_until(lambda: [f["CallStatus"] for f in callbacks()] == ["initiated", "ringing"], 15,
+                       "initiated and ringing from node A", interval=0.1)
+            a.kill9()
+            uuid = f"{sid[2:10]}-{sid[10:14]}-{sid[14:18]}-{sid[18:22]}-{sid[22:]}"
+            wait_until(lambda: rows(dsn, f"SELECT 1 AS closed FROM calls WHERE uuid='{uuid}' AND end_time IS NOT NULL"),
+                       30, "node B closed node A's call", interval=0.1)
+            wait_until(lambda: len(callbacks()) >= 3, 15, "the completed status callback", interval=0.1)
+            forms = callbacks()
+            assert len(forms) == 3, forms
+            assert forms[2]["CallStatus"] not in ("queued", "initiated", "ringing", "in-progress"), forms[2]
+            assert [f["SequenceNumber"] for f in forms] == ["0", "1", "2"], forms
+            assert "node node-a died" in rows(dsn, f"SELECT error FROM calls WHERE uuid='{uuid}'")[0]["error"]
+        finally:
+            b.stop()
+            a.stop()
+            for sim in sims:
+                sim.stop()
+            app.stop()
