@@ -3,8 +3,9 @@ name and boot id) and the process (pid and the kernel's start time of that pid),
 registrations (Redis: cluster/registry.py; PostgreSQL: records/node_beats.py).
 
 A start whose node id is registered by another instance is refused (`NodeIdTaken`) unless that
-instance is provably gone: it ran on this host since its last boot and its pid no longer runs the
-same process (the pid is free, or was reused by a process started at another time). That is what
+instance is provably gone: it ran on this host since its last boot, in this PID namespace (a
+container's pids are its own), and its pid no longer runs the same process (the pid is free, or was
+reused by a process started at another time). That is what
 lets a worker the supervisor restarts 1 s after it died (callfork/workers.py), or a node a service
 manager restarts on the same host, take its id back at once, while its dead registration has not
 expired yet (node_ttl_s). A holder on another host is never provably gone: its registration must
@@ -31,6 +32,16 @@ def _boot_id() -> str:
         return ""
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace ('pid:[4026531836]'): containers of one host share its boot id (and,
+    with host networking, its hostname), but a pid read in another namespace's /proc names another
+    process, or none. '' when it cannot be read."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _pid_start(pid: int) -> str:
     """The kernel's start time of process `pid` (field 22 of /proc/<pid>/stat), '' if none runs."""
     try:
@@ -44,14 +55,16 @@ def _pid_start(pid: int) -> str:
 @dataclass(frozen=True)
 class Instance:
     token: str
-    host: str          # hostname/boot id
+    host: str          # hostname/boot id/PID namespace
     pid: int
     pid_start: str
 
     @classmethod
     def this_process(cls) -> "Instance":
         pid = os.getpid()
-        return cls(secrets.token_hex(8), f"{socket.gethostname()}/{_boot_id()}", pid, _pid_start(pid))
+        boot = _boot_id()   # (without it, or the namespace, the host ends in "/": never provably gone)
+        host = f"{socket.gethostname()}/{boot}/{_pid_namespace()}" if boot else f"{socket.gethostname()}/"
+        return cls(secrets.token_hex(8), host, pid, _pid_start(pid))
 
     @classmethod
     def from_fields(cls, data: dict) -> "Instance":
@@ -67,10 +80,10 @@ class Instance:
         return {"instance": self.token, "host": self.host, "pid": str(self.pid), "pid_start": self.pid_start}
 
     def gone(self) -> bool:
-        """True when this instance provably no longer runs: on this host since its boot, and its
-        pid free or running another process."""
+        """True when this instance provably no longer runs: on this host since its boot, in this PID
+        namespace, and its pid free or running another process."""
         here = Instance.this_process()
-        if not self.token or not self.pid or self.host != here.host or not self.host.partition("/")[2]:
+        if not self.token or not self.pid or self.host != here.host or not self.host.rpartition("/")[2]:
             return False
         return _pid_start(self.pid) != self.pid_start
 

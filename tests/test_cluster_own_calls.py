@@ -7,13 +7,16 @@ its first heartbeat there closes what an earlier process of its node id left liv
 (callfork/node_death.py). The call this process runs is not one of those: it must stay up, its
 record live, and the app must get no Hangup.
 """
+import os
+import subprocess
+
 import pg8000.native
 import requests
 
 from cluster_servers import PostgresServer, RedisServer
 from harness import AppServer
 from pg_support import fresh_dsn, rows
-from serve_support import ServeProcess, number_table, serve_ports, write_serve_config
+from serve_support import CALLFORK, ROOT, ServeProcess, number_table, serve_ports, write_serve_config
 from switch_sim import CallScript, Simulator
 from test_cluster_node_death import CuttableProxy
 from waiting import wait_until
@@ -31,6 +34,10 @@ def _rows(dsn, sql):
         if "does not exist" in str(exc):
             return []
         raise
+
+
+def _health(serve):
+    return requests.get(f"{serve.http_url}/healthz", timeout=5).json()
 
 
 def _answering(serve) -> bool:
@@ -196,4 +203,47 @@ def test_a_killed_nodes_ringing_twilio_call_gets_its_completed_callback_from_the
             a.stop()
             for sim in sims:
                 sim.stop()
+            app.stop()
+
+
+def test_a_twin_in_another_pid_namespace_of_the_same_host_is_refused(tmp_path):
+    """Containers on one host share its boot id, and with host networking its hostname too, while
+    each has its own PID namespace (and /proc): a holder's pid means nothing there. A second node with
+    a live node's id, started in another PID namespace of this host (`unshare --pid --mount-proc`),
+    must be refused as on another host, not find the live node 'gone' and take its id over."""
+    app = AppServer().start()
+    numbers = number_table(app.document("/answer", LONG_CALL))
+    with RedisServer() as redis_server, PostgresServer() as pg:
+        dsn = fresh_dsn(pg)
+        env = dict(NODE_ENV, CALLFORK_CLUSTER_REDIS_URL=redis_server.url, CALLFORK_CLUSTER_NODE_ID="node-a",
+                   CALLFORK_STORE_POSTGRES_DSN=dsn)
+        ports = serve_ports()
+        (tmp_path / "a").mkdir()
+        config = write_serve_config(tmp_path / "a" / "callfork.toml", ports, numbers)
+        sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
+        node = ServeProcess(config, ports["http"], env=env).start()
+        twin = None
+        try:
+            twin_ports = serve_ports()
+            (tmp_path / "twin").mkdir()
+            twin_config = write_serve_config(tmp_path / "twin" / "callfork.toml", twin_ports, numbers)
+            log = open(tmp_path / "twin.log", "w+")
+            twin = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"] + CALLFORK
+                                    + ["--config", str(twin_config), "serve"], cwd=str(twin_config.parent),
+                                    env=dict(os.environ, PYTHONPATH=str(ROOT), **env), stdout=log,
+                                    stderr=subprocess.STDOUT)
+
+            def output():
+                return (tmp_path / "twin.log").read_text(errors="replace")
+            wait_until(lambda: twin.poll() is not None or "taken over" in output() or "HTTP API" in output(),
+                       60, "the twin exited or started", interval=0.1)
+            assert "node id node-a is registered in" in output() and "by a live node" in output(), output()
+            assert twin.wait(10) == 1, output()
+            assert _health(node)["cluster"]["node_id"] == "node-a"
+        finally:
+            if twin is not None and twin.poll() is None:
+                twin.kill()   # (--kill-child: its child, the node, dies with it)
+                twin.wait(10)
+            node.stop()
+            sim.stop()
             app.stop()
