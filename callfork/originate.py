@@ -171,6 +171,12 @@ class Originations:
                 return uuid
         return None
 
+    def arrived(self, call_uuid: str) -> bool:
+        """The service runs the call now (it is among its live calls): no longer pending here. True
+        when it was cancelled on its way (the service then hangs it up)."""
+        v = self._drop(call_uuid)
+        return bool(v and v.get("callfork_canceled"))
+
     def _drop(self, call_uuid: str) -> dict | None:
         v = self._pending.pop(call_uuid, None)
         if v is not None:
@@ -191,12 +197,25 @@ class Originations:
         v = self._pending.get(call_uuid)
         if v is None:
             return False
-        v["callfork_canceled"] = True
-        try:
-            self.service.control.api(f"uuid_kill {call_uuid} ORIGINATOR_CANCEL")
-        except Exception as exc:   # the originate has not created the channel yet: _dial sees the flag
-            log.info("outbound call %s: uuid_kill at cancel: %r", call_uuid, exc)
+        if not v.get("callfork_canceled"):
+            v["callfork_canceled"] = True
+            gevent.spawn(self._kill_while_pending, call_uuid, v)
         return True
+
+    def _kill_while_pending(self, call_uuid: str, v: dict) -> None:
+        """uuid_kill a cancelled call until FreeSWITCH takes it. Right after the bgapi the originate
+        has not created the channel yet ("-ERR No such channel!"): try again every KILL_RETRY_S while
+        the call is still being placed. (Before the bgapi, _dial sees the flag; once the call reached
+        callfork, `arrived` tells the service to hang it up.)"""
+        while self._pending.get(call_uuid) is v:
+            try:
+                reply = self.service.control.api(f"uuid_kill {call_uuid} ORIGINATOR_CANCEL")
+            except Exception as exc:
+                reply = f"-ERR {exc!r}"
+            if reply.startswith("+OK"):
+                return
+            log.debug("outbound call %s: uuid_kill at cancel: %s", call_uuid, reply.strip())
+            gevent.sleep(KILL_RETRY_S)
 
     def _dial(self, command, request_uuid, call_uuid, variables) -> None:
         """bgapi the originate; when it fails the call never reaches callfork: record it and post its
@@ -216,7 +235,32 @@ class Originations:
             result = "-ERR ORIGINATOR_CANCEL"   # (FreeSWITCH says how the channel was killed)
         self._stop_watching(variables)
         if result.startswith("+OK"):
+            self._await_arrival(request_uuid, call_uuid, variables, started)
             return
+        self._failed(request_uuid, call_uuid, variables, started, result)
+
+    def _await_arrival(self, request_uuid, call_uuid, variables, started) -> None:
+        """The originate answered +OK: the call is on its way to callfork's socket app. A channel that
+        ends before it gets there (a cancel that landed just then, the far side gone) never reaches
+        callfork, so its end is posted here as an originate that failed. Looks every ARRIVAL_CHECK_S
+        until the call arrived (`number_for` saw it) or its channel is gone."""
+        while self._pending.get(call_uuid) is variables and not variables.get("callfork_arriving"):
+            gevent.sleep(ARRIVAL_CHECK_S)
+            if self._pending.get(call_uuid) is not variables or variables.get("callfork_arriving"):
+                return
+            try:
+                exists = self.service.control.api(f"uuid_exists {call_uuid}").strip()
+            except Exception:   # the control connection is away: look again
+                continue
+            if exists == "false" and not variables.get("callfork_arriving"):
+                cause = "ORIGINATOR_CANCEL" if variables.get("callfork_canceled") else "NORMAL_CLEARING"
+                self._failed(request_uuid, call_uuid, variables, started,
+                             f"-ERR {cause} (the channel ended before it reached callfork)")
+                return
+
+    def _failed(self, request_uuid, call_uuid, variables, started, result: str) -> None:
+        """The call never reached callfork: record it and post its Hangup webhook (a Twilio call: its
+        `completed`)."""
         self._drop(call_uuid)
         self._forget_hook(call_uuid)
         registry = self._registry()
@@ -315,10 +359,13 @@ class Originations:
     def number_for(self, session):
         """The number entry of a call placed by `originate`, now reaching the outbound server (its
         URLs and parties were kept here, keyed by its uuid: `to`, `from_number`, `caller_name` as the
-        request gave them), or None for any other call. Schedules its time limit."""
-        v = self._drop(session.uuid)
+        request gave them), or None for any other call. Schedules its time limit. The call stays
+        pending (a cancel or a lookup by request finds it here) until the service has it among its
+        live calls and says so with `arrived`."""
+        v = self._pending.get(session.uuid)
         if v is None:
             return None
+        v["callfork_arriving"] = True
         self._stop_watching(v)
         if v.get("callfork_time_limit"):
             session.api(f"sched_hangup +{int(v['callfork_time_limit'])} {session.uuid} ALLOTTED_TIMEOUT")
@@ -335,6 +382,12 @@ class Originations:
                                fallback_url=v.get("callfork_fallback_url", ""),
                                fallback_method=v.get("callfork_fallback_method", "POST"), l16_byte_order=None)
 
+
+# how often a call that FreeSWITCH placed (+OK) and callfork has not seen yet is looked for
+ARRIVAL_CHECK_S = 0.5
+
+# how often a cancel tries uuid_kill again while the originate has not created the channel yet
+KILL_RETRY_S = 0.05
 
 # how long a Twilio call's originate waits for the LegEvents connection to be up, so that its ringing
 # is seen (the call is placed anyway when it is not)

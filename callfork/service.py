@@ -228,6 +228,9 @@ class Service:
                 "start_time": ctx.session_start.timestamp(),
                 "answer_time": ctx.session_start.timestamp() if answered else None,
                 "request_uuid": ctx.session.variables.get("callfork_request_uuid")})   # a REST call's
+        if placed is not None and self.originations.arrived(ctx.uuid):
+            log.info("call %s: cancelled through the API while it was coming to callfork: hanging it up", ctx.uuid)
+            self.hangup_call(ctx.uuid)
         try:
             Interpreter(ctx).run()
         finally:
