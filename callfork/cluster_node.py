@@ -67,12 +67,13 @@ class ClusterNode:
         node_beats = getattr(service.store, "node_beats", None)
         self.beats = node_beats() if node_beats is not None else None
         self._beater = None
+        self._claimed = False   # the node id claimed in PostgreSQL (at start, else once it answers)
 
     def start(self) -> "ClusterNode":
         """Claim the node id (NodeIdTaken, an OSError: `callfork serve` exits 1 saying so), register,
         and close what this node id's previous process left live."""
         if self.beats is not None:
-            self._claim_in_postgres()
+            self._claimed = self._claim_in_postgres()
         self.registry.on_dead_node(self._dead_node)
         try:
             self.registry.start()
@@ -87,7 +88,8 @@ class ClusterNode:
             self._beater = gevent.spawn(self._keep_beating)
         return self
 
-    def _claim_in_postgres(self) -> None:
+    def _claim_in_postgres(self, quiet: bool = False) -> bool:
+        """Whether PostgreSQL answered the claim (NodeIdTaken when a live instance holds the id)."""
         from records.node_beats import NodeIdHeld
 
         def gone(row) -> bool:
@@ -100,12 +102,14 @@ class ClusterNode:
                 f"node id {self.node_id} is registered in PostgreSQL by a live node ({holder.describe()}, "
                 f"heartbeat {held.age:.1f} s ago): give this node another [cluster] node_id, or stop that one "
                 f"(a dead one's registration expires {self.node_ttl_s:g} s after its last heartbeat)") from None
-        except Exception as exc:   # PostgreSQL away: the heartbeat registers once it answers
-            log.warning("cluster: could not check in PostgreSQL that node id %s is free (%r)", self.node_id, exc)
-            return
+        except Exception as exc:   # PostgreSQL away: the heartbeat claims it once it answers
+            (log.debug if quiet else log.warning)("cluster: could not check in PostgreSQL that node id %s is "
+                                                  "free (%r)", self.node_id, exc)
+            return False
         if taken is not None:
             log.warning("cluster: node id %s was held in PostgreSQL by %s, which is gone: taken over", self.node_id,
                         Instance.from_fields(taken).describe())
+        return True
 
     def _keep_beating(self) -> None:
         """Every heartbeat_s: this node's PostgreSQL heartbeat, then the sweep of stale nodes. The
@@ -114,6 +118,14 @@ class ClusterNode:
         closed_own = False
         while True:
             try:
+                if not self._claimed:   # PostgreSQL was away at start: the claim a start makes, now
+                    try:                # (a dead process's row of this id is taken over, as at a start)
+                        self._claimed = self._claim_in_postgres(quiet=True)
+                    except NodeIdTaken as exc:   # a live twin: it keeps the id there; logged every time
+                        log.error("cluster: %s", exc)
+                    if not self._claimed:
+                        gevent.sleep(self.heartbeat_s)
+                        continue
                 held = self.beats.beat(self.node_id, self.instance)
                 if held and not closed_own:   # the id is this process's: what an earlier one left live is over
                     closed_own = True

@@ -247,3 +247,49 @@ def test_a_twin_in_another_pid_namespace_of_the_same_host_is_refused(tmp_path):
             node.stop()
             sim.stop()
             app.stop()
+
+
+def test_a_node_restarted_while_postgresql_is_away_takes_its_id_back_there_once_it_answers(tmp_path):
+    """Node A is killed with -9 during a call that outlives it on the switch (a conference: the app
+    callfork started runs on), and starts again while it cannot reach PostgreSQL: once it can, its
+    PostgreSQL registration must be its own (the dead process's row, on this host with its pid gone,
+    is taken over as at a start) and the dead process's call hung up, as when PostgreSQL answers at
+    start."""
+    app = AppServer().start()
+    room = app.document("/answer", lambda req: f"<Response><Conference>room-{req.form['CallUUID']}</Conference>"
+                                               "</Response>")
+    numbers = number_table(room, app.url("/hangup"))
+    with RedisServer() as redis_server, PostgresServer() as pg:
+        dsn = fresh_dsn(pg)
+        proxy = CuttableProxy(("127.0.0.1", pg.port))
+        host_port = dsn.rsplit("@", 1)[1].split("/")[0]
+        ports = serve_ports()
+        config = write_serve_config(tmp_path / "callfork.toml", ports, numbers)
+        sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
+        env = dict(NODE_ENV, CALLFORK_CLUSTER_REDIS_URL=redis_server.url, CALLFORK_CLUSTER_NODE_ID="node-a",
+                   CALLFORK_STORE_POSTGRES_DSN=dsn.replace(host_port, f"127.0.0.1:{proxy.port}"))
+        node = ServeProcess(config, ports["http"], env=env).start()
+        again = None
+        try:
+            call = sim.place_call(CallScript(to="1000", hangup_after=120))
+            wait_until(lambda: _rows(dsn, f"SELECT 1 AS entered FROM call_events WHERE call_uuid='{call.uuid}' "
+                                          "AND kind='conference_enter'"), 15, "the call in its room", interval=0.1)
+            node.kill9()
+            proxy.cut()
+            again = ServeProcess(config, ports["http"], env=env)
+            try:   # (its /healthz may say degraded while PostgreSQL is away: not 200)
+                again.start(timeout=3)
+            except AssertionError:
+                wait_until(lambda: _answering(again), 15, "callfork serve answering /healthz", interval=0.1)
+            assert not sim.get_channel(call.uuid).hungup   # (it waits for PostgreSQL to tell)
+            proxy.restore()
+            assert call.wait(20)["hangup_cause"] == "NORMAL_TEMPORARY_FAILURE", again.output()
+            wait_until(lambda: rows(dsn, f"SELECT 1 AS closed FROM calls WHERE uuid='{call.uuid}' AND "
+                                         "end_time IS NOT NULL"), 10, "the record closed", interval=0.1)
+            wait_until(lambda: app.events("Hangup"), 10, "the Hangup webhook", interval=0.1)
+            assert len(app.events("Hangup")) == 1
+        finally:
+            (again or node).stop()
+            proxy.stop()
+            sim.stop()
+            app.stop()
