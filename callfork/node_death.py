@@ -34,7 +34,7 @@ log = logging.getLogger("callfork.cluster")
 
 CAUSE = "NORMAL_TEMPORARY_FAILURE"
 KEY_NAMESPACE = uuidlib.UUID("6f1d3c2a-5b7e-4c1f-9a8d-2e4b6c8d0f13")
-CONTROL_WAIT_S = 10.0   # at start, how long the hang-ups wait for the control connection
+CONTROL_WAIT_S = 10.0   # how long the hang-ups wait for the control connection (once per close_calls)
 
 
 def died(node_id: str) -> CallEnd:
@@ -93,9 +93,11 @@ def close_calls(service, node_id: str) -> list[str]:
     hooks = store.hangup_hooks([c["uuid"] for c in calls])
     end = died(node_id)
     closed = []
+    wait_s = CONTROL_WAIT_S
     for call in calls:
         uuid = call["uuid"]
-        _hang_up(service, uuid)
+        if not _hang_up(service, uuid, wait_s):
+            wait_s = 0   # the control connection stayed down: the other calls do not wait for it again
         hook = hooks.get(uuid)
         now = time.time()
         if hook is not None:
@@ -114,16 +116,18 @@ def close_calls(service, node_id: str) -> list[str]:
     return closed
 
 
-def _hang_up(service, uuid: str) -> None:
+def _hang_up(service, uuid: str, wait_s: float) -> bool:
+    """False when the control connection was down (waited for up to `wait_s`)."""
     control = service.control
-    if control is None or not control.wait_connected(CONTROL_WAIT_S):
+    if control is None or not control.wait_connected(wait_s):
         log.error("call %s: its node died, and FreeSWITCH's control connection is down: the channel is not "
                   "hung up", uuid)
-        return
+        return False
     try:
         reply = control.api(f"uuid_kill {uuid} {CAUSE}").strip()
     except Exception as exc:
         log.error("call %s: its node died, and uuid_kill failed: %r", uuid, exc)
-        return
+        return True
     if reply.startswith("+OK"):
         log.warning("call %s: its node died: hung up on FreeSWITCH (%s)", uuid, CAUSE)
+    return True

@@ -293,3 +293,43 @@ def test_a_node_restarted_while_postgresql_is_away_takes_its_id_back_there_once_
             proxy.stop()
             sim.stop()
             app.stop()
+
+
+def test_a_survivor_without_its_switch_closes_a_dead_nodes_calls_together(tmp_path):
+    """The survivor that takes node A for dead hangs A's calls up on its own FreeSWITCH, waiting for
+    its control connection if it is down (callfork/node_death.py). While that connection is down,
+    it waits once, not once per call: A's calls are closed, and their webhooks queued, together."""
+    app = AppServer().start()
+    numbers = number_table(app.document("/answer", LONG_CALL), app.url("/hangup"))
+    with RedisServer() as redis_server, PostgresServer() as pg:
+        dsn = fresh_dsn(pg)
+        nodes, sims = {}, {}
+        for name in ("a", "b"):
+            ports = serve_ports()
+            (tmp_path / name).mkdir()
+            config = write_serve_config(tmp_path / name / "callfork.toml", ports, numbers)
+            sims[name] = Simulator(esl=("127.0.0.1", ports["esl"]),
+                                   socket_target=("127.0.0.1", ports["outbound"])).start()
+            nodes[name] = ServeProcess(config, ports["http"], env=dict(
+                NODE_ENV, CALLFORK_CLUSTER_REDIS_URL=redis_server.url, CALLFORK_CLUSTER_NODE_ID=f"node-{name}",
+                CALLFORK_STORE_POSTGRES_DSN=dsn)).start()
+        a, b = nodes["a"], nodes["b"]
+        try:
+            calls = [sims["a"].place_call(CallScript(to="1000", hangup_after=120)) for _ in range(3)]
+            uuids = "', '".join(c.uuid for c in calls)
+            wait_until(lambda: len(_rows(dsn, f"SELECT uuid FROM calls WHERE uuid IN ('{uuids}') AND "
+                                              "status='in-progress'")) == 3, 15, "node A's calls live", interval=0.1)
+            sims["b"].stop()   # node B's FreeSWITCH goes away: its control connection is down
+            a.kill9()
+            wait_until(lambda: len(rows(dsn, f"SELECT uuid FROM calls WHERE uuid IN ('{uuids}') AND "
+                                             "end_time IS NOT NULL")) == 3, 60, "node B closed node A's calls",
+                       interval=0.2)
+            ends = [r["end_time"] for r in rows(dsn, f"SELECT end_time FROM calls WHERE uuid IN ('{uuids}')")]
+            assert max(ends) - min(ends) < 5, ends
+            wait_until(lambda: len(app.events("Hangup")) >= 3, 15, "their Hangup webhooks", interval=0.1)
+        finally:
+            b.stop()
+            a.stop()
+            for sim in sims.values():
+                sim.stop()
+            app.stop()
