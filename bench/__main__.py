@@ -1,5 +1,5 @@
 """python -m bench [relay|stream-start|calls|memory|latency|http|workers|all|harness] [--record] [--quick] [--duration S]
-                   [--sizes 50,200] [--switch lean|sim] [--base DIR]
+                   [--sizes 50,200] [--switch lean|sim] [--base DIR] [--core-quota Q]
 
 Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
 the machine and the git commit. Every run stops by itself (bounded loops, 127.0.0.1 only).
@@ -49,7 +49,7 @@ def _workers(args):
     from bench import workers
 
     # in `all` (make bench) its quick form: the full ladders would add minutes to the run
-    return workers.run(quick=args.quick or args.which == "all", duration=args.duration)
+    return workers.run(quick=args.quick or args.which == "all", duration=args.duration, core_quota=args.core_quota)
 
 
 def _harness(args):
@@ -95,6 +95,9 @@ def main(argv=None) -> int:
                         "0-20 ms park tick); memory always uses the simulator")
     p.add_argument("--base", default=None,
                    help="harness: a directory holding an older bench/ to measure beside this one, row by row")
+    p.add_argument("--core-quota", type=float, default=None, metavar="Q",
+                   help="workers: also the scaling ladders with every worker process held to Q cores by a CFS "
+                        "quota (cgroup; skipped with a note where none can be made), in a table of their own")
     args = p.parse_args(argv)
     names = list(BENCHMARKS) if args.which == "all" else [args.which]
     info = common.machine()

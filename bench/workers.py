@@ -48,6 +48,19 @@ by construction; what the table shows is the measured ratio beside B_2 / B_1 and
 (more frames per wake-up), and the 1-worker ladder ends on latency (p99) before its core is full, so
 measured / bound can exceed 1; other users' load (the "other load" column) takes from K as well.
 `python -m bench workers`.
+
+**Per-core scaling** (`--core-quota Q`, run_quota, after the table above and in a table of its own):
+what the bound leaves out is whether the workers themselves scale, i.e. share no bottleneck. Every
+worker process (each relay process of the relay ladder, each callfork service process of the calls
+ladder; not the load generator, sink, switch, app, Redis or PostgreSQL) is held to Q of a core by a
+CFS quota in a CPU cgroup of its own (bench/core_quota.py, 10 ms period), so with 2Q + h(x) < K the
+harness always has the rest of the machine and a worker is bound by its quota alone. Step k offers W
+workers W x the same per-worker load (Q x 250.. streams, Q x 50.. calls/s per core of quota), 1 and
+2 workers interleaved, carried / sustained as above; the ratio 2 / 1 is then 2 when nothing is shared
+between the workers, which is what `--workers N` gives on a machine with a core per worker, and not
+what this box carries unthrottled. A saturated worker's CPU sits at ~Q, its group throttled in most
+periods (both in the table). Where no CPU cgroup can be made (no root, a read-only cgroup file
+system), the mode is skipped with one log line saying why.
 """
 from __future__ import annotations
 
@@ -70,22 +83,37 @@ CLUSTER_QUICK_RATES = (60, 100, 140, 220, 300, 380)   # the Redis+PG ladders in 
 # -- relay streams ------------------------------------------------------------------------------------
 
 class RelayRig:
-    """sink + load generator + `workers` relay processes, fresh."""
+    """sink + load generator + `workers` relay processes, fresh; with `groups` (bench/core_quota.py
+    Groups) each relay process, and nothing else, is held to the groups' quota."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, groups=None):
+        self.groups, self.held, self.relays = groups, [], []
         self.sink = common.Child("bench.common", "sink", name="sink")
-        self.loadgen = common.Child("bench.common", "loadgen", name="loadgen")
-        switch = str(self.loadgen.info["switch"])
-        self.relays = [common.Child("bench.relay", "worker", switch, name=f"relay-w{i}") for i in range(workers)]
-        self.sink.call("configure", bidi_rate=0)
+        try:
+            self.loadgen = common.Child("bench.common", "loadgen", name="loadgen")
+        except Exception:
+            self.sink.close()
+            raise
+        try:
+            switch = str(self.loadgen.info["switch"])
+            for i in range(workers):
+                self.relays.append(common.Child("bench.relay", "worker", switch, name=f"relay-w{i}"))
+                if groups is not None:
+                    self.held.append(groups.hold(self.relays[-1].pid, f"relay-w{i}"))
+            self.sink.call("configure", bidi_rate=0)
+        except Exception:
+            self.close()
+            raise
 
     def close(self) -> None:
         for c in (*self.relays, self.loadgen, self.sink):
             c.close()
+        for g in self.held:
+            self.groups.release(g)
 
 
-def relay_row(workers: int, n: int, duration: float, warmup: float, log=print) -> dict:
-    rig = RelayRig(workers)
+def relay_row(workers: int, n: int, duration: float, warmup: float, log=print, groups=None) -> dict:
+    rig = RelayRig(workers, groups)
     try:
         share = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
         started = 0
@@ -103,12 +131,15 @@ def relay_row(workers: int, n: int, duration: float, warmup: float, log=print) -
             c.call("window", t0=t0, t1=t1)
         time.sleep(max(0.0, (t0 - common.now_ns()) / 1e9))
         m0 = common.machine_busy()
+        q0 = [g.stat() for g in rig.held]
         c0 = [r.call("cpu") for r in rig.relays]
         g0, s0 = rig.loadgen.call("cpu"), rig.sink.call("cpu")
         time.sleep(max(0.0, (t1 - common.now_ns()) / 1e9))
         c1 = [r.call("cpu") for r in rig.relays]
         g1, s1 = rig.loadgen.call("cpu"), rig.sink.call("cpu")
+        q1 = [g.stat() for g in rig.held]
         m1 = common.machine_busy()
+        quota = _quota_fields(rig.held, [r.pid for r in rig.relays], q0, q1)
         time.sleep(1.5)   # frames of the window still in flight
         sink, gen = rig.sink.call("stats"), rig.loadgen.call("stats")
         rig.loadgen.call("stop_all")
@@ -125,9 +156,21 @@ def relay_row(workers: int, n: int, duration: float, warmup: float, log=print) -
                 "gen_core": gen_core, "sink_core": sink_core,
                 # everything else on the machine (other users' work) during the window, in cores
                 "other_core": busy - sum(cores) - gen_core - sink_core,
-                "gen_late_p99": gen["late_ms"][1]}
+                "gen_late_p99": gen["late_ms"][1], **quota}
     finally:
         rig.close()
+
+
+def _quota_fields(held: list, pids: list, q0: list, q1: list) -> dict:
+    """For rows whose workers are held to a quota: the share of CFS periods in which each worker's
+    group was throttled (near 1 = it wanted more than its quota all the window) and whether each
+    group held exactly its worker (`held_ok`: no other process in it, none forked by the worker)."""
+    if not held:
+        return {}
+    return {"quota": held[0].quota,
+            "throttled": [(b["throttled"] - a["throttled"]) / max(1, b["periods"] - a["periods"])
+                          if a and b else None for a, b in zip(q0, q1)],
+            "held_ok": all(g.members() == [pid] for g, pid in zip(held, pids))}
 
 
 def carried(r: dict, duration: float) -> bool:
@@ -148,17 +191,26 @@ def sustained(r: dict) -> bool:
             and r["over_p99"] <= MAX_P99_MS)
 
 
-def relay_ladders(duration: float, warmup: float, step: int = STEP_N, log=print) -> tuple:
+def relay_ladders(duration: float, warmup: float, step: int = STEP_N, log=print, groups=None,
+                  per_worker: list | None = None) -> tuple:
     """1 and 2 workers interleaved at each N (both see the same load from the rest of the machine),
-    each until it stops carrying N; ({workers: largest N carried, 0 if none}, rows)."""
-    rows, best, going, n = [], {1: 0, 2: 0}, {1, 2}, START_N
+    each until it stops carrying N; ({workers: largest N carried, 0 if none}, rows). With `groups`
+    (bench/core_quota.py) every relay process is held to its quota and step k offers W workers
+    W x per_worker[k] streams (the same load per worker: the scaling ladder); else N runs from
+    START_N by `step` for both."""
+    steps = list(per_worker) if per_worker else list(range(START_N, MAX_N + 1, step))
+    rows, best, going = [], {1: 0, 2: 0}, {1, 2}
     misses = {1: 0, 2: 0}
-    while going and n <= MAX_N:
+    for load in steps:
+        if not going:
+            break
         for w in sorted(going):
+            n = w * load if per_worker else load
             for attempt in (1, 2):   # a step missed once is measured again: one burst of other load
-                log(f"workers: relay, {w} worker(s), N={n} ({duration:.0f} s window)")   # must not end a ladder
+                held = f", each worker held to {groups.quota:g} core" if groups is not None else ""
+                log(f"workers: relay, {w} worker(s){held}, N={n} ({duration:.0f} s window)")   # must not end a ladder
                 try:
-                    r = relay_row(w, n, duration, warmup, log)
+                    r = relay_row(w, n, duration, warmup, log, groups)
                 except Exception as exc:  # noqa: BLE001 - an overloaded rig answers its control calls too late
                     log(f"  ! failed: {exc!r}")
                     r = None
@@ -173,7 +225,6 @@ def relay_ladders(duration: float, warmup: float, step: int = STEP_N, log=print)
                 if misses[w] > 1:
                     going.discard(w)
                     break
-        n += step
     return best, rows
 
 
@@ -273,10 +324,13 @@ def tree_cpu(pids: list) -> float:
 
 class CallsRig(calls.Rig):
     """bench.calls.Rig with `workers` callfork services on one socket app port (lean switch); with
-    `cluster` ({redis_url, postgres_dsn}) they are cluster nodes on those servers instead of SQLite."""
+    `cluster` ({redis_url, postgres_dsn}) they are cluster nodes on those servers instead of SQLite;
+    with `groups` (bench/core_quota.py) each callfork service process, and nothing else, is held to
+    the groups' quota (`held`: their groups, in worker order)."""
 
-    def __init__(self, workers: int, cluster: dict | None = None):   # noqa: super().__init__ not called
+    def __init__(self, workers: int, cluster: dict | None = None, groups=None):   # noqa: super().__init__ not called
         self.switch_kind = "lean"
+        self.groups, self.held = groups, []
         self.data_dir = tempfile.mkdtemp(prefix="callfork-bench-workers-")
         self.children = []
         try:
@@ -299,6 +353,8 @@ class CallsRig(calls.Rig):
                 child = common.Child("bench.calls", "callfork", json.dumps(spec), name=f"callfork-w{i}")
                 self.children.append(child)
                 procs.append(child)
+                if groups is not None:
+                    self.held.append(groups.hold(child.pid, f"callfork-w{i}"))
             self.callfork = Callforks(procs)
             self.switch.call("target", host="127.0.0.1", port=outbound)
         except Exception:
@@ -308,20 +364,26 @@ class CallsRig(calls.Rig):
     def close(self) -> None:
         for c in reversed(self.children):
             c.close()
+        for g in self.held:
+            self.groups.release(g)
         shutil.rmtree(self.data_dir, ignore_errors=True)
 
 
 SQLITE, CLUSTER = "SQLite", "Redis+PG"
 
 
-def calls_ladders(duration: float, log=print, cluster: bool = True, quick: bool = False) -> tuple:
+def calls_ladders(duration: float, log=print, cluster: bool = True, quick: bool = False, groups=None,
+                  per_worker: list | None = None) -> tuple:
     """1 and 2 workers interleaved at each offered rate, each until it misses `sustained` twice: with
     SQLite (each worker its own file, as bench/calls.py) and, with `cluster`, as nodes on one real
     Redis and PostgreSQL (Engines; CLUSTER_QUICK_RATES only when `quick`). ({(store, workers): the
     best row or None}, rows); a row of a cluster ladder has the engines' CPU (`engine_core`,
-    `engine_ms_call`)."""
+    `engine_ms_call`). With `groups` (bench/core_quota.py) every callfork service process is held to
+    its quota and step k offers W workers W x per_worker[k] calls/s (the scaling ladder; every step,
+    quick or not); a row then has each worker's cores (`worker_cores`) and throttled share."""
     keys = [(SQLITE, 1), (SQLITE, 2)]
     rows, best, rigs, engines = [], {}, {}, None
+    steps = list(per_worker) if per_worker else list(RATES)
     try:
         if cluster:
             try:
@@ -330,24 +392,34 @@ def calls_ladders(duration: float, log=print, cluster: bool = True, quick: bool 
             except Exception as exc:  # noqa: BLE001 - the SQLite ladders stand without them
                 log(f"  ! Redis/PostgreSQL did not start ({exc!r}): no {CLUSTER} rows")
         for key in keys:
-            rigs[key] = CallsRig(key[1], engines.urls() if key[0] == CLUSTER else None)
+            rigs[key] = CallsRig(key[1], engines.urls() if key[0] == CLUSTER else None, groups)
             rigs[key].switch.call("run", timeout=120, mode="closed", value=5, duration=1.5)   # warm-up
             rigs[key].wait_idle()
         going, misses = set(keys), {k: 0 for k in keys}
-        for rate in RATES:
+        for load in steps:
             for key in keys:
-                if key not in going or (key[0] == CLUSTER and quick and rate not in CLUSTER_QUICK_RATES):
+                if key not in going or (key[0] == CLUSTER and quick and not per_worker
+                                        and load not in CLUSTER_QUICK_RATES):
                     continue
+                rate = key[1] * load if per_worker else load
+                rig = rigs[key]
                 for attempt in (1, 2):   # as in relay_ladders: a step missed once is measured again
-                    log(f"workers: calls, {key[1]} worker(s), {key[0]}, offered {rate} CPS for {duration:.0f} s")
+                    held = f", each worker held to {groups.quota:g} core" if groups is not None else ""
+                    log(f"workers: calls, {key[1]} worker(s){held}, {key[0]}, offered {rate:g} CPS for "
+                        f"{duration:.0f} s")
                     e0 = engines.cpu() if key[0] == CLUSTER else None
                     try:
-                        r = calls.run_row(rigs[key], "open", rate, duration)
+                        rig.wait_idle()
+                        q0, w0 = [g.stat() for g in rig.held], [c.call("cpu") for c in rig.callfork.children]
+                        r = calls.run_row(rig, "open", rate, duration)
+                        w1, q1 = [c.call("cpu") for c in rig.callfork.children], [g.stat() for g in rig.held]
                     except Exception as exc:  # noqa: BLE001 - one broken row must not lose the others
                         log(f"  ! failed: {exc!r}")
                         r = None
                     if r is not None:
                         r["store"], r["workers"] = key
+                        r["worker_cores"] = [calls._cpu(a, b) / ((b["t_ns"] - a["t_ns"]) / 1e9) for a, b in zip(w0, w1)]
+                        r.update(_quota_fields(rig.held, [c.pid for c in rig.callfork.children], q0, q1))
                         if e0 is not None:
                             e = engines.cpu() - e0
                             r["engine_core"] = e / r["wall"]
@@ -355,8 +427,9 @@ def calls_ladders(duration: float, log=print, cluster: bool = True, quick: bool 
                         r["sustained"] = sustained(r)
                         rows.append(r)
                         log("  " + json.dumps({k: r.get(k) for k in ("ok", "placed", "cps", "over_p50", "over_p99",
-                                                                     "cf_core", "sw_core", "app_core", "engine_core",
-                                                                     "cpu_ms_call")}, default=str))
+                                                                     "cf_core", "worker_cores", "throttled", "sw_core",
+                                                                     "app_core", "engine_core", "cpu_ms_call")},
+                                              default=str))
                         if r["sustained"]:
                             break
                     misses[key] += 1
@@ -490,13 +563,143 @@ def table(relay_best: dict, relay_rows: list, calls_best: dict, calls_rows: list
     return "\n".join(lines)
 
 
-def run(quick: bool = False, duration: float | None = None, log=print, cluster: bool = True) -> list:
+# -- per-core scaling: every worker held to a fixed share of a core -----------------------------------
+
+# per-worker loads of the scaling ladders, per core of quota (x Q): streams, and calls/s. They start
+# below what a held worker carries: under its quota a worker's CPU per unit was higher than unthrottled
+# (first run at Q = 0.4: 9 ms per call against 5-6; the relay already at its quota at 160 streams)
+QUOTA_RELAY_PER_CORE, QUOTA_RELAY_QUICK_PER_CORE = range(250, 1601, 50), range(250, 1601, 100)
+QUOTA_CALLS_PER_CORE, QUOTA_CALLS_QUICK_PER_CORE = range(50, 401, 10), range(50, 401, 20)
+
+
+def per_worker_loads(q: float, per_core) -> list:
+    """The per-worker steps of a scaling ladder at quota `q`: q x each per-core load, rounded."""
+    return sorted({max(1, round(q * x)) for x in per_core})
+
+
+def _ends(rows: list, workers: int, ok: str, load: str) -> tuple:
+    """(the row at the largest load carried, the first row above it that was not: the step that
+    ended the ladder, its last attempt), either None."""
+    mine = [r for r in rows if r["workers"] == workers]
+    good = [r for r in mine if r[ok]]
+    top = max(good, key=lambda r: r[load]) if good else None
+    above = [r for r in mine if not r[ok] and (top is None or r[load] > top[load])]
+    miss = None
+    if above:
+        first = min(r[load] for r in above)
+        miss = [r for r in above if r[load] == first][-1]
+    return top, miss
+
+
+def quota_table(q: float, relay_rows: list, calls_rows: list, duration: float, where: str) -> str:
+    """The scaling table: each ladder's 1- and 2-worker results at quota `q` per worker, their ratio
+    (and the range one step either side allows), the workers' CPU and throttled share at the best
+    step and at the step that ended the ladder, the harness's CPU and the other load."""
+    lines = [f"**workers held to {q:g} core each (CFS quota, {where}, 10 ms period): how the workers scale "
+             f"with the CPU they are given, not what this box carries unthrottled (table above)**. Every "
+             f"worker process (each relay process; each callfork service process), and nothing else, is held "
+             f"to {q:g} of a core; the load generator, sink, switch, app and Redis/PostgreSQL use the rest of "
+             f"the machine. Step k offers W workers W x the same per-worker load (relay: 8 kHz one-way, "
+             f"{duration:.0f} s window; calls/s: open loop, lean switch), 1 and 2 workers interleaved at each "
+             f"step, carried / sustained as above. 2 workers at {q:g} each against 1 at {q:g}: 2x means no "
+             f"shared bottleneck between workers, which is what `--workers N` gives on a machine with a core "
+             f"per worker. A saturated worker sits at ~{q:g} core, throttled in most periods.", "",
+             f"| ladder | 1 worker at {q:g} | 2 workers at {q:g} | 2 / 1 | 2 / 1 within (one step either side) | "
+             f"worker cores, 1 worker: best / next step | worker cores (each), 2 workers: best / next step | "
+             f"throttled share of periods at the next step (1; 2 workers) | harness cores at the 2-worker best | "
+             f"other load (cores) at the 2-worker best |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def cores(r, key):
+        return "-" if r is None else "+".join(_f(c, ".2f") for c in r[key])
+
+    def thr(r):
+        return "-" if r is None or not r.get("throttled") else "+".join(_f(t, ".2f") for t in r["throttled"])
+
+    ladders = [("relay streams", relay_rows, "carried", "n", "n", "relay_cores",
+                lambda r: r["gen_core"] + r["sink_core"], "{:.0f}", "loadgen+sink")]
+    for store in (SQLITE, CLUSTER):
+        mine = [r for r in calls_rows if r["store"] == store]
+        if mine:
+            ladders.append((f"calls/s, {store}", mine, "sustained", "value", "cps", "worker_cores",
+                            lambda r: r["sw_core"] + r["app_core"] + (r.get("engine_core") or 0), "{:.1f}",
+                            "switch+app" + ("+Redis+PG" if store == CLUSTER else "")))
+    for name, rows, ok, load, got, wc, harness, fmt, hname in ladders:
+        t1, m1 = _ends(rows, 1, ok, load)
+        t2, m2 = _ends(rows, 2, ok, load)
+        g1, g2 = (t[got] if t else None for t in (t1, t2))
+        ratio = g2 / g1 if g1 and g2 else None
+        lo = t2[load] / m1[load] if t2 and m1 else None   # 1 worker just below its miss, 2 at their best
+        hi = m2[load] / t1[load] if m2 and t1 else None
+        within = (f"{_f(lo, '.2f')}-{_f(hi, '.2f')}x" if lo and hi else
+                  f">= {lo:.2f}x" if lo else f"<= {hi:.2f}x" if hi else "-")
+        lines.append(f"| {name} | {fmt.format(g1) if g1 else '-'} | {fmt.format(g2) if g2 else '-'} | "
+                     f"{_f(ratio, '.2f')}x | {within} | {cores(t1, wc)} / {cores(m1, wc)} | "
+                     f"{cores(t2, wc)} / {cores(m2, wc)} | {thr(m1)}; {thr(m2)} | "
+                     f"{_f(harness(t2) if t2 else None, '.2f')} ({hname}) | "
+                     f"{_f(t2['other_core'] if t2 else None, '.2f')} |")
+    lines += ["", f"| relay row at {q:g} core/worker: workers, N | lost | lat p50/p99 ms | worker cores (each) | "
+                  "throttled share (each) | loadgen+sink cores | other load (cores) | groups held only the workers |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in relay_rows:
+        lines.append(f"| {r['workers']}, {r['n']} | {r['lost']} of {r['sent']}"
+                     f"{'' if r['carried'] else ' (not carried)'} | {_f(r['lat_p50'], '.2f')}/"
+                     f"{_f(r['lat_p99'], '.2f')} | {cores(r, 'relay_cores')} | {thr(r)} | "
+                     f"{r['gen_core']:.2f}+{r['sink_core']:.2f} | {_f(r['other_core'], '.2f')} | "
+                     f"{'yes' if r.get('held_ok') else 'NO'} |")
+    lines += ["", f"| calls row at {q:g} core/worker: workers, store, offered CPS | ok/placed | achieved CPS | "
+                  "overhead p50 / p99 ms | worker cores (each) | throttled share (each) | CPU ms/call | "
+                  "switch+app cores | Redis+PG cores | other load (cores) | groups held only the workers |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in calls_rows:
+        lines.append(f"| {r['workers']}, {r['store']}, {r['value']:g} | {r['ok']}/{r['placed']}"
+                     f"{'' if r['sustained'] else ' (not sustained)'} | {_f(r['cps'])} | "
+                     f"{_f(r['over_p50'])} / {_f(r['over_p99'])} | {cores(r, 'worker_cores')} | {thr(r)} | "
+                     f"{_f(r['cpu_ms_call'], '.2f')} | {r['sw_core']:.2f}+{r['app_core']:.2f} | "
+                     f"{_f(r.get('engine_core'), '.2f')} | {_f(r['other_core'], '.2f')} | "
+                     f"{'yes' if r.get('held_ok') else 'NO'} |")
+    return "\n".join(lines)
+
+
+def run_quota(q: float, quick: bool, duration: float, log=print, cluster: bool = True) -> list:
+    """The scaling ladders with every worker held to `q` cores (bench/core_quota.py). Quick: relay
+    steps of 100 streams per core of quota and calls steps of 20 calls/s per core, SQLite only; else
+    50 and 10, and the Redis+PG calls ladders too. Skipped, with one log line saying why, where no CPU
+    cgroup can be made (not an error)."""
+    from bench import core_quota
+
+    ok, where = core_quota.available()
+    if not ok:
+        log(f"workers: --core-quota {q:g} skipped: {where}")
+        return []
+    groups = core_quota.Groups(q)
+    try:
+        relay_per = per_worker_loads(q, QUOTA_RELAY_QUICK_PER_CORE if quick else QUOTA_RELAY_PER_CORE)
+        calls_per = per_worker_loads(q, QUOTA_CALLS_QUICK_PER_CORE if quick else QUOTA_CALLS_PER_CORE)
+        _best, relay_rows = relay_ladders(duration, 1.5, log=log, groups=groups, per_worker=relay_per)
+        _best, calls_rows = calls_ladders(duration, log, cluster=cluster and not quick, groups=groups,
+                                          per_worker=calls_per)
+    finally:
+        left = groups.close()
+        if left:
+            log(f"  ! cgroups not removed: {left}")
+    t = quota_table(q, relay_rows, calls_rows, duration, where)
+    log(t + "\n")
+    return [(f"workers at {q:g} core each", t, relay_rows + calls_rows)]
+
+
+def run(quick: bool = False, duration: float | None = None, log=print, cluster: bool = True,
+        core_quota: float | None = None) -> list:
     """Quick: 4 s windows, N up by 200 and the cluster ladders at CLUSTER_QUICK_RATES (what
-    `python -m bench all` runs); else 6 s, N by 100, every rate."""
+    `python -m bench all` runs); else 6 s, N by 100, every rate. With `core_quota` Q, then the
+    scaling ladders with every worker held to Q cores (run_quota), in a table of their own."""
     duration = duration or (4.0 if quick else 6.0)
     step = QUICK_STEP_N if quick else STEP_N
     relay_best, relay_rows = relay_ladders(duration, 1.5, step, log)
     calls_best, calls_rows = calls_ladders(duration, log, cluster=cluster, quick=quick)
     t = table(relay_best, relay_rows, calls_best, calls_rows, duration, step, os.cpu_count() or 1)
     log(t + "\n")
-    return [("workers", t, relay_rows + calls_rows)]
+    out = [("workers", t, relay_rows + calls_rows)]
+    if core_quota:
+        out += run_quota(core_quota, quick, duration, log, cluster)
+    return out
