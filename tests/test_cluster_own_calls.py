@@ -1,11 +1,18 @@
-"""A cluster node closes, at its start, only the calls its node id's previous process left live, never
-its own (issue 15; docs/cluster.md "When a node goes away"): a real `callfork serve` on a simulator,
-a real Redis and PostgreSQL (tests/cluster_servers.py).
+"""Who closes which calls of a node id, and who holds it (issue 15; docs/cluster.md "One node per id"
+and "When a node goes away"): real `callfork serve` processes on simulators, a real Redis and
+PostgreSQL (tests/cluster_servers.py), PostgreSQL reached through a TCP proxy the test cuts where
+a node must lose it alone.
 
-A node started while PostgreSQL is away takes its first call meanwhile; when PostgreSQL is back,
-its first heartbeat there closes what an earlier process of its node id left live
-(callfork/node_death.py). The call this process runs is not one of those: it must stay up, its
-record live, and the app must get no Hangup.
+- A node started while PostgreSQL is away keeps the call it takes meanwhile when PostgreSQL is back
+  (its first heartbeat there closes only what an earlier process of its id left live).
+- A twin refused by Redis gives the id back in PostgreSQL: the live node's heartbeat is its own again.
+- A killed node's ringing Twilio REST call gets its `completed` callback from the survivor.
+- A twin in another PID namespace of this host (a container) is refused, not taken for the holder's
+  restart.
+- A node restarted while PostgreSQL is away claims its id there once it answers, and hangs up the
+  dead process's call.
+- A survivor whose switch is away closes a dead node's calls together (one wait for its control
+  connection, not one per call).
 """
 import os
 import subprocess
