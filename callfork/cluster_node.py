@@ -147,7 +147,8 @@ class ClusterNode:
             except RegistryUnavailable:
                 return   # cannot tell: Redis may be away for us only
             if self.beats.take_dead(node_id, instance, self.node_ttl_s):
-                self._close_calls_of(node_id, "dead")
+                # in a greenlet of its own: closing many calls must not hold this node's heartbeat back
+                gevent.spawn(self._close_calls_of, node_id, "dead")
 
     def _dead_node(self, node_id: str, call_uuids) -> None:
         """This node pruned `node_id` from Redis (its key expired). With a shared store, its calls
