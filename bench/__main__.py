@@ -48,8 +48,13 @@ def _http(args):
 def _workers(args):
     from bench import workers
 
-    # in `all` (make bench) its quick form: the full ladders would add minutes to the run
-    return workers.run(quick=args.quick or args.which == "all", duration=args.duration, core_quota=args.core_quota)
+    # in `all` (make bench) its quick form: the full ladders would add minutes to the run; and the
+    # per-core scaling ladders at ALL_CORE_QUOTA (skipped with a line where no CPU cgroup can be made)
+    quota = args.core_quota if args.core_quota is not None else (ALL_CORE_QUOTA if args.which == "all" else None)
+    return workers.run(quick=args.quick or args.which == "all", duration=args.duration, core_quota=quota)
+
+
+ALL_CORE_QUOTA = 0.4
 
 
 def _harness(args):
@@ -97,7 +102,8 @@ def main(argv=None) -> int:
                    help="harness: a directory holding an older bench/ to measure beside this one, row by row")
     p.add_argument("--core-quota", type=float, default=None, metavar="Q",
                    help="workers: also the scaling ladders with every worker process held to Q cores by a CFS "
-                        "quota (cgroup; skipped with a note where none can be made), in a table of their own")
+                        "quota (cgroup; skipped with a note where none can be made), in a table of their own; "
+                        "`all` (make bench) runs them at 0.4 unless this is given")
     args = p.parse_args(argv)
     names = list(BENCHMARKS) if args.which == "all" else [args.which]
     info = common.machine()
