@@ -263,4 +263,9 @@ class ClusterNode:
             figures["redis"] = "unreachable"
             problems.append(f"Redis is unreachable ({state['error']}): calls go on, REST reaches this node's "
                             f"calls only")
+        if state.get("held_by"):   # (Redis answered after this node's start, and another node had its id)
+            figures["node_id_held_by"] = state["held_by"]
+            problems.append(f"node id {self.node_id} is held in Redis by another live node ({state['held_by']}): "
+                            f"this node's calls go on but are not in the registry; stop one of the two, or give "
+                            f"this one another [cluster] node_id")
         return {"cluster": figures}, problems

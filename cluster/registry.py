@@ -22,7 +22,11 @@ was taken for dead), the whole mirror is written again (the registry heals withi
 
 At start the node id is claimed: a key held by another instance that is not provably gone (see
 cluster/instance.py) refuses the start (`NodeIdTaken`); the claim is one script, so two nodes starting
-with one id at once cannot both have it.
+with one id at once cannot both have it. The keeper makes the same claim before it writes the mirror
+(Redis away at start, or back after an outage) and whenever the key's instance is not this one: when
+another live instance holds the id, nothing of this node is written (the holder's registration and
+entries are left alone), the conflict is logged once per holder and reported (`state()['held_by']`),
+and the claim is made again at every heartbeat.
 
 A node that finds a registered node whose key expired removes it and its entries; the one whose
 SREM took it out of callfork:nodes tells `on_dead_node` listeners (node id, its call uuids). A node
@@ -134,6 +138,8 @@ class Registry:
         self.reachable = False
         self.error = "not connected yet"
         self.heals = 0                      # full re-registrations after an outage
+        self.held_by = ""                   # another live instance holding this node id: who (else "")
+        self._holder = ""                   # its token (its conflict is logged once)
         self._calls: dict[str, dict] = {}   # the mirror: what this node owns
         self._streams: dict[str, str] = {}  # stream id -> call uuid
         self._rooms: dict[str, set] = {}    # room -> this node's call uuids in it
@@ -150,7 +156,16 @@ class Registry:
         """Claim the node id (NodeIdTaken when another live instance holds it), register (a first
         heartbeat now: Redis's state is known when this returns, and a Redis that is away does not
         stop the node), then keep the registration alive."""
-        self._claim()
+        try:
+            refused = self._claim()
+        except redis.RedisError as exc:   # cannot tell: the keeper claims it once Redis answers
+            log.warning("cluster: could not check in Redis that node id %s is free (%r)", self.node_id, exc)
+        else:
+            if refused:
+                raise NodeIdTaken(
+                    f"node id {self.node_id} is registered in Redis by a live node ({self._held_by(*refused)}): "
+                    f"give this node another [cluster] node_id, or stop that one (a dead one's registration "
+                    f"expires {self.node_ttl_s:g} s after its last heartbeat)")
         self._beat()
         self._keeper = gevent.spawn(self._keep)
         return self
@@ -170,8 +185,8 @@ class Registry:
             self.redis.close()   # its pool's connections
 
     def _deregister(self) -> None:
-        if not self.reachable:
-            return   # its key expires by itself; the survivors prune its entries
+        if not self.reachable or not self._synced:
+            return   # its key expires by itself (or is another instance's); the survivors prune its entries
         try:
             pipe = self.redis.pipeline(transaction=False)
             pipe.delete(node_key(self.node_id))
@@ -184,28 +199,24 @@ class Registry:
         except redis.RedisError as exc:
             log.warning("cluster: could not deregister node %s from Redis: %r", self.node_id, exc)
 
-    def _claim(self) -> None:
-        """Take this node id's key, unless another instance holds it and may be alive. A Redis
-        that is away cannot tell: the start goes on (the PostgreSQL registration may tell)."""
+    def _claim(self) -> tuple[Instance, dict] | None:
+        """Take this node id's key unless another instance holds it and may be alive: None when
+        this instance holds it now, else (the holder, its registration). RedisError when Redis
+        does not answer."""
         key = node_key(self.node_id)
-        try:
-            found = self.redis.hgetall(key)
-            holder = Instance.from_fields(found)
-            gone = holder.token if holder.token and holder.token != self.instance.token and holder.gone() else ""
-            refused = self._claim_script(keys=[key], args=[self.instance.token, gone, int(self.node_ttl_s * 1000)])
-        except redis.RedisError as exc:
-            log.warning("cluster: could not check in Redis that node id %s is free (%r)", self.node_id, exc)
-            return
-        if refused:
-            age = time.time() - float(found.get("heartbeat_at") or 0) if found.get("heartbeat_at") else None
-            raise NodeIdTaken(
-                f"node id {self.node_id} is registered in Redis by a live node ({holder.describe()}"
-                + (f", heartbeat {age:.1f} s ago" if age is not None else "")
-                + f"): give this node another [cluster] node_id, or stop that one (a dead one's "
-                f"registration expires {self.node_ttl_s:g} s after its last heartbeat)")
+        found = self.redis.hgetall(key)
+        holder = Instance.from_fields(found)
+        gone = holder.token if holder.token and holder.token != self.instance.token and holder.gone() else ""
+        if self._claim_script(keys=[key], args=[self.instance.token, gone, int(self.node_ttl_s * 1000)]):
+            return holder, found
         if gone:
             log.warning("cluster: node id %s was held in Redis by %s, which is gone: taken over", self.node_id,
                         holder.describe())
+        return None
+
+    def _held_by(self, holder: Instance, found: dict) -> str:
+        age = time.time() - float(found.get("heartbeat_at") or 0) if found.get("heartbeat_at") else None
+        return holder.describe() + (f", heartbeat {age:.1f} s ago" if age is not None else "")
 
     def is_registered(self, node_id: str) -> bool:
         """Whether `node_id` has a live registration (key) in Redis; RegistryUnavailable if Redis
@@ -303,7 +314,7 @@ class Registry:
 
     def state(self) -> dict:
         return {"redis": "ok" if self.reachable else "unreachable", "error": "" if self.reachable else self.error,
-                "heals": self.heals}
+                "heals": self.heals, "held_by": self.held_by}
 
     # -- the keeper ------------------------------------------------------------------------------
     def _keep(self) -> None:
@@ -347,7 +358,13 @@ class Registry:
 
     def _beat(self) -> None:
         try:
-            if not self._synced or not self.redis.exists(node_key(self.node_id)):
+            if not self._synced or self.redis.hget(node_key(self.node_id), "instance") != self.instance.token:
+                # not registered yet (Redis away at start), Redis restarted empty, this node taken
+                # for dead, or another instance took the id meanwhile: claim it as a start does
+                refused = self._claim()
+                if refused:
+                    self._refused(*refused)
+                    return
                 self._sync()
             else:
                 pipe = self.redis.pipeline(transaction=False)
@@ -385,12 +402,28 @@ class Registry:
             # the others may have lost Redis with us and not be back yet (their keys expired
             # meanwhile): give them a node_ttl_s to write theirs before taking any for dead
             self._prune_from = time.monotonic() + self.node_ttl_s
-        if not self.reachable:
-            self.reachable, self.error = True, ""
-            log.log(logging.WARNING if healed else logging.INFO,
-                    "cluster: node %s %s Redis at %s: %d calls, %d streams, %d rooms", self.node_id,
+        if not self.reachable or self.held_by:
+            log.log(logging.WARNING if healed or self.held_by else logging.INFO,
+                    "cluster: node %s %s Redis at %s%s: %d calls, %d streams, %d rooms", self.node_id,
                     "re-registered in" if healed else "registered in", self.url,
+                    f" (its id was held by {self.held_by} until now)" if self.held_by else "",
                     len(wanted[CALLS]), len(wanted[STREAMS]), len(wanted[ROOMS]))
+        self.reachable, self.error, self.held_by, self._holder = True, "", "", ""
+
+    def _refused(self, holder: Instance, found: dict) -> None:
+        """Another live instance holds this node id: nothing of this node is written (its calls go
+        on, in the mirror), its registration and entries are the holder's; claimed again at every
+        heartbeat (the holder may stop, or be found gone)."""
+        self._synced = False
+        self.reachable, self.error = True, ""   # Redis answers: the other nodes' entries can be read
+        self.held_by = self._held_by(holder, found)
+        if holder.token != self._holder:
+            self._holder = holder.token
+            log.error("cluster: node id %s is held in Redis by another live node (%s), not by this one (%s): "
+                      "this node's registration, calls, streams and rooms are not written there (its calls go "
+                      "on; REST reaches them only when sent to this node); it claims the id again at every "
+                      "heartbeat: stop one of the two, or give this one another [cluster] node_id",
+                      self.node_id, self.held_by, self.instance.describe())
 
     def _prune_dead(self) -> None:
         ids = sorted(self.redis.smembers(NODES))
