@@ -12,8 +12,9 @@ webhook, record) only when both are stale: by the first survivor whose sweep of 
 PostgreSQL rows finds the node's Redis key gone too, or whose Redis prune finds its PostgreSQL row
 stale or absent; and by the node's own next process at its start. The node id is claimed in both
 at start: one another live instance holds refuses the start (cluster/instance.py NodeIdTaken). An
-engine that was away at start is claimed in once it answers; a live twin found then keeps the id,
-this node writes nothing of its own there and /healthz says degraded until it can take it.
+engine that was away at start is claimed in once it answers; a live twin found then keeps the id
+(Redis: this node writes nothing of its own there and /healthz says degraded until it can take it;
+PostgreSQL: each heartbeat logs the twin and writes no heartbeat for this node).
 """
 from __future__ import annotations
 
