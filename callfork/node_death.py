@@ -18,6 +18,11 @@ For each of the dead node's live call records, in order:
    by one UPDATE that only a live record matches.
 The webhook is stored before the record is closed: a node that dies between the two leaves the
 call live, and whoever closes it next stores the same webhook (its key) and closes it.
+
+A Vobiz REST call the node was still placing (its callee ringing) has no record, only the hook
+callfork/originate.py kept with `placing` (the node's id, when it was placed): it is hung up and
+gets its Hangup webhook the same way (its times: placed, never answered), and its record is written
+ended (records/pg_store.py close_placed_call); a record found there means another node did it first.
 """
 from __future__ import annotations
 
@@ -83,12 +88,16 @@ def close_calls(service, node_id: str) -> list[str]:
     next try)."""
     store = service.store
     calls = store.live_calls_of(node_id)
+    placing = store.placing_hooks_of(node_id)
     if node_id == getattr(service, "node_id", None):
         # this node id's previous process's calls only: a record this process created (created_at
         # on this host's clock, from this process's start) is one of its own, live here
         since = service.started_at.timestamp()
         calls = [c for c in calls if c["uuid"] not in service.calls and float(c.get("created_at") or 0) < since]
-    if not calls:
+        originations = getattr(service, "originations", None)
+        own = set(originations.pending_calls()) if originations is not None else set()
+        placing = {u: h for u, h in placing.items() if u not in own and float(h["placing"]["at"]) < since}
+    if not calls and not placing:
         return []
     hooks = store.hangup_hooks([c["uuid"] for c in calls])
     end = died(node_id)
@@ -112,8 +121,34 @@ def close_calls(service, node_id: str) -> list[str]:
                             note=f"{end.error}; " + ("its hangup webhook was queued" if hook else "no hangup webhook")):
             closed.append(uuid)
         store.forget_hangup_hook(uuid)
+    for uuid, hook in placing.items():
+        if not _hang_up(service, uuid, wait_s):
+            wait_s = 0
+        if _close_placing(service, node_id, uuid, hook, end):
+            closed.append(uuid)
     store.flush()
     return closed
+
+
+def _close_placing(service, node_id: str, uuid: str, hook: dict, end: CallEnd) -> bool:
+    """A Vobiz REST call `node_id` was placing (no record yet): its Hangup webhook, then its record,
+    written ended; True if this node wrote it."""
+    now = time.time()
+    start = float(hook["placing"]["at"])
+    url, method, params, event = hangup_webhook(hook, {"start_time": start}, end, now)
+    try:
+        service.outbox.enqueue(uuid, url, method, params, event=event, signer=hook.get("signer") or "vobiz",
+                               key=webhook_key(uuid))
+    except Exception as exc:
+        log.error("call %s: the hangup webhook of the dead node %s could not be queued: %r", uuid, node_id, exc)
+    base = hook["base"]
+    wrote = service.store.close_placed_call(
+        uuid, end.error, node_id=node_id, note=f"{end.error} while the call was placed; its hangup webhook was queued",
+        direction="outbound", from_number=base.get("From"), to_number=base.get("To"),
+        answer_url=hook["placing"].get("answer_url"), start_time=start, end_time=now, hangup_cause=end.fs_cause,
+        hangup_cause_code=end.code, hangup_cause_name=end.name, hangup_source=end.source)
+    service.store.forget_hangup_hook(uuid)
+    return wrote
 
 
 def _hang_up(service, uuid: str, wait_s: float) -> bool:

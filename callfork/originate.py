@@ -17,8 +17,10 @@ In a cluster ([cluster] redis_url) the call is in the live registry from the mom
 (cluster/registry.py: status `queued`, `ringing` once a Twilio call's channel rings, and `placing`
 until it reaches callfork, when the service writes its entry again), so a cancel or hang-up sent to
 another node is carried here (callfork/forwarding.py); the entry goes when the originate fails or is
-cancelled. `cancel` ends any call still being placed: Twilio's Status=canceled|completed and Vobiz's
-`DELETE Call/<uuid>/`.
+cancelled. With a shared PostgreSQL, what the call's end webhook needs is kept there while it is
+placed (`_keep_hook`; a Vobiz call, which has no record yet, with this node's id), so the node that
+closes a dead node's calls posts it (callfork/node_death.py). `cancel` ends any call still being
+placed: Twilio's Status=canceled|completed and Vobiz's `DELETE Call/<uuid>/`.
 
 The webhooks' From / To / CallerName come from the request kept here, not from the channel:
 FreeSWITCH flips caller and callee id on a channel it originates, so the channel's caller id is
@@ -127,19 +129,30 @@ class Originations:
                 "answer_url": answer_url, "placing": True, "request_uuid": variables["callfork_request_uuid"]})
 
     def _keep_hook(self, call_uuid, variables) -> None:
-        """A Twilio call being placed, in a cluster with a shared store: what its `completed` needs
-        should this node die before the call reaches callfork (its record is live: the node that
-        closes it sends it, callfork/node_death.py); kept again after each callback (its sequence)."""
+        """A call being placed, in a cluster with a shared store: what its hangup webhook needs should
+        this node die before the call reaches callfork, for the node that closes it
+        (callfork/node_death.py). A Twilio call's record is live (closed there, with its `completed`;
+        kept again after each callback, for its sequence); a Vobiz call has no record yet, so its
+        hook says which node is placing it (`placing`), and the closer walks those too."""
         cluster = getattr(self.service, "cluster", None)
-        callback = variables.get("status_callback")
-        if (cluster is None or getattr(cluster, "beats", None) is None or callback is None
-                or not callback.wants("completed") or call_uuid not in self._pending):
+        if cluster is None or getattr(cluster, "beats", None) is None or call_uuid not in self._pending:
             return
+        callback = variables.get("status_callback")
+        if callback is None:
+            started = datetime.now(timezone.utc)
+            hook = {"api": "vobiz", "url": variables["callfork_hangup_url"] or variables["callfork_answer_url"],
+                    "method": variables["callfork_hangup_method"] or "POST", "signer": "vobiz",
+                    "base": self._vobiz_base(call_uuid, variables["callfork_request_uuid"], variables, started),
+                    "placing": {"node": cluster.node_id, "at": started.timestamp(),
+                                "answer_url": variables["callfork_answer_url"]}}
+        elif not callback.wants("completed"):
+            return
+        else:
+            hook = {"api": "twilio", "url": callback.url, "method": callback.method, "events": list(callback.events),
+                    "sequence": callback.sequence, "base": twilio_params(self._party(call_uuid, variables)),
+                    "signer": "twilio"}
         try:
-            self.service.store.set_hangup_hook(call_uuid, {
-                "api": "twilio", "url": callback.url, "method": callback.method, "events": list(callback.events),
-                "sequence": callback.sequence, "base": twilio_params(self._party(call_uuid, variables)),
-                "signer": "twilio"})
+            self.service.store.set_hangup_hook(call_uuid, hook)
         except Exception:
             log.exception("call %s: could not keep its hangup hook", call_uuid)
 
@@ -274,14 +287,7 @@ class Originations:
         status, end = _ORIGINATE_FAILURES.get(cause, ("failed", CallEnd(5000, "Carrier", cause)))
         now = datetime.now(timezone.utc)
         error = f"originate failed: {result.strip()}"
-        base = {"CallUUID": call_uuid, "RequestUUID": request_uuid, "ALegUUID": call_uuid,
-                "ALegRequestUUID": request_uuid, "Direction": "outbound",
-                "From": plain_number(variables["origination_caller_id_number"]),
-                "To": plain_number(variables["callfork_to"]),
-                "CallerName": variables["origination_caller_id_name"], "BillRate": "0",
-                "SessionStart": started.strftime("%Y-%m-%d %H:%M:%S.%f"),
-                "STIRAttestation": "Not Applicable", "STIRVerification": "Not Applicable",
-                "ParentAuthID": self.service.config.server.auth_id}
+        base = self._vobiz_base(call_uuid, request_uuid, variables, started)
         # never answered, never reached callfork: no call context, and a Duration of 0
         params = hangup_fields(base, end, cause, start=started.timestamp(), answer=None, finish=now.timestamp(),
                                error=error, status=status, duration=0)
@@ -296,6 +302,17 @@ class Originations:
             return
         self.service.outbox.enqueue(call_uuid, url, variables["callfork_hangup_method"], params, event="Hangup")
         self.service.record_event(call_uuid, "webhook_queued", {"event": "Hangup", "url": url})
+
+    def _vobiz_base(self, call_uuid, request_uuid, variables, started) -> dict:
+        """The Hangup webhook's request parameters of a Vobiz call that never reached callfork."""
+        return {"CallUUID": call_uuid, "RequestUUID": request_uuid, "ALegUUID": call_uuid,
+                "ALegRequestUUID": request_uuid, "Direction": "outbound",
+                "From": plain_number(variables["origination_caller_id_number"]),
+                "To": plain_number(variables["callfork_to"]),
+                "CallerName": variables["origination_caller_id_name"], "BillRate": "0",
+                "SessionStart": started.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                "STIRAttestation": "Not Applicable", "STIRVerification": "Not Applicable",
+                "ParentAuthID": self.service.config.server.auth_id}
 
     # -- a Twilio call's progress before it reaches callfork --------------------------------------
     def _post_status(self, call_uuid, variables, event, **extra) -> None:

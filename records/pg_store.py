@@ -6,7 +6,8 @@ never holds the gevent hub). The tables are created at start (records/schema.py 
 server cannot be reached then, before the first write that reaches it. Every call record carries
 the id of the node that created it (`node_id`); `close_calls_of(node_id, reason)` closes a node's
 live calls (this node's at start; a dead node's when the cluster says it died), `call_hooks` keeps
-what a cluster node's live call's hangup webhook needs (`set_hangup_hook`, `hangup_hooks`), and
+what a cluster node's live call's hangup webhook needs (`set_hangup_hook`, `hangup_hooks`; a Vobiz
+REST call's while it is placed and has no record yet: `placing_hooks_of`, `close_placed_call`), and
 `node_beats()` the nodes' PostgreSQL heartbeats (records/node_beats.py).
 
 Writes follow records/store.py (both through records/deferred_writes.py): timeline rows are grouped
@@ -209,6 +210,31 @@ class PgStore(DeferredWrites):
         rows = self._read('SELECT call_uuid, hook FROM call_hooks WHERE call_uuid = ANY(:uuids)',
                           uuids=[str(u) for u in uuids])
         return {r['call_uuid']: json.loads(r['hook']) for r in rows}
+
+    def placing_hooks_of(self, node_id):
+        """{call uuid: hook} of the calls `node_id` was placing (a Vobiz REST call not yet at
+        callfork: its hook has `placing` with the node's id) that have no call record (one that has a
+        record reached callfork, failed, or was closed: not placing any more)."""
+        rows = self._read("SELECT h.call_uuid, h.hook FROM call_hooks h WHERE (h.hook::jsonb)->'placing'->>'node' = "
+                          ":node AND NOT EXISTS (SELECT 1 FROM calls c WHERE c.uuid = h.call_uuid)", node=str(node_id))
+        return {r['call_uuid']: json.loads(r['hook']) for r in rows}
+
+    def close_placed_call(self, uuid, reason, *, node_id, note=None, **fields):
+        """The record of a call `node_id` was placing when it died, which has none: written ended
+        (completed, error `reason`, `fields` such as from_number and hangup_cause), with `node_id` and
+        a `service_restarted` timeline row saying `note` or `reason`. True if this call wrote it,
+        False if a record exists (another node closed the call first). Written at once:
+        PgUnavailable when PostgreSQL is away."""
+        fields = call_fields(dict(fields, status='completed', error=reason))
+        now = time.time()
+        params = dict(fields, uuid=str(uuid), node_id=str(node_id), created_at=now, updated_at=now)
+        self._settle()
+        self._ensure_schema()
+        rows = self._db.run('INSERT INTO calls (%s) VALUES (%s) ON CONFLICT (uuid) DO NOTHING RETURNING uuid'
+                            % (', '.join(params), ', '.join(':' + c for c in params)), **params)
+        if rows:
+            self.add_event(str(uuid), 'service_restarted', {'message': note or reason, 'node_id': str(node_id)})
+        return bool(rows)
 
     def forget_hangup_hook(self, uuid):
         """The call ended where it ran: its hook is not needed any more."""
