@@ -52,6 +52,10 @@ class CuttableProxy:
             client.close()
             return
         upstream = socket.create_connection(self.target)
+        if not self.open:   # cut while this connection was being made: it must not outlive the cut
+            client.close()
+            upstream.close()
+            return
         self.conns += [client, upstream]
 
         def pipe(src, dst):
