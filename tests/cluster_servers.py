@@ -18,15 +18,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from free_ports import free_port
 from waiting import wait_until
 
 PG_BIN_DIRS = ("/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _answers(port: int) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import uuid as uuidlib
 from pathlib import Path
@@ -29,6 +28,7 @@ from esl_app import load_config
 from callfork.service import Service
 from switch_sim import CallScript, Simulator
 
+from free_ports import free_port  # noqa: F401  (the tests import it from here)
 from http_receiver import HttpReceiver, Reply
 from waiting import wait_until, wav_complete
 
@@ -39,10 +39,6 @@ def switch_modes():
                                    ids=["simulator", "freeswitch"])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AppServer(HttpReceiver):
