@@ -85,6 +85,19 @@ class ServeProcess:
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace") if self.log else ""
 
+    def health(self) -> dict:
+        """Its /healthz body (whatever the status: a degraded node answers 503 with it)."""
+        return requests.get(f"{self.http_url}/healthz", timeout=5).json()
+
+    def answering(self) -> bool:
+        """Its HTTP listener answers (healthy or not); it must still run."""
+        assert self.proc.poll() is None, self.output()
+        try:
+            requests.get(self.http_url + "/healthz", timeout=1)
+            return True
+        except requests.ConnectionError:
+            return False
+
     def kill9(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)

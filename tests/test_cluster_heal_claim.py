@@ -10,7 +10,6 @@ B with A's node id has registered.
   is gone, its /healthz is ok.
 """
 import redis
-import requests
 
 from cluster import registry
 from cluster_servers import RedisServer
@@ -26,19 +25,6 @@ LONG_CALL = "<Response><Speak>Hello.</Speak><Wait length=\"60\"/></Response>"
 NODE_ENV = {"CALLFORK_CLUSTER_HEARTBEAT_S": "0.3", "CALLFORK_CLUSTER_NODE_TTL_S": "10",
             "CALLFORK_CLUSTER_NODE_ID": "node-a"}
 KEY = registry.node_key("node-a")
-
-
-def _health(serve):
-    return requests.get(f"{serve.http_url}/healthz", timeout=5).json()
-
-
-def _answering(serve) -> bool:
-    assert serve.proc.poll() is None, serve.output()
-    try:
-        requests.get(serve.http_url + "/healthz", timeout=1)
-        return True
-    except requests.ConnectionError:
-        return False
 
 
 def _node(tmp, numbers, redis_url):
@@ -63,8 +49,8 @@ def test_a_node_that_reaches_redis_late_does_not_overwrite_a_live_twin_and_takes
             try:   # (its /healthz says degraded while Redis is away: not 200)
                 a.start(timeout=3)
             except AssertionError:
-                wait_until(lambda: _answering(a), 15, "node A answering /healthz", interval=0.1)
-            assert _health(a)["cluster"]["redis"] == "unreachable"
+                wait_until(a.answering, 15, "node A answering /healthz", interval=0.1)
+            assert a.health()["cluster"]["redis"] == "unreachable"
             call_a = sim_a.place_call(CallScript(to="1000", hangup_after=120))
             wait_until(lambda: any(r.path == "/answer" for r in app.requests), 15, "A's call reached the app", interval=0.1)
 
@@ -75,7 +61,7 @@ def test_a_node_that_reaches_redis_late_does_not_overwrite_a_live_twin_and_takes
             assert twin["pid"] == str(b.proc.pid), twin
 
             proxy.restore()
-            wait_until(lambda: _health(a)["cluster"]["redis"] == "ok", 15, "node A reached Redis", interval=0.1)
+            wait_until(lambda: a.health()["cluster"]["redis"] == "ok", 15, "node A reached Redis", interval=0.1)
             # a few of A's heartbeats (0.3 s) later: B's heartbeats are B's own, nothing of A's is written
             beat = float(db.hget(KEY, "heartbeat_at"))
             wait_until(lambda: float(db.hget(KEY, "heartbeat_at") or 0) > beat + 1.0, 15, "B's heartbeats go on",
@@ -83,7 +69,7 @@ def test_a_node_that_reaches_redis_late_does_not_overwrite_a_live_twin_and_takes
             assert db.hget(KEY, "instance") == twin["instance"], (db.hgetall(KEY), a.output())
             assert db.hexists(registry.CALLS, call_b.uuid), a.output()
             assert not db.hexists(registry.CALLS, call_a.uuid), a.output()
-            health = _health(a)
+            health = a.health()
             assert health["status"] == "degraded", health
             reason = [p for p in health["problems"] if "node id node-a" in p]
             assert reason and f"pid {b.proc.pid}" in reason[0], health
@@ -99,7 +85,7 @@ def test_a_node_that_reaches_redis_late_does_not_overwrite_a_live_twin_and_takes
                 a.output(), a.output()
             wait_until(lambda: db.hexists(registry.CALLS, call_a.uuid), 15, "A's call in the registry", interval=0.1)
             assert not db.hexists(registry.CALLS, call_b.uuid)
-            wait_until(lambda: _health(a)["status"] == "ok", 15, "node A healthy", interval=0.1)
+            wait_until(lambda: a.health()["status"] == "ok", 15, "node A healthy", interval=0.1)
             assert not sim_a.get_channel(call_a.uuid).hungup
         finally:
             b.stop()

@@ -43,19 +43,6 @@ def _rows(dsn, sql):
         raise
 
 
-def _health(serve):
-    return requests.get(f"{serve.http_url}/healthz", timeout=5).json()
-
-
-def _answering(serve) -> bool:
-    assert serve.proc.poll() is None, serve.output()
-    try:
-        requests.get(serve.http_url + "/healthz", timeout=1)
-        return True
-    except requests.ConnectionError:
-        return False
-
-
 def test_a_node_started_while_postgresql_was_away_keeps_its_own_calls_when_it_is_back(tmp_path):
     app = AppServer().start()
     numbers = number_table(app.document("/answer", LONG_CALL), app.url("/hangup"))
@@ -80,7 +67,7 @@ def test_a_node_started_while_postgresql_was_away_keeps_its_own_calls_when_it_is
             try:   # (its /healthz may say degraded while PostgreSQL is away: not 200)
                 serve.start(timeout=3)
             except AssertionError:
-                wait_until(lambda: _answering(serve), 15, "callfork serve answering /healthz", interval=0.1)
+                wait_until(serve.answering, 15, "callfork serve answering /healthz", interval=0.1)
             call = sim.place_call(CallScript(to="1000", hangup_after=120))
             wait_until(lambda: app.wait_path("/answer", timeout=0.1), 15, "the call reached the app", interval=0.1)
 
@@ -246,7 +233,7 @@ def test_a_twin_in_another_pid_namespace_of_the_same_host_is_refused(tmp_path):
                        60, "the twin exited or started", interval=0.1)
             assert "node id node-a is registered in" in output() and "by a live node" in output(), output()
             assert twin.wait(10) == 1, output()
-            assert _health(node)["cluster"]["node_id"] == "node-a"
+            assert node.health()["cluster"]["node_id"] == "node-a"
         finally:
             if twin is not None and twin.poll() is None:
                 twin.kill()   # (--kill-child: its child, the node, dies with it)
@@ -287,7 +274,7 @@ def test_a_node_restarted_while_postgresql_is_away_takes_its_id_back_there_once_
             try:   # (its /healthz may say degraded while PostgreSQL is away: not 200)
                 again.start(timeout=3)
             except AssertionError:
-                wait_until(lambda: _answering(again), 15, "callfork serve answering /healthz", interval=0.1)
+                wait_until(again.answering, 15, "callfork serve answering /healthz", interval=0.1)
             assert not sim.get_channel(call.uuid).hungup   # (it waits for PostgreSQL to tell)
             proxy.restore()
             assert call.wait(20)["hangup_cause"] == "NORMAL_TEMPORARY_FAILURE", again.output()
