@@ -17,6 +17,7 @@ import socket
 import subprocess
 
 import gevent
+import pytest
 import requests
 from gevent.server import StreamServer
 
@@ -92,14 +93,31 @@ class CuttableProxy:
         self.server.stop()
 
 
+_STARTED = []   # what `_node` started in this module's running test
+
+
+@pytest.fixture(autouse=True)
+def _stop_what_nodes_started():
+    """Every node `_node` started stops with its test, also when the test failed before its own
+    `finally` (a second node that could not start left the first one running)."""
+    yield
+    while _STARTED:
+        try:
+            _STARTED.pop().stop()
+        except Exception:
+            pass
+
+
 def _node(tmp, name, redis_url, dsn, numbers, **env):
     tmp.mkdir()
     ports = serve_ports()
     config = write_serve_config(tmp / "callfork.toml", ports, numbers)
     sim = Simulator(esl=("127.0.0.1", ports["esl"]), socket_target=("127.0.0.1", ports["outbound"])).start()
+    _STARTED.append(sim)
     serve = ServeProcess(config, ports["http"], env=dict(
         NODE_ENV, CALLFORK_CLUSTER_REDIS_URL=redis_url, CALLFORK_CLUSTER_NODE_ID=name,
         CALLFORK_STORE_POSTGRES_DSN=dsn, **env))
+    _STARTED.append(serve)
     return sim, serve.start(), config
 
 
