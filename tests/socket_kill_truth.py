@@ -53,7 +53,7 @@ EVENTS = ("CHANNEL_PARK CHANNEL_UNPARK CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE 
 
 # the app process: answers one outbound socket connection, sends its commands, says `ready`, waits
 APP = r"""
-import socket, sys, time
+import signal, socket, sys
 listener = socket.socket(); listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 listener.bind(("127.0.0.1", 0)); listener.listen(1)
 print(listener.getsockname()[1], flush=True)
@@ -70,7 +70,7 @@ def command(text):
 for line in ["connect", "myevents"] + sys.argv[1:]:   # (sendmsg's reply is its command/reply)
     command(line)
 print("ready", flush=True)
-time.sleep(3600)
+signal.pause()   # until the capture kills this process with -9
 """
 
 

@@ -134,7 +134,7 @@ def _row(drop_seq: int) -> dict:
         t1 = t0 + 1_000_000_000
         for c in (gen, sink):
             c.call("window", t0=t0, t1=t1)
-        gevent.sleep((t1 - common.now_ns()) / 1e9)
+        gevent.sleep((t1 - common.now_ns()) / 1e9)   # the measurement window's end, set above
         g = gen.call("stats")   # the window is over: its sent counts are final
         gen.call("stop_all")
         wait_until(lambda: sink.call("stats")["recv_total"] == relay.forwarded, 10,
