@@ -265,14 +265,20 @@ def test_inside_the_reserve_http_connections_are_refused_while_calls_hold_descri
     """The cap leaves `fd_reserve` descriptors free at start; when calls then take descriptors, an
     HTTP connection accepted inside the reserve is answered 503 at once and closed, and /healthz
     says connections were refused."""
-    with _serve_with_160_files(tmp_path, "<Response><Wait length='60'/></Response>") as (serve, sim, app, ports, idle):
+    with _serve_with_160_files(tmp_path, "<Response><Wait length='60'/></Response>") as (serve, sim, app, ports, idle), \
+            requests.Session() as polls:
+        # The test's own polls keep one connection: a poll on a connection of its own would leave
+        # the server closing that socket while the idle ones are accepted, and the probe below
+        # could take the descriptor it frees, below the reserve, and be served.
         serve.start()
-        cap = requests.get(f"{serve.http_url}/healthz", timeout=5).json()["http_max_connections"]
+        cap = polls.get(f"{serve.http_url}/healthz", timeout=5).json()["http_max_connections"]
         for _ in range(30):   # each call holds its socket from FreeSWITCH, and fetches
             sim.place_call(CallScript(to="1000", hangup_after=60))
-        wait_until(lambda: requests.get(f"{serve.http_url}/healthz", timeout=5).json()["live_calls"] == 30, 20,
+        wait_until(lambda: polls.get(f"{serve.http_url}/healthz", timeout=5).json()["live_calls"] == 30, 20,
                    "30 live calls")
-        for _ in range(cap - 1):   # every descriptor below the reserve is taken now
+        wait_until(lambda: polls.get(f"{serve.http_url}/healthz", timeout=5).json()["http_connections"] == 1, 10,
+                   "the polls' connection alone open")
+        for _ in range(cap - 2):   # every descriptor below the reserve is taken now (with the polls' one)
             idle.append(socket.create_connection(("127.0.0.1", ports["http"])))
         resp = requests.get(f"{serve.http_url}/healthz", timeout=5)
         assert "short of file descriptors" in error_json(resp, 503)["error"]
@@ -280,10 +286,10 @@ def test_inside_the_reserve_http_connections_are_refused_while_calls_hold_descri
             sock.close()
 
         def refusals_reported():
-            body = requests.get(f"{serve.http_url}/healthz", timeout=5).json()
+            body = polls.get(f"{serve.http_url}/healthz", timeout=5).json()
             return body if any("refused" in p for p in body.get("problems", [])) else None
 
         body = wait_until(refusals_reported, 15, "/healthz reporting the refusals")
         assert body["status"] == "degraded" and body["live_calls"] == 30
-        metrics = requests.get(f"{serve.http_url}/metrics", timeout=5).text
+        metrics = polls.get(f"{serve.http_url}/metrics", timeout=5).text
         assert "callfork_http_refused_total 0" not in metrics and "callfork_http_refused_total" in metrics
