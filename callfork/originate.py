@@ -13,14 +13,10 @@ webhook; the interpreter posts `answered` and `completed` once the call runs, nu
 callbacks posted here (`status_callback_sequence`). Its record exists from the start (status
 ringing in the store; `status_of` says queued until the channel rings), so the API can show it.
 
-In a cluster ([cluster] redis_url) the call is in the live registry from the moment it is placed
-(cluster/registry.py: status `queued`, `ringing` once a Twilio call's channel rings, and `placing`
-until it reaches callfork, when the service writes its entry again), so a cancel or hang-up sent to
-another node is carried here (callfork/forwarding.py); the entry goes when the originate fails or is
-cancelled. With a shared PostgreSQL, what the call's end webhook needs is kept there while it is
-placed (`_keep_hook`; a Vobiz call, which has no record yet, with this node's id), so the node that
-closes a dead node's calls posts it (callfork/node_death.py). `cancel` ends any call still being
-placed: Twilio's Status=canceled|completed and Vobiz's `DELETE Call/<uuid>/`.
+In a cluster, what is kept of the call while it is placed (its registry entry, so that a cancel sent
+to another node reaches it; its hangup hook, for the node that closes a dead node's calls) is
+callfork/placing_cluster.py's. `cancel` ends any call still being placed: Twilio's
+Status=canceled|completed and Vobiz's `DELETE Call/<uuid>/`.
 
 The webhooks' From / To / CallerName come from the request kept here, not from the channel:
 FreeSWITCH flips caller and callee id on a channel it originates, so the channel's caller id is
@@ -43,6 +39,8 @@ from verbs import CallEnd, hangup_fields, plain_number
 from verbs.twiml.request_params import twilio_params
 from verbs.twiml.status_callback import StatusCallback, completed_extra
 
+from .placing_cluster import PlacingCluster
+
 log = logging.getLogger("callfork.service")
 
 
@@ -50,6 +48,7 @@ class Originations:
     def __init__(self, service):
         self.service = service   # config, store, outbox, control and record_event of the running service
         self._pending: dict[str, dict] = {}   # call uuid -> what a REST originate asked for
+        self.cluster_hooks = PlacingCluster(service)   # what a cluster keeps of a call while it is placed
         self._requests: dict[str, str] = {}   # request uuid -> call uuid, while the call is pending
 
     def originate(self, *, from_number, to, answer_url, answer_method="POST", hangup_url="",
@@ -108,61 +107,20 @@ class Originations:
             self.service.store.upsert_call(call_uuid, direction="outbound", from_number=plain_number(from_number),
                                            to_number=plain_number(to), answer_url=answer_url, status="ringing",
                                            start_time=datetime.now(timezone.utc).timestamp())
-        self._register(call_uuid, variables, answer_url)
+        self.cluster_hooks.placed(call_uuid, variables, answer_url)
         self._keep_hook(call_uuid, variables)
         gevent.spawn(self._dial, command, request_uuid, call_uuid, variables)
         return request_uuid
 
-    def _registry(self):
-        cluster = getattr(self.service, "cluster", None)
-        return cluster.registry if cluster is not None else None
-
-    def _register(self, call_uuid, variables, answer_url) -> None:
-        """In a cluster: the call in the live registry while it is being placed (never blocks: the
-        registry writes from its own greenlet)."""
-        registry = self._registry()
-        if registry is not None:
-            registry.call_started(call_uuid, {
-                "direction": "outbound", "from_number": plain_number(variables["origination_caller_id_number"]),
-                "to_number": plain_number(variables["callfork_to"]), "status": "queued",
-                "start_time": datetime.now(timezone.utc).timestamp(), "answer_time": None,
-                "answer_url": answer_url, "placing": True, "request_uuid": variables["callfork_request_uuid"]})
-
     def _keep_hook(self, call_uuid, variables) -> None:
-        """A call being placed, in a cluster with a shared store: what its hangup webhook needs should
-        this node die before the call reaches callfork, for the node that closes it
-        (callfork/node_death.py). A Twilio call's record is live (closed there, with its `completed`;
-        kept again after each callback, for its sequence); a Vobiz call has no record yet, so its
-        hook says which node is placing it (`placing`), and the closer walks those too."""
-        cluster = getattr(self.service, "cluster", None)
-        if cluster is None or getattr(cluster, "beats", None) is None or call_uuid not in self._pending:
-            return
-        callback = variables.get("status_callback")
-        if callback is None:
-            started = datetime.now(timezone.utc)
-            hook = {"api": "vobiz", "url": variables["callfork_hangup_url"] or variables["callfork_answer_url"],
-                    "method": variables["callfork_hangup_method"] or "POST", "signer": "vobiz",
-                    "base": self._vobiz_base(call_uuid, variables["callfork_request_uuid"], variables, started),
-                    "placing": {"node": cluster.node_id, "at": started.timestamp(),
-                                "answer_url": variables["callfork_answer_url"]}}
-        elif not callback.wants("completed"):
-            return
-        else:
-            hook = {"api": "twilio", "url": callback.url, "method": callback.method, "events": list(callback.events),
-                    "sequence": callback.sequence, "base": twilio_params(self._party(call_uuid, variables)),
-                    "signer": "twilio"}
-        try:
-            self.service.store.set_hangup_hook(call_uuid, hook)
-        except Exception:
-            log.exception("call %s: could not keep its hangup hook", call_uuid)
-
-    def _forget_hook(self, call_uuid) -> None:
-        cluster = getattr(self.service, "cluster", None)
-        if cluster is not None and getattr(cluster, "beats", None) is not None:
-            try:
-                self.service.store.forget_hangup_hook(call_uuid)
-            except Exception:
-                log.exception("call %s: could not drop its hangup hook", call_uuid)
+        """(In a cluster with a shared store) what the call's end webhook needs, kept again while it
+        is being placed (callfork/placing_cluster.py)."""
+        if call_uuid in self._pending:
+            self.cluster_hooks.keep_hook(
+                call_uuid, variables,
+                vobiz_base=lambda started: self._vobiz_base(call_uuid, variables["callfork_request_uuid"],
+                                                            variables, started),
+                twilio_base=lambda: twilio_params(self._party(call_uuid, variables)))
 
     def pending(self, call_uuid: str) -> bool:
         """Is the call being placed here (dialled, not yet at callfork, not failed)?"""
@@ -275,10 +233,7 @@ class Originations:
         """The call never reached callfork: record it and post its Hangup webhook (a Twilio call: its
         `completed`)."""
         self._drop(call_uuid)
-        self._forget_hook(call_uuid)
-        registry = self._registry()
-        if registry is not None:   # (a call that reached callfork was written again by the service)
-            registry.call_ended(call_uuid)
+        self.cluster_hooks.not_placed(call_uuid)
         words = result[4:].strip().split() if result.startswith("-ERR") else []
         cause = words[0] if words and words[0].isupper() else "NORMAL_TEMPORARY_FAILURE"
         log.error("outbound call %s (request %s) to %s failed: %s", call_uuid, request_uuid,
@@ -358,9 +313,8 @@ class Originations:
             name = event.get("Event-Name")
             if name in ("CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA") and variables["twilio_status"] == "queued":
                 variables["twilio_status"] = "ringing"
-                registry = self._registry()
-                if registry is not None and call_uuid in self._pending:
-                    registry.call_updated(call_uuid, status="ringing")
+                if call_uuid in self._pending:
+                    self.cluster_hooks.ringing(call_uuid)
                 self.service.record_event(call_uuid, "ringing", {})
                 self._post_status(call_uuid, variables, "ringing")
 
