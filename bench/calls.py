@@ -388,7 +388,23 @@ def callfork_main(spec_json: str) -> None:
         gc.collect()
         return {"rss_kb": rss_kb()}
 
-    common.serve_control({"state": c_state, "cpu": c_state, "gc": c_gc},
+    profiler = []
+
+    def c_profile(on: bool, path: str | None = None) -> dict:
+        """cProfile of this process's CPU time (every greenlet runs in its one thread; time waiting
+        in the hub is not counted): on, or off with the stats dumped to `path` (pstats), for finding
+        where a row's CPU per call goes."""
+        import cProfile
+
+        if on:
+            profiler[:] = [cProfile.Profile(time.process_time)]
+            profiler[0].enable()
+        elif profiler:
+            profiler[0].disable()
+            profiler.pop().dump_stats(path)
+        return {"ok": True}
+
+    common.serve_control({"state": c_state, "cpu": c_state, "gc": c_gc, "profile": c_profile},
                          {"outbound": ports["outbound"], "relay": ports["relay"]})
 
 # --- orchestrator -----------------------------------------------------------------------------------

@@ -9,11 +9,20 @@ a transaction. At most `pool_size` connections are open; a caller waits for a fr
 `run(sql, **params)` runs one statement (autocommit) and `transaction()` several in one
 transaction; rows come back as dicts. Use it from the greenlets of one hub (its semaphore is
 gevent's). SQL uses pg8000.native's `:name` parameters.
+
+A statement with parameters is prepared once per connection (the last PREPARED_MAX texts are kept)
+and then runs in one round trip, where pg8000's unnamed statements take three and re-read the SQL
+text in Python every time (BENCHMARKS.md: the cluster engines' CPU per call). The server plans every
+execution for its own values (plan_cache_mode=force_custom_plan, PostgreSQL 12 or later), as it
+does an unnamed statement: a generic plan chosen for one status could scan the outbox for another.
+A prepared statement the server refuses after a schema change ("cached plan must not change result
+type", after another node's newer version altered a table) is prepared again once.
 `unavailable(exc)` tells a server that cannot be reached or dropped the connection (the caller keeps
 its write for later: records/pg_store.py, webhooks/pg_outbox.py) from a bad statement; such errors
 reach callers as `PgUnavailable`. A connection that failed is closed, never reused.
 """
 import logging
+from collections import OrderedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import gevent.lock
@@ -23,6 +32,9 @@ log = logging.getLogger(__name__)
 # SQLSTATE classes of a server that cannot take the work now: connection exception (08), insufficient
 # resources (53), operator intervention (57: shutting down, cannot connect now), system error (58)
 _UNAVAILABLE_STATES = ('08', '53', '57', '58')
+# statements kept prepared per connection: the SQL texts of records/ and webhooks/ are a few dozen,
+# some built per batch size or filter
+PREPARED_MAX = 128
 
 
 class PgUnavailable(Exception):
@@ -32,6 +44,7 @@ class PgUnavailable(Exception):
 def _driver():
     """pg8000, imported on first use: a single process without [store] postgres_dsn never loads it
     (it costs a process about 15 MB)."""
+    import pg8000.converters
     import pg8000.exceptions
     import pg8000.native
     return pg8000
@@ -74,7 +87,8 @@ class PgDatabase:
         limit_ms = str(int(float(timeout_s) * 1000))
         self._args = dict(parse_dsn(dsn), timeout=float(timeout_s), application_name=application_name,
                           startup_params={'statement_timeout': limit_ms,
-                                          'idle_in_transaction_session_timeout': str(2 * int(limit_ms))})
+                                          'idle_in_transaction_session_timeout': str(2 * int(limit_ms)),
+                                          'plan_cache_mode': 'force_custom_plan'})
         self._idle = []
         # gevent's: a greenlet waiting for a free connection lets the hub run (a real lock would not,
         # where threading is not monkey-patched)
@@ -83,7 +97,7 @@ class PgDatabase:
 
     def _connect(self):
         try:
-            return _driver().native.Connection(**self._args)
+            return _Connection(_driver().native.Connection(**self._args))
         except Exception as exc:
             if unavailable(exc):
                 raise PgUnavailable('cannot connect to PostgreSQL at %s:%s: %s'
@@ -131,22 +145,25 @@ class _Transaction:
         self._db = db
         self._autocommit = autocommit
         self._conn = None
+        self._row_count = -1
 
     def run(self, sql, **params):
         try:
-            rows = self._conn.run(sql, **params)
+            context = self._conn.run(sql, params, again_if_stale=self._autocommit)
         except Exception as exc:
             if unavailable(exc) and not isinstance(exc, PgUnavailable):
                 raise PgUnavailable('PostgreSQL: %s' % (exc,)) from exc
             raise
-        if not rows or not self._conn.columns:
+        self._row_count = context.row_count
+        rows = context.rows
+        if not rows or not context.columns:
             return []
-        names = [c['name'] for c in self._conn.columns]
+        names = [c['name'] for c in context.columns]
         return [dict(zip(names, row)) for row in rows]
 
     def row_count(self):
         """Rows the last statement changed (-1 when it says nothing)."""
-        return self._conn.row_count
+        return self._row_count
 
     def __enter__(self):
         self._conn = self._db._take()
@@ -173,6 +190,60 @@ class _Transaction:
                 broken = True
             self._db._give(self._conn, broken)
         return False
+
+
+class _Connection:
+    """A pg8000 connection and the statements prepared on it, by SQL text, least recently used first."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self._prepared = OrderedDict()   # sql -> (name, statement, make_vals, columns, input_funcs)
+
+    def run(self, sql, params, again_if_stale):
+        """pg8000's Context of `sql` run with `params` (`:name` parameters; none: the simple protocol).
+        A statement whose plan went stale is forgotten, and run again when `again_if_stale` (not
+        inside a transaction: the failure aborted that, and its caller sees the error)."""
+        if not params:
+            return self.raw.execute_simple(sql)
+        try:
+            return self._execute(self._statement(sql), params)
+        except _driver().exceptions.DatabaseError as exc:
+            if not _plan_went_stale(exc):
+                raise
+            self._forget(sql)
+            if not again_if_stale:
+                raise
+            return self._execute(self._statement(sql), params)
+
+    def _statement(self, sql):
+        kept = self._prepared.get(sql)
+        if kept is not None:
+            self._prepared.move_to_end(sql)
+            return kept
+        statement, make_vals = _driver().native.to_statement(sql)
+        name, columns, input_funcs = self.raw.prepare_statement(statement, ())
+        kept = self._prepared[sql] = (name, statement, make_vals, columns, input_funcs)
+        if len(self._prepared) > PREPARED_MAX:
+            self._forget(next(iter(self._prepared)))
+        return kept
+
+    def _execute(self, kept, params):
+        name, statement, make_vals, columns, input_funcs = kept
+        values = _driver().converters.make_params(self.raw.py_types, make_vals(params))
+        return self.raw.execute_named(name, values, columns, input_funcs, statement)
+
+    def _forget(self, sql):
+        self.raw.close_prepared_statement(self._prepared.pop(sql)[0])
+
+    def close(self):
+        self.raw.close()
+
+
+def _plan_went_stale(exc):
+    """The server's "cached plan must not change result type" (feature_not_supported, 0A000): a
+    table the prepared statement reads changed its columns since it was prepared."""
+    fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    return fields.get('C') == '0A000' and 'cached plan' in fields.get('M', '')
 
 
 def _close_quietly(conn):
