@@ -1,16 +1,18 @@
 """REST lists that span the cluster (issue 15; docs/cluster.md) where no shared store has them:
 Twilio's `GET Calls.json` when each node keeps its own records (SQLite, no [store] postgres_dsn:
 callfork/twilio_api.py), and the Vobiz `GET Conference/` in any cluster (a room lives on its node's
-FreeSWITCH, in no store: callfork/conference_api.py).
+FreeSWITCH, in no store: callfork/conference_api.py). Each API shapes its own answers; what they
+share is here.
 
-The registry (cluster/registry.py) says which other live nodes own calls or rooms; `gather` asks
-each of them once, all at once, for its own: the same path on its advertise_url, with this request's
-headers and credentials (as callfork/forwarding.py carries a request; the owner checks them) and
-`X-Callfork-Forwarded-By`, which makes a node answer with its own calls or rooms only (`carried`).
-A node that does not answer within TIMEOUT_S, or answers other than 200 with JSON, does not fail the
-list: the caller lists what the registry holds of it instead, and one log line names the node, what
-went wrong and how many entries stood in for its answer. While Redis is away a list is this node's
-own (the registry logged the outage).
+`collect` asks other live nodes of the registry (cluster/registry.py) once each, all at once, for
+their own list: the nodes that own entries of the list in the registry (calls or rooms), or every
+other live node (`every_node`, for a list of records that outlive the registry's entries, as ended
+calls do). Each is asked the same path on its advertise_url, with this request's query, headers and
+credentials (as callfork/forwarding.py carries a request; the owner checks them) and
+`X-Callfork-Forwarded-By`, which makes a node answer with its own list only (`carried`). A node that
+does not answer within TIMEOUT_S, or answers other than 200 with JSON, does not fail the list: its
+registry entries stand in for its answer, and one log line names the node, what went wrong and how
+many entries stood in. While Redis is away a list is this node's own (the registry logged the outage).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from urllib.parse import quote
 import gevent
 import requests
 from flask import request
+
+from cluster import RegistryUnavailable
 
 from .forwarding import DROPPED_REQUEST, HOP_HEADER
 
@@ -33,13 +37,38 @@ def carried(service) -> bool:
     return getattr(service, "cluster", None) is not None and bool(request.headers.get(HOP_HEADER))
 
 
-def gather(cluster_node, client, owned: dict, what: str) -> dict:
-    """Ask each node of `owned` (node id -> the registry's entries of its calls or rooms) for this
-    request's path, with its query and credentials. -> node id -> the node's JSON answer, or None
-    when it gave none (logged). Raises RegistryUnavailable (from the node list) when Redis is away."""
+def collect(service, client, what: str, entries, answered, stand_in, every_node: bool = False) -> list:
+    """The other nodes' parts of a list, joined. `entries(registry)`: (node id, entry) of the
+    registry's entries of the list (this node's are left out here); `answered(answer, entries)`: the
+    part of a node that answered (its JSON dict; its registry entries); `stand_in(entries)`: the part
+    of a node that did not. `what` names the entries in the log line. [] while Redis is away."""
+    node = service.cluster
+    try:
+        owned: dict[str, list] = {}
+        for node_id, entry in entries(node.registry):
+            if node_id != node.node_id:
+                owned.setdefault(node_id, []).append(entry)
+        nodes = {n.id: n for n in node.registry.nodes()} if owned or every_node else {}
+    except RegistryUnavailable:
+        return []
+    if every_node:
+        for node_id in nodes:
+            if node_id != node.node_id:
+                owned.setdefault(node_id, [])
+    answers = _ask(node, client, nodes, owned, what)
+    out: list = []
+    for node_id, mine in owned.items():
+        answer = answers.get(node_id)
+        out += answered(answer, mine) if answer is not None else stand_in(mine)
+    return out
+
+
+def _ask(cluster_node, client, nodes: dict, owned: dict, what: str) -> dict:
+    """Ask each node of `owned` (node id -> the registry's entries of its part) for this request's
+    path, with its query and credentials. -> node id -> the node's JSON answer, or None when it gave
+    none (logged)."""
     if not owned:
         return {}
-    nodes = {node.id: node for node in cluster_node.registry.nodes()}
     path = quote(request.path, safe="/:@!$&'()*+,;=-._~")
     query = request.query_string.decode("latin-1")
     headers = {k: v for k, v in request.headers.items() if k.lower() not in DROPPED_REQUEST}

@@ -46,8 +46,6 @@ import re
 import requests
 from flask import jsonify, request
 
-from cluster import RegistryUnavailable
-
 from verbs import flite_voice
 from verbs.vobiz.speak import SPEAK_LANGUAGES
 
@@ -84,21 +82,13 @@ def register(app, service, check_account) -> None:
     def other_nodes_rooms() -> list[str]:
         """The rooms of the other nodes the registry gives rooms to: each node's own answer, or the
         registry's names when it gave none."""
-        node = service.cluster
-        try:
-            owned = {}
-            for entry in node.registry.cluster_rooms():
-                if entry.get("node") != node.node_id:
-                    owned.setdefault(entry["node"], []).append(entry["room"])
-            answers = cluster_lists.gather(node, peers, owned, "rooms")
-        except RegistryUnavailable:
-            return []
-        out = []
-        for node_id, names in owned.items():
-            answer = answers.get(node_id)
-            found = answer.get("conferences") if answer is not None else None
-            out += [str(n) for n in found] if isinstance(found, list) else names
-        return out
+        def answered(answer, names):
+            found = answer.get("conferences")
+            return [str(n) for n in found] if isinstance(found, list) else names
+
+        return cluster_lists.collect(
+            service, peers, "rooms", lambda registry: ((e.get("node"), e["room"]) for e in registry.cluster_rooms()),
+            answered, stand_in=lambda names: names)
 
     @app.get(base + "/")
     def list_conferences(account):

@@ -7,9 +7,10 @@ hang-up) drives callfork unchanged:
                                   TimeLimit) → 201 the Call resource (status queued);
                                   GET list (To, From, Status filters; Page, PageSize),
                                   newest first; in a cluster whose nodes keep their own records
-                                  (no [store] postgres_dsn) the other nodes' live calls too, asked
-                                  of them (callfork/cluster_lists.py); asked by another node
-                                  (X-Callfork-Forwarded-By), this node's live calls, one page
+                                  (no [store] postgres_dsn) every live node's calls too, live and
+                                  ended, asked of them (callfork/cluster_lists.py); asked by another
+                                  node (X-Callfork-Forwarded-By), this node's own calls that pass
+                                  the filters, up to the end of the page asked for (plus one)
   Calls/<CallSid>.json            GET fetch; POST update: Status=completed|canceled hangs up (an
                                   answered call) or cancels (a queued or ringing one); Url (+ Method)
                                   or Twiml continues the live call with that document
@@ -38,13 +39,12 @@ import hmac
 import time
 import uuid as uuidlib
 from email.utils import parsedate_to_datetime
+from itertools import islice
 from urllib.parse import urlencode
 
 import gevent
 import requests
 from flask import jsonify, request
-
-from cluster import RegistryUnavailable
 
 from verbs import LiveStream
 from verbs.streaming import StreamOptions
@@ -216,62 +216,59 @@ def register(app, service) -> None:
             raise TwilioError(400, 20422, text) from None
         return jsonify(resource(service.store.get_call(uuid), account)), 201
 
-    def own_live_calls() -> list[dict]:
-        """This node's live calls: running, or being placed (those with a record: Twilio's)."""
-        uuids = list(service.calls) + [u for u in service.originations.pending_calls() if u not in service.calls]
-        return [c for c in (service.store.get_call(u) for u in uuids) if c is not None]
-
     def created(item: dict) -> float:
         try:
             return parsedate_to_datetime(item["date_created"]).timestamp()
         except (KeyError, TypeError, ValueError):
             return 0.0
 
-    def other_nodes_calls(account: str) -> list[tuple[float, dict]]:
-        """(start time, Call resource) of the other nodes' live calls, when their records are not
-        in this node's store: each node's own answer, or its registry entries when it gave none."""
-        node = service.cluster
-        if node is None or service.config.store.postgres_dsn:
-            return []   # (a shared store lists every node's calls already)
-        try:
-            owned = {}
-            for entry in node.registry.cluster_calls():
-                if entry["node"] != node.node_id and entry["uuid"] not in service.calls:
-                    owned.setdefault(entry["node"], []).append(entry)
-            answers = cluster_lists.gather(node, peers, owned, "live calls")
-        except RegistryUnavailable:
-            return []
-        out = []
-        for node_id, entries in owned.items():
-            answer = answers.get(node_id)
-            if answer is None:
-                out += [(e.get("start_time") or 0.0, resource(e, account)) for e in entries]
-                continue
-            starts = {call_sid(e["uuid"]): e.get("start_time") for e in entries}
-            out += [(starts.get(item.get("sid")) or created(item), item) for item in answer.get("calls", [])
-                    if isinstance(item, dict) and item.get("sid")]
-        return out
+    def own_calls(account: str):
+        """(start time, Call resource) of this node's records, newest first, read in batches."""
+        offset = 0
+        while True:
+            batch = service.store.list_calls(limit=500, offset=offset)
+            offset += len(batch)
+            for call in batch:
+                yield call.get("start_time") or call.get("created_at") or 0.0, resource(call, account)
+            if len(batch) < 500:
+                return
 
-    def newest_first(account: str):
-        """(start time, Call resource) of every call to list, newest first: this node's records (in
-        batches) merged with the other nodes' live calls."""
-        def own():
-            offset = 0
-            while True:
-                batch = service.store.list_calls(limit=500, offset=offset)
-                offset += len(batch)
-                for call in batch:
-                    yield call.get("start_time") or call.get("created_at") or 0.0, resource(call, account)
-                if len(batch) < 500:
-                    return
-        others = sorted(other_nodes_calls(account), key=lambda pair: pair[0], reverse=True)
-        return heapq.merge(own(), others, key=lambda pair: -pair[0])
+    def other_nodes_calls(account: str) -> list[tuple[float, dict]]:
+        """(start time, Call resource) of the other nodes' calls, when their records are not in this
+        node's store: every live node's own list (the calls of this request's page and those before
+        it, as it answers a carried request), or, from a node that gave none, the registry's entries
+        of its live calls."""
+        if service.cluster is None or service.config.store.postgres_dsn:
+            return []   # (a shared store lists every node's calls already)
+
+        def answered(answer, entries):
+            starts = {call_sid(e["uuid"]): e.get("start_time") for e in entries}
+            items, times = answer.get("calls"), answer.get("start_times")
+            if not isinstance(items, list):
+                return []
+            if not isinstance(times, list) or len(times) != len(items):
+                times = [None] * len(items)
+            return [(at if isinstance(at, (int, float)) else starts.get(item.get("sid")) or created(item), item)
+                    for item, at in zip(items, times) if isinstance(item, dict) and item.get("sid")]
+
+        return cluster_lists.collect(
+            service, peers, "live calls",
+            lambda registry: ((e["node"], e) for e in registry.cluster_calls() if e["uuid"] not in service.calls),
+            answered, stand_in=lambda entries: [(e.get("start_time") or 0.0, resource(e, account)) for e in entries],
+            every_node=True)
+
+    def matching(pairs, wanted: dict):
+        """The (start time, Call resource) of `pairs` that pass the filters, each call once."""
+        seen = set()
+        for start, item in pairs:
+            if item["sid"] in seen or any(value and item.get(key) != value for key, value in wanted.items()):
+                continue
+            seen.add(item["sid"])
+            yield start, item
 
     @app.get(base + "/Calls.json")
     def twilio_list_calls(account: str):
         check(account)
-        if cluster_lists.carried(service):   # another node gathers the cluster's list
-            return jsonify({"calls": [resource(c, account) for c in own_live_calls()]})
         args = request.args
         try:
             page = max(0, int(args.get("Page") or 0))
@@ -280,19 +277,15 @@ def register(app, service) -> None:
             raise TwilioError(400, 20422, "Page and PageSize must be integers") from None
         wanted = {"to": e164(args.get("To", "")), "from": e164(args.get("From", "")),
                   "status": args.get("Status", "")}
-        rows, skip, seen = [], page * size, set()
-        # one more than the page, to know of a next one; filtered here (the store filters on
-        # nothing but liveness)
-        for _start, item in newest_first(account):
-            if item["sid"] in seen or any(value and item.get(key) != value for key, value in wanted.items()):
-                continue
-            seen.add(item["sid"])
-            if skip:
-                skip -= 1
-                continue
-            rows.append(item)
-            if len(rows) > size:
-                break
+        # this page, the ones before it and one more call, to know of a next page (filtered here:
+        # the store filters on nothing but liveness)
+        enough = (page + 1) * size + 1
+        if cluster_lists.carried(service):   # another node gathers the cluster's list: this node's part
+            mine = list(islice(matching(own_calls(account), wanted), enough))
+            return jsonify({"calls": [item for _start, item in mine], "start_times": [start for start, _item in mine]})
+        others = sorted(other_nodes_calls(account), key=lambda pair: pair[0], reverse=True)
+        merged = heapq.merge(own_calls(account), others, key=lambda pair: -pair[0])
+        rows = [item for _start, item in islice(matching(merged, wanted), page * size, enough)]
         more = len(rows) > size
         rows = rows[:size]
         query = {k: v for k, v in (("To", args.get("To")), ("From", args.get("From")),

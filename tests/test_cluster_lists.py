@@ -2,7 +2,8 @@
 Redis (tests/cluster_servers.py; docs/cluster.md):
 * the lists that span the cluster (callfork/cluster_lists.py): Twilio's `GET Calls.json` (through the
   `twilio` package's Client: its filters and its paging across pages) and the Vobiz `GET Conference/`
-  answer every node's live calls and rooms whichever node is asked; a registered node that does not
+  answer every node's calls (live, and ended: tests/test_cluster_ended_calls_list.py) and rooms
+  whichever node is asked; a registered node that does not
   answer does not fail them (its registry entries are listed instead, and a log line says so);
 * a REST call that rings and never answers (the loopback far side runs `ring_ready` then sleeps) is
   in the registry from its creation, so a Vobiz `DELETE Call/<uuid>/` or a Twilio `Status=canceled` /
@@ -152,10 +153,11 @@ def test_twilio_calls_and_conference_lists_span_the_cluster(cluster):
     own_rooms = a.api("GET", "/Conference/", headers={"X-Callfork-Forwarded-By": "node-b"}).json()["conferences"]
     assert own_rooms == ["room-3001"]
 
-    # a call that ended on A is gone from both lists of its live calls
+    # a call that ended on A is out of the registry, and B lists it as completed (A's record of it)
     on_a[0].channel.hangup("NORMAL_CLEARING")
     wait_until(lambda: not db.hexists("callfork:calls", on_a[0].uuid), 10, "the ended call out of the registry")
-    assert _sid(on_a[0].uuid) not in {c.sid for c in b.twilio.calls.list()}
+    wait_until(lambda: [c.status for c in b.twilio.calls.list() if c.sid == _sid(on_a[0].uuid)] == ["completed"],
+               10, "the ended call listed as completed by node-b")
 
     # a node that does not answer fails nothing: its registry entries are listed, and it is logged
     ghost = "11111111-2222-3333-4444-555555555555"
@@ -197,12 +199,14 @@ def test_a_ringing_rest_call_is_cancelled_through_the_other_node(cluster):
                                      status_callback_event=["ringing", "completed"])
         uuid = call_uuid(call.sid)
         wait_until(lambda: _entry(db, uuid).get("status") == "ringing", 10, "ringing in the registry")
-        assert [(c.sid, c.status) for c in b.twilio.calls.list()] == [(call.sid, "ringing")]
+        assert [(c.sid, c.status) for c in b.twilio.calls.list(status="ringing")] == [(call.sid, "ringing")]
         assert b.twilio.calls(call.sid).update(status=status).status == "canceled"
         forms = [r.form for r in app.wait_path(f"/status-{status}", timeout=10, count=2)]
         assert [f["CallStatus"] for f in forms] == ["ringing", "canceled"], forms
         wait_until(lambda: not db.hexists("callfork:calls", uuid), 5, "the cancelled call out of the registry")
-        assert b.twilio.calls.list() == []
+        wait_until(lambda: call.sid in {c.sid for c in b.twilio.calls.list(status="canceled")}, 10,
+                   "the cancelled call listed as canceled by node-b")
+        assert b.twilio.calls.list(status="ringing") == []
 
     # an attempt that fails (nobody answers within the Timeout) leaves the registry too
     call = a.twilio.calls.create(to="+15551230002", from_="+15551230001", url=app.url("/never"), timeout=5,
