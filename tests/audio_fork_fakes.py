@@ -156,7 +156,7 @@ class FakeModule:
             for msg in self.messages:
                 self.ws.send_binary(msg)
                 if self.interval:
-                    gevent.sleep(self.interval)
+                    gevent.sleep(self.interval)   # pacing: the frames go `interval` apart, as a live fork sends them
                 else:
                     gevent.sleep(0)
         except Exception as exc:  # noqa: BLE001

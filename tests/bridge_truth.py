@@ -404,7 +404,7 @@ def run(address, password, caller_dtmf, pace: float = 0.3, only=None) -> list[di
         for case in cases():
             if only and case["name"] not in only:
                 continue
-            time.sleep(pace)
+            time.sleep(pace)   # pacing: the cases spaced out on the real switch (0 on the simulator)
             results.append(run_case(esl, case, caller_dtmf))
     finally:
         esl.close()

@@ -35,6 +35,7 @@ import soundfile  # noqa: E402
 
 import truth_capture  # noqa: E402
 from truth_capture import compare_cases, esl_connect, api_response  # noqa: E402
+from waiting import wait_until  # noqa: E402
 
 NOBODY = "00000000-0000-4000-8000-00000000d15c"
 
@@ -97,13 +98,16 @@ def run(address, password="ClueCon", timeout: float = 10) -> list[dict]:
             got = {"line": case["line"], "until": case["until"], "reply": api(real(f"uuid_displace {case['line']}"))}
             if case["until"]:
                 started = time.monotonic()
-                deadline = started + timeout
-                while True:
-                    probe = api(real(f"uuid_displace {case['line']}"))
-                    if probe == case["until"] or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.05)
-                got["probe"] = probe
+                probe = {}
+
+                def ended(line=case["line"], until=case["until"]):
+                    probe["reply"] = api(real(f"uuid_displace {line}"))
+                    return probe["reply"] == until
+                try:
+                    wait_until(ended, timeout, "the displace's end", interval=0.05)
+                except AssertionError:
+                    pass   # the last probe's reply is what the switch said: recorded as it is
+                got["probe"] = probe["reply"]
                 got["ended_after_s"] = round(time.monotonic() - started, 1)
             results.append(got)
     finally:

@@ -122,7 +122,7 @@ class HttpReceiver:
         reply = self.responder(request)
         status = reply.status
         if reply.delay:
-            gevent.sleep(reply.delay)
+            gevent.sleep(reply.delay)   # the server's configured delay before it answers
         if reply.hold:
             self._release.wait(self.hold_timeout)
             status = reply.hold_status
@@ -146,7 +146,7 @@ class HttpReceiver:
         sent = 0
         while sent < total:
             if reply.chunk_delay:
-                gevent.sleep(reply.chunk_delay)
+                gevent.sleep(reply.chunk_delay)   # the server's configured delay between chunks
             piece = chunk[:min(len(chunk), total - sent)]
             sent += len(piece)
             self.bytes_streamed += len(piece)

@@ -148,7 +148,7 @@ def run(address, password="ClueCon", pace: float = 0.0) -> list[dict]:
     try:
         results = []
         for case in cases():
-            time.sleep(pace)
+            time.sleep(pace)   # pacing: FreeSWITCH refuses more than sessions-per-second originates
             results.append(run_case(esl, case))
         return results
     finally:

@@ -83,7 +83,7 @@ def run(switch: Switch, pace: float = 0.0) -> list[dict]:
     sessions-per-second, 30 by default, and a refused loopback originate never returns)."""
     results = []
     for case in cases():
-        time.sleep(pace)
+        time.sleep(pace)   # pacing (see the docstring)
         uuid = str(uuidlib.uuid4())
         reply = switch.api("originate " + case["arg"].replace("{U}", uuid))
         variables = {}

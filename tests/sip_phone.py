@@ -204,7 +204,7 @@ class Call:
             late = time.monotonic() - due
             if late > 0.2:              # a stalled machine: go on from now, not in a burst
                 due = time.monotonic()
-            gevent.sleep(max(0.0, due - time.monotonic()))
+            gevent.sleep(max(0.0, due - time.monotonic()))   # pacing: one RTP packet per 20 ms
 
     def _receive_rtp(self):
         while True:

@@ -34,7 +34,7 @@ def _server(close_after_response=False, then_say=b""):
                 closed.set()
                 return
             if then_say and not spoke.is_set():
-                gevent.sleep(0.05)
+                gevent.sleep(0.05)             # the server's delay: its extra bytes come after the response
                 sock.sendall(then_say)
                 spoke.set()
 

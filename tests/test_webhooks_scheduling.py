@@ -61,7 +61,7 @@ def test_a_burst_of_enqueues_keeps_order_and_the_bound(db_path, outboxes):
         live[0] += 1
         most[0] = max(most[0], live[0])
         try:
-            gevent.sleep(0.005)
+            gevent.sleep(0.005)   # the server's delay: requests overlap, so the bound is tested
         finally:
             live[0] -= 1
         return Reply()
