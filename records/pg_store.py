@@ -85,7 +85,9 @@ class PgStore(DeferredWrites):
 
     def _write_now(self, rows, statement, params, insert):
         self._ensure_schema()
-        with self._db.transaction() as tx:
+        # without timeline rows it is one statement, or an update and the insert run only when that
+        # changed nothing: each is atomic on its own, and BEGIN and COMMIT would cost two round trips
+        with self._db.transaction(autocommit=not rows) as tx:
             return _apply(tx, rows, statement, params, insert)
 
     def _drain(self):
