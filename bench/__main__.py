@@ -1,4 +1,4 @@
-"""python -m bench [relay|stream-start|calls|memory|latency|http|workers|all|harness] [--record] [--quick] [--duration S]
+"""python -m bench [relay|stream-start|calls|memory|latency|http|workers|all|harness|cluster-cost] [--record] [--quick] [--duration S]
                    [--sizes 50,200] [--switch lean|sim] [--base DIR] [--core-quota Q]
 
 Benchmarks, not tests: they print tables; `--record` appends them to BENCHMARKS.md with the date,
@@ -63,6 +63,12 @@ def _harness(args):
     return harness_cost.run(quick=args.quick, duration=args.duration, base=args.base)
 
 
+def _cluster_cost(args):
+    from bench import cluster_cost
+
+    return cluster_cost.run(quick=args.quick, duration=args.duration, base=args.base)
+
+
 def _stream_start(args):
     from bench import stream_start
 
@@ -79,8 +85,9 @@ BENCHMARKS = {
     "http": _http,
     "workers": _workers,
 }
-# run only when named (not by `all`): measures the benchmarks' own harness, not callfork
-EXTRA = {"harness": _harness}
+# run only when named (not by `all`): the benchmarks' own harness, and an A/B of the cluster engines'
+# cost per call (`--base`), which `workers` already covers in its Redis+PG rows
+EXTRA = {"harness": _harness, "cluster-cost": _cluster_cost}
 
 
 def main(argv=None) -> int:
@@ -90,7 +97,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="fewer sizes, shorter windows (relay --quick: about 2 min, 45 s of it I/O floor rows)")
     p.add_argument("--duration", type=float, default=None,
-                   help="relay, workers: measurement window per N (s); calls: seconds per row")
+                   help="relay, workers: measurement window per N (s); calls, cluster-cost: seconds per row")
     p.add_argument("--sizes", default=None, help="relay: comma-separated N (default 50,100,200,500,1000)")
     p.add_argument("--all-sizes", action="store_true",
                    help="relay/calls: run every N (offered rate) even after a smaller one was already overloaded (slow)")
@@ -99,7 +106,8 @@ def main(argv=None) -> int:
                         "CPU per call, first app at once), sim = the simulator (switch_sim, 8-11 ms per call, "
                         "0-20 ms park tick); memory always uses the simulator")
     p.add_argument("--base", default=None,
-                   help="harness: a directory holding an older bench/ to measure beside this one, row by row")
+                   help="harness, cluster-cost: a directory holding an older tree (bench/; for cluster-cost the "
+                        "whole checkout) to measure beside this one, row by row")
     p.add_argument("--core-quota", type=float, default=None, metavar="Q",
                    help="workers: also the scaling ladders with every worker process held to Q cores by a CFS "
                         "quota (cgroup; skipped with a note where none can be made), in a table of their own; "
