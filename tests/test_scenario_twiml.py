@@ -23,6 +23,8 @@ from verbs.twiml import call_sid, recording_sid
 TOKEN = "test-token"        # harness.Stack's auth token: Twilio's signing key
 NUMBER = "2001"
 FINAL = ("completed", "busy", "no-answer", "failed", "canceled")
+# (str(VoiceResponse().hangup()) would be the <Hangup> element alone: not a TwiML document)
+HANG_UP = '<?xml version="1.0" encoding="UTF-8"?><Response><Hangup /></Response>'
 
 
 @pytest.fixture
@@ -62,8 +64,9 @@ class Twilio:
             script.setdefault("keep_heard", True)
         return self.stack.call(to=NUMBER, **script)
 
-    def completed(self, call, timeout=40.0) -> dict:
-        """The StatusCallback's `completed` (checked signed), once the call has ended."""
+    def completed(self, call, timeout=40.0, error=False) -> dict:
+        """The StatusCallback's `completed` (checked signed), once the call has ended; unless `error`,
+        one that carries no error (every document of the call was good TwiML)."""
         def final():
             return [r for r in self.app.requests if r.path == "/status" and r.form.get("CallStatus") in FINAL]
         self.app.wait_for(final, timeout)
@@ -71,6 +74,8 @@ class Twilio:
             call.wait(timeout)
         req = final()[0]
         signed(req, self.app)
+        if not error:
+            assert req.form["ErrorMessage"] == "", req.form["ErrorMessage"]
         return req.form
 
     def requests_to(self, path, timeout=15.0, count=1):
@@ -179,7 +184,7 @@ def test_pause_waits_its_length_before_the_next_verb(twilio):
     r.pause(length=2)
     r.redirect("/after")
     twilio.answer(r)
-    twilio.app.document("/after", str(VoiceResponse().hangup()), "text/xml")
+    twilio.app.document("/after", HANG_UP, "text/xml")
     call = twilio.call()
     twilio.completed(call)
     voice = twilio.requests_to("/voice")[0]
@@ -216,7 +221,7 @@ def test_gather_barge_in_false_plays_the_prompt_out_and_drops_its_digits(twilio)
     r = VoiceResponse()
     r.gather(action="/g", num_digits=1, timeout=4, barge_in=False).play("media/600.wav")
     twilio.answer(r)
-    twilio.app.document("/g", str(VoiceResponse().hangup()), "text/xml")
+    twilio.app.document("/g", HANG_UP, "text/xml")
     call = twilio.call(dtmf=[("5", 1.0), ("7", 4.5)])
     twilio.completed(call)
     assert twilio.requests_to("/g")[0].form["Digits"] == "7"
@@ -228,7 +233,7 @@ def test_gather_timeout_goes_on_with_the_next_verb(twilio):
     r.gather(action="/never", timeout=1).say("Say nothing")
     r.redirect("/next")
     twilio.answer(r)
-    twilio.app.document("/next", str(VoiceResponse().hangup()), "text/xml")
+    twilio.app.document("/next", HANG_UP, "text/xml")
     call = twilio.call()
     twilio.completed(call)
     twilio.requests_to("/next")
@@ -240,7 +245,7 @@ def test_gather_action_on_empty_result_posts_empty_digits(twilio):
     r.gather(action="/empty", timeout=1, action_on_empty_result=True)
     r.say("unreachable")
     twilio.answer(r)
-    twilio.app.document("/empty", str(VoiceResponse().hangup()), "text/xml")
+    twilio.app.document("/empty", HANG_UP, "text/xml")
     call = twilio.call()
     twilio.completed(call)
     assert twilio.requests_to("/empty")[0].form["Digits"] == ""
@@ -278,7 +283,7 @@ def test_record_holds_the_callers_tone_and_posts_action_and_status_callbacks(twi
              recording_status_callback_event="in-progress completed")
     r.say("unreachable: the action's TwiML runs instead")
     twilio.answer(r)
-    twilio.app.document("/recorded", str(VoiceResponse().hangup()), "text/xml")
+    twilio.app.document("/recorded", HANG_UP, "text/xml")
     call = twilio.call(audio=caller_talks(tmp_path / "caller.wav", 3.5, 6.5))
     done = twilio.completed(call)
     action = twilio.requests_to("/recorded")[0].form
@@ -309,7 +314,7 @@ def test_record_finished_by_a_key_says_which(twilio, tmp_path):
     r = VoiceResponse()
     r.record(action="/recorded", finish_on_key="#", play_beep=False, timeout=10)
     twilio.answer(r)
-    twilio.app.document("/recorded", str(VoiceResponse().hangup()), "text/xml")
+    twilio.app.document("/recorded", HANG_UP, "text/xml")
     call = twilio.call(audio=caller_talks(tmp_path / "caller.wav", 0.5, 10), dtmf=[("#", 3)])
     twilio.completed(call)
     action = twilio.requests_to("/recorded")[0].form
@@ -334,7 +339,7 @@ def test_an_empty_recording_requests_no_action_and_goes_on(twilio):
              recording_status_callback_event="completed absent")
     r.redirect("/next")
     twilio.answer(r)
-    twilio.app.document("/next", str(VoiceResponse().hangup()), "text/xml")
+    twilio.app.document("/next", HANG_UP, "text/xml")
     call = twilio.call()       # a silent caller
     twilio.completed(call)
     twilio.requests_to("/next")
@@ -387,7 +392,9 @@ def test_redirect_fetches_the_relative_url_with_its_method(twilio):
     r.redirect("next?step=2", method="GET")
     r.say("unreachable")
     twilio.answer(r)
-    twilio.app.document("/next", str(VoiceResponse().say("there")), "text/xml")
+    there = VoiceResponse()
+    there.say("there")
+    twilio.app.document("/next", str(there), "text/xml")
     call = twilio.call()
     done = twilio.completed(call)
     nxt = twilio.requests_to("/next")[0]
@@ -405,7 +412,7 @@ def test_bad_twiml_ends_the_call_with_the_error_in_the_callback_and_the_record(t
     twilio.app.document("/bad", '<Response>\n  <Say voice="robot">x</Say>\n  <Enqueue>q</Enqueue>\n</Response>',
                         "text/xml")
     call = twilio.call()
-    done = twilio.completed(call)
+    done = twilio.completed(call, error=True)
     summary = call.wait(5)
     assert summary["answered"]
     error = done["ErrorMessage"]
