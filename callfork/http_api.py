@@ -2,7 +2,8 @@
 
 Routes (the Vobiz-style REST API of the README), all under `/api/v1/Account/<auth_id>/` and authenticated with
 `X-Auth-ID`/`X-Auth-Token` or HTTP Basic (constant-time compare; 401 otherwise):
-  Call/                          POST originate, GET list (live calls; `?status=all` adds ended ones)
+  Call/                          POST originate (`api`: "vobiz", or "twilio" for a Twilio app), GET list
+                                 (live calls; `?status=all` adds ended ones)
   Call/<uuid>/                   GET, POST transfer (aleg_url), DELETE hangup
   Call/<uuid>/Stream/            POST start, GET list, DELETE all
   Call/<uuid>/Stream/<id>/       GET, DELETE
@@ -209,12 +210,17 @@ def create_app(service) -> Flask:
             raise ApiError(400, "time_limit and ring_timeout must be integers") from None
         if time_limit <= 0 or ring_timeout <= 0:
             raise ApiError(400, "time_limit and ring_timeout must be positive")
+        # the app's API, as a number's `api`: "twilio" makes its documents TwiML, its webhooks Twilio's
+        # (hangup_url is its StatusCallback, which gets `completed`)
+        app_api = str(body.get("api") or "vobiz").lower()
+        if app_api not in ("vobiz", "twilio"):
+            raise ApiError(400, 'api must be "vobiz" or "twilio"')
         try:
             request_uuid = service.originate(
                 from_number=str(body["from"]), to=str(body["to"]), answer_url=answer_url, answer_method=method,
                 hangup_url=hangup_url, hangup_method=hangup_method,
                 caller_name=str(body.get("caller_name", "")), time_limit=time_limit, ring_timeout=ring_timeout,
-                fallback_url=fallback_url, fallback_method=fallback_method)
+                fallback_url=fallback_url, fallback_method=fallback_method, api=app_api)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
         return jsonify({"api_id": api_id(), "message": "call fired", "request_uuid": request_uuid}), 201

@@ -54,3 +54,31 @@ def test_an_error_body_has_code_message_more_info_and_status():
         assert set(body) == {"code", "message", "more_info", "status"}
         assert body["code"] == 21201 and body["status"] == 400 and body["message"]
         assert body["more_info"] == "https://www.twilio.com/docs/errors/21201"
+
+
+def test_a_call_placed_through_the_vobiz_rest_api_with_api_twilio_is_a_twilio_call():
+    """`POST .../Call/` with `api=twilio` (issue 14: the app's API is also a REST-originated call's
+    parameter): its answer is TwiML (a <Say>, which Vobiz XML does not have), its requests carry
+    Twilio's parameters and signature only, its hangup_url is its StatusCallback (`completed`), and
+    no Vobiz Hangup webhook is sent. Any other `api` is refused."""
+    with twilio_stack() as stack:
+        answer = VoiceResponse()
+        answer.say("Hello")
+        stack.app.document("/voice", str(answer))
+        placed = requests.post(stack.api_url("/Call/"), headers=stack.api_headers(), timeout=10, json={
+            "from": "+15551230001", "to": "+15551230002", "answer_url": stack.app.url("/voice"),
+            "hangup_url": stack.app.url("/status"), "api": "twilio"})
+        assert placed.status_code == 201, placed.text
+        (voice,) = stack.app.wait_path("/voice", timeout=15)
+        form = signed(stack, voice)
+        assert form["AccountSid"] == ACCOUNT and form["Direction"] == "outbound-api"
+        assert form["To"] == "+15551230002" and form["CallStatus"] == "in-progress"
+        assert "x-vobiz-signature" not in voice.headers and "CallUUID" not in form
+        (status,) = stack.app.wait_path("/status", timeout=20)
+        done = signed(stack, status)
+        assert done["CallSid"] == form["CallSid"] and done["CallStatus"] == "completed"
+        assert done["ErrorMessage"] == ""          # the <Say> ran: the answer was read as TwiML
+        assert not stack.app.events("Hangup")
+        refused = requests.post(stack.api_url("/Call/"), headers=stack.api_headers(), timeout=10, json={
+            "from": "+15551230001", "to": "+15551230002", "answer_url": stack.app.url("/voice"), "api": "plivo"})
+        assert refused.status_code == 400 and "api" in refused.json()["error"]
