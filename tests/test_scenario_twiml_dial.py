@@ -41,7 +41,9 @@ def _signed(req, stack) -> bool:
 
 
 def _completed(stack, timeout=60):
+    """The caller's StatusCallback `completed`, which says no error ended the call (good TwiML)."""
     (status,) = stack.app.wait_path("/status", timeout=timeout)
+    assert status.form["ErrorMessage"] == "", status.form["ErrorMessage"]
     return status.form
 
 

@@ -46,9 +46,11 @@ def _signed(req, stack, path) -> bool:
                                             req.headers.get("x-twilio-signature", ""))
 
 
-def _completed(stack, timeout=40):
-    """The call's StatusCallback `completed` (a Twilio number's end of call), and the call's UUID."""
+def _completed(stack, timeout=40, error=False):
+    """The call's StatusCallback `completed` (a Twilio number's end of call; unless `error`, one whose
+    call had no error), and the call's UUID."""
     (status,) = stack.app.wait_path("/status", timeout=timeout)
+    assert error or status.form["ErrorMessage"] == "", status.form["ErrorMessage"]
     return status, call_uuid(status.form["CallSid"])
 
 
@@ -256,7 +258,7 @@ def test_a_refused_stream_reports_stream_error_and_connect_action_runs_next(tmp_
             stack.app.document("/after-connect", str(after))
             caller = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
             call = stack.call(to="2000", audio=str(caller), keep_heard=True, hangup_after=30)
-            status, uuid = _completed(stack)
+            status, uuid = _completed(stack, error=True)
             (after_connect,) = stack.app.wait_path("/after-connect", timeout=5)
             heard = call.heard()
             events = _stream_events(stack)
@@ -271,3 +273,4 @@ def test_a_refused_stream_reports_stream_error_and_connect_action_runs_next(tmp_
     assert after_connect.form["CallSid"] == call_sid(uuid) and _signed(after_connect, stack, "/after-connect")
     assert windows_with(heard, AFTER_STOP_HZ) >= 10
     assert status.form["CallStatus"] == "completed"
+    assert "handshake rejected: HTTP 403" in status.form["ErrorMessage"]    # the refused streams, logged
