@@ -17,7 +17,7 @@ from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
 from dial_support import CALLEE_HZ, CALLER_HZ
 from harness import Stack, switch_modes
 from stream_scenarios import Calls, tone, wait_until, windows_with, write_wav
-from test_scenario_twiml import HANG_UP, caller_talks, real_fs, twilio  # noqa: F401  (fixtures)
+from test_scenario_twiml import HANG_UP, caller_talks, executed, real_fs, twilio  # noqa: F401  (fixtures)
 from test_scenario_twiml_dial import _completed, _signed, _stack
 from twilio_support import ACCOUNT, client
 from verbs.twiml import call_uuid
@@ -49,6 +49,36 @@ def test_gather_finish_on_key_and_method_get_after_nested_say_pause_play(twilio)
     assert action.method == "GET"
     assert action.args["Digits"] == "1#2" and action.args["CallSid"] == done["CallSid"]
     assert windows_with(call.heard(), PROMPT_HZ) >= 8          # the nested <Play> after the <Pause>
+
+
+# -- loop="0": until the call ends ---------------------------------------------------------------------
+
+@switch_modes()
+def test_play_loop_zero_plays_until_the_caller_hangs_up(twilio):
+    """https://www.twilio.com/docs/voice/twiml/play: loop="0" repeats until the call ends. A 1 s
+    tone, a caller who hangs up after about 8 s: the tone for most of it, and the verb after <Play>
+    never runs."""
+    twilio.wav("/media/beat.wav", tone(PROMPT_HZ, 1.0))
+    r = VoiceResponse()
+    r.play("media/beat.wav", loop=0)
+    r.redirect("/never")
+    twilio.answer(r)
+    call = twilio.call(hangup_after=8)
+    twilio.completed(call)
+    assert windows_with(call.heard(), PROMPT_HZ) >= 45        # 4.5 s and more: at least five rounds
+    assert not [q for q in twilio.app.requests if q.path == "/never"]
+
+
+def test_say_loop_zero_speaks_until_the_caller_hangs_up(twilio):
+    apps = executed(twilio.stack)
+    r = VoiceResponse()
+    r.say("Again", loop=0)
+    r.redirect("/never")
+    twilio.answer(r)
+    call = twilio.call(hangup_after=5)
+    twilio.completed(call)
+    assert len([data for app, data in apps if app == "speak"]) >= 3
+    assert not [q for q in twilio.app.requests if q.path == "/never"]
 
 
 # -- Record: maxLength, playBeep, trim ---------------------------------------------------------------
