@@ -12,13 +12,17 @@ import re
 
 import requests
 import soundfile
-from twilio.twiml.voice_response import Dial, Gather, VoiceResponse
+from twilio.twiml.voice_response import Dial, Gather, Start, Stop, VoiceResponse
 
 from dial_support import CALLEE_HZ, CALLER_HZ
 from harness import Stack, switch_modes
-from stream_scenarios import Calls, tone, wait_until, windows_with, write_wav
+from stream_scenarios import Calls, media, messages, tone, wait_until, windows_with, write_wav
 from test_scenario_twiml import HANG_UP, caller_talks, executed, real_fs, twilio  # noqa: F401  (fixtures)
 from test_scenario_twiml_dial import _completed, _signed, _stack
+from test_scenario_twiml_stream import _completed as _stream_completed
+from test_scenario_twiml_stream import _stack as _stream_stack
+from test_scenario_twiml_stream import _ulaw
+from wsapp import AppServer as WsApp
 from twilio_support import ACCOUNT, client
 from verbs.twiml import call_uuid
 
@@ -233,3 +237,38 @@ def test_a_nesting_error_in_the_answer_ends_the_call_with_the_error_logged_recor
     assert len(logged) == 1 and summary["uuid"] in logged[0], logged
     assert not [r for r in twilio.app.requests if r.path not in ("/voice", "/status")]
     assert re.fullmatch(r"CA[0-9a-f]{32}", done["CallSid"])
+
+
+# -- <Start><Stream track="outbound_track"> ---------------------------------------------------------
+
+@switch_modes()
+def test_start_stream_outbound_track_sends_only_what_the_caller_hears(tmp_path, real_fs):
+    """track="outbound_track": the stream's `start` says tracks ["outbound"], its media are the
+    outbound track only and hold what the caller hears (the <Play>), not the caller's voice."""
+    app = WsApp().start()
+    stack, _p = _stream_stack(real_fs)
+    try:
+        with stack:
+            calls = Calls(stack)
+            r = VoiceResponse()
+            start = Start()
+            start.stream(url=app.url, name="out", track="outbound_track")
+            r.append(start)
+            r.play(calls.serve_wav("/played.wav", tone(NEXT_HZ, 2.0)))
+            stop = Stop()
+            stop.stream(name="out")
+            r.append(stop)
+            r.hangup()
+            stack.app.document("/voice", str(r))
+            caller = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
+            stack.call(to="2000", audio=str(caller), hangup_after=30)
+            conn = app.wait_connection(15)
+            _stream_completed(stack)
+            conn.closed.wait(10)
+    finally:
+        app.stop()
+    msgs = messages(conn)
+    assert msgs[1]["start"]["tracks"] == ["outbound"]
+    assert media(msgs) and media(msgs) == media(msgs, "outbound")
+    assert windows_with(_ulaw(media(msgs)), NEXT_HZ) >= 12
+    assert windows_with(_ulaw(media(msgs)), CALLER_HZ) == 0
