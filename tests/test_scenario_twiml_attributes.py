@@ -230,7 +230,8 @@ def test_a_nesting_error_in_the_answer_ends_the_call_with_the_error_logged_recor
         summary = call.wait(10)
     where = "line 4:5: <Record>: <Record> is not allowed inside <Gather>"
     assert where in done["ErrorMessage"] and twilio.app.url("/voice") in done["ErrorMessage"]
-    assert done["CallStatus"] in ("completed", "failed") and done["CallSid"]
+    # never answered (the first document was bad): hung up unanswered, as a failed call
+    assert done["CallStatus"] == "failed" and done["CallDuration"] == "0" and not summary["answered"]
     record = twilio.stack.service.store.get_call(summary["uuid"])
     assert where in record["error"]
     logged = [r.getMessage() for r in caplog.records if where in r.getMessage()]
