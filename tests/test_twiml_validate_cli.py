@@ -42,3 +42,17 @@ def test_validate_api_twilio_reads_twiml(tmp_path):
     assert lines[2] == "  line 3:11: <Record>: <Record> is not allowed inside <Gather>; allowed: Say, Play, Pause"
     assert lines[3] == "  line 4:3: <Enqueue>: <Enqueue> is not supported by callfork"
     assert lines[4].startswith("  line 5:3: <Bogus>: unknown element <Bogus>")
+
+
+def test_a_say_in_another_language_than_english_is_valid_with_a_warning(tmp_path):
+    """flite speaks English only: <Say language="fr-FR"> runs, and validate says it will be English;
+    an English variant is no warning."""
+    r = VoiceResponse()
+    r.say("Bonjour", language="fr-FR")
+    r.say("Hello", language="en-GB")
+    doc = tmp_path / "say.xml"
+    doc.write_text(str(r))
+    code, out = _validate("--api", "twilio", str(doc))
+    assert code == 0, out
+    warnings = out.split("warnings:\n", 1)[1].splitlines()
+    assert len(warnings) == 1 and 'language "fr-FR" is spoken in English' in warnings[0], out

@@ -2,7 +2,7 @@
 
 Twilio's voices (man, woman, alice, Polly.*, Google.*) are mapped onto the configured flite voices by
 `call.tts_voice` ([tts] voices): man → MAN's voice, every other one → WOMAN's. `language` is kept
-(flite speaks English whatever it says); loop="0" repeats until the call ends, as Twilio's loop="0"
+(flite speaks English whatever it says; a language other than English is a warning); loop="0" repeats until the call ends, as Twilio's loop="0"
 does (https://www.twilio.com/docs/voice/twiml/say).
 """
 from __future__ import annotations
@@ -32,4 +32,9 @@ class Say(Speak):
     )
 
     def check(self):
-        return []    # Twilio's voices each have their languages; flite speaks English for all
+        # Twilio's voices each have their languages; flite speaks English for all: a document that asks
+        # for another language is run, with a warning (validate shows it, the call logs it)
+        if self.ok("language") and not self.language.lower().startswith("en"):
+            self.warnings.append(f'language "{self.language}" is spoken in English: callfork\'s text-to-speech '
+                                 "(mod_flite) has English voices only")
+        return []
