@@ -25,6 +25,11 @@ Recordings are found among the call's own (`ctx.recordings`), so nothing here ke
   (a stream, a <Wait>, between verbs), after the current prompt otherwise; the document's next
   verb then waits for it (docs/decisions.md). `loop` speaks it again each time it completes;
   DELETE breaks it if it is the app running, or as soon as it starts.
+  With `legs=bleg` (or `both`) on a bridged call the B-leg runs it at once, inside the bridge,
+  which FreeSWITCH suspends both ways for the speech's time: the callee hears the speech alone,
+  the caller silence, then the two hear each other again (tests/fixtures/fs-captures/
+  bridge-broadcast.json). The A-leg's part waits for the bridge (the Dial's bridge is
+  event-locked), so `legs=aleg` on a bridged call speaks when the bridge ends.
 * DTMF: `uuid_send_dtmf <uuid> <digits>` (`w`/`W`: 0.5 s / 1 s pauses) on the A-leg, the B-leg or both.
 * Record: `verbs.ApiRecording` (`uuid_record`), kept with the call's recordings.
 

@@ -192,7 +192,13 @@ def api_uuid_record(sim, ch, parts):
 @uuid_api('-USAGE: <uuid> <path> [aleg|bleg|both]\n', need=2, missing='-ERR invalid uuid\n',
           split=lambda args: separate_string(args, max_parts=4))
 def api_uuid_broadcast(sim, ch, parts):
+    """switch_ivr_broadcast: the legs argument (mod_commands matches `both`, `aleg`, `bleg` as
+    substrings; absent: aleg) chooses the channel, its partner (`signal_bond`, the bridge's other
+    leg), or both; `bleg` with no partner queues nothing and still answers +OK
+    (tests/fixtures/fs-captures/bridge-broadcast.json). A bridged partner runs the app at once
+    inside its bridge (switch_sim/apps/bridge.py)."""
     path = parts[1]
+    legs = parts[2].lower() if len(parts) > 2 and parts[2] else 'aleg'
     if '::' in path:
         app, _, arg = path.partition('::')
     else:
@@ -200,9 +206,17 @@ def api_uuid_broadcast(sim, ch, parts):
     cause = None
     if '!' in app:
         app, _, cause = app.partition('!')
-    headers = [('call-command', 'execute'), ('execute-app-name', app), ('execute-app-arg', arg),
-               ('event-lock', 'true')]
-    ch.queue_message(Message(headers, None, ''))
-    if cause:
+    targets = []
+    if 'bleg' in legs or 'both' in legs:
+        partner = find_channel(sim, ch.get_variable('signal_bond'))
+        if partner is not None and not partner.hungup:
+            targets.append(partner)
+    if 'aleg' in legs or 'both' in legs:
+        targets.append(ch)
+    for target in targets:
+        headers = [('call-command', 'execute'), ('execute-app-name', app), ('execute-app-arg', arg),
+                   ('event-lock', 'true')]
+        target.queue_message(Message(headers, None, ''))
+    if cause and ch in targets:
         ch.queue_message(Message([('call-command', 'hangup'), ('hangup-cause', cause)], None, ''))
     return '+OK Message sent\n'

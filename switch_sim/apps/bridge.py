@@ -39,11 +39,20 @@ the A-leg is hung up with that cause if hangup_after_bridge is true (unset: it g
 Approximated: `failure_causes`, `transfer_on_fail`, park/transfer_after_bridge, camp-on, the
 `monitor_early_media` knobs are not modelled;
 queued (not event-locked) messages of the A-leg run nested during the bridge.
+
+A message queued on the B-leg (uuid_broadcast's bleg/both, captured in
+tests/fixtures/fs-captures/bridge-broadcast.json) runs at once, inside the bridge, suspending it
+both ways: the callee hears only the app, the caller silence, then the bridge goes on (what either
+side said meanwhile is dropped). A message queued on the A-leg waits while the bridge runs
+event-locked, as callfork runs it. Approximated: the B-leg's app runs in a greenlet of its own
+beside the A-leg's loop (FreeSWITCH: in the B-leg's bridge thread).
 """
 from __future__ import annotations
 
 import logging
 import time
+
+import gevent
 
 from .. import dialstring
 from ..bleg import FrameLink, LinkSource, new_leg
@@ -291,6 +300,7 @@ def bridge_media(a, b) -> None:
     b.read_taps.append(tap_b)
     a.write_source, b.write_source = LinkSource(b_to_a), LinkSource(a_to_b)
     key = a.get_variable('bridge_terminate_key') or ''
+    inline = None             # the greenlet running a message queued on the B-leg (a broadcast)
     try:
         while not a.hungup and not b.hungup:
             if b.answered and not a.answered:
@@ -298,6 +308,18 @@ def bridge_media(a, b) -> None:
             if not a.wait_frame():
                 break
             a.service_messages()
+            if inline is None and b.messages:
+                # audio_bridge_thread: the B-leg runs it at once, inside the bridge, which is
+                # suspended both ways meanwhile: the B-leg writes only the app's audio, the A-leg
+                # nothing (tests/fixtures/fs-captures/bridge-broadcast.json)
+                a.write_source = None
+                inline = gevent.spawn(b.run_next_message)
+            elif inline is not None and inline.ready():
+                inline = None
+                a_to_b.frames.clear()
+                b_to_a.frames.clear()
+                if not a.hungup:
+                    a.write_source = LinkSource(b_to_a)
             if a.take_break():
                 pass                      # uuid_break does not end a bridge
             stop = False
