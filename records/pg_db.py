@@ -19,13 +19,17 @@ A prepared statement the server refuses after a schema change ("cached plan must
 type", after another node's newer version altered a table) is prepared again once.
 `unavailable(exc)` tells a server that cannot be reached or dropped the connection (the caller keeps
 its write for later: records/pg_store.py, webhooks/pg_outbox.py) from a bad statement; such errors
-reach callers as `PgUnavailable`. A connection that failed is closed, never reused.
+reach callers as `PgUnavailable`. A connection that failed is closed, never reused, and a pooled one
+the server ended meanwhile (pg_terminate_backend, idle_session_timeout, a restart) is replaced
+before a statement is sent on it. A statement missing a parameter raises ValueError.
 """
 import logging
+import select
 from collections import OrderedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import gevent.lock
+import gevent.monkey
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +111,12 @@ class PgDatabase:
     def _take(self):
         self._slots.acquire()
         try:
-            return self._idle.pop() if self._idle else self._connect()
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.still_open():
+                    return conn
+                _close_quietly(conn)
+            return self._connect()
         except BaseException:
             self._slots.release()
             raise
@@ -205,38 +214,71 @@ class _Connection:
         inside a transaction: the failure aborted that, and its caller sees the error)."""
         if not params:
             return self.raw.execute_simple(sql)
+        kept = self._statement(sql)
         try:
-            return self._execute(self._statement(sql), params)
+            return self._execute(kept, self._values(kept, params))
         except _driver().exceptions.DatabaseError as exc:
             if not _plan_went_stale(exc):
                 raise
             self._forget(sql)
             if not again_if_stale:
                 raise
-            return self._execute(self._statement(sql), params)
+            kept = self._statement(sql)
+            return self._execute(kept, self._values(kept, params))
 
     def _statement(self, sql):
         kept = self._prepared.get(sql)
         if kept is not None:
             self._prepared.move_to_end(sql)
             return kept
-        statement, make_vals = _driver().native.to_statement(sql)
+        try:
+            statement, make_vals = _driver().native.to_statement(sql)
+        except _driver().exceptions.InterfaceError as exc:   # a bad $n: our SQL's fault, not the server's
+            raise ValueError(str(exc)) from exc
         name, columns, input_funcs = self.raw.prepare_statement(statement, ())
         kept = self._prepared[sql] = (name, statement, make_vals, columns, input_funcs)
         if len(self._prepared) > PREPARED_MAX:
             self._forget(next(iter(self._prepared)))
         return kept
 
-    def _execute(self, kept, params):
-        name, statement, make_vals, columns, input_funcs = kept
-        values = _driver().converters.make_params(self.raw.py_types, make_vals(params))
+    def _values(self, kept, params):
+        """The parameters as the text pg8000 sends (what PreparedStatement.run does). A placeholder
+        without a value is our SQL's fault: pg8000 says so with the InterfaceError it also raises for
+        a dropped connection, which callers would take for an unavailable server and retry for ever."""
+        try:
+            return _driver().converters.make_params(self.raw.py_types, kept[2](params))
+        except _driver().exceptions.InterfaceError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def _execute(self, kept, values):
+        name, statement, _, columns, input_funcs = kept
         return self.raw.execute_named(name, values, columns, input_funcs, statement)
 
     def _forget(self, sql):
         self.raw.close_prepared_statement(self._prepared.pop(sql)[0])
 
+    def still_open(self):
+        """False if the server wrote to this idle connection unasked: it ended the session (an
+        operator's pg_terminate_backend, idle_session_timeout, a restart: an error, then the end of
+        the stream) and our next statement would fail on it. One poll(2) of the socket, without
+        waiting; a server that vanished without a word is found by the statement's timeout."""
+        sock = getattr(self.raw, '_usock', None)   # pg8000's socket (core.py CoreConnection)
+        if sock is None:
+            return False
+        try:
+            poller = _poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):   # closed under us
+            return False
+
     def close(self):
         self.raw.close()
+
+
+def _poll():
+    """The operating system's poll object: gevent's (monkey-patched in) would yield to the hub."""
+    return gevent.monkey.get_original('select', 'poll')()
 
 
 def _plan_went_stale(exc):
