@@ -66,8 +66,11 @@ class PgOutbox(OutboxCommon):
                             read_timeout_s=read_timeout_s, per_host_concurrency=per_host_concurrency,
                             user_agent=user_agent, v3_mode=v3_mode, memory_limit=memory_limit)
         self._in_flight = {}                   # id -> row this node is sending
+        # when (time.monotonic()) to renew this node's leases next, and to look for lapsed leases and
+        # ended windows and read the counts: a wall-clock deadline would stop both for as long as the
+        # clock was stepped back, and the server's clock would end the leases meanwhile
         self._renew_at = 0.0
-        self._look_around_at = 0.0             # next lapsed leases, ended windows and counts (poll_s)
+        self._look_around_at = 0.0
         self._due_hosts = set()                # hosts the table had due heads for at the last look
         self.lost_leases = 0                   # outcomes not recorded: another node had taken the row over
         self._counts = (0, 0, {}, None)        # the table's (waiting, held, failed by host, oldest waiting)
@@ -226,13 +229,14 @@ class PgOutbox(OutboxCommon):
                 return
             self._record_unrecorded()
             self._store_unsaved()
-        look_around = now >= self._look_around_at
+        tick = time.monotonic()
+        look_around = tick >= self._look_around_at
         if look_around:
-            self._look_around_at = now + self.poll_s
+            self._look_around_at = tick + self.poll_s
             taken = self._table.requeue(now, keep=list(self._in_flight))
             if taken:
                 log.warning('outbox: %d webhook(s) whose node stopped renewing its lease are pending again', taken)
-        self._renew(now)
+        self._renew(tick)
         self._dispatch(now)
         if look_around and self.policy.retry_window_s is not None:
             self._expire(now)
@@ -242,11 +246,11 @@ class PgOutbox(OutboxCommon):
             self._counts = self._table.counts()
         self._refused_writes.taken()
 
-    def _renew(self, now):
-        if self._in_flight and now >= self._renew_at:
+    def _renew(self, tick):
+        if self._in_flight and tick >= self._renew_at:
             self._table.renew(list(self._in_flight), self.node_id, self.lease_s)
-        if now >= self._renew_at:
-            self._renew_at = now + self.lease_s / 3
+        if tick >= self._renew_at:
+            self._renew_at = tick + self.lease_s / 3
 
     def _dispatch(self, now):
         dues = self._table.host_dues()
