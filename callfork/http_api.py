@@ -18,7 +18,7 @@ Routes (the Vobiz-style REST API of the README), all under `/api/v1/Account/<aut
                                  (`callfork retry-webhooks`); `call_uuid` for one call; `skip_failed`:
                                  send the held ones only, the failed ones stay failed
 `/api/v1/ops/drain`              POST (authenticated): the node drains (callfork/drain.py; `callfork drain`)
-`/recordings/<id>[.wav|.mp3]` (authenticated; no extension: the file as written; the other
+`/recordings/<id>[.wav|.mp3]` (authenticated, unless `[server] recordings_public`; no extension: the file as written; the other
 format: converted, callfork/recording_files.py), `/healthz` (200 ok; 503 degraded, or draining
 with the drain's state), `/metrics` (Prometheus text).
 
@@ -172,7 +172,8 @@ def create_app(service) -> Flask:
     # -- recordings ------------------------------------------------------------------------------
     @app.get("/recordings/<name>")
     def recording(name: str):
-        check_auth()
+        if not service.config.server.recordings_public:
+            check_auth()
         try:
             if service.store.get_recording(recording_id(name)) is None:
                 raise NoRecording(name)

@@ -63,6 +63,9 @@ class ServerConfig:
     http_idle_timeout_s: float = 20
     http_max_body_bytes: int = 1048576
     fd_reserve: int = 256
+    # /recordings/<id> without credentials, as Twilio serves a RecordingUrl unless an account turns
+    # on HTTP auth for media (the ids are random UUIDs); default: the API's credentials
+    recordings_public: bool = False
     # processes of `callfork serve` on one FreeSWITCH (callfork/workers.py); more than one needs the
     # [cluster] and [store] servers, which they share
     workers: int = 1

@@ -70,6 +70,32 @@ def test_recording_is_served_with_auth(tmp_path, real_fs):
         assert rate == 8000 and np.abs(audio).max() > 3000
 
 
+def test_recordings_public_serves_a_recording_without_credentials_and_still_404s_unknown_ones(tmp_path):
+    """[server] recordings_public = true: a RecordUrl (a random UUID) is fetched without credentials,
+    as a Twilio app fetches a RecordingUrl from an account without HTTP auth on media; the rest of
+    the API still needs them."""
+    with Stack(env={"CALLFORK_SERVER_RECORDINGS_PUBLIC": "true"}) as stack:
+        stack.app.document("/answer", VOICEMAIL.format(app=stack.app.url("").rstrip("/")))
+        call = stack.call(audio=str(speech_wav(tmp_path / "caller.wav")), hangup_after=30)
+        call.wait(40)
+        stop = stack.app.wait_event("RecordStop", timeout=10).form
+        resp = requests.get(stop["RecordUrl"], timeout=5)
+        as_mp3 = requests.get(stop["RecordUrl"].rsplit(".", 1)[0] + ".mp3", timeout=10)
+        unknown = requests.get(stop["RecordUrl"].rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000.wav",
+                               timeout=5)
+        calls_api = requests.get(stack.api_url("/Call/"), timeout=5)
+    assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("audio/")
+    path = tmp_path / "rec.wav"
+    path.write_bytes(resp.content)
+    audio, rate = soundfile.read(str(path), dtype="int16")
+    assert rate == 8000 and np.abs(audio).max() > 3000   # the caller's tone
+    head = as_mp3.content[:3]
+    assert as_mp3.status_code == 200 and as_mp3.headers["Content-Type"] == "audio/mpeg"
+    assert head == b"ID3" or (head[0] == 0xFF and head[1] & 0xE0 == 0xE0)   # a tag, or an MPEG frame's sync
+    assert unknown.status_code == 404
+    assert calls_api.status_code == 401
+
+
 @switch_modes()
 def test_voicemail_from_a_phone_that_sends_nothing_while_silent(tmp_path, real_fs):
     """A phone that suppresses silence (no packets: FreeSWITCH reads CNG) talks 2.5 s, then says
