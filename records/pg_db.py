@@ -283,9 +283,11 @@ def _poll():
 
 def _plan_went_stale(exc):
     """The server's "cached plan must not change result type" (feature_not_supported, 0A000): a
-    table the prepared statement reads changed its columns since it was prepared."""
+    table the prepared statement reads changed its columns since it was prepared. Known by the
+    routine that raises it: its message is in the server's lc_messages language."""
     fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return fields.get('C') == '0A000' and 'cached plan' in fields.get('M', '')
+    return fields.get('C') == '0A000' and (fields.get('R') == 'RevalidateCachedQuery'
+                                           or 'cached plan' in fields.get('M', ''))
 
 
 def _close_quietly(conn):

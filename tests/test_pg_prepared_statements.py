@@ -3,7 +3,8 @@ round trip after that, on a real PostgreSQL: the same text is prepared once howe
 with the right rows each time; at most PREPARED_MAX texts stay prepared on a connection; the server
 plans each execution for its values; a table whose columns change under a prepared `SELECT *` (a
 newer node altered it) gives the new columns on the next run, and inside a transaction the error
-reaches the caller once and the run after it works; an error in a statement leaves the connection
+reaches the caller once and the run after it works (the stale statement is known by the server's
+routine, whatever language its message is in); an error in a statement leaves the connection
 usable."""
 import pytest
 from pg8000.exceptions import DatabaseError
@@ -82,3 +83,21 @@ def test_a_failing_statement_leaves_the_connection_and_its_statements_usable(db)
     db.run("INSERT INTO unique_things (id) VALUES (:id)", id=2)
     assert db.run("SELECT count(*) AS n FROM unique_things WHERE id > :id", id=0) == [{"n": 2}]
     assert len(prepared(db, "INSERT INTO unique_things%")) == 1
+
+
+def test_a_stale_plan_is_known_by_the_servers_routine_not_its_words(db):
+    """A server whose lc_messages is not English words the error in its language (PostgreSQL's
+    German catalogue, postgres-15.mo, below): a stale statement found only by the English words
+    would stay prepared and fail every run on that connection."""
+    db.run("CREATE TABLE worded (id int)")
+    assert db.run("SELECT * FROM worded WHERE id = :id", id=1) == []
+    db.run("ALTER TABLE worded ADD COLUMN extra text")
+    with pytest.raises(DatabaseError) as raised:
+        with db.transaction() as tx:
+            tx.run("SELECT * FROM worded WHERE id = :id", id=1)
+    fields = raised.value.args[0]
+    assert fields["R"] == "RevalidateCachedQuery" and fields["C"] == "0A000"
+    german = DatabaseError(dict(fields, M="gecachter Plan darf den Ergebnistyp nicht ändern"))
+    assert pg_db._plan_went_stale(german)
+    assert not pg_db._plan_went_stale(DatabaseError(dict(fields, R="transformLockingClause",   # another 0A000
+                                                         M="FOR UPDATE is not allowed with aggregate functions")))
