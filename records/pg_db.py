@@ -16,7 +16,11 @@ text in Python every time (BENCHMARKS.md: the cluster engines' CPU per call). Th
 execution for its own values (plan_cache_mode=force_custom_plan, PostgreSQL 12 or later), as it
 does an unnamed statement: a generic plan chosen for one status could scan the outbox for another.
 A prepared statement the server refuses after a schema change ("cached plan must not change result
-type", after another node's newer version altered a table) is prepared again once.
+type", after another node's newer version altered a table) or no longer knows (DEALLOCATE ALL) is
+prepared again once. A pooler between us and the server must keep prepared statements with their
+session (PgBouncer, https://www.pgbouncer.org/config.html: session pooling, or
+max_prepared_statements) and, if it drops startup parameters (ignore_startup_parameters), the
+database needs `ALTER DATABASE ... SET plan_cache_mode = force_custom_plan`.
 `unavailable(exc)` tells a server that cannot be reached or dropped the connection (the caller keeps
 its write for later: records/pg_store.py, webhooks/pg_outbox.py) from a bad statement; such errors
 reach callers as `PgUnavailable`. A connection that failed is closed, never reused, and a pooled one
@@ -210,15 +214,16 @@ class _Connection:
 
     def run(self, sql, params, again_if_stale):
         """pg8000's Context of `sql` run with `params` (`:name` parameters; none: the simple protocol).
-        A statement whose plan went stale is forgotten, and run again when `again_if_stale` (not
-        inside a transaction: the failure aborted that, and its caller sees the error)."""
+        A statement the server refuses as stale or unknown (_prepare_again) is forgotten, and
+        prepared and run again when `again_if_stale` (not inside a transaction: the failure aborted
+        that, and its caller sees the error)."""
         if not params:
             return self.raw.execute_simple(sql)
         kept = self._statement(sql)
         try:
             return self._execute(kept, self._values(kept, params))
         except _driver().exceptions.DatabaseError as exc:
-            if not _plan_went_stale(exc):
+            if not _prepare_again(exc):
                 raise
             self._forget(sql)
             if not again_if_stale:
@@ -281,13 +286,16 @@ def _poll():
     return gevent.monkey.get_original('select', 'poll')()
 
 
-def _plan_went_stale(exc):
-    """The server's "cached plan must not change result type" (feature_not_supported, 0A000): a
-    table the prepared statement reads changed its columns since it was prepared. Known by the
-    routine that raises it: its message is in the server's lc_messages language."""
+def _prepare_again(exc):
+    """The server refused a prepared statement that must be prepared again: "cached plan must not
+    change result type" (feature_not_supported, 0A000: a table it reads changed its columns since),
+    known by the routine that raises it (the message is in the server's lc_messages language), or
+    "prepared statement does not exist" (26000: the session lost it, e.g. DEALLOCATE ALL, or a
+    pooler in front of the server gave this run another session)."""
     fields = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-    return fields.get('C') == '0A000' and (fields.get('R') == 'RevalidateCachedQuery'
-                                           or 'cached plan' in fields.get('M', ''))
+    state = fields.get('C')
+    return (state == '0A000' and (fields.get('R') == 'RevalidateCachedQuery' or 'cached plan' in fields.get('M', ''))
+            or state == '26000')
 
 
 def _close_quietly(conn):

@@ -10,7 +10,7 @@ import gevent
 import pytest
 
 from cluster_servers import PostgresServer
-from http_receiver import HttpReceiver, Reply
+from http_receiver import HttpReceiver
 from pg_support import fresh_dsn, rows
 from waiting import wait_until
 from webhooks import PgOutbox

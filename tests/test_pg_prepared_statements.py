@@ -98,6 +98,24 @@ def test_a_stale_plan_is_known_by_the_servers_routine_not_its_words(db):
     fields = raised.value.args[0]
     assert fields["R"] == "RevalidateCachedQuery" and fields["C"] == "0A000"
     german = DatabaseError(dict(fields, M="gecachter Plan darf den Ergebnistyp nicht ändern"))
-    assert pg_db._plan_went_stale(german)
-    assert not pg_db._plan_went_stale(DatabaseError(dict(fields, R="transformLockingClause",   # another 0A000
+    assert pg_db._prepare_again(german)
+    assert not pg_db._prepare_again(DatabaseError(dict(fields, R="transformLockingClause",   # another 0A000
                                                          M="FOR UPDATE is not allowed with aggregate functions")))
+
+
+def test_a_prepared_statement_the_session_lost_is_prepared_again(db):
+    """A session that lost its prepared statements (DEALLOCATE ALL; a pooler such as PgBouncer
+    handing the next statement to another server session) answers "prepared statement does not
+    exist": the text is prepared again, and only a transaction's run sees the error."""
+    db.run("CREATE TABLE lost (id int)")
+    db.run("INSERT INTO lost (id) VALUES (:id)", id=1)
+    db.run("DEALLOCATE ALL")
+    db.run("INSERT INTO lost (id) VALUES (:id)", id=2)
+    db.run("DEALLOCATE ALL")
+    with pytest.raises(DatabaseError, match="does not exist"):
+        with db.transaction() as tx:
+            tx.run("INSERT INTO lost (id) VALUES (:id)", id=3)
+    with db.transaction() as tx:
+        tx.run("INSERT INTO lost (id) VALUES (:id)", id=4)
+    assert db.run("SELECT id FROM lost WHERE id > :id ORDER BY id", id=0) == [{"id": 1}, {"id": 2}, {"id": 4}]
+    assert len(prepared(db, "INSERT INTO lost%")) == 1
