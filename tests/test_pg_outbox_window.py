@@ -1,9 +1,9 @@
 """webhooks/pg_outbox.py fails a call's head whose retry window ended (another node's, not due
-again before then), on a real PostgreSQL and a real HTTP receiver, while the node is busy: its scheduler wakes for every enqueue and finished attempt,
-and those wake-ups renew and claim only; the window check (with lapsed leases and the counts) runs
-at most every poll_s. A stream of webhooks to another receiver must not put the check off: the
-head fails within a few poll_s, the call's later webhooks are held behind it, and the
-counts /metrics and /healthz read say so."""
+again before then), on a real PostgreSQL and a real HTTP receiver, while the node is busy: its
+scheduler wakes for every enqueue and finished attempt, and those wake-ups renew and claim only;
+the window check (with lapsed leases and the counts) runs at most every poll_s. A stream of
+webhooks to another receiver must not put the check off: the head fails within a few poll_s, the
+call's later webhooks are held behind it, and the counts /metrics and /healthz read say so."""
 import time
 
 import gevent
