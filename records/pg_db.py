@@ -211,6 +211,7 @@ class _Connection:
     def __init__(self, raw):
         self.raw = raw
         self._prepared = OrderedDict()   # sql -> (name, statement, make_vals, columns, input_funcs)
+        self._poller = None              # still_open's, made on first use
 
     def run(self, sql, params, again_if_stale):
         """pg8000's Context of `sql` run with `params` (`:name` parameters; none: the simple protocol).
@@ -267,13 +268,14 @@ class _Connection:
         operator's pg_terminate_backend, idle_session_timeout, a restart: an error, then the end of
         the stream) and our next statement would fail on it. One poll(2) of the socket, without
         waiting; a server that vanished without a word is found by the statement's timeout."""
-        sock = getattr(self.raw, '_usock', None)   # pg8000's socket (core.py CoreConnection)
-        if sock is None:
-            return False
         try:
-            poller = _poll()
-            poller.register(sock.fileno(), select.POLLIN)
-            return not poller.poll(0)
+            if self._poller is None:
+                sock = getattr(self.raw, '_usock', None)   # pg8000's socket (core.py CoreConnection)
+                if sock is None:
+                    return False
+                self._poller = _poll()
+                self._poller.register(sock.fileno(), select.POLLIN)
+            return not self._poller.poll(0)
         except (OSError, ValueError):   # closed under us
             return False
 
