@@ -184,14 +184,16 @@ class PgOutbox(OutboxCommon):
         self._db.close()
 
     def flush(self, timeout):
-        """Wait until the cluster's table has nothing pending or in flight and nothing waits in
-        memory; True if so within `timeout` seconds."""
+        """Wait until the cluster's table has nothing pending or in flight, nothing waits in memory,
+        and this node's deliveries have finished recording their outcomes (the table shows a row
+        delivered once its COMMIT is in, before the greenlet that sent it has read the answer and
+        counted it); True if so within `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             self._changed.clear()
             try:
                 self._counts = self._table.counts()
-                if self.depth() == 0:
+                if self.depth() == 0 and not self._in_flight:
                     return True
             except Exception as exc:
                 if not unavailable(exc):
