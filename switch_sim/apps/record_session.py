@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import gevent
 import numpy as np
@@ -36,7 +37,8 @@ class RecordSessionBug:
     """record_session's media bug (SMBF_READ_STREAM | SMBF_WRITE_STREAM | SMBF_READ_PING, stereo
     with RECORD_STEREO): on each read frame it takes what switch_core_media_bug_read gives (the
     first read of a tick fills a missing side with 0xFFFF, later ones do not); it writes the WAV
-    when it stops (appending with RECORD_APPEND). Its limit is wall-clock, as the bug's stop_time."""
+    when it stops (appending with RECORD_APPEND). Its limit is wall-clock, as the bug's stop_time:
+    whole seconds of the epoch clock."""
 
     function = 'session_record'
     read_ping = True
@@ -56,7 +58,10 @@ class RecordSessionBug:
         self.reads_stream = not self.write_only
         self.writes_stream = not self.read_only
         self.buffers = BugBuffers(read=self.reads_stream, write=self.writes_stream)
-        self.stop_at = (ch._frames + int(limit_s * 50)) if limit_s else None
+        # switch_ivr_record_session_event: stop_time = switch_epoch_time_now(NULL) + limit, whole
+        # seconds, reached once the clock's second gets there: the recording runs limit - (the
+        # fraction of the second it started in) (tests/fixtures/fs-captures/record-limit.json)
+        self.stop_at = int(time.time()) + int(limit_s) if limit_s and int(limit_s) > 0 else None
         try:
             self.rate = int(var('record_sample_rate') or RATE)
         except ValueError:
@@ -96,7 +101,7 @@ class RecordSessionBug:
                 break
             read, write = got
             self.frames.append(compose(read, write, self.stereo, self.swap))
-        if self.stop_at is not None and self.ch._frames >= self.stop_at:
+        if self.stop_at is not None and int(time.time()) >= self.stop_at:
             self.stop_at = None
             self.completion_cause = 'success-maxtime'
             gevent.spawn(self.ch.remove_media_bug, self)
