@@ -54,7 +54,7 @@ def test_a_head_whose_window_ended_fails_while_wakeups_keep_coming(server):
         started = time.monotonic()
         head = wait_until(lambda: rows(dsn, "SELECT status, last_error FROM outbox WHERE idempotency_key='key-1' "
                                             "AND status <> 'pending'"), 5, "the head failed")[0]
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 3.0   # a few poll_s, with room for a loaded machine
         assert head["status"] == "failed" and "retry window" in head["last_error"]
         assert rows(dsn, "SELECT status FROM outbox WHERE idempotency_key=$$key-2$$") == [{"status": "held"}]
         wait_until(lambda: (box.stats()["failed"], box.stats()["held"]) == (1, 1), 3, "the counts")
