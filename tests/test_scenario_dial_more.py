@@ -2,7 +2,8 @@
 (marked `freeswitch`) on a real FreeSWITCH: the DialStatus outcomes `failed` and `timeout`,
 digitsMatchBLeg (the callee's digits, DialDigitsPressedBy=bleg), callerId/callerName as the
 callee's call sees them, action/callbackUrl with method GET and redirect (the action's document
-replaces the elements after </Dial>), and the live-call API on a bridged call: Play legs=both heard
+replaces the elements after </Dial>), confirmTimeout (an answered callee that never presses
+confirmKey is dropped after it: no-answer), and the live-call API on a bridged call: Play legs=both heard
 by both parties, Speak legs=bleg by the callee only.
 
 As in test_scenario_dial.py the callee of a <Number> is another number of the same callfork, a
@@ -246,3 +247,29 @@ def test_rest_speak_to_the_callee_of_a_bridge_is_heard_by_the_callee_only(tmp_pa
         caller_heard = call.heard()
     assert _speech_windows(callee_heard, 1200) >= 10
     assert _speech_windows(caller_heard, 1200) <= 2
+
+
+@switch_modes()
+def test_dial_confirm_timeout_drops_a_callee_that_never_confirms(tmp_path, real_fs):
+    stack, p = dial_stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        prompt = calls.serve_wav("/prompt.wav", tone(500, 0.5))
+        stack.app.document("/confirm", f'<Response><Play>{prompt}</Play></Response>')
+        # answers, and never presses the key
+        calls.add(p + "86", f'<Response><Play>{prompt}</Play><Wait length="30"/></Response>')
+        calls.add(p + "1", f'<Response><Speak>Trying</Speak><Dial confirmSound="{calls.url("/confirm")}" '
+                           f'confirmKey="5" confirmTimeout="2" timeout="30" action="{calls.url("/dial-action")}" '
+                           f'callbackUrl="{calls.url("/dial-events")}"><Number>86</Number></Dial></Response>')
+        stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        call = stack.call(to="1", audio=str(write_wav(tmp_path / "c.wav", tone(CALLER_HZ, 10.0))), hangup_after=40)
+        answered = stack.app.wait_event("DialAnswer", timeout=30, path="/dial-events")
+        action = stack.app.wait_event("DialAction", timeout=30, path="/dial-action")
+        call.wait(40)
+        events = _wait_dial_events(stack, 2)
+    took = action.received_at - answered.received_at
+    assert took <= 10, took                  # the confirm window (2 s after the prompt), not the 30 s ring timeout
+    # FreeSWITCH drops the unconfirmed leg as unanswered (on both switches: no-answer, NO_ANSWER)
+    assert action.form["DialStatus"] == "no-answer" and action.form["DialBLegUUID"] == "", action.form
+    assert "DialConnected" not in [e["Event"] for e in events]
+    assert events[-1]["Event"] == "DialHangup"
