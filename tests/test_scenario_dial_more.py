@@ -3,7 +3,9 @@
 digitsMatchBLeg (the callee's digits, DialDigitsPressedBy=bleg), callerId/callerName as the
 callee's call sees them, action/callbackUrl with method GET and redirect (the action's document
 replaces the elements after </Dial>), confirmTimeout (an answered callee that never presses
-confirmKey is dropped after it: no-answer), and the live-call API on a bridged call: Play legs=both heard
+confirmKey is dropped after it: no-answer), dialMusic="real" (ringback heard; simulator only here,
+a SIP phone checks it on the real switch: callfork as a callee does not ring while it waits), and the
+live-call API on a bridged call: Play legs=both heard
 by both parties, Speak legs=bleg by the callee only.
 
 As in test_scenario_dial.py the callee of a <Number> is another number of the same callfork, a
@@ -273,3 +275,24 @@ def test_dial_confirm_timeout_drops_a_callee_that_never_confirms(tmp_path, real_
     assert action.form["DialStatus"] == "no-answer" and action.form["DialBLegUUID"] == "", action.form
     assert "DialConnected" not in [e["Event"] for e in events]
     assert events[-1]["Event"] == "DialHangup"
+
+
+
+def test_dial_music_real_plays_a_ringback_while_the_callee_rings_simulator(tmp_path):
+    """dialMusic="real" (the default) on the simulator, with a scripted SIP callee that rings 4 s (its
+    180) then answers; on the real switch tests/test_scenario_dial_user.py checks it with a SIP phone."""
+    stack, _p = dial_stack(False)
+    with stack:
+        calls = Calls(stack)
+        callee_wav = write_wav(tmp_path / "callee.wav", tone(CALLEE_HZ, 3.0))
+        reply = stack.sim.run_api("sim_callee", json.dumps({"match": "sip:ring@example.com", "answer_after": 4,
+                                                            "audio": str(callee_wav), "hangup_after": 3}))
+        assert reply.startswith("+OK"), reply
+        calls.add("1", '<Response><Speak>Hold on</Speak><Dial dialMusic="real"><User>sip:ring@example.com</User>'
+                       '</Dial></Response>')
+        call = stack.call(to="1", keep_heard=True, hangup_after=30)
+        call.wait(40)
+        heard = call.heard()
+    # the US ringback (440 + 480 Hz, 2 s on, 4 s off) while it rang, then the callee
+    assert windows_with(heard, 460) >= 10, windows_with(heard, 460)
+    assert windows_with(heard, CALLEE_HZ) >= 20
