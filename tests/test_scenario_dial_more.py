@@ -4,9 +4,9 @@ digitsMatchBLeg (the callee's digits, DialDigitsPressedBy=bleg), callerId/caller
 callee's call sees them, action/callbackUrl with method GET and redirect (the action's document
 replaces the elements after </Dial>), confirmTimeout (an answered callee that never presses
 confirmKey is dropped after it: no-answer), dialMusic="real" (ringback heard; simulator only here,
-a SIP phone checks it on the real switch: callfork as a callee does not ring while it waits), and the
-live-call API on a bridged call: Play legs=both heard
-by both parties, Speak legs=bleg by the callee only.
+a SIP phone checks it on the real switch: callfork as a callee does not ring while it waits), and
+the live-call API on a bridged call: Play legs=both heard by both parties, Speak legs=bleg by the
+callee only.
 
 As in test_scenario_dial.py the callee of a <Number> is another number of the same callfork, a
 loopback call (tests/dial_support.py). The `timeout` outcome needs a far end that answers SIP 408
