@@ -39,11 +39,12 @@ def test_dial_with_numbers_and_a_sip_uri_becomes_one_parallel_plan():
 
 def test_what_dial_cannot_run_is_refused_with_its_position():
     assert errors_of('<Response>\n<Dial><Number url="https://x.example/whisper">123</Number>'
-                     '<Sip username="u" password="p">sip:a@b.example</Sip></Dial></Response>') == [
+                     '<Sip url="https://x.example/whisper">sip:a@b.example?Y-Not=1</Sip></Dial></Response>') == [
         "line 2:7: <Number>: url (a TwiML document run on the callee before it is connected) is not "
         "supported by callfork: its Dial cannot run a document on the dialled leg",
-        "line 2:59: <Sip>: username/password (SIP digest credentials) are not supported by callfork: put "
-        "them in the gateway the sip_dialstring names"]
+        "line 2:59: <Sip>: url (a TwiML document run on the callee before it is connected) is not "
+        "supported by callfork: its Dial cannot run a document on the dialled leg",
+        'line 2:59: <Sip>: "Y-Not" is not a custom SIP header name: custom headers start with X-']
     assert errors_of("<Response><Dial/></Response>") == [
         "line 1:11: <Dial>: nothing to dial: add <Number>, <Sip> or <Conference> (or the number as text)"]
     assert errors_of("<Response><Dial><Conference>r</Conference><Number>12</Number></Dial></Response>") == [

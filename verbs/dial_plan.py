@@ -35,6 +35,7 @@ class DialTarget:
     timeout_s: int | None = None    # its own ring timeout (default: the plan's)
     caller_id: str | None = None    # its own caller id (default: the plan's)
     group: int = 0                  # serial dialling: groups are tried in order, a group's legs at once
+    variables: dict = field(default_factory=dict)   # more of the leg's own channel variables
 
 
 @dataclass
@@ -157,6 +158,8 @@ def dial_string(plan: DialPlan, legs: list, call_uuid: str, freeswitch_config) -
         variables.update({"origination_uuid": leg.uuid, LEG_VARIABLE: call_uuid,
                           "callfork_dial_position": str(position),
                           "leg_timeout": str(leg_timeout(plan, leg))})
+        for name, value in target.variables.items():
+            variables[name] = leg_value(name, value)
         if caller_id:
             variables["origination_caller_id_number"] = leg_value("callerId", caller_id)
         if plan.caller_name:

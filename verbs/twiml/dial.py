@@ -14,8 +14,9 @@ recordingStatusCallback gets `in-progress` and `completed` (recordingStatusCallb
 
 When the Dial ends: with `action`, the action URL gets DialCallStatus (completed | busy | no-answer
 | failed | canceled), DialCallSid (the connected or last-tried leg's CA sid), DialCallDuration,
-DialBridged, and RecordingUrl / RecordingSid / RecordingDuration when recorded, plus the call's
-parameters; its document replaces the rest. Without `action` the next verb runs. The caller
+DialBridged, and RecordingUrl / RecordingSid / RecordingDuration when recorded, DialSipCallId /
+DialSipResponseCode / DialSipHeader_<name> when that leg is a <Sip> (verbs/twiml/sip.py), plus the
+call's parameters; its document replaces the rest. Without `action` the next verb runs. The caller
 hanging up ends the call; the action URL is still told (its answer is not run).
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..flow import NextDocument
 from ..vobiz.element import BOOL, METHOD
 from .element import REL_URL, TwimlVerb, resolve
 from .number import PHONE, Number, leg_params, plain_number
+from .sip import sip_action_params
 from .sids import call_sid, recording_sid, recording_url
 from .record import _events as recording_events
 from .status_callback import final_status, rfc2822
@@ -111,7 +113,8 @@ class Dial(TwimlVerb):
         return DialPlan(targets, caller_id=plain_number(self.caller_id) if self.caller_id and
                         not self.caller_id.startswith("sip") else None,
                         timeout_s=self.timeout, time_limit_s=self.time_limit, hangup_on_star=self.hangup_on_star,
-                        ringback=True, ringback_file=f"tone_stream://{tone};loops=-1" if tone else None)
+                        header_prefix="", ringback=True,     # <Sip>'s headers are named X-... already
+                        ringback_file=f"tone_stream://{tone};loops=-1" if tone else None)
 
     def run(self, call):
         if self.conference is not None:
@@ -141,6 +144,8 @@ class Dial(TwimlVerb):
                   "DialCallSid": call_sid(tried.uuid) if tried else "",
                   "DialBridged": "true" if bridged else "false",
                   "DialCallDuration": str(bridged.duration_s) if bridged else "0"}
+        if tried is not None and tried.target.kind == "sip":
+            fields.update(sip_action_params(tried))
         rec = recording.rec if recording is not None else None
         if rec is not None and rec.finished:
             fields.update(RecordingUrl=recording_url(call.services.public_url, rec.id),
@@ -223,7 +228,8 @@ class LegReports:
             self._send(leg, "answered")
         elif kind == "hangup":
             answered = leg.answered_at is not None
-            code = {"USER_BUSY": 3010, "NO_ANSWER": 3000, "ORIGINATOR_CANCEL": 1000,
-                    "LOSE_RACE": 1000}.get(leg.hangup_cause, 0)
+            # a leg's own ring timeout (leg_timeout) ends it with ALLOTTED_TIMEOUT: not answered
+            code = {"USER_BUSY": 3010, "NO_ANSWER": 3000, "ALLOTTED_TIMEOUT": 6010, "PROGRESS_TIMEOUT": 6010,
+                    "ORIGINATOR_CANCEL": 1000, "LOSE_RACE": 1000}.get(leg.hangup_cause, 0)
             self._send(leg, "completed", CallStatus=final_status(answered, code),
                        CallDuration=str(leg.duration_s))
