@@ -211,6 +211,11 @@ class PgOutbox(OutboxCommon):
             wait_s = min(self.poll_s, self.lease_s / 3)   # leases are renewed in time
             try:
                 self._pass()
+                # a wake-up's pass does not look around: the wait ends when the next look is due,
+                # or the counts could be twice poll_s old (a wake-up just before it was due)
+                due_s = self._look_around_at - time.monotonic()
+                if due_s > 0:
+                    wait_s = min(wait_s, due_s)
             except Exception as exc:
                 if unavailable(exc):
                     self._refused_writes.refused(exc)
