@@ -2,7 +2,8 @@
 
 It is a `recording.Recording` like any other (in the call's records, served at
 `/recordings/<id>.<ext>`), written by FreeSWITCH's `uuid_record` (a media bug, so the document's
-verbs go on untouched). It ends at its time limit (FreeSWITCH stops the bug: RECORD_STOP), at
+verbs go on untouched). It ends at its time limit (a timer stops the bug exactly then, as
+FreeSWITCH's own limit ends on a whole second: `BackgroundRecording.arm_limit`; RECORD_STOP), at
 `stop()` (`DELETE .../Record/`: `uuid_record ... stop`, then the same RECORD_STOP) or at hangup
 (the interpreter calls `on_call_end` for every recording in `call.recordings`). When it ends, the
 callback URL gets Vobiz's Record API callback fields (https://docs.vobiz.ai/call/record-calls/start-recording:
@@ -51,12 +52,13 @@ class ApiRecording(SessionRecording):
         """Attach the recording with `api` (the control connection's `api`); raises RecordingNotStarted."""
         self.follow_stops()
         args = ",".join(f"{k}={v}" for k, v in self.rec_vars.items())
-        reply = api(f"uuid_record {self.call.uuid} start {self.rec.wav_path} {self.limit_s} {{{args}}}")
+        reply = api(f"uuid_record {self.call.uuid} start {self.rec.wav_path} {self.switch_limit_s} {{{args}}}")
         if not reply.startswith("+OK"):
             self.call.session.off_event("RECORD_STOP", self._on_record_stop)
             self.rec.abandon(f"FreeSWITCH refused uuid_record: {reply.strip()}")
             raise RecordingNotStarted(reply.strip())
         self.started = time.monotonic()
+        self.arm_limit()
         self.call.recordings.append(self)   # finished by the interpreter at hangup, like a <Record>'s
         self.call.timeline("recording_started", {"id": self.rec.id, "source": "api"})
 

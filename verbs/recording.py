@@ -14,6 +14,8 @@ import uuid as uuidlib
 from pathlib import Path
 
 import gevent
+from esl_app import CallGone
+
 from .soundfile_threads import soundfile
 
 log = logging.getLogger("callfork.recording")
@@ -125,7 +127,14 @@ class BackgroundRecording:
     mod_audio_fork's SMBF_WRITE_REPLACE bug records the frame before the stream's audio is mixed
     in (switch_core_media.c, the write path). So after such a fork attaches, the recording is
     stopped and started again on the same file, appending (RECORD_APPEND); the one frame or two
-    between the two is lost. The RECORD_STOP the restart causes is not the recording's end."""
+    between the two is lost. The RECORD_STOP the restart causes is not the recording's end.
+
+    A time limit (`limit_s`) is kept here, not by FreeSWITCH: record_session and uuid_record stop
+    at `switch_epoch_time_now(NULL) + limit`, a whole second of the epoch clock, so a limit of n
+    records n less the fraction of the second it started in (switch_ivr_async.c,
+    switch_ivr_record_session_event; tests/fixtures/fs-captures/record-limit.json). FreeSWITCH is
+    given the limit + 1 s (its stop then comes after ours, and still ends the file should callfork
+    go away), and a timer stops the recording `limit_s` after it started (`stop_at_limit`)."""
 
     def __init__(self, call, rec: Recording, limit_s: int | None, rec_vars: dict):
         self.call = call
@@ -134,6 +143,39 @@ class BackgroundRecording:
         self.rec_vars = dict(rec_vars)
         self.started = None
         self._expected_stops = 0
+        self._limit_timer = None
+
+    @property
+    def switch_limit_s(self) -> int:
+        """The limit FreeSWITCH is given (0: none): a second later than ours, as a safety net."""
+        return self.limit_s + 1 if self.limit_s else 0
+
+    def arm_limit(self) -> None:
+        """The recording started (`self.started` set): stop it `limit_s` from now."""
+        if self.limit_s and self._limit_timer is None:
+            self._limit_timer = gevent.spawn_later(self.limit_s, self._limit_reached)
+
+    def disarm_limit(self) -> None:
+        timer, self._limit_timer = self._limit_timer, None
+        if timer is not None and timer is not gevent.getcurrent():
+            timer.kill(block=False)
+
+    def at_limit(self) -> None:
+        """Called just before the timer stops the recording (a subclass names the end reason)."""
+
+    def _limit_reached(self) -> None:
+        if self.rec.finished or self.call.session.gone:
+            return
+        self.at_limit()
+        session = self.call.session
+        try:
+            reply = session.api(f"uuid_record {session.uuid} stop {self.rec.wav_path}")
+        except CallGone:
+            return   # the hangup finishes it (on_call_end)
+        if not reply.startswith("+OK"):
+            # FreeSWITCH stopped it already (its RECORD_STOP finishes it) or the call is going
+            log.info("call %s: recording %s: uuid_record stop at the limit answered %s", self.call.uuid,
+                     self.rec.id, reply.strip())
 
     @property
     def records_written_audio(self) -> bool:
@@ -143,9 +185,10 @@ class BackgroundRecording:
         session = self.call.session
         for name, value in self.rec_vars.items():
             session.set_var(name, value)
-        limit = f" +{self.limit_s}" if self.limit_s else ""
+        limit = f" +{self.switch_limit_s}" if self.limit_s else ""
         session.execute("record_session", f"{self.rec.wav_path}{limit}")
         self.started = time.monotonic()
+        self.arm_limit()
         self.call.timeline("recording_started", {"id": self.rec.id})
 
     def reattach(self) -> None:
@@ -155,9 +198,10 @@ class BackgroundRecording:
             return
         limit = 0
         if self.limit_s:
-            limit = int(self.limit_s - (time.monotonic() - self.started))
-            if limit <= 0:
+            left = self.limit_s - (time.monotonic() - self.started)
+            if left <= 0:
                 return
+            limit = int(left) + 2   # whole seconds, after our own timer's stop (arm_limit)
         variables = dict(self.rec_vars, RECORD_APPEND="true")
         args = ",".join(f"{k}={v}" for k, v in variables.items())
         session = self.call.session
@@ -222,9 +266,13 @@ class SessionRecording(BackgroundRecording):
     def on_call_end(self, complete) -> None:
         self._finish(END_HUNG_UP, wav_duration_ms(self.rec.wav_path))
 
+    def at_limit(self) -> None:
+        self.stop_reason = self.stop_reason or END_MAX_LENGTH
+
     def _finish(self, reason: str, duration_ms) -> None:
         if self.rec.finished:
             return
+        self.disarm_limit()
         self.call.session.off_event("RECORD_STOP", self._on_record_stop)
         self.rec.finish(reason, duration_ms)
         if self.callback_url:
