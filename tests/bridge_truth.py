@@ -28,6 +28,7 @@ if __name__ == "__main__":
     from gevent import monkey
     monkey.patch_all()
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -395,6 +396,20 @@ def subscribed(address, password):
     esl = esl_connect(address, password)
     esl.command("event json ALL")
     return esl
+
+
+@contextlib.contextmanager
+def on_simulator():
+    """A fresh switch_sim and an inbound ESL connection to it subscribed as the captures were: the
+    replay tests run the captured cases on it (tests/test_sim_bridge_truth.py and others)."""
+    from switch_sim import Simulator
+    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
+    conn = subscribed(sim.esl_address, "ClueCon")
+    try:
+        yield conn
+    finally:
+        conn.close()
+        sim.stop()
 
 
 def run(address, password, caller_dtmf, pace: float = 0.3, only=None) -> list[dict]:

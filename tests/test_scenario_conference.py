@@ -13,31 +13,12 @@ the real switch, whose A leg records what it heard). Each speaks one tone from a
 import pytest
 import requests
 
+from conference_support import conference_doc as _doc, windows_with_tones as _windows
 from harness import Stack, switch_modes
-from stream_scenarios import tone, tone_power, rms, write_wav
+from stream_scenarios import tone, write_wav
 from waiting import wait_until
 
 TONES = (400, 700, 1100)
-
-
-def _windows(samples, present, absent, win=0.1, rate=8000):
-    """How many 100 ms windows hold every tone of `present` (each at least 15 % of the energy) and
-    none of `absent` (each under 1 %)."""
-    n = int(win * rate)
-    count = 0
-    for i in range(0, len(samples) - n + 1, n):
-        w = samples[i:i + n]
-        if rms(w) < 300:
-            continue
-        if all(tone_power(w, f) >= 0.15 for f in present) and all(tone_power(w, f) < 0.01 for f in absent):
-            count += 1
-    return count
-
-
-def _doc(stack, room, after="", **attrs):
-    extra = "".join(f' {k}="{v}"' for k, v in attrs.items())
-    return (f'<Response><Conference callbackUrl="{stack.app.url("/conf")}"{extra}>{room}</Conference>'
-            f'{after}</Response>')
 
 
 def _join(stack, count, audio_hz=None, hangup_after=None, keep_heard=False, to="1001"):

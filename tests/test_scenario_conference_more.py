@@ -14,31 +14,12 @@ import pytest
 import requests
 import soundfile
 
+from conference_support import conference_doc as _doc, windows_with_tones as _windows
 from harness import Stack, switch_modes
-from stream_scenarios import rms, tone, tone_power, write_wav
+from stream_scenarios import tone, write_wav
 from waiting import wait_until
 
 PROFILE_ENTER_TONES = (500, 600, 700)       # the stock profile's enter-sound: %(200,0,500,600,700)
-
-
-def _windows(samples, present, absent=(), win=0.1, rate=8000):
-    """100 ms windows holding every tone of `present` (each >= 15 % of the energy) and none of
-    `absent` (each < 1 %)."""
-    n = int(win * rate)
-    count = 0
-    for i in range(0, len(samples) - n + 1, n):
-        w = samples[i:i + n]
-        if rms(w) < 300:
-            continue
-        if all(tone_power(w, f) >= 0.15 for f in present) and all(tone_power(w, f) < 0.01 for f in absent):
-            count += 1
-    return count
-
-
-def _doc(stack, room, after="", **attrs):
-    extra = "".join(f' {k}="{v}"' for k, v in attrs.items())
-    return (f'<Response><Conference callbackUrl="{stack.app.url("/conf")}"{extra}>{room}</Conference>'
-            f'{after}</Response>')
 
 
 def _api(stack, method, path, **kw):

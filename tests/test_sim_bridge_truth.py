@@ -26,14 +26,8 @@ SLACK_S = 1.0          # the timeouts count whole seconds of the clock, as FreeS
 
 @pytest.fixture(scope="module")
 def esl():
-    from switch_sim import Simulator
-    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
-    conn = bridge_truth.subscribed(sim.esl_address, "ClueCon")
-    try:
+    with bridge_truth.on_simulator() as conn:
         yield conn
-    finally:
-        conn.close()
-        sim.stop()
 
 
 @pytest.mark.parametrize("want", CAPTURE["cases"], ids=[c["name"] for c in CAPTURE["cases"]])

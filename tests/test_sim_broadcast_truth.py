@@ -19,14 +19,8 @@ CASES = {case["name"]: case for case in broadcast_truth.cases()}
 @pytest.fixture(scope="module")
 def esl():
     import bridge_truth
-    from switch_sim import Simulator
-    sim = Simulator(socket_target=("127.0.0.1", 9)).start()
-    conn = bridge_truth.subscribed(sim.esl_address, "ClueCon")
-    try:
+    with bridge_truth.on_simulator() as conn:
         yield conn
-    finally:
-        conn.close()
-        sim.stop()
 
 
 @pytest.mark.parametrize("want", CAPTURE["cases"], ids=[c["name"] for c in CAPTURE["cases"]])
