@@ -142,8 +142,8 @@ def register(app, service, check_account) -> None:
             raise ApiError(400, f"language must be a language tag such as en-US; got {language!r}")
         legs = legs_of(body, "legs")
         loop = flag(body, "loop", False)
-        flag(body, "mix", True)   # checked; a speech always replaces the call's audio (live_controls.py)
-        ask(live.speak, uuid, text, voice, language, legs, loop)
+        mix = flag(body, "mix", True)   # applied on a bridged call only (live_controls.py)
+        ask(live.speak, uuid, text, voice, language, legs, loop, mix)
         return jsonify({"api_id": api_id(), "message": "speak started"}), 202
 
     @app.delete(base + "/Speak/")

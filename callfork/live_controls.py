@@ -18,18 +18,23 @@ Recordings are found among the call's own (`ctx.recordings`), so nothing here ke
   two bugs of `legs=both` have different names (FreeSWITCH keeps one displace per path).
   FreeSWITCH runs a displace only on frames the channel writes: callfork makes the idle park
   loop write silence (verbs/idle_audio.py), so a Play is heard between verbs too.
-* Speak: mod_flite is a speech interface, not a file format, so it cannot be displaced: it is
-  `uuid_broadcast <uuid> speak::flite|<voice>|<text> <legs>`, an app queued on the channel. It
-  replaces what the caller hears while it speaks (`mix` cannot apply) and, as every app callfork
-  runs is event-locked, it starts when the app running now ends: at once while the call idles
-  (a stream, a <Wait>, between verbs), after the current prompt otherwise; the document's next
-  verb then waits for it (docs/decisions.md). `loop` speaks it again each time it completes;
-  DELETE breaks it if it is the app running, or as soon as it starts.
-  With `legs=bleg` (or `both`) on a bridged call the B-leg runs it at once, inside the bridge,
-  which FreeSWITCH suspends both ways for the speech's time: the callee hears the speech alone,
-  the caller silence, then the two hear each other again (tests/fixtures/fs-captures/
-  bridge-broadcast.json). The A-leg's part waits for the bridge (the Dial's bridge is
-  event-locked), so `legs=aleg` on a bridged call speaks when the bridge ends.
+* Speak: mod_flite is a speech interface, not a file format, so it cannot be displaced as it is.
+  On a call that is not bridged it is `uuid_broadcast <uuid> speak::flite|<voice>|<text> aleg`, an
+  app queued on the channel. It replaces what the caller hears while it speaks (`mix` cannot
+  apply) and, as every app callfork runs is event-locked, it starts when the app running now ends:
+  at once while the call idles (a stream, a <Wait>, between verbs), after the current prompt
+  otherwise; the document's next verb then waits for it (docs/decisions.md). `loop` speaks it
+  again each time it completes; DELETE breaks it if it is the app running, or as soon as it starts.
+  On a bridged call (a B-leg exists, `bridged_leg`) a broadcast to the A-leg would wait for the
+  end of the <Dial>'s event-locked bridge (tests/fixtures/fs-captures/bridge-broadcast.json), so
+  for `legs=aleg|both` the text is rendered to a WAV by a helper channel
+  (callfork/speech_render.py; ready as late as the speech is long) and displaced as Play does it:
+  on what the A-leg writes (the caller) and, for `both`, on what it reads (`r`: the callee; a
+  second name of the file, a hard link), with `m` per `mix` and `l` per `loop`; DELETE stops the
+  displaces (or drops a speech still being rendered). `legs=bleg` stays a broadcast to the B-leg:
+  it runs at once, inside the bridge, which FreeSWITCH suspends both ways for the speech's time:
+  the callee hears the speech alone, the caller silence, then the two hear each other again
+  (bridge-broadcast.json).
 * DTMF: `uuid_send_dtmf <uuid> <digits>` (`w`/`W`: 0.5 s / 1 s pauses) on the A-leg, the B-leg or both.
 * Record: `verbs.ApiRecording` (`uuid_record`), kept with the call's recordings.
 
@@ -45,6 +50,8 @@ import gevent
 
 from fsargs import quote_api_arg
 from verbs import ApiRecording, RecordingNotStarted
+
+from .speech_render import RenderedSpeech, SpeechFailed, speakable
 
 log = logging.getLogger("callfork.live")
 
@@ -76,6 +83,9 @@ class _Speech:
     loop: bool
     running: bool = False
     stopped: bool = False
+    mix: bool = True
+    rendered: RenderedSpeech | None = None   # a bridged call's speech, displaced once rendered
+    displaces: list = field(default_factory=list)   # (channel uuid, path) it displaces
 
 
 @dataclass
@@ -170,22 +180,75 @@ class LiveControls:
         return stopped
 
     # -- Speak -----------------------------------------------------------------------------------
-    def speak(self, uuid: str, text: str, voice: str, language: str, legs: str, loop: bool) -> None:
+    def speak(self, uuid: str, text: str, voice: str, language: str, legs: str, loop: bool,
+              mix: bool = True) -> None:
         ctx = self.live_call(uuid)
-        self._need_b_leg(uuid, legs)
+        other = self.bridged_leg(uuid)
+        if other is None and legs != "aleg":
+            raise NoBLeg("no B-leg: the call is not bridged")
         flite_voice = ctx.tts_voice(voice, language)
-        arg = f"flite|{flite_voice}|{text}"
         state = self._state(uuid)
-        speech = _Speech(uuid, arg, legs, loop)
-        if legs != "bleg":
-            self._hook_speech_events(ctx, state)
-        state.speeches.append(speech)
+        speech = _Speech(uuid, f"flite|{flite_voice}|{text}", legs, loop, mix=mix)
+        if other is not None and legs != "bleg":
+            words = speakable(text)
+            try:
+                speech.rendered = RenderedSpeech(self._api, self.service.recordings_dir, words, flite_voice)
+            except SpeechFailed as exc:
+                raise ControlFailed(f"FreeSWITCH could not speak: {exc}") from None
+            state.speeches.append(speech)
+            gevent.spawn(self._displace_when_rendered, ctx, state, speech)
+        else:
+            if legs != "bleg":
+                self._hook_speech_events(ctx, state)
+            state.speeches.append(speech)
+            try:
+                self._broadcast(speech)
+            except ControlFailed:
+                state.speeches.remove(speech)
+                raise
+        ctx.timeline("api_speak", {"legs": legs, "loop": loop, "voice": flite_voice, "chars": len(text),
+                                   "rendered": speech.rendered is not None})
+
+    def _displace_when_rendered(self, ctx, state: _CallControls, speech: _Speech) -> None:
+        """A bridged call's speech: once its WAV is complete, displace it on the A-leg as Play does."""
+        rendered = speech.rendered
         try:
-            self._broadcast(speech)
-        except ControlFailed:
-            state.speeches.remove(speech)
-            raise
-        ctx.timeline("api_speak", {"legs": legs, "loop": loop, "voice": flite_voice, "chars": len(text)})
+            if not rendered.wait(lambda: speech.stopped or ctx.session.gone):
+                if not speech.stopped and not ctx.session.gone:
+                    log.error("call %s: the REST Speak was not rendered in time", speech.uuid)
+                return
+            flags = ("l" if speech.loop else "") + ("m" if speech.mix else "")
+            # the callee's part (`r`) under a second name of the file: FreeSWITCH keeps one displace
+            # per path, and file_string:// (Play's way to a second path) opens its later files only
+            # when it reaches them, after the WAV has been removed
+            paths = [(str(rendered.path), "")]
+            if speech.legs == "both":
+                paths.append((str(rendered.another_name()), "r"))
+            for path, side in paths:
+                if speech.stopped:
+                    break
+                leg_flags = flags + side
+                reply = self._api(f"uuid_displace {speech.uuid} start {quote_api_arg(path)} 0"
+                                  + (f" {leg_flags}" if leg_flags else ""))
+                if not reply.startswith("+OK"):
+                    log.error("call %s: the REST Speak could not be played: %s", speech.uuid, reply.strip())
+                    break
+                speech.displaces.append((speech.uuid, path))
+            if speech.stopped:     # a DELETE that came while a displace was starting
+                self._stop_speech_displaces(speech)
+            elif speech.displaces:
+                ctx.timeline("api_speak_playing", {"legs": speech.legs})
+            if speech.loop:
+                # FreeSWITCH seeks the open file to loop it; the simulator opens it again: keep it
+                # until the speech is stopped or the call ends
+                while not speech.stopped and not ctx.session.gone:
+                    gevent.sleep(1.0)
+        except ControlFailed as exc:
+            log.info("call %s: REST Speak: %s", speech.uuid, exc)
+        except Exception:
+            log.exception("call %s: REST Speak failed", speech.uuid)
+        finally:
+            rendered.remove()     # FreeSWITCH plays on from the file it has opened
 
     def _broadcast(self, speech: _Speech) -> None:
         reply = self._api(f"uuid_broadcast {speech.uuid} {quote_api_arg('speak::' + speech.arg)} {speech.legs}")
@@ -206,7 +269,8 @@ class LiveControls:
             return
         data = event.get("Application-Data")
         for speech in state.speeches:
-            if speech.arg != data or speech.legs == "bleg" or speech.running != (not started):
+            if speech.arg != data or speech.legs == "bleg" or speech.rendered is not None \
+                    or speech.running != (not started):
                 continue
             speech.running = started
             if started and speech.stopped:
@@ -236,12 +300,23 @@ class LiveControls:
         speeches = [s for s in state.speeches if not s.stopped]
         for speech in speeches:
             speech.stopped = True
-            if speech.running or speech.legs == "bleg":
+            if speech.rendered is not None:
+                # a speech still being rendered is dropped by _displace_when_rendered
+                self._stop_speech_displaces(speech)
+                if speech in state.speeches:
+                    state.speeches.remove(speech)
+            elif speech.running or speech.legs == "bleg":
                 # the speech is the app running now (with CF_BROADCAST set, uuid_break stops only it)
                 self._api(f"uuid_break {speech.uuid if speech.legs != 'bleg' else self.bridged_leg(uuid) or uuid}")
             # a speech still queued is broken as soon as its CHANNEL_EXECUTE comes (_speech_event)
         ctx.timeline("api_speak_stopped", {"count": len(speeches)})
         return len(speeches)
+
+    def _stop_speech_displaces(self, speech: _Speech) -> None:
+        while speech.displaces:
+            channel, path = speech.displaces.pop()
+            # -ERR when it already played out: nothing to stop
+            self._api(f"uuid_displace {channel} stop {quote_api_arg(path)}")
 
     # -- DTMF ------------------------------------------------------------------------------------
     def send_dtmf(self, uuid: str, digits: str, leg: str) -> None:
