@@ -19,7 +19,9 @@ https://docs.vobiz.ai/call/dtmf/send-digits, https://docs.vobiz.ai/call/record-c
 the API's JSON `{"api_id", "error"}`: 404 for a call that is not live (unknown or ended) or not
 answered yet (Vobiz: "the call must be in-progress"), 400 for bad
 input (a bad URL or one that is not audio, bad digits, a bad legs value, no text, `legs=bleg|both`
-on a call that is not bridged). What each control does on FreeSWITCH is callfork/live_controls.py.
+on a call that is not bridged), 503 for Speak to the caller of a bridged call while this node's drain
+keeps FreeSWITCH paused (its speech needs a helper loopback channel). What each control does on
+FreeSWITCH is callfork/live_controls.py.
 Handlers only validate and ask `service.live`; they never touch the call themselves.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from flask import jsonify
 from webhooks import UrlError, clean_url
 
 from .api_objects import ApiError, api_id, callback_target, read_body, truthy
-from .live_controls import LEGS, CallNotLive, ControlFailed, NoBLeg, NotInProgress
+from .live_controls import LEGS, CallNotLive, CannotRenderNow, ControlFailed, NoBLeg, NotInProgress
 
 log = logging.getLogger("callfork.api")
 
@@ -61,6 +63,9 @@ def register(app, service, check_account) -> None:
         except ControlFailed as exc:
             log.error("call %s: %s", kwargs.get("uuid") or (args[0] if args else "?"), exc)
             raise ApiError(500, str(exc)) from None
+        except CannotRenderNow as exc:
+            log.warning("call %s: %s", kwargs.get("uuid") or (args[0] if args else "?"), exc)
+            raise ApiError(503, str(exc)) from None
 
     def legs_of(body: dict, *names: str) -> str:
         value = next((body[n] for n in names if body.get(n) not in (None, "")), "aleg")

@@ -51,6 +51,7 @@ import gevent
 from fsargs import quote_api_arg
 from verbs import ApiRecording, RecordingNotStarted
 
+from .drain import InboundPaused
 from .speech_render import RenderedSpeech, SpeechFailed, speakable
 
 log = logging.getLogger("callfork.live")
@@ -73,6 +74,11 @@ class NoBLeg(ValueError):
 
 class ControlFailed(RuntimeError):
     """FreeSWITCH refused a command (its reply is in the message)."""
+
+
+class CannotRenderNow(RuntimeError):
+    """Speech to a bridged caller is rendered by a helper loopback channel, which cannot be made
+    while this node's drain keeps FreeSWITCH paused for inbound channels (callfork/drain.py)."""
 
 
 @dataclass
@@ -191,6 +197,11 @@ class LiveControls:
         speech = _Speech(uuid, f"flite|{flite_voice}|{text}", legs, loop, mix=mix)
         if other is not None and legs != "bleg":
             words = speakable(text)
+            try:
+                self.service.drain.check_loopback()
+            except InboundPaused as exc:
+                raise CannotRenderNow(f"speech to a bridged caller cannot be rendered now: {exc}; "
+                                      "speak to legs=bleg, or after the bridge") from None
             try:
                 speech.rendered = RenderedSpeech(self._api, self.service.recordings_dir, words, flite_voice)
             except SpeechFailed as exc:

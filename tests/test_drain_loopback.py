@@ -6,7 +6,8 @@ callfork does not dial it: a <Dial> whose legs are all loopback ends at once wit
 (Vobiz, and TwiML's DialCallStatus through the same Dialer), logged with the call's UUID; a Dial that
 also has a `sofia/...` leg rings that one, which works during the drain; a conference Speak to chosen
 members (rendered by a helper loopback channel) answers 503 with a message, while Speak to `all`
-(no helper) is queued.
+(no helper) is queued; so does a REST Speak to the caller of a bridged call (rendered the same way),
+while one to the callee is queued.
 
 A live call is drained under (Service.drain, in-process), then sent to the Dial documents by a
 REST transfer. The real-switch test pauses the whole switch: run it under
@@ -145,3 +146,29 @@ def test_a_dial_to_loopback_fails_at_once_during_a_drain_on_freeswitch():
             reply = stack.service.control.api("fsctl resume inbound")
             assert reply.startswith("+OK"), reply
             assert stack.service.control.api("fsctl pause_check inbound").strip() == "false"
+
+
+def test_rest_speech_to_a_bridged_caller_is_refused_during_a_drain_and_to_the_callee_is_queued():
+    """A bridged caller's REST Speak is rendered by a helper loopback channel (callfork/speech_render.py),
+    which a paused switch cannot make: 503 with a message, no helper started; legs=bleg needs none."""
+    stack, _prefix = dial_stack(False)
+    with stack:
+        stack.app.document("/answer", f'<Response><Dial timeout="{RING_S}"><User>sip:agent@example.com</User>'
+                                      f'</Dial></Response>')
+        reply = stack.sim.run_api("sim_callee", json.dumps({"match": "sip:agent@example.com", "answer_after": 0.2,
+                                                            "hangup_after": 60}))
+        assert reply.startswith("+OK"), reply
+        _call, uuid = _live_call(stack)
+        wait_until(lambda: stack.service.live.bridged_leg(uuid), 15, "the caller bridged to the SIP callee")
+        _drain(stack)
+
+        def speak(legs):
+            return requests.post(stack.api_url(f"/Call/{uuid}/Speak/"), headers=stack.api_headers(), timeout=10,
+                                 json={"text": "hello there", "legs": legs})
+        for legs in ("aleg", "both"):
+            refused = speak(legs)
+            assert refused.status_code == 503, refused.text
+            assert "FreeSWITCH is paused for inbound channels" in refused.json()["error"], refused.text
+        assert not [c for c in stack.sim.channels.values() if c.name.startswith("loopback/")], "a helper was started"
+        queued = speak("bleg")
+        assert queued.status_code == 202, queued.text
