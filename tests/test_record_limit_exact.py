@@ -70,3 +70,21 @@ def test_record_session_max_length_is_exact(tmp_path, real_fs):
         assert abs(file_ms - duration_ms) <= 100, (file_ms, duration_ms)
         assert windows_with(data[:, 1], 900, rate=rate) >= 20            # what the caller heard
         call.wait(30)
+
+
+@switch_modes()
+def test_record_max_length_is_exact(tmp_path, real_fs):
+    """The voicemail form (FreeSWITCH's `record` app) stops at maxLength too, with the caller still speaking."""
+    with Stack(real=real_fs) as stack:
+        docs = Docs(stack)
+        docs.add("1", f'<Response><Record maxLength="{LIMIT_S}" playBeep="false" fileFormat="wav" '
+                      f'action="{docs.url("/ra")}" redirect="false"/><Wait length="3"/></Response>')
+        call = _call(stack, tmp_path, seconds=9)
+        done = stack.app.wait_path("/ra", timeout=20)[0].form
+        assert done["Event"] == "Record" and done["RecordingEndReason"] == "maxLength", done
+        duration_ms = int(done["RecordingDurationMs"])
+        assert LOW_MS <= duration_ms <= HIGH_MS, done
+        file_ms, data, rate = _file_ms(stack, done["RecordUrl"])
+        assert LOW_MS <= file_ms <= HIGH_MS, file_ms
+        assert windows_with(data[:, 0], CALLER_HZ, rate=rate) >= 20
+        call.wait(30)

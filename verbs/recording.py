@@ -280,3 +280,48 @@ class SessionRecording(BackgroundRecording):
 
     def callback_params(self) -> dict:
         return self.rec.record_params("RecordStop")
+
+
+class RecordAppLimit:
+    """FreeSWITCH's `record` app (a blocking <Record>) ends at its limit `limit_s` exactly: with the
+    limit given to the app, it stops once `switch_epoch_time_now(NULL) - start > limit` in whole
+    seconds (switch_ivr_play_say.c, switch_ivr_record_file_event), limit to limit + 1 s after it
+    started. Used as `with RecordAppLimit(call, rec, limit_s) as limit:` around executing
+    `record <path> {limit.switch_limit_s} ...`: FreeSWITCH gets a second more (its own stop then
+    comes well after ours), and `limit_s` after the app's RECORD_START a timer ends the app with
+    `uuid_break` (CF_BREAK: the app returns, no digit, no silence: the end reads as maxLength).
+    The timer is cancelled when the block ends; a silence or key ending the app within the
+    milliseconds before the timer's uuid_break reaches FreeSWITCH would let that break reach the
+    next app."""
+
+    def __init__(self, call, rec: Recording, limit_s: int):
+        self.call = call
+        self.path = str(rec.wav_path)
+        self.limit_s = limit_s
+        self.switch_limit_s = limit_s + 1
+        self._timer = None
+        self._done = False
+
+    def __enter__(self) -> "RecordAppLimit":
+        self.call.session.on_event("RECORD_START", self._on_start)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done = True
+        self.call.session.off_event("RECORD_START", self._on_start)
+        if self._timer is not None:
+            self._timer.kill(block=False)
+
+    def _on_start(self, event) -> None:
+        # runs in the ESL dispatch greenlet: never block here
+        if event.get("Record-File-Path") == self.path and self._timer is None and not self._done:
+            self._timer = gevent.spawn_later(self.limit_s, self._break)
+
+    def _break(self) -> None:
+        session = self.call.session
+        if self._done or session.gone:
+            return
+        try:
+            session.api(f"uuid_break {session.uuid}")
+        except CallGone:
+            pass

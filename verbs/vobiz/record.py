@@ -6,8 +6,8 @@ from esl_app import CallGone, ESLTimeout
 
 from ..base import Attr, AttrError, Custom, Enum, Int, Text
 from ..flow import NextDocument
-from ..recording import (END_HUNG_UP, END_KEY, END_MAX_LENGTH, END_TIMEOUT, Recording, SessionRecording,
-                         wav_duration_ms)
+from ..recording import (END_HUNG_UP, END_KEY, END_MAX_LENGTH, END_TIMEOUT, Recording, RecordAppLimit,
+                         SessionRecording, wav_duration_ms)
 from .element import BOOL, HTTP_URL, METHOD, VobizVerb
 
 
@@ -135,10 +135,10 @@ class Record(VobizVerb):
         call.session.set_var("playback_terminators", self.finish_on_key or "none")
         rec = Recording(call, self.file_format, "voicemail")
         gone = None
-        with call.session.subscribe("RECORD_STOP") as stops:
+        with call.session.subscribe("RECORD_STOP") as stops, RecordAppLimit(call, rec, self.max_length) as limit:
             try:
                 done = call.session.execute(
-                    "record", f"{rec.wav_path} {self.max_length} {SILENCE_THRESHOLD} {self.timeout}")
+                    "record", f"{rec.wav_path} {limit.switch_limit_s} {SILENCE_THRESHOLD} {self.timeout}")
                 call.session.set_var("playback_terminators", "none")
                 rec.digits = done.get("variable_playback_terminator_used") or ""
                 record_ms = _int(done.get("variable_record_ms"))
