@@ -14,15 +14,21 @@ port), `"busy"` (100, then 486 Busy Here) or `"never"` (100, 180, then nothing u
 it answers 200 and the INVITE 487). While answered it sends RTP: PCMU, one 20 ms packet per 20 ms
 of real time, a sine of `tone_hz` (silence when None), and records the PCMU it receives.
 
+With `early_media=True` an answering phone sends 183 Session Progress with its SDP instead of 180
+(RTP flows both ways from then on, `call.early_at` is its time) and its 200 OK `answer_after`
+seconds later. It offers telephone-event (RFC 4733, the payload type of the INVITE's offer) as well
+as PCMU, and keeps each telephone event it receives, once: `call.dtmf` lists
+`Dtmf(digit, early)`, `early` when it came before the 200 OK.
+
 It answers ACK, BYE (200), CANCEL (200, and 487 to a ringing INVITE), a re-INVITE (200 with the
 same SDP), OPTIONS and INFO (200), anything else 501. A retransmitted request gets the response
 already sent for it again (nothing else happens twice); a 200 to an INVITE is resent until its ACK
 comes (RFC 3261 13.3.1.4); every reply goes to the address the request came from (what rport asks).
 Its own BYE is resent until answered. `stop()` hangs up what is still up.
 
-What it does not do: authentication, TCP or TLS, SRTP, codecs other than PCMU, DTMF, early media,
-forking, Record-Route (it sends in-dialog requests straight to where the INVITE came from), nor
-checks any SIP syntax beyond what it reads.
+What it does not do: authentication, TCP or TLS, SRTP, codecs other than PCMU, sending DTMF,
+reliable provisional responses (100rel), forking, Record-Route (it sends in-dialog requests straight
+to where the INVITE came from), nor checks any SIP syntax beyond what it reads.
 """
 from __future__ import annotations
 
@@ -32,6 +38,7 @@ import re
 import struct
 import time
 import uuid
+from typing import NamedTuple
 
 import gevent
 import gevent.event
@@ -133,6 +140,20 @@ def _sdp_media(body: bytes):
     return (host.group(1), int(media.group(1))), "0" in media.group(2).split()
 
 
+def _telephone_event_pt(body: bytes):
+    """The payload type the SDP gives telephone-event/8000, or None."""
+    match = re.search(r"^a=rtpmap:(\d+) telephone-event/8000", body.decode("ascii", "replace"), re.M | re.I)
+    return int(match.group(1)) if match else None
+
+
+EVENT_DIGITS = "0123456789*#ABCD"   # RFC 4733 DTMF events 0-15
+
+
+class Dtmf(NamedTuple):
+    digit: str
+    early: bool                     # received before the phone's 200 OK
+
+
 # -- calls --------------------------------------------------------------------------------------
 
 class Call:
@@ -144,6 +165,10 @@ class Call:
         self.state = "ringing"          # ringing | answered | refused | cancelled | ended
         self.ended_by = ""              # "phone" (its BYE) or "remote" (the switch's BYE)
         self.answered_at = None         # time.monotonic() of its 200 OK
+        self.early_at = None            # time.monotonic() of its 183 with SDP (early_media)
+        self.dtmf: list = []            # Dtmf(digit, early) of each telephone event received
+        self.te_pt = _telephone_event_pt(invite.body)
+        self._last_event = None         # (RTP timestamp, event) of the last telephone event
         self.requests: list = []        # the methods of every request received in this call
         self.acked = gevent.event.Event()
         self.ended = gevent.event.Event()
@@ -172,17 +197,25 @@ class Call:
     def heard_seconds(self) -> float:
         return sum(len(c) for c in self._chunks) / RATE
 
+    def digits(self, early=None) -> str:
+        """The telephone events received (only those before, or after, the 200 OK with `early`)."""
+        return "".join(d.digit for d in self.dtmf if early is None or d.early == early)
+
     def sdp(self) -> bytes:
         session = self._session_id
+        te = self.te_pt
+        payloads = "0" if te is None else f"0 {te}"
+        events = "" if te is None else f"a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"
         return ("v=0\r\n"
                 f"o=callfork-phone {session} {session} IN IP4 127.0.0.1\r\n"
                 "s=callfork test phone\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-                f"m=audio {self.rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n"
-                "a=sendrecv\r\n").encode()
+                f"m=audio {self.rtp_port} RTP/AVP {payloads}\r\na=rtpmap:0 PCMU/8000\r\n{events}"
+                "a=ptime:20\r\na=sendrecv\r\n").encode()
 
     # -- media ----------------------------------------------------------------------------------
     def start_media(self):
-        self._greenlets += [gevent.spawn(self._send_rtp), gevent.spawn(self._receive_rtp)]
+        if not self._greenlets:
+            self._greenlets += [gevent.spawn(self._send_rtp), gevent.spawn(self._receive_rtp)]
 
     def stop_media(self):
         gevent.killall(self._greenlets)
@@ -209,12 +242,25 @@ class Call:
     def _receive_rtp(self):
         while True:
             data = self.rtp.recv(2048)
-            if len(data) < 12 or data[1] & 0x7F != 0:       # PCMU only (not CN, telephone-event)
+            if len(data) < 12 or data[1] & 0x7F not in (0, self.te_pt):   # PCMU, telephone-event
                 continue
             offset = 12 + 4 * (data[0] & 0x0F)
             if data[0] & 0x10 and len(data) >= offset + 4:   # a header extension
                 offset += 4 + 4 * struct.unpack("!H", data[offset + 2:offset + 4])[0]
-            self._chunks.append(data[offset:])
+            if data[1] & 0x7F == 0:
+                if self.answered:
+                    self._chunks.append(data[offset:])
+                continue
+            # RFC 4733: an event's first packet has the marker bit; its packets share its RTP
+            # timestamp (its end is sent three times). Two events may share a timestamp when the
+            # sender wrote no audio between them: a new one is its marker or another (timestamp, event).
+            if len(data) < offset + 4 or data[offset] >= len(EVENT_DIGITS):
+                continue
+            event = (struct.unpack("!I", data[4:8])[0], data[offset])
+            if data[1] & 0x80 or event != self._last_event:
+                self._last_event = event
+                self.dtmf.append(Dtmf(EVENT_DIGITS[data[offset]], not self.answered))
+                self.phone._changed.set()
 
     # -- requests the phone sends -----------------------------------------------------------------
     def request(self, method: str) -> SipMessage:
@@ -233,10 +279,11 @@ class SipPhone:
     """The phone: see the module's docstring. `calls` are in the order their INVITEs arrived."""
 
     def __init__(self, *, answer: str = "answer", answer_after: float = 0.0, tone_hz: float | None = 700.0,
-                 user: str = "alice"):
+                 user: str = "alice", early_media: bool = False):
         if answer not in ("answer", "busy", "never"):
             raise ValueError(f"answer must be answer, busy or never, not {answer!r}")
         self.answer, self.answer_after, self.tone_hz, self.user = answer, answer_after, tone_hz, user
+        self.early_media = early_media
         self.calls: list = []
         self._by_id: dict = {}
         self._responses: dict = {}      # (Call-ID, CSeq, method) -> the last response sent for it
@@ -412,7 +459,12 @@ class SipPhone:
         if not pcmu:
             self._final(call, 488, "Not Acceptable Here", "refused")
             return
-        self._respond(invite, source, 180, "Ringing", call)
+        if self.early_media and self.answer == "answer":
+            self._respond(invite, source, 183, "Session Progress", call, call.sdp())
+            call.early_at = time.monotonic()
+            call.start_media()
+        else:
+            self._respond(invite, source, 180, "Ringing", call)
         if self.answer == "answer":
             self._greenlets.append(gevent.spawn_later(self.answer_after, self._answer, call))
 
@@ -427,6 +479,8 @@ class SipPhone:
 
     def _final(self, call: Call, status: int, reason: str, state: str):
         call.state = state
+        if call.early_at is not None:
+            call.stop_media()
         self._respond(call.invite, call.source, status, reason, call)
         call.ended.set()
         self._changed.set()
