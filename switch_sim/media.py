@@ -87,24 +87,65 @@ class ArraySource(Source):
 
 
 class ConcatSource(Source):
-    """file_string://: the parts one after the other, one file handle for FreeSWITCH."""
+    """file_string://: the parts one after the other, one file handle for FreeSWITCH.
 
-    def __init__(self, parts):
+    As mod_dptools' file_string does, a part is opened only when the one before it has ended (the
+    first at open time), so a file removed meanwhile is skipped when its turn comes; each open,
+    close and failed open fires a CUSTOM filestring::open / close / fail event (header `File`: the
+    part as written) through the loader's `notify`. When the part at index 0 opened, FreeSWITCH
+    plays 250 ms of samples of -1 (near silence) before it. Captured:
+    tests/fixtures/fs-captures/file-string.json."""
+
+    LEAD_SAMPLES = RATE // 1000 * 250
+
+    def __init__(self, items, open_part, notify):
         super().__init__()
-        self.parts = list(parts)
+        self.items = list(items)
+        self.open_part = open_part     # item -> Source (raises MediaError)
+        self.notify = notify           # (subclass, item) -> None
+        self.index = -1
+        self.part = None
+        self.lead = 0
+        if not self._next():
+            raise MediaError('file_string: nothing playable in %s' % '!'.join(self.items))
+        if self.index == 0:
+            self.lead = self.LEAD_SAMPLES
+
+    def _next(self) -> bool:
+        """mod_dptools' next_file: close the current part, open the next one that opens."""
+        if self.part is not None:
+            self.notify('filestring::close', self.items[self.index])
+            self.part = None
+        while True:
+            self.index += 1
+            if self.index >= len(self.items):
+                return False
+            item = self.items[self.index]
+            try:
+                self.part = self.open_part(item)
+            except MediaError as exc:
+                log.warning('file_string: cannot open %s: %s', item, exc)
+                self.notify('filestring::fail', item)
+                continue
+            self.notify('filestring::open', item)
+            return True
 
     def _read(self, n):
         out = []
         need = n
-        while need > 0 and self.parts:
-            part = self.parts[0]
-            before = part.position
-            chunk = part.read(need)
-            got = part.position - before
+        if self.lead:
+            take = min(need, self.lead)
+            out.append(np.full(take, -1, dtype=np.int16))
+            self.lead -= take
+            need -= take
+        while need > 0 and self.part is not None:
+            before = self.part.position
+            chunk = self.part.read(need)
+            got = self.part.position - before
             out.append(chunk[:got])
             need -= got
-            if part.done:
-                self.parts.pop(0)
+            if self.part.done:
+                self._next()
         if not out:
             return np.zeros(0, dtype=np.int16)
         return np.concatenate(out)
@@ -113,9 +154,11 @@ class ConcatSource(Source):
 class MediaLoader:
     """Loads and caches audio files as 8 kHz mono int16 arrays (owned by one Simulator)."""
 
-    def __init__(self, media_dir: str | None = None, max_entries: int = 64):
+    def __init__(self, media_dir: str | None = None, max_entries: int = 64, notify=None):
         self.media_dir = media_dir
         self.max_entries = max_entries
+        # (subclass, file) -> None: fires file_string's CUSTOM filestring::* events (the Simulator's)
+        self.notify = notify or (lambda subclass, item: None)
         self._cache: dict[tuple, np.ndarray] = {}
 
     def resolve(self, path: str, prefix: str | None = None) -> str:
@@ -321,17 +364,8 @@ def open_source(path: str, loader: MediaLoader, variables: dict | None = None) -
     if path.startswith('silence_stream://'):
         return _silence_stream(path[len('silence_stream://'):])
     if path.startswith('file_string://'):
-        parts = []
-        for item in path[len('file_string://'):].split('!'):
-            if not item:
-                continue
-            try:
-                parts.append(open_source(item, loader, variables))
-            except MediaError as exc:
-                log.warning('file_string: skipping %s: %s', item, exc)
-        if not parts:
-            raise MediaError('file_string: nothing playable in %s' % path)
-        return ConcatSource(parts)
+        items = [item for item in path[len('file_string://'):].split('!') if item]
+        return ConcatSource(items, lambda item: open_source(item, loader, variables), loader.notify)
     if path.startswith('tts://'):
         engine, voice, text = parse_tts(path[len('tts://'):], variables.get('tts_engine'),
                                         variables.get('tts_voice'))

@@ -46,7 +46,7 @@ class Simulator:
         self.socket_target = (socket_target[0], int(socket_target[1]))
         self.socket_flags = socket_flags      # the dialplan's `socket` flags (FreeSWITCH: async full)
         self.events = EventFactory(str(uuid_mod.uuid4()), hostname=hostname)
-        self.media = MediaLoader(media_dir)
+        self.media = MediaLoader(media_dir, notify=self._file_string_event)
         self.channels: dict[str, Channel] = {}
         self.listeners: list = []
         self.apis: dict = dict(CORE_APIS)
@@ -106,6 +106,12 @@ class Simulator:
     def remove_listener(self, listener) -> None:
         if listener in self.listeners:
             self.listeners.remove(listener)
+
+    def _file_string_event(self, subclass: str, item: str) -> None:
+        """mod_dptools' CUSTOM filestring::open / close / fail (no channel headers; `File`: the part)."""
+        ev = self.events.new('CUSTOM', subclass=subclass)
+        ev.add('File', item)
+        self.deliver(ev)
 
     def deliver(self, ev, divert_to=None) -> None:
         if divert_to is not None:
