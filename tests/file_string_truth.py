@@ -12,9 +12,9 @@ nothing: the control). The case ends when the playback's EXECUTE_COMPLETE came (
 the displace's bug has gone (the same `start` again answers +OK, then is stopped; as
 tests/displace_truth.py probes). Kept: the API replies, the channel's PLAYBACK_START / PLAYBACK_STOP
 (Playback-Status, Playback-File-Path) and the playback's EXECUTE / EXECUTE_COMPLETE
-(Application-Response), the CUSTOM filestring::open / close / fail events (File), the variables
-playback_last_result-like ones of the EXECUTE_COMPLETE, after how long the bug went, and what the
-channel wrote per 200 ms (dominant frequency, 0 for silence).
+(Application-Response), the CUSTOM filestring::open / close / fail events (File), each with its
+time after the command, after how long the bug went, and what the channel wrote per 200 ms
+(dominant frequency, 0 for silence).
 
 What it showed (mod_dptools' file_string: `next_file` opens a part only when the previous one
 ended; one that cannot be opened fires filestring::fail and is skipped): a file deleted after the
