@@ -13,26 +13,13 @@ the real switch, whose A leg records what it heard). Each speaks one tone from a
 import pytest
 import requests
 
-from conference_support import conference_doc as _doc, windows_with_tones as _windows
+from conference_support import conference_doc as _doc, enters as _enters, join_room as _join, \
+    windows_with_tones as _windows
 from harness import Stack, switch_modes
 from stream_scenarios import tone, write_wav
 from waiting import wait_until
 
 TONES = (400, 700, 1100)
-
-
-def _join(stack, count, audio_hz=None, hangup_after=None, keep_heard=False, to="1001"):
-    """Place a caller and wait until the room has seen `count` ConferenceEnter callbacks."""
-    script = {"hangup_after": hangup_after, "keep_heard": keep_heard}
-    if audio_hz:
-        script["audio"] = write_wav(stack.data_dir / f"tone-{audio_hz}.wav", tone(audio_hz, 30, level=9000))
-    call = stack.call(to=to, **script)
-    stack.app.wait_event("ConferenceEnter", timeout=20, count=count, path="/conf")
-    return call
-
-
-def _enters(stack):
-    return [r.form for r in stack.app.events("ConferenceEnter", path="/conf")]
 
 
 def _exits(stack):

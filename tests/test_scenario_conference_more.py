@@ -14,9 +14,10 @@ import pytest
 import requests
 import soundfile
 
-from conference_support import conference_doc as _doc, windows_with_tones as _windows
+from conference_support import conference_doc as _doc, enters as _enters, join_room as _join, \
+    windows_with_tones as _windows
 from harness import Stack, switch_modes
-from stream_scenarios import tone, write_wav
+from stream_scenarios import tone
 from waiting import wait_until
 
 PROFILE_ENTER_TONES = (500, 600, 700)       # the stock profile's enter-sound: %(200,0,500,600,700)
@@ -24,19 +25,6 @@ PROFILE_ENTER_TONES = (500, 600, 700)       # the stock profile's enter-sound: %
 
 def _api(stack, method, path, **kw):
     return requests.request(method, stack.api_url(path), headers=stack.api_headers(), timeout=30, **kw)
-
-
-def _join(stack, count, to, audio_hz=None, **script):
-    """Place a caller (speaking `audio_hz`, or silent) and wait for the room's `count`th enter."""
-    if audio_hz:
-        script["audio"] = write_wav(stack.data_dir / f"tone-{audio_hz}.wav", tone(audio_hz, 30, level=9000))
-    call = stack.call(to=to, **script)
-    stack.app.wait_event("ConferenceEnter", timeout=20, count=count, path="/conf")
-    return call
-
-
-def _enters(stack):
-    return [r.form for r in stack.app.events("ConferenceEnter", path="/conf")]
 
 
 def _serve_tone(stack, path, hz, seconds):
@@ -57,8 +45,8 @@ def test_muted_attribute_the_member_hears_but_is_not_heard(real_fs):
     with Stack(real=real_fs) as stack:
         _by_to(stack, {"1001": _doc(stack, "quiet room", stayAlone="true", beep="false", muted="true"),
                        "1002": _doc(stack, "quiet room", stayAlone="true", beep="false")})
-        muted = _join(stack, 1, "1001", 400, hangup_after=9, keep_heard=True)
-        other = _join(stack, 2, "1002", 700, hangup_after=9, keep_heard=True)
+        muted = _join(stack, 1, 400, to="1001", hangup_after=9, keep_heard=True)
+        other = _join(stack, 2, 700, to="1002", hangup_after=9, keep_heard=True)
         room = _api(stack, "GET", "/Conference/quiet room/").json()
         flags = {m["call_uuid"]: m["muted"] for m in room["members"]}
         enters = _enters(stack)
@@ -74,8 +62,8 @@ def test_rest_unmute_lets_a_muted_member_be_heard(real_fs):
     with Stack(real=real_fs) as stack:
         _by_to(stack, {"1001": _doc(stack, "unmute room", stayAlone="true", beep="false", muted="true"),
                        "1002": _doc(stack, "unmute room", stayAlone="true", beep="false")})
-        _join(stack, 1, "1001", 400, hangup_after=10)
-        other = _join(stack, 2, "1002", hangup_after=10, keep_heard=True)
+        _join(stack, 1, 400, to="1001", hangup_after=10)
+        other = _join(stack, 2, to="1002", hangup_after=10, keep_heard=True)
         member = _enters(stack)[0]["ConferenceMemberID"]
         reply = _api(stack, "DELETE", f"/Conference/unmute room/Member/{member}/Mute/")
         assert reply.status_code == 204, reply.text
@@ -93,10 +81,10 @@ def test_start_conference_on_enter_false_waits_for_a_member_who_starts_it(real_f
         _by_to(stack, {"1001": _doc(stack, "waiting room", **waiting),
                        "1002": _doc(stack, "waiting room", **waiting),
                        "1003": _doc(stack, "waiting room", stayAlone="true", beep="false")})
-        first = _join(stack, 1, "1001", 400, hangup_after=12, keep_heard=True)
-        _join(stack, 2, "1002", 700, hangup_after=14)
+        first = _join(stack, 1, 400, to="1001", hangup_after=12, keep_heard=True)
+        _join(stack, 2, 700, to="1002", hangup_after=14)
         # both wait: neither hears the other. Then a member who starts the room enters
-        _join(stack, 3, "1003", 1100, hangup_after=12)
+        _join(stack, 3, 1100, to="1003", hangup_after=12)
         first.wait(30)
         heard = first.heard()
         # before the third member, the second's tone alone would be heard if the room had started
@@ -111,8 +99,8 @@ def test_enter_and_exit_sounds_are_played_to_the_room(real_fs):
         leave = _serve_tone(stack, "/exit.wav", 1300, 1.0)
         doc = _doc(stack, "sound room", stayAlone="true", enterSound=enter, exitSound=leave)
         _by_to(stack, {"1001": doc, "1002": doc})
-        staying = _join(stack, 1, "1001", hangup_after=12, keep_heard=True)
-        _join(stack, 2, "1002", hangup_after=4)
+        staying = _join(stack, 1, to="1001", hangup_after=12, keep_heard=True)
+        _join(stack, 2, to="1002", hangup_after=4)
         stack.app.wait_event("ConferenceExit", timeout=20, path="/conf")
         staying.wait(30)
         heard = staying.heard()
@@ -126,8 +114,8 @@ def test_beep_false_is_silent_and_the_default_beeps(real_fs, beep):
     with Stack(real=real_fs) as stack:
         doc = _doc(stack, "beep room", stayAlone="true", beep=beep)
         _by_to(stack, {"1001": doc, "1002": doc})
-        staying = _join(stack, 1, "1001", hangup_after=8, keep_heard=True)
-        _join(stack, 2, "1002", hangup_after=3)
+        staying = _join(stack, 1, to="1001", hangup_after=8, keep_heard=True)
+        _join(stack, 2, to="1002", hangup_after=3)
         stack.app.wait_event("ConferenceExit", timeout=20, path="/conf")
         staying.wait(30)
         beeps = _windows(staying.heard(), PROFILE_ENTER_TONES)
@@ -144,8 +132,8 @@ def test_stay_alone_false_puts_the_last_member_out(real_fs):
         doc = _doc(stack, "pair room", after=after, beep="false")       # stayAlone: false by default
         _by_to(stack, {"1001": doc, "1002": doc})
         stack.app.document("/after", "<Response><Hangup/></Response>")
-        staying = _join(stack, 1, "1001", hangup_after=60)
-        _join(stack, 2, "1002", hangup_after=3)
+        staying = _join(stack, 1, to="1001", hangup_after=60)
+        _join(stack, 2, to="1002", hangup_after=3)
         stack.app.wait_path("/after", timeout=20)
         first = _enters(stack)[0]
         assert [r.form["CallUUID"] for r in list(stack.app.requests) if r.path == "/after"] == [first["CallUUID"]]
@@ -161,8 +149,8 @@ def test_rest_play_to_one_member_is_heard_by_that_member_only(real_fs):
         music = _serve_tone(stack, "/music.wav", 900, 3.0)
         doc = _doc(stack, "play room", stayAlone="true", beep="false")
         _by_to(stack, {"1001": doc, "1002": doc})
-        target = _join(stack, 1, "1001", hangup_after=10, keep_heard=True)
-        other = _join(stack, 2, "1002", hangup_after=10, keep_heard=True)
+        target = _join(stack, 1, to="1001", hangup_after=10, keep_heard=True)
+        other = _join(stack, 2, to="1002", hangup_after=10, keep_heard=True)
         member = _enters(stack)[0]["ConferenceMemberID"]
         reply = _api(stack, "POST", f"/Conference/play room/Member/{member}/Play/", json={"url": music})
         assert reply.status_code == 202 and reply.json()["member_id"] == [member], reply.text
