@@ -31,3 +31,24 @@ def channel(response, n: int) -> np.ndarray:
 
 def channels(response) -> int:
     return soundfile.info(io.BytesIO(response.content)).channels
+
+
+def dial_events(stack, path="/dial-events"):
+    """The forms of the Dial callbackUrl requests at `path` so far."""
+    return [r.form for r in list(stack.app.requests) if r.path == path]
+
+
+def wait_dial_events(stack, count, path="/dial-events", timeout=30):
+    """The Dial callbackUrl requests at `path`, once there are at least `count`."""
+    assert stack.app.wait_for(lambda: len(dial_events(stack, path)) >= count, timeout), \
+        [f.get("Event") for f in dial_events(stack, path)]
+    return dial_events(stack, path)
+
+
+def hangup_of(stack, call_uuid, timeout=20):
+    """The Hangup webhook of one call (the callee's own call posts one to the same URL)."""
+    def find():
+        return [r.form for r in list(stack.app.requests)
+                if r.path == "/hangup" and r.form.get("CallUUID") == call_uuid]
+    assert stack.app.wait_for(find, timeout), f"no Hangup webhook for {call_uuid}"
+    return find()[0]

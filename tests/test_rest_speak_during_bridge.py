@@ -12,7 +12,7 @@ that are not mostly the marker's tone.
 import pytest
 import requests
 
-from dial_support import CALLEE_HZ, channel, dial_stack
+from dial_support import CALLEE_HZ, channel, dial_stack, dial_events as _dial_events
 from harness import switch_modes
 from stream_scenarios import Calls, rms, tone, windows_with
 from waiting import wait_until
@@ -32,10 +32,6 @@ def _marker_start(samples, rate=8000):
     starts = [i for i in range(0, len(samples) - n + 1, n) if windows_with(samples[i:i + n], CALLEE_HZ)]
     assert starts, "the caller never heard the callee's marker: the bridge did not last"
     return starts[0]
-
-
-def _dial_events(stack):
-    return [r.form for r in list(stack.app.requests) if r.path == "/dial-events"]
 
 
 def _bridged(stack, p, calls, waits):

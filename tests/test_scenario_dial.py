@@ -10,23 +10,11 @@ play a tone, refuse as busy, never answer). The caller speaks a 300 Hz tone, the
 import requests
 
 from dial_support import CALLEE_HZ, CALLER_HZ, channel, channels, dial_stack
+from dial_support import hangup_of as _hangup_of, wait_dial_events as _wait_dial_events
 from harness import switch_modes
 from stream_scenarios import Calls, tone, windows_with, write_wav
 
 _stack = dial_stack
-
-
-def _dial_events(stack, path):
-    return [r.form for r in list(stack.app.requests) if r.path == path]
-
-
-def _hangup_of(stack, call_uuid, timeout=10):
-    """The Hangup webhook of one call (the callee's own call posts one to the same URL)."""
-    def find():
-        return [r.form for r in list(stack.app.requests)
-                if r.path == "/hangup" and r.form.get("CallUUID") == call_uuid]
-    assert stack.app.wait_for(find, timeout), f"no Hangup webhook for {call_uuid}"
-    return find()[0]
 
 
 def _press(stack, call, digits):
@@ -43,12 +31,6 @@ def _hang_up_caller(stack, call):
         stack.service.control.api(f"uuid_kill {call.a_uuid} NORMAL_CLEARING")
     else:
         call.channel.hangup("NORMAL_CLEARING")
-
-
-def _wait_dial_events(stack, path, count, timeout=20):
-    assert stack.app.wait_for(lambda: len(_dial_events(stack, path)) >= count, timeout), \
-        [f.get("Event") for f in _dial_events(stack, path)]
-    return _dial_events(stack, path)
 
 
 @switch_modes()
@@ -68,7 +50,7 @@ def test_dial_connects_the_caller_and_the_callee(tmp_path, real_fs):
         action = stack.app.wait_event("DialAction", timeout=40).form
         summary = call.wait(30)
         heard = call.heard()
-        events = _wait_dial_events(stack, "/dial-events", 3)
+        events = _wait_dial_events(stack, 3)
         rec = stack.app.wait_event("RecordStop", timeout=20).form
         recording = requests.get(rec["RecordUrl"], headers=stack.api_headers(), timeout=5)
 
@@ -112,7 +94,7 @@ def test_dial_busy_callee_runs_the_next_elements(tmp_path, real_fs):
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 1)
+        events = _wait_dial_events(stack, 1)
         hangup = _hangup_of(stack, action["CallUUID"])
 
     assert action["DialStatus"] == "busy"
@@ -138,7 +120,7 @@ def test_dial_no_answer_after_the_ring_timeout(tmp_path, real_fs):
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 1)
+        events = _wait_dial_events(stack, 1)
 
     assert action["DialStatus"] == "no-answer"
     assert action["DialHangupCause"] == "NO_ANSWER"
@@ -166,7 +148,7 @@ def test_dial_rings_two_callees_at_once_and_the_loser_ends_with_lose_race(tmp_pa
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 4)
+        events = _wait_dial_events(stack, 4)
 
     assert action["DialStatus"] == "completed"
     by_leg = {}
@@ -201,7 +183,7 @@ def test_dial_caller_hangs_up_while_the_callee_rings(tmp_path, real_fs):
         _hang_up_caller(stack, call)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 1)
+        events = _wait_dial_events(stack, 1)
         hangup = _hangup_of(stack, action["CallUUID"])
 
     assert action["DialStatus"] == "cancel"
@@ -225,11 +207,11 @@ def test_dial_hangup_on_star_ends_the_bridge_and_the_document_goes_on(tmp_path, 
                            f'<Number>77</Number></Dial><Hangup/></Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
-        _wait_dial_events(stack, "/dial-events", 2)          # DialConnected: bridged
+        _wait_dial_events(stack, 2)          # DialConnected: bridged
         _press(stack, call, "*")
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 3)
+        events = _wait_dial_events(stack, 3)
         hangup = _hangup_of(stack, action["CallUUID"])
 
     assert action["DialStatus"] == "completed"
@@ -254,7 +236,7 @@ def test_dial_time_limit_ends_the_bridge(tmp_path, real_fs):
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 3)
+        events = _wait_dial_events(stack, 3)
 
     assert action["DialStatus"] == "completed"
     assert action["DialHangupCause"] == "ALLOTTED_TIMEOUT"
@@ -332,7 +314,7 @@ def test_dial_confirm_key_connects_only_a_callee_that_presses_it(tmp_path, real_
         call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=40)
         action = stack.app.wait_event("DialAction", timeout=40).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 4)
+        events = _wait_dial_events(stack, 4)
         heard = call.heard()
     assert action["DialStatus"] == "completed"
     connected = [e for e in events if e["Event"] == "DialConnected"]
@@ -352,10 +334,10 @@ def test_dial_digits_match_reports_what_the_caller_pressed(tmp_path, real_fs):
                            f'<Number>77</Number></Dial></Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
-        _wait_dial_events(stack, "/dial-events", 2)          # DialConnected: bridged
+        _wait_dial_events(stack, 2)          # DialConnected: bridged
         _press(stack, call, "#12")
         call.wait(40)
-        events = _wait_dial_events(stack, "/dial-events", 4)
+        events = _wait_dial_events(stack, 4)
     matched = [e for e in events if e["Event"] == "DialDigitsMatch"]
     assert len(matched) == 1, [e["Event"] for e in events]
     assert matched[0]["DialDigitsMatch"] == "#12"
@@ -413,11 +395,11 @@ def test_dial_caller_hangs_up_during_the_bridge(tmp_path, real_fs):
                            f'callbackUrl="{calls.url("/dial-events")}"><Number>77</Number></Dial></Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
-        _wait_dial_events(stack, "/dial-events", 2)          # DialConnected: bridged
+        _wait_dial_events(stack, 2)          # DialConnected: bridged
         _hang_up_caller(stack, call)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 3)
+        events = _wait_dial_events(stack, 3)
         hangup = _hangup_of(stack, action["CallUUID"])
     assert action["DialStatus"] == "completed" and action["DialBLegUUID"]
     assert [e["Event"] for e in events] == ["DialAnswer", "DialConnected", "DialHangup"]
@@ -438,7 +420,7 @@ def test_a_rest_transfer_ends_the_bridge_and_runs_the_new_document(tmp_path, rea
         stack.app.document("/moved", "<Response><Speak>Moved</Speak><Hangup/></Response>")
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
-        connected = _wait_dial_events(stack, "/dial-events", 2)[1]
+        connected = _wait_dial_events(stack, 2)[1]
         assert connected["Event"] == "DialConnected"
         a_uuid = connected["CallUUID"]
         reply = requests.post(stack.api_url(f"/Call/{a_uuid}/"), headers=stack.api_headers(),
@@ -447,7 +429,7 @@ def test_a_rest_transfer_ends_the_bridge_and_runs_the_new_document(tmp_path, rea
         stack.app.wait_path("/moved", timeout=10)
         call.wait(30)
         hangup = _hangup_of(stack, a_uuid)
-        events = _wait_dial_events(stack, "/dial-events", 3)
+        events = _wait_dial_events(stack, 3)
     assert events[-1]["Event"] == "DialHangup"
     assert events[-1]["DialBLegHangupSource"] == "API Request"
     assert hangup["HangupSource"] == "Answer XML"
@@ -471,7 +453,7 @@ def test_rest_play_and_dtmf_reach_the_bridged_callee(tmp_path, real_fs):
         music = calls.serve_wav("/1200.wav", tone(1200, 2.0))
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 20.0))
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
-        connected = _wait_dial_events(stack, "/dial-events", 2)[1]
+        connected = _wait_dial_events(stack, 2)[1]
         a_uuid = connected["CallUUID"]
         # the callee's GetDigits is collecting once its prompt plays (digits pressed before it are dropped)
         def callee_uuids():
@@ -512,7 +494,7 @@ def test_a_callee_s_early_media_is_not_its_answer(tmp_path, real_fs):
         call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 1)
+        events = _wait_dial_events(stack, 1)
         heard = call.heard()
     assert action["DialStatus"] == "no-answer", action
     assert action["DialRingStatus"] == "true" and action["DialBLegUUID"] == ""
@@ -536,12 +518,12 @@ def test_dial_user_rings_a_sip_uri_with_its_headers(tmp_path):
                        f'<User sipHeaders="ReasonX-VH=billing">sip:agent@example.com</User></Dial></Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
         call = stack.call(to="1", audio=str(caller_wav), keep_heard=True, hangup_after=30)
-        connected = _wait_dial_events(stack, "/dial-events", 2)[1]
+        connected = _wait_dial_events(stack, 2)[1]
         leg = stack.sim.get_channel(connected["DialBLegUUID"])
         assert leg is not None and leg.name.startswith("sofia/internal/")
         assert leg.get_variable("sip_h_X-VH-Reason") == "billing" and leg.get_variable("sip_h_X-VH-Team") == "ops"
         call.wait(30)
-        events = _wait_dial_events(stack, "/dial-events", 3)
+        events = _wait_dial_events(stack, 3)
     assert connected["DialBLegTo"] == "sip:agent@example.com"
     for e in events:
         assert e["X-VH-Reason"] == "billing" and e["X-VH-Team"] == "ops"

@@ -19,27 +19,10 @@ import json
 import pytest
 
 from dial_support import CALLEE_HZ, CALLER_HZ, dial_stack
+from dial_support import hangup_of as _hangup_of, wait_dial_events as _wait_dial_events
 from harness import switch_modes
 from sip_phone import SipPhone
 from stream_scenarios import Calls, tone, windows_with, write_wav
-
-
-def _dial_events(stack, path="/dial-events"):
-    return [r.form for r in list(stack.app.requests) if r.path == path]
-
-
-def _wait_dial_events(stack, count, timeout=30):
-    assert stack.app.wait_for(lambda: len(_dial_events(stack)) >= count, timeout), \
-        [f.get("Event") for f in _dial_events(stack)]
-    return _dial_events(stack)
-
-
-def _hangup_of(stack, call_uuid, timeout=20):
-    def find():
-        return [r.form for r in list(stack.app.requests)
-                if r.path == "/hangup" and r.form.get("CallUUID") == call_uuid]
-    assert stack.app.wait_for(find, timeout), f"no Hangup webhook for {call_uuid}"
-    return find()[0]
 
 
 @switch_modes()
