@@ -368,6 +368,33 @@ def test_record_in_dial_records_both_parties_of_the_bridge(tmp_path, real_fs):
 
 
 @switch_modes()
+def test_record_in_dial_with_max_length_stops_at_the_limit_while_the_bridge_goes_on(tmp_path, real_fs):
+    """maxLength="3" on a Dial's Record: 3 s recorded (FreeSWITCH's uuid_record alone stops on a whole
+    second of its clock, up to 1 s early), ended by maxLength, while the bridge runs on."""
+    stack, p = _stack(real_fs)
+    with stack:
+        calls = Calls(stack)
+        callee_tone = calls.serve_wav("/700.wav", tone(CALLEE_HZ, 8.0))
+        calls.add(p + "77", f'<Response><Play>{callee_tone}</Play></Response>')
+        calls.add(p + "1", f'<Response><Dial action="{calls.url("/dial-action")}" callbackUrl="{calls.url("/dial-events")}">'
+                           f'<Record action="{calls.url("/rec")}" fileFormat="wav" maxLength="3"/>'
+                           f'<Number>77</Number></Dial></Response>')
+        stack.app.document("/dial-action", "<Response><Hangup/></Response>")
+        caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
+        call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
+        call.wait(40)
+        rec = stack.app.wait_event("Record", timeout=10, path="/rec").form
+        hangup = stack.app.wait_event("DialHangup", timeout=10, path="/dial-events").form
+        recording = requests.get(rec["RecordUrl"], headers=stack.api_headers(), timeout=5)
+    assert 2900 <= int(rec["RecordingDurationMs"]) <= 3200, rec
+    assert rec["RecordingEndReason"] == "maxLength", rec
+    assert int(hangup["DialBLegDuration"]) >= 6, hangup   # the bridge went on (the callee's 8 s)
+    audio = channel(recording, 0)
+    assert 2.9 <= len(audio) / 8000 <= 3.2
+    assert windows_with(channel(recording, 1), CALLEE_HZ) >= 20     # the callee, in the 3 s
+
+
+@switch_modes()
 def test_dial_send_digits_reach_the_callee(tmp_path, real_fs):
     stack, p = _stack(real_fs)
     with stack:

@@ -6,9 +6,14 @@ form: the Dial decides what runs next) and its callbackUrl (Event=RecordStop).
 
 The caller's channel is running `bridge` meanwhile, so the recording is started and stopped with
 the `uuid_record` API, which does not wait behind the running app. `maxLength`, when the document
-gives it, limits the recording; otherwise it lasts as long as the bridge.
+gives it, limits the recording; otherwise it lasts as long as the bridge. The limit is kept here, as
+verbs/recording.py's BackgroundRecording keeps its own: uuid_record stops at a whole second of the
+epoch clock, up to a second early, so FreeSWITCH is given a second more and a timer stops the
+recording at the limit.
 """
 from __future__ import annotations
+
+import gevent
 
 from esl_app import CallGone
 
@@ -20,6 +25,8 @@ class DialRecording:
         self.call = call
         self.verb = verb
         self.rec = None
+        self._limit_timer = None
+        self._limit_reached = False
 
     @property
     def limit_s(self) -> int:
@@ -33,7 +40,8 @@ class DialRecording:
         self.rec = Recording(call, self.verb.file_format, "session")
         stereo = "true" if getattr(self.verb, "stereo", True) else "false"
         try:
-            reply = session.api(f"uuid_record {session.uuid} start {self.rec.wav_path} {self.limit_s} "
+            limit = self.limit_s + 1 if self.limit_s else 0   # FreeSWITCH's stop: a safety net
+            reply = session.api(f"uuid_record {session.uuid} start {self.rec.wav_path} {limit} "
                                 f"{{RECORD_STEREO={stereo}}}")
         except CallGone:
             reply = "-ERR the call ended"
@@ -44,20 +52,34 @@ class DialRecording:
             self.rec = None
             return
         call.timeline("recording_started", {"id": self.rec.id, "dial": True})
+        if self.limit_s:
+            self._limit_timer = gevent.spawn_later(self.limit_s, self._at_limit)
+
+    def _at_limit(self) -> None:
+        rec, session = self.rec, self.call.session
+        if rec is None or rec.finished or session.gone:
+            return
+        self._limit_reached = True
+        try:
+            session.api(f"uuid_record {session.uuid} stop {rec.wav_path}")
+        except CallGone:
+            pass
 
     def stop(self) -> None:
         """The bridge ended: stop, finish the file and post the callbacks."""
         rec, call, session = self.rec, self.call, self.call.session
         if rec is None or rec.finished:
             return
-        if not session.gone:
+        timer, self._limit_timer = self._limit_timer, None
+        if timer is not None and timer is not gevent.getcurrent():
+            timer.kill(block=False)
+        if not session.gone and not self._limit_reached:
             try:
                 session.api(f"uuid_record {session.uuid} stop {rec.wav_path}")
             except CallGone:
                 pass
         duration_ms = wav_duration_ms(rec.wav_path)
-        full = self.limit_s and duration_ms is not None and duration_ms >= self.limit_s * 1000 - 500
-        rec.finish(END_MAX_LENGTH if full else END_HUNG_UP, duration_ms)
+        rec.finish(END_MAX_LENGTH if self._limit_reached else END_HUNG_UP, duration_ms)
         if self.verb.action:
             call.post(self.verb.action, self.verb.method, rec.record_params("Record"), "Record")
         if self.verb.callback_url:
