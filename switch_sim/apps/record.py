@@ -5,6 +5,10 @@ the channel (not a media bug): record (switch_ivr_record_file) and wait_for_sile
 record writes low noise to the caller while it records (record_waste_resources, on by default) and
 keeps a CNG read frame (the caller sent nothing) only with `record_fill_cng`.
 
+record's time limit is wall-clock, whole seconds of the epoch clock, as FreeSWITCH's: `record <path>
+2` records between 2 and 3 seconds (the stop comes at the second boundary three seconds after the
+second it started in).
+
 Approximated: record's energy measure is the mean absolute sample value of each 20 ms frame of the
 caller's audio, compared with the threshold (FreeSWITCH's record loop does the same per frame); no
 `record_restart_limit_on_dtmf`, append (of `record`) or `RECORD_MIN_SEC` handling.
@@ -12,6 +16,7 @@ caller's audio, compared with the threshold (FreeSWITCH's record loop does the s
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -126,18 +131,22 @@ def app_record(ch, data):
     silent_frames = 0
     hits = silence_hits_s * 50
     exhausted = False
-    started = ch._frames
+    # switch_ivr_record_file: start = switch_epoch_time_now(NULL), and the loop breaks once
+    # switch_epoch_time_now(NULL) - start > limit, both whole seconds: the recording runs to the
+    # wall-clock second boundary limit + 1 seconds after the second it started in, between limit and
+    # limit + 1 seconds (tests/fixtures/fs-captures/record-limit.json)
+    started_s = int(time.time()) if limit_s > 0 else None
     try:
         while True:
             if not next_frame(ch):
+                break
+            if started_s is not None and int(time.time()) - started_s > limit_s:
                 break
             if ch.has_dtmf():
                 d = ch.dequeue_dtmf()
                 if d and d in terminators:
                     ch.set_variable('playback_terminator_used', d)
                     break
-            if limit_s and ch._frames - started >= limit_s * 50:
-                break
             frames, collector.frames = collector.frames, []
             for frame in frames:
                 if frame is not None:
