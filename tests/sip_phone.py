@@ -17,8 +17,8 @@ of real time, a sine of `tone_hz` (silence when None), and records the PCMU it r
 With `early_media=True` an answering phone sends 183 Session Progress with its SDP instead of 180
 (RTP flows both ways from then on, `call.early_at` is its time) and its 200 OK `answer_after`
 seconds later. It offers telephone-event (RFC 4733, the payload type of the INVITE's offer) as well
-as PCMU, and keeps each telephone event it receives, once: `call.dtmf` lists
-`Dtmf(digit, early)`, `early` when it came before the 200 OK.
+as PCMU, and keeps each telephone event it receives, once, and each digit sent in a SIP INFO
+(dtmf-relay): `call.dtmf` lists `Dtmf(digit, early)`, `early` when it came before the 200 OK.
 
 It answers ACK, BYE (200), CANCEL (200, and 487 to a ringing INVITE), a re-INVITE (200 with the
 same SDP), OPTIONS and INFO (200), anything else 501. A retransmitted request gets the response
@@ -262,6 +262,23 @@ class Call:
                 self.dtmf.append(Dtmf(EVENT_DIGITS[data[offset]], not self.answered))
                 self.phone._changed.set()
 
+    def info_dtmf(self, request) -> None:
+        """A digit sent as SIP INFO (application/dtmf-relay `Signal=5`, or application/dtmf `5`):
+        FreeSWITCH sends one so when it has not yet taken the telephone-event payload of an early
+        media answer; kept with the telephone events."""
+        kind = (request.get("Content-Type") or "").split(";")[0].strip().lower()
+        body = request.body.decode("latin-1", "replace")
+        if kind == "application/dtmf-relay":
+            fields = dict(line.split("=", 1) for line in body.splitlines() if "=" in line)
+            digit = fields.get("Signal", "").strip()
+        elif kind == "application/dtmf":
+            digit = body.strip()
+        else:
+            return
+        if len(digit) == 1 and digit in "0123456789*#ABCD":
+            self.dtmf.append(Dtmf(digit, not self.answered))
+            self.phone._changed.set()
+
     # -- requests the phone sends -----------------------------------------------------------------
     def request(self, method: str) -> SipMessage:
         """An in-dialog request from the phone (the callee) to the switch."""
@@ -442,6 +459,8 @@ class SipPhone:
                 call.stop_media()
             call.ended.set()
         elif method in ("OPTIONS", "INFO"):
+            if method == "INFO" and call is not None:
+                call.info_dtmf(request)
             self._respond(request, source, 200, "OK", call)
         else:
             self._respond(request, source, 501, "Not Implemented", call)

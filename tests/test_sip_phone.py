@@ -30,14 +30,14 @@ class Switch:
         self.call_id, self.tag = str(uuid.uuid4()), uuid.uuid4().hex[:8]
         self.to_tag = ""
 
-    def request(self, phone, method, cseq, body=b"", branch=None, cseq_method=None):
+    def request(self, phone, method, cseq, body=b"", branch=None, cseq_method=None, content_type="application/sdp"):
         to = f"<{phone.uri}>" + (f";tag={self.to_tag}" if self.to_tag else "")
         headers = [("Via", f"SIP/2.0/UDP 127.0.0.1:9;rport;branch={branch or 'z9hG4bK' + uuid.uuid4().hex}"),
                    ("Max-Forwards", "70"), ("From", f"<sip:15550001111@127.0.0.1>;tag={self.tag}"), ("To", to),
                    ("Call-ID", self.call_id), ("CSeq", f"{cseq} {cseq_method or method}"),
                    ("Contact", f"<sip:mod_sofia@127.0.0.1:{self.port}>"), ("X-VH-a", "1")]
         if body:
-            headers.append(("Content-Type", "application/sdp"))
+            headers.append(("Content-Type", content_type))
         message = SipMessage(f"{method} {phone.uri} SIP/2.0", headers, body)
         self.sock.sendto(message.to_bytes(), ("127.0.0.1", phone.port))
         return message
