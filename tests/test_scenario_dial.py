@@ -178,8 +178,8 @@ def test_dial_caller_hangs_up_while_the_callee_rings(tmp_path, real_fs):
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 10.0))
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
         # the callee's call has reached its app: it rings; the caller hangs up now
-        stack.app.wait_for(lambda: any(r.form.get("To") == p + "79" for r in list(stack.app.requests)
-                                       if r.path == "/answer"), 30)
+        assert stack.app.wait_for(lambda: any(r.form.get("To") == p + "79" for r in list(stack.app.requests)
+                                              if r.path == "/answer"), 20), "the callee's call never reached its app"
         _hang_up_caller(stack, call)
         action = stack.app.wait_event("DialAction", timeout=30).form
         call.wait(30)
