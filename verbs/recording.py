@@ -134,7 +134,7 @@ class BackgroundRecording:
     records n less the fraction of the second it started in (switch_ivr_async.c,
     switch_ivr_record_session_event; tests/fixtures/fs-captures/record-limit.json). FreeSWITCH is
     given the limit + 1 s (its stop then comes after ours, and still ends the file should callfork
-    go away), and a timer stops the recording `limit_s` after it started (`stop_at_limit`)."""
+    go away), and a timer stops the recording `limit_s` after it started (`arm_limit`)."""
 
     def __init__(self, call, rec: Recording, limit_s: int | None, rec_vars: dict):
         self.call = call
