@@ -400,10 +400,11 @@ def test_dial_send_digits_reach_the_callee(tmp_path, real_fs):
     with stack:
         calls = Calls(stack)
         calls.add(p + "77", f'<Response><GetDigits action="{calls.url("/callee-digits")}" numDigits="3" '
-                            f'timeout="8"/></Response>')
-        # the callee's GetDigits must be running when the digits come: on a loaded machine 1 s (ww) was
-        # once too short for its document to start and the digits were not collected; 3 s of W leave room
-        calls.add(p + "1", '<Response><Dial><Number sendDigits="WWW123">77</Number></Dial></Response>')
+                            f'timeout="12"/></Response>')
+        # the callee's GetDigits must be running when the digits come (it drops digits that came
+        # before it): on a loaded machine 1 s (ww) and then, in a full real-switch run, 3 s (WWW) were
+        # each once too short for its document to start; 5 s of W leave room
+        calls.add(p + "1", '<Response><Dial><Number sendDigits="WWWWW123">77</Number></Dial></Response>')
         caller_wav = write_wav(tmp_path / "caller.wav", tone(CALLER_HZ, 15.0))
         call = stack.call(to="1", audio=str(caller_wav), hangup_after=30)
         got = stack.app.wait_path("/callee-digits", timeout=30)[0].form
