@@ -105,7 +105,7 @@ def run(address, password, caller_dtmf, pace: float = 0.3) -> list[dict]:
     results = []
     try:
         for case in cases():
-            time.sleep(pace)
+            time.sleep(pace)   # pacing: the cases spaced out on the real switch (0 on the simulator)
             results.append(run_case(esl, case, caller_dtmf))
     finally:
         esl.close()
